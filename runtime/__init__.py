@@ -1,0 +1,1 @@
+"""The Image Similarity runtime: one inference and API module for every backend."""

@@ -1,0 +1,80 @@
+"""``POST /image-similarity`` (and its alias ``/text_similarity``), ``GET /ping``, ``POST /invocations``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, Request
+from starlette.concurrency import run_in_threadpool
+
+from runtime.embedding import Embedder, parse_request, similarity
+from runtime.schemas import (
+    SIMILARITY_EXAMPLES,
+    BatchResponse,
+    ErrorResponse,
+    PairResponse,
+    PingResponse,
+    SimilarityRequest,
+    VectorResponse,
+)
+
+router = APIRouter()
+sagemaker_router = APIRouter()
+
+ERRORS = {
+    400: {"model": ErrorResponse, "description": "Bad input: the message names the field and the reason."},
+    413: {"model": ErrorResponse, "description": "The request body is larger than the limit."},
+    502: {"model": ErrorResponse, "description": "The model backend failed."},
+}
+RESPONSE_MODEL = VectorResponse | PairResponse | BatchResponse
+SIMILARITY_DOC = """Single mode (`url` | `img` | `text`) answers the vector; pair mode (slot 1 and slot 2, each
+`url_N` | `img_N` | `text_N`) answers `similarity` = (1 + cosine) / 2; batch mode (`inputs`, up to 32
+slots) answers the vectors in order. Images: JPEG, PNG, BMP or WebP, longest side at most 4096 px."""
+
+
+def embedder_of(request: Request) -> Embedder:
+    return request.app.state.embedder
+
+
+async def answer(embedder: Embedder, body: SimilarityRequest) -> dict:
+    mode, inputs = parse_request(body, embedder.settings.max_batch)
+    vectors = await run_in_threadpool(embedder.embed, inputs)
+    version = embedder.model_version
+    if mode == "single":
+        return {"result": vectors[0].tolist(), "model_version": version}
+    if mode == "pair":
+        return {"similarity": similarity(vectors[0], vectors[1]), "model_version": version}
+    return {"results": vectors.tolist(), "model_version": version}
+
+
+@router.post(
+    "/image-similarity",
+    response_model=RESPONSE_MODEL,
+    responses=ERRORS,
+    summary="Vectors and similarity of images and texts",
+    description=SIMILARITY_DOC,
+    tags=["similarity"],
+)
+async def image_similarity(request: Request, body: SimilarityRequest = Body(openapi_examples=SIMILARITY_EXAMPLES)):
+    return await answer(embedder_of(request), body)
+
+
+@router.post(
+    "/text_similarity",
+    response_model=RESPONSE_MODEL,
+    responses=ERRORS,
+    summary="Same as /image-similarity (the path of the AI Solution Kit's examples)",
+    description=SIMILARITY_DOC,
+    tags=["similarity"],
+)
+async def text_similarity(request: Request, body: SimilarityRequest = Body(openapi_examples=SIMILARITY_EXAMPLES)):
+    return await answer(embedder_of(request), body)
+
+
+@router.get("/ping", response_model=PingResponse, summary="Health check", tags=["health"])
+async def ping(request: Request) -> dict:
+    return {"status": "ok", "model_version": embedder_of(request).model_version}
+
+
+@sagemaker_router.post("/invocations", response_model=RESPONSE_MODEL, responses=ERRORS, include_in_schema=False)
+async def invocations(request: Request, body: SimilarityRequest) -> dict:
+    """SageMaker's inference route: the same bodies and answers as ``/image-similarity``."""
+    return await answer(embedder_of(request), body)

@@ -1,0 +1,80 @@
+"""Bake a model into a folder at image build time: ``python -m runtime.bake --out /opt/model``.
+
+Loads the weights once (downloading them when given a pretrained tag), saves them as a local
+checkpoint with a ``manifest.json``, then reloads the folder through the runtime's own loading
+code and checks that both give the same vectors. The containers then never fetch at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from runtime.engines.torch_engine import TorchEngine
+from runtime.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, Settings
+
+WEIGHTS_FILE = "weights.pt"
+CONFIG_FILE = "model_config.json"
+
+
+def bake(settings: Settings, out: Path) -> dict:
+    import torch
+
+    source = TorchEngine.load(settings)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(source.model.state_dict(), out / WEIGHTS_FILE)
+    manifest = {
+        "model": settings.model,
+        "pretrained": settings.pretrained,
+        "model_version": settings.model_version,
+        "weights_file": WEIGHTS_FILE,
+        "image_size": source.image_size,
+        "dimension": source.dimension,
+    }
+    if settings.model_config:
+        shutil.copy(settings.model_config, out / CONFIG_FILE)
+        manifest["config_file"] = CONFIG_FILE
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    check_reload(source, out)
+    return manifest
+
+
+def check_reload(source: TorchEngine, out: Path) -> None:
+    """The baked folder must load through the runtime's loader and give the same vectors."""
+    baked = TorchEngine.load(Settings(model_dir=str(out), device="cpu").with_baked_model())
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(2, source.image_size, source.image_size, 3), dtype=np.uint8)
+    texts = ["a photo of a cat", "a diagram"]
+    for expected, actual in (
+        (source.encode_images(pixels), baked.encode_images(pixels)),
+        (source.encode_texts(texts), baked.encode_texts(texts)),
+    ):
+        if not np.allclose(expected, actual, atol=1e-5):
+            raise SystemExit("bake: the reloaded model gives different vectors")
+    if baked.model_version != source.model_version:
+        raise SystemExit(f"bake: model version {baked.model_version} != {source.model_version}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runtime.bake", description=__doc__)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--pretrained", default=DEFAULT_PRETRAINED, help="pretrained tag (the version label)")
+    parser.add_argument("--weights", help="bake this local checkpoint instead of downloading the tag")
+    parser.add_argument("--model-config", help="extra OpenCLIP model config JSON, copied into the folder")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    settings = Settings(
+        model=args.model, pretrained=args.pretrained, weights=args.weights, model_config=args.model_config, device="cpu"
+    )
+    manifest = bake(settings, args.out)
+    print(f"baked {manifest['model_version']} ({manifest['dimension']}-d, {manifest['image_size']} px) into {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""From request slots to vectors: read each input, validate it, and batch it through the engine."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.engines import Engine
+from runtime.errors import BadRequest, InvalidInput
+from runtime.fetch import UrlFetcher
+from runtime.schemas import SimilarityRequest, Slot
+from runtime.settings import Settings
+from runtime.transforms import configure_pillow, decode_image, prepare_image
+
+SLOT_KINDS = ("url", "img", "text")
+DATA_URL_PREFIX = re.compile(r"^data:[^,]{0,100};base64,", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Input:
+    kind: str  # "url", "img" or "text"
+    value: str
+    field: str  # the request field it came from, for error messages
+
+
+def slot_input(values: dict[str, str | None], fields: dict[str, str], where: str) -> Input:
+    """Exactly one of url / img / text; ``fields`` maps each kind to its request field name."""
+    given = [kind for kind in SLOT_KINDS if values.get(kind) is not None]
+    names = " or ".join(fields[kind] for kind in SLOT_KINDS)
+    if not given:
+        raise BadRequest(f"{where}: give one of {names}", code="missing_input")
+    if len(given) > 1:
+        both = " and ".join(fields[kind] for kind in given)
+        raise BadRequest(f"{where}: give only one of {names}, not {both}", code="ambiguous_input")
+    kind = given[0]
+    value = values[kind]
+    assert value is not None
+    return Input(kind, value, fields[kind])
+
+
+def parse_request(request: SimilarityRequest, max_batch: int) -> tuple[str, list[Input]]:
+    """The request's mode (``single``, ``pair`` or ``batch``) and its inputs, in order."""
+    data = request.model_dump()
+    single = {kind: data[kind] for kind in SLOT_KINDS}
+    first = {kind: data[f"{kind}_1"] for kind in SLOT_KINDS}
+    second = {kind: data[f"{kind}_2"] for kind in SLOT_KINDS}
+    modes = [
+        name
+        for name, used in (
+            ("single", any(v is not None for v in single.values())),
+            ("pair", any(v is not None for v in (*first.values(), *second.values()))),
+            ("batch", request.inputs is not None),
+        )
+        if used
+    ]
+    if not modes:
+        raise BadRequest(
+            "request body: give url, img or text (single mode); url_1/img_1/text_1 and url_2/img_2/text_2 "
+            "(pair mode); or inputs (batch mode)",
+            code="missing_input",
+        )
+    if len(modes) > 1:
+        raise BadRequest(f"request body: fields of {' and '.join(modes)} mode are mixed; use one mode", code="ambiguous_input")
+    mode = modes[0]
+    if mode == "single":
+        return mode, [slot_input(single, {k: k for k in SLOT_KINDS}, "request body")]
+    if mode == "pair":
+        return mode, [
+            slot_input(first, {k: f"{k}_1" for k in SLOT_KINDS}, "slot 1"),
+            slot_input(second, {k: f"{k}_2" for k in SLOT_KINDS}, "slot 2"),
+        ]
+    return mode, batch_inputs(request.inputs or [], max_batch)
+
+
+def batch_inputs(slots: list[Slot], max_batch: int) -> list[Input]:
+    if not slots:
+        raise BadRequest("inputs: the list is empty; give 1 to %d slots" % max_batch, code="missing_input")
+    if len(slots) > max_batch:
+        raise BadRequest(f"inputs: {len(slots)} slots; at most {max_batch} per request", code="batch_too_large")
+    inputs = []
+    for index, slot in enumerate(slots):
+        fields = {kind: f"inputs[{index}].{kind}" for kind in SLOT_KINDS}
+        inputs.append(slot_input(slot.model_dump(), fields, f"inputs[{index}]"))
+    return inputs
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """(1 + cosine) / 2 of two unit vectors, in [0, 1]."""
+    return float(np.clip((1.0 + float(np.dot(a, b))) / 2.0, 0.0, 1.0))
+
+
+class Embedder:
+    """Reads inputs (base64, URLs, text), prepares them and embeds them in two engine calls."""
+
+    def __init__(self, settings: Settings, engine: Engine, fetcher: UrlFetcher | None = None):
+        self.settings = settings
+        self.engine = engine
+        self.fetcher = fetcher or UrlFetcher(settings)
+        self._readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="image-reader")
+        configure_pillow(settings.max_image_side)
+
+    @property
+    def model_version(self) -> str:
+        return self.engine.model_version
+
+    def embed(self, inputs: list[Input]) -> np.ndarray:
+        """One unit vector per input, in order."""
+        texts = [(i, self.check_text(item)) for i, item in enumerate(inputs) if item.kind == "text"]
+        images = [(i, item) for i, item in enumerate(inputs) if item.kind != "text"]
+        pixels = list(self._readers.map(self.read_image, [item for _, item in images]))
+        vectors = np.zeros((len(inputs), self.engine.dimension), dtype=np.float32)
+        if images:
+            vectors[[i for i, _ in images]] = self.engine.encode_images(np.stack(pixels))
+        if texts:
+            vectors[[i for i, _ in texts]] = self.engine.encode_texts([text for _, text in texts])
+        return vectors
+
+    def check_text(self, item: Input) -> str:
+        text = item.value.strip()
+        if not text:
+            raise InvalidInput(f"{item.field}: the text is empty", code="text_empty")
+        if len(text) > self.settings.max_text_chars:
+            raise InvalidInput(
+                f"{item.field}: the text has {len(text)} characters; at most {self.settings.max_text_chars}",
+                code="text_too_long",
+            )
+        return text
+
+    def read_image(self, item: Input) -> np.ndarray:
+        data = self.read_bytes(item)
+        size = self.engine.image_size
+        try:
+            image = decode_image(
+                data, item.field, max_side=self.settings.max_image_side, draft_to=size * self.settings.draft_factor
+            )
+        except InvalidInput as exc:
+            if item.kind == "url" and exc.code == "not_an_image":
+                raise InvalidInput(f"{item.field}: the URL's content is not an image", code="url_not_image") from exc
+            raise
+        return prepare_image(image, size)
+
+    def read_bytes(self, item: Input) -> bytes:
+        if item.kind == "url":
+            if not item.value.strip():
+                raise InvalidInput(f"{item.field}: the URL is empty", code="invalid_url")
+            return self.fetcher.fetch(item.value.strip(), item.field)
+        return decode_base64(item.value, item.field, self.settings.max_image_bytes)
+
+
+def decode_base64(value: str, field: str, max_bytes: int) -> bytes:
+    text = DATA_URL_PREFIX.sub("", value.strip(), count=1)
+    text = "".join(text.split())
+    if len(text) * 3 // 4 > max_bytes:
+        raise InvalidInput(f"{field}: the image is larger than {max_bytes} bytes", code="image_too_large")
+    if not text:
+        raise InvalidInput(f"{field}: the base64 string is empty", code="invalid_base64")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"{field}: not valid base64 ({exc})", code="invalid_base64") from exc

@@ -1,0 +1,102 @@
+"""The error model: every failure the API reports is an ``ApiError``.
+
+The HTTP body is ``{"message": str, "code": str}``; library writes add ``"status": -1``.
+Messages name the field at fault and the reason, so a caller can fix the request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    status_code = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status_code is not None:
+            self.status_code = status_code
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.message, "code": self.code}
+
+
+class BadRequest(ApiError):
+    """The request itself is malformed (JSON, fields, slots)."""
+
+
+class InvalidInput(ApiError):
+    """An input value (image, URL, text) cannot be used."""
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+class QuotaExceeded(ApiError):
+    status_code = 409
+    code = "quota_exceeded"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Overloaded(ApiError):
+    status_code = 503
+    code = "overloaded"
+
+
+class ModelUnavailable(Exception):
+    """The model's weights cannot be loaded; raised at start-up, never for a request."""
+
+
+class UpstreamError(ApiError):
+    """A backend the runtime depends on (SageMaker, S3 Vectors) failed."""
+
+    status_code = 502
+    code = "upstream_error"
+
+
+VALIDATION_CODES = {
+    "json_invalid": "invalid_json",
+    "extra_forbidden": "unknown_field",
+    "missing": "missing_field",
+    "model_attributes_type": "invalid_json",
+    "dict_type": "invalid_type",
+}
+
+
+def validation_error(errors: list[dict[str, Any]]) -> BadRequest:
+    """The first of pydantic's validation errors, as a 400 that names the field."""
+    if not errors:
+        return BadRequest("request body: invalid request")
+    error = errors[0]
+    kind = error.get("type", "")
+    location = [str(part) for part in error.get("loc", ()) if part != "body"]
+    field = _field_path(location) or "request body"
+    if kind == "json_invalid":
+        return BadRequest(f"request body: invalid JSON ({error.get('ctx', {}).get('error', 'cannot parse')})", code="invalid_json")
+    if kind == "model_attributes_type" and field == "request body":
+        return BadRequest("request body: must be a JSON object", code="invalid_json")
+    if kind == "extra_forbidden":
+        return BadRequest(f"{field}: unknown field", code="unknown_field")
+    return BadRequest(f"{field}: {error.get('msg', 'invalid value')}", code=VALIDATION_CODES.get(kind, "invalid_value"))
+
+
+def _field_path(parts: list[str]) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
+    return path

@@ -1,0 +1,133 @@
+"""Every limit and default of the runtime, in one place.
+
+Each field can be set by an environment variable named ``IMSIM_<FIELD NAME IN CAPITALS>``
+(the container images and the CDK stacks use those); the local server's flags override them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "IMSIM_"
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+SMOKE_VERSION_TAG = "RANDOM-WEIGHTS-SMOKE-TEST-NOT-A-REAL-MODEL"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- model -------------------------------------------------------------------------
+    model: str = DEFAULT_MODEL
+    """OpenCLIP architecture name."""
+    pretrained: str = DEFAULT_PRETRAINED
+    """OpenCLIP pretrained tag; the second half of the model version string."""
+    weights: str | None = None
+    """Local checkpoint path; when set it replaces the download of ``pretrained``."""
+    model_config: str | None = None
+    """Extra OpenCLIP model config (a JSON file or folder of them), registered before loading."""
+    model_dir: str | None = None
+    """A folder written by ``python -m runtime.bake`` (the container images bake one in)."""
+    smoke: bool = False
+    """Random weights, for trying the API without any download. Says so in every answer."""
+    engine: str = "torch"
+    """``torch`` (in-process) or ``sagemaker`` (a GPU endpoint computes the vectors)."""
+    device: str = "auto"
+    """``auto`` picks CUDA when present, else CPU."""
+    sagemaker_endpoint: str | None = None
+    image_size: int = 224
+    """Model input size; used by the ``sagemaker`` engine, which has no model to ask."""
+
+    # --- inputs ------------------------------------------------------------------------
+    max_image_side: int = 4096
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_batch: int = 32
+    max_text_chars: int = 1000
+    draft_factor: int = 2
+    """JPEGs are decoded at reduced scale down to ``draft_factor`` x the model input size."""
+    fetch_timeout_s: float = 10.0
+    fetch_max_redirects: int = 5
+    fetch_allow_networks: tuple[str, ...] = ()
+    """CIDR networks the URL fetcher may reach although they are not public (tests use
+    ``127.0.0.1/32``). Empty in every deployment."""
+    s3_allowed_buckets: tuple[str, ...] = ()
+    """When not empty, ``s3://`` URLs may only name these buckets (IAM enforces it too)."""
+
+    # --- libraries ---------------------------------------------------------------------
+    store: str = "local"
+    """``local`` (embedded store in ``data_dir``) or ``s3vectors`` (AWS)."""
+    data_dir: str = "./data"
+    max_libraries: int = 10
+    max_images_per_library: int = 100_000
+    dedup_threshold: float = 0.97
+    """Score ((1 + cosine) / 2) at or above which an added image counts as a near-duplicate."""
+    max_metadata_bytes: int = 4096
+    default_top_k: int = 10
+    max_top_k: int = 100
+    vector_bucket: str | None = None
+    registry_table: str | None = None
+
+    # --- server ------------------------------------------------------------------------
+    explorer: bool = True
+    public_base_url: str | None = None
+    """Base URL the API Explorer's "Try it out" calls (deployed: the stage URL)."""
+    auth: str = "NONE"
+    """How the deployed API is protected (``AWS_IAM`` or ``NONE``); the explorer says so."""
+
+    @property
+    def model_version(self) -> str:
+        tag = SMOKE_VERSION_TAG if self.smoke else self.pretrained
+        return f"{self.model}/{tag}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        return settings.with_baked_model()
+
+    def with_baked_model(self) -> Settings:
+        """Take model name, tag and weights from a baked model folder's manifest."""
+        if not self.model_dir:
+            return self
+        manifest_path = Path(self.model_dir) / "manifest.json"
+        if not manifest_path.exists():
+            return self
+        manifest = json.loads(manifest_path.read_text())
+        config = Path(self.model_dir) / manifest["config_file"] if manifest.get("config_file") else None
+        return self.replace(
+            model=manifest["model"],
+            pretrained=manifest["pretrained"],
+            weights=str(Path(self.model_dir) / manifest["weights_file"]),
+            model_config=str(config) if config else self.model_config,
+            image_size=manifest.get("image_size", self.image_size),
+            smoke=False,
+        )
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    kind = str(f.type)
+    if kind.startswith("bool"):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if kind.startswith("int"):
+        return int(raw)
+    if kind.startswith("float"):
+        return float(raw)
+    if kind.startswith("tuple"):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    return raw
+

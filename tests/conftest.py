@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny OpenCLIP model with random weights, and real HTTP servers on loopback."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup would stall ~47 s before failing
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+import pytest  # noqa: E402
+
+from tests.helpers import LiveServer, build_tiny_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny OpenCLIP config (512-d output) with random weights, saved as a checkpoint."""
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tiny_model, tmp_path_factory):
+    from runtime.settings import Settings
+
+    return Settings(
+        model=tiny_model.name,
+        pretrained="tiny-random-test",
+        weights=str(tiny_model.weights),
+        model_config=str(tiny_model.config),
+        device="cpu",
+        data_dir=str(tmp_path_factory.mktemp("data")),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_settings):
+    """Loaded once through the runtime's real loading code and shared by the servers below."""
+    from runtime.engines import load_engine
+
+    return load_engine(tiny_settings)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_settings, tiny_engine):
+    """The API on a real loopback HTTP server; URL inputs may reach 127.0.0.1 (test servers)."""
+    settings = tiny_settings.replace(fetch_allow_networks=("127.0.0.1/32",))
+    with LiveServer.start(settings, tiny_engine) as live:
+        yield live
+
+
+@pytest.fixture(scope="session")
+def strict_server(tiny_settings, tiny_engine):
+    """The API as deployed: no non-public address may be fetched."""
+    with LiveServer.start(tiny_settings.replace(fetch_allow_networks=()), tiny_engine) as live:
+        yield live
