@@ -8,45 +8,44 @@ code and checks that both give the same vectors. The containers then never fetch
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from runtime.engines.onnx_export import export_onnx
 from runtime.engines.torch_engine import TorchEngine
+from runtime.manifest import write_manifest
 from runtime.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, Settings
 
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "model_config.json"
 
 
-def bake(settings: Settings, out: Path) -> dict:
+def bake(settings: Settings, out: Path, *, onnx: bool = True) -> dict:
     import torch
 
     source = TorchEngine.load(settings)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(source.model.state_dict(), out / WEIGHTS_FILE)
-    manifest = {
-        "model": settings.model,
-        "pretrained": settings.pretrained,
-        "model_version": settings.model_version,
-        "weights_file": WEIGHTS_FILE,
-        "image_size": source.image_size,
-        "dimension": source.dimension,
-    }
+    extra: dict = {"weights_file": WEIGHTS_FILE}
     if settings.model_config:
         shutil.copy(settings.model_config, out / CONFIG_FILE)
-        manifest["config_file"] = CONFIG_FILE
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        extra["config_file"] = CONFIG_FILE
+    if onnx:
+        extra["onnx_cosine_vs_torch"] = export_onnx(source, out)
+        worst = min(extra["onnx_cosine_vs_torch"][key] for key in ("image-fp32", "text-fp32"))
+        if worst < 0.99999:
+            raise SystemExit(f"bake: the fp32 ONNX graphs drift from torch (cosine {worst:.6f})")
+    manifest = write_manifest(out, settings, source, **extra)
     check_reload(source, out)
     return manifest
 
 
 def check_reload(source: TorchEngine, out: Path) -> None:
     """The baked folder must load through the runtime's loader and give the same vectors."""
-    baked = TorchEngine.load(Settings(model_dir=str(out), device="cpu").with_baked_model())
+    baked = TorchEngine.load(Settings(model_dir=str(out), device="cpu", engine="torch").with_baked_model())
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(2, source.image_size, source.image_size, 3), dtype=np.uint8)
     texts = ["a photo of a cat", "a diagram"]
@@ -67,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="bake this local checkpoint instead of downloading the tag")
     parser.add_argument("--model-config", help="extra OpenCLIP model config JSON, copied into the folder")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX export")
     args = parser.parse_args(argv)
     settings = Settings(
         model=args.model, pretrained=args.pretrained, weights=args.weights, model_config=args.model_config, device="cpu"
     )
-    manifest = bake(settings, args.out)
+    manifest = bake(settings, args.out, onnx=args.onnx)
     print(f"baked {manifest['model_version']} ({manifest['dimension']}-d, {manifest['image_size']} px) into {args.out}")
     return 0
 

@@ -35,8 +35,14 @@ class Settings:
     """A folder written by ``python -m runtime.bake`` (the container images bake one in)."""
     smoke: bool = False
     """Random weights, for trying the API without any download. Says so in every answer."""
-    engine: str = "torch"
-    """``torch`` (in-process) or ``sagemaker`` (a GPU endpoint computes the vectors)."""
+    engine: str = "auto"
+    """``auto``, ``torch``, ``onnx`` or ``sagemaker``: see ``runtime.engines``."""
+    onnx_precision: str = "fp32"
+    """``fp32`` or ``int8`` (opt-in: dynamic int8 weights, ~2x faster, not yet checked on real weights)."""
+    micro_batching: bool = True
+    """Concurrent requests share forward passes (``runtime.batching``)."""
+    batch_wait_ms: float = 0.0
+    """How long a forward pass may wait for more requests to join it (0: only those already queued)."""
     device: str = "auto"
     """``auto`` picks CUDA when present, else CPU."""
     sagemaker_endpoint: str | None = None
@@ -47,6 +53,9 @@ class Settings:
     max_image_side: int = 4096
     max_image_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 32 * 1024 * 1024
+    max_json_values: int = 100_000
+    """A request body may hold at most this many JSON values (bounded by counting commas and
+    brackets before parsing): 32 MB of ``{},{},...`` would otherwise take ~800 MB to parse."""
     max_batch: int = 32
     max_text_chars: int = 1000
     draft_factor: int = 2
@@ -61,19 +70,29 @@ class Settings:
 
     # --- libraries ---------------------------------------------------------------------
     store: str = "local"
-    """``local`` (embedded store in ``data_dir``) or ``s3vectors`` (AWS)."""
+    """``local`` (embedded store in ``data_dir``), ``s3vectors`` (AWS) or ``off`` (no libraries)."""
     data_dir: str = "./data"
     max_libraries: int = 10
     max_images_per_library: int = 100_000
     dedup_threshold: float = 0.97
-    """Score ((1 + cosine) / 2) at or above which an added image counts as a near-duplicate."""
+    """Score ((1 + cosine) / 2) at or above which an added image counts as a near-duplicate
+    (0.97 is cosine 0.94: re-encoded, resized or lightly cropped copies; see docs/libraries.md)."""
     max_metadata_bytes: int = 4096
     default_top_k: int = 10
     max_top_k: int = 100
     vector_bucket: str | None = None
+    """S3 Vectors bucket of the ``s3vectors`` store (one index per library)."""
     registry_table: str | None = None
+    """DynamoDB table (partition key ``name``, type S) of the ``s3vectors`` store's library registry."""
+    library_lease_s: float = 30.0
+    """``s3vectors`` store: how long a writer's lease on a library lasts if its holder crashes."""
+    library_wait_s: float = 10.0
+    """``s3vectors`` store: how long a write waits for a busy library before answering 503."""
 
     # --- server ------------------------------------------------------------------------
+    max_inflight_requests: int = 64
+    """Requests handled at once by one server process (``GET /ping`` aside); more are answered
+    503 with ``Retry-After`` at once instead of queueing without bound (0: no limit)."""
     explorer: bool = True
     public_base_url: str | None = None
     """Base URL the API Explorer's "Try it out" calls (deployed: the stage URL)."""
@@ -84,6 +103,15 @@ class Settings:
     def model_version(self) -> str:
         tag = SMOKE_VERSION_TAG if self.smoke else self.pretrained
         return f"{self.model}/{tag}"
+
+    def cache_key(self) -> str:
+        """Names a folder of derived files (ONNX graphs) for exactly these weights."""
+        import hashlib
+
+        source = self.weights or ""
+        stamp = f"{Path(source).stat().st_mtime_ns}" if source and Path(source).exists() else ""
+        digest = hashlib.sha256(f"{self.model_version}|{source}|{stamp}|{self.smoke}".encode()).hexdigest()[:16]
+        return f"{self.model.replace('/', '_')}-{digest}"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -108,6 +136,8 @@ class Settings:
         if not manifest_path.exists():
             return self
         manifest = json.loads(manifest_path.read_text())
+        if "weights_file" not in manifest:
+            return self
         config = Path(self.model_dir) / manifest["config_file"] if manifest.get("config_file") else None
         return self.replace(
             model=manifest["model"],

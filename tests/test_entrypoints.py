@@ -180,7 +180,7 @@ def dockerignore_allows(relative: str) -> bool:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_every_copied_file_exists_in_the_build_context(dockerfile):
-    copies = [args for op, args in dockerfile_instructions(dockerfile) if op == "COPY"]
+    copies = [args for op, args in dockerfile_instructions(dockerfile) if op == "COPY" and "--from=" not in args]
     assert copies
     for args in copies:
         parts = [p for p in args.split() if not p.startswith("--")]
@@ -197,7 +197,7 @@ def test_every_run_step_installs_packages_or_calls_a_tested_project_script(docke
             continue
         steps = [step.strip() for step in args.split("&&")]
         for step in steps:
-            assert step.startswith(("pip install", "cd ${LAMBDA_TASK_ROOT}", "python -m runtime.bake")), step
+            assert step.startswith(("pip install", "python -m runtime.bake")), step
 
 
 def test_bake_step_runs_offline_on_the_tiny_checkpoint(tiny_settings, tmp_path):
@@ -215,3 +215,10 @@ def test_bake_step_runs_offline_on_the_tiny_checkpoint(tiny_settings, tmp_path):
     baked = Settings.from_env({"IMSIM_MODEL_DIR": str(out)})
     assert baked.model_version == "tiny-test-clip/tiny-baked"
     assert Path(baked.weights).exists()
+    assert min(manifest["onnx_cosine_vs_torch"].values()) > 0.99
+    # The Lambda image copies these files from the bake stage: they must be what bake writes.
+    lambda_copies = [a for op, a in dockerfile_instructions(DOCKERFILES[0]) if op == "COPY" and "--from=bake" in a]
+    sources = [p for copy in lambda_copies for p in copy.split()[1:-1]]
+    assert sources
+    for source in sources:
+        assert (out / Path(source).relative_to("/opt/model")).exists(), source

@@ -24,6 +24,7 @@ def pick_device(requested: str) -> str:
 def create_openclip(settings: Settings, device: str = "cpu"):
     """The one place OpenCLIP models are built: returns ``(model, tokenizer, image_spec)``."""
     import open_clip
+    import torch
 
     if settings.model_config:
         open_clip.add_model_config(settings.model_config)
@@ -32,7 +33,9 @@ def create_openclip(settings: Settings, device: str = "cpu"):
     else:
         pretrained = settings.weights or settings.pretrained
     try:
-        model, _, _ = open_clip.create_model_and_transforms(settings.model, pretrained=pretrained, device=device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # smoke mode's random weights are the same at every start
+            model, _, _ = open_clip.create_model_and_transforms(settings.model, pretrained=pretrained, device=device)
     except Exception as exc:  # open_clip raises RuntimeError, OSError, hub errors...
         raise ModelUnavailable(_unavailable_message(settings, exc)) from exc
     model.eval()

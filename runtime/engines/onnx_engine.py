@@ -1,0 +1,80 @@
+"""ONNX Runtime on the CPU: the deployed CPU engine. Imports neither torch nor open_clip."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from runtime.engines import l2_normalize
+from runtime.engines.clip_tokenizer import ClipTokenizer
+from runtime.engines.onnx_export import IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE, int8_name
+from runtime.transforms import ImageSpec, normalize
+
+PRECISIONS = ("fp32", "int8")
+
+
+def has_onnx_graphs(folder: str | Path | None) -> bool:
+    return bool(folder) and all((Path(folder) / name).exists() for name in (IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE))
+
+
+class OnnxEngine:
+    def __init__(self, image_session, text_session, tokenizer: ClipTokenizer, spec: ImageSpec, model_version: str):
+        self.image_session = image_session
+        self.text_session = text_session
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.model_version = model_version
+        self.dimension = int(image_session.get_outputs()[0].shape[-1])
+        # One run at a time: concurrent runs on a few cores only fight over them.
+        self._lock = threading.Lock()
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.size
+
+    @classmethod
+    def load(
+        cls,
+        folder: Path,
+        *,
+        model_version: str,
+        precision: str = "fp32",
+        spec: ImageSpec | None = None,
+        threads: int | None = None,
+    ) -> OnnxEngine:
+        import onnxruntime as ort
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"onnx precision must be one of {PRECISIONS}, not {precision!r}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+        def session(graph: str):
+            name = int8_name(graph) if precision == "int8" else graph
+            return ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+
+        spec = spec or _image_spec(folder)
+        return cls(session(IMAGE_GRAPH), session(TEXT_GRAPH), ClipTokenizer(folder / TOKENIZER_FILE), spec, model_version)
+
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+        batch = normalize(pixels, self.spec)
+        with self._lock:
+            vectors = self.image_session.run(None, {"pixels": batch})[0]
+        return l2_normalize(vectors)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        tokens = self.tokenizer(texts)
+        with self._lock:
+            vectors = self.text_session.run(None, {"tokens": tokens})[0]
+        return l2_normalize(vectors)
+
+
+def _image_spec(folder: Path) -> ImageSpec:
+    """Size, mean and std from the folder's manifest."""
+    data = json.loads((folder / "manifest.json").read_text())
+    return ImageSpec(size=data["image_size"], mean=tuple(data["image_mean"]), std=tuple(data["image_std"]))
