@@ -20,7 +20,6 @@ from runtime.manifest import write_manifest
 from runtime.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, Settings
 
 WEIGHTS_FILE = "weights.pt"
-CONFIG_FILE = "model_config.json"
 
 
 def bake(settings: Settings, out: Path, *, onnx: bool = True) -> dict:
@@ -31,8 +30,9 @@ def bake(settings: Settings, out: Path, *, onnx: bool = True) -> dict:
     torch.save(source.model.state_dict(), out / WEIGHTS_FILE)
     extra: dict = {"weights_file": WEIGHTS_FILE}
     if settings.model_config:
-        shutil.copy(settings.model_config, out / CONFIG_FILE)
-        extra["config_file"] = CONFIG_FILE
+        config_file = f"{settings.model}.json"  # open_clip names a registered config after its file
+        shutil.copy(settings.model_config, out / config_file)
+        extra["config_file"] = config_file
     if onnx:
         extra["onnx_cosine_vs_torch"] = export_onnx(source, out)
         worst = min(extra["onnx_cosine_vs_torch"][key] for key in ("image-fp32", "text-fp32"))

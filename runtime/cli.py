@@ -23,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-dir", help="a folder written by 'python -m runtime.bake'")
     serve.add_argument("--smoke", action="store_true", help="random weights: try the API offline, no download")
     serve.add_argument("--device", help="cpu, cuda or auto (default)")
+    serve.add_argument("--engine", choices=["auto", "torch", "onnx"], help="inference engine (default auto)")
+    serve.add_argument("--onnx-precision", choices=["fp32", "int8"], help="onnx engine precision (default fp32)")
+    serve.add_argument(
+        "--no-micro-batching", dest="micro_batching", action="store_false", default=None,
+        help="one forward pass per request, even under concurrency",
+    )
     serve.add_argument("--data-dir", help="where the embedded store keeps image libraries (default ./data)")
     serve.add_argument(
         "--allow-network",
@@ -45,6 +51,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "model_dir": args.model_dir,
         "smoke": args.smoke or None,
         "device": args.device,
+        "engine": args.engine,
+        "onnx_precision": args.onnx_precision,
+        "micro_batching": args.micro_batching,
         "data_dir": args.data_dir,
         "fetch_allow_networks": tuple(args.fetch_allow_networks) if args.fetch_allow_networks else None,
     }

@@ -45,6 +45,8 @@ class Settings:
     """How long a forward pass may wait for more requests to join it (0: only those already queued)."""
     device: str = "auto"
     """``auto`` picks CUDA when present, else CPU."""
+    gpu_fp16: bool = True
+    """On CUDA, compute in fp16 when a start-up check finds cosine >= 0.999 against fp32."""
     sagemaker_endpoint: str | None = None
     image_size: int = 224
     """Model input size; used by the ``sagemaker`` engine, which has no model to ask."""

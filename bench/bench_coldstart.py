@@ -1,0 +1,99 @@
+"""Cold start: process start to first answered request, split into imports, weights, first forward.
+
+    .venv/bin/python bench/bench_coldstart.py [--smoke]
+
+Engines: torch + open_clip (the baseline) and ONNX Runtime fp32 / int8 from a baked folder, as the
+Lambda image starts. Each runs in a fresh process; the split comes from the child's own clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import CACHE, ROOT, ServerProcess, model_settings, parser, print_table  # noqa: E402
+
+CHILD = r"""
+import json, sys, time
+start = time.perf_counter()
+import numpy as np
+from runtime.settings import Settings
+from runtime.app import create_app
+kind = sys.argv[1]
+if kind == "torch":
+    import open_clip, torch  # what the torch engine needs, loaded before the clock reads "imports"
+else:
+    import onnxruntime, tokenizers
+imported = time.perf_counter()
+settings = Settings.from_env(engine=kind, micro_batching=False)
+from runtime.engines import load_engine
+engine = load_engine(settings)
+loaded = time.perf_counter()
+engine.encode_images(np.zeros((1, engine.image_size, engine.image_size, 3), dtype=np.uint8))
+engine.encode_texts(["a photo"])
+first = time.perf_counter()
+print(json.dumps({"imports": imported - start, "weights": loaded - imported, "first forward": first - loaded}))
+"""
+
+
+def baked_folder(settings) -> Path:
+    """A folder as the image build bakes it (weights + ONNX graphs), made once."""
+    folder = CACHE / f"baked-{settings.cache_key()}"
+    if not (folder / "manifest.json").exists():
+        subprocess.run(
+            [sys.executable, "-m", "runtime.bake", "--out", str(folder), *bake_args(settings)], cwd=ROOT, check=True
+        )
+    return folder
+
+
+def bake_args(settings) -> list[str]:
+    if settings.smoke:  # real-size model with seeded random weights: save them as a checkpoint first
+        import torch
+
+        weights = CACHE / "smoke-random.pt"
+        if not weights.exists():
+            from runtime.engines.torch_engine import TorchEngine
+
+            CACHE.mkdir(exist_ok=True)
+            torch.save(TorchEngine.load(settings).model.state_dict(), weights)
+        return ["--model", settings.model, "--pretrained", "random-seed-0", "--weights", str(weights)]
+    return ["--model", settings.model, "--pretrained", settings.pretrained, "--weights", settings.weights,
+            "--model-config", settings.model_config]
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    settings = model_settings(args.smoke)
+    folder = baked_folder(settings)
+    env = {**os.environ, "IMSIM_MODEL_DIR": str(folder), "HF_HUB_OFFLINE": "1"}
+    rows, baseline = [], None
+    for kind, precision in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")):
+        run_env = {**env, "IMSIM_ONNX_PRECISION": precision}
+        started = time.perf_counter()
+        child = subprocess.run([sys.executable, "-c", CHILD, kind], cwd=ROOT, env=run_env, capture_output=True, text=True)
+        total = time.perf_counter() - started
+        if child.returncode:
+            raise SystemExit(child.stderr)
+        split = json.loads(child.stdout.strip().splitlines()[-1])
+        with ServerProcess("--engine", kind, "--onnx-precision", precision, env=run_env) as server:
+            http_ready = server.wait_ready()
+        baseline = baseline or total
+        rows.append([
+            f"{kind} {precision}", split["imports"], split["weights"], split["first forward"], total, http_ready,
+            f"{baseline / total:.2f}x",
+        ])
+    print_table(
+        f"Cold start ({settings.model_version}, seconds, fresh process each)",
+        ["engine", "imports", "weights", "first forward", "process total", "to first /ping", "faster vs torch"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Throughput and p95 with 1, 4, 8 and 16 concurrent clients, micro-batching on and off.
+
+    .venv/bin/python bench/bench_concurrency.py [--engine onnx|torch] [--seconds 15] [--smoke]
+
+Each client sends single-image requests (a 1024x768 JPEG, base64) back to back for a fixed time.
+The baseline is one client with micro-batching off, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+
+from bench.common import ServerProcess, model_settings, p50, p95, parser, print_table, server_args  # noqa: E402
+from tests.helpers import b64, image_bytes  # noqa: E402
+
+
+def run_clients(url: str, clients: int, seconds: float, bodies: list[dict]) -> tuple[float, list[float], int]:
+    """Requests per second, latencies (ms) and error count for ``clients`` threads over ``seconds``."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+
+    def client(index: int) -> None:
+        nonlocal errors
+        with httpx.Client(base_url=url, timeout=120) as http:
+            i = index
+            while time.perf_counter() < stop_at:
+                start = time.perf_counter()
+                response = http.post("/image-similarity", json=bodies[i % len(bodies)])
+                elapsed = (time.perf_counter() - start) * 1000
+                with lock:
+                    latencies.append(elapsed)
+                    errors += response.status_code != 200
+                i += clients
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(latencies) / (time.perf_counter() - started), latencies, errors
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--engine", default="onnx", choices=["onnx", "torch"])
+    cli.add_argument("--seconds", type=float, default=15.0)
+    args = cli.parse_args()
+    seconds = 1.0 if args.smoke else args.seconds
+    levels = (1, 4) if args.smoke else (1, 4, 8, 16)
+    settings = model_settings(args.smoke).replace(engine=args.engine)
+    from runtime.engines import load_engine
+
+    load_engine(settings.replace(micro_batching=False))  # export ONNX graphs once, before timing
+    bodies = [{"img": b64(image_bytes(i, size=(1024, 768), fmt="JPEG", quality=90))} for i in range(16)]
+    rows, baseline = [], None
+    for batching in (False, True):
+        flags = [*server_args(settings), "--engine", args.engine]
+        if not batching:
+            flags.append("--no-micro-batching")
+        with ServerProcess(*flags) as server:
+            run_clients(server.url, 2, 1.0, bodies)  # warm up
+            for clients in levels:
+                throughput, latencies, errors = run_clients(server.url, clients, seconds, bodies)
+                baseline = baseline or throughput
+                rows.append([
+                    "on" if batching else "off", clients, throughput, p50(latencies), p95(latencies),
+                    f"{throughput / baseline:.2f}x", errors,
+                ])
+    print_table(
+        f"Concurrency ({settings.model_version}, engine {args.engine}, {seconds:g} s per level)",
+        ["micro-batching", "clients", "requests/s", "p50 ms", "p95 ms", "throughput vs 1 client (off)", "errors"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Engines: latency at batch 1 and 8, and cosine against torch eager fp32 on the same inputs.
+
+    .venv/bin/python bench/bench_engines.py            # real-size ViT-B-32, random weights
+    .venv/bin/python bench/bench_engines.py --smoke    # tiny model, seconds (CI)
+
+The baseline is torch eager fp32, measured in the same run. ONNX graphs are exported once into
+.bench-cache/ (about 35 s for ViT-B-32) and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench.common import model_settings, p50, parser, print_table, timed  # noqa: E402
+
+TEXTS = ["a photo of a cat sitting on a red sofa in the afternoon sun"]
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    repeat = 3 if args.smoke else 10
+    settings = model_settings(args.smoke)
+
+    from runtime.engines import _export_on_demand
+    from runtime.engines.onnx_engine import OnnxEngine
+    from runtime.engines.torch_engine import TorchEngine
+
+    torch_engine = TorchEngine.load(settings)
+    folder = _export_on_demand(settings.replace(onnx_precision="int8"))
+    engines = {"torch eager fp32": torch_engine}
+    for precision in ("fp32", "int8"):
+        engines[f"onnx {precision}"] = OnnxEngine.load(
+            folder, model_version=settings.model_version, precision=precision, spec=torch_engine.spec
+        )
+
+    size = torch_engine.image_size
+    rng = np.random.default_rng(0)
+    batches = {n: rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8) for n in (1, 8)}
+    reference = {n: torch_engine.encode_images(batch) for n, batch in batches.items()}
+    reference_text = torch_engine.encode_texts(TEXTS)
+
+    rows, baseline = [], {}
+    for name, engine in engines.items():
+        for n, batch in batches.items():
+            ms = p50(timed(lambda: engine.encode_images(batch), repeat))
+            baseline.setdefault(n, ms)
+            cosine = float(np.min(np.sum(engine.encode_images(batch) * reference[n], axis=1)))
+            rows.append([name, f"image x{n}", ms, ms / n, f"{baseline[n] / ms:.2f}x", f"{cosine:.6f}"])
+        ms = p50(timed(lambda: engine.encode_texts(TEXTS), repeat))
+        baseline.setdefault("text", ms)
+        cosine = float(np.min(np.sum(engine.encode_texts(TEXTS) * reference_text, axis=1)))
+        rows.append([name, "text x1", ms, ms, f"{baseline['text'] / ms:.2f}x", f"{cosine:.6f}"])
+    print_table(
+        f"Engines ({settings.model_version}, {size} px)",
+        ["engine", "input", "ms/batch p50", "ms/item", "speed vs torch", "min cosine vs torch"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

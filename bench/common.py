@@ -1,0 +1,126 @@
+"""Shared by the benchmarks: the model under test, timing, servers, and the printed table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".bench-cache"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--smoke", action="store_true", help="a seconds-long run on a tiny model (CI)")
+    return p
+
+
+def model_settings(smoke: bool):
+    """Real-size ViT-B-32 with seeded random weights, or (smoke) the tiny test model."""
+    from runtime.settings import Settings
+
+    if not smoke:
+        return Settings(smoke=True, data_dir=str(CACHE), device="cpu")
+    from tests.helpers import build_tiny_checkpoint
+
+    tiny = build_tiny_checkpoint(Path(tempfile.mkdtemp(prefix="bench-tiny-")))
+    return Settings(
+        model=tiny.name, pretrained="tiny-random", weights=str(tiny.weights), model_config=str(tiny.config),
+        data_dir=tempfile.mkdtemp(prefix="bench-data-"), device="cpu",
+    )
+
+
+def server_args(settings) -> list[str]:
+    """The `python -m runtime serve` flags that load the same model as ``settings``."""
+    if settings.smoke:
+        return ["--smoke", "--data-dir", settings.data_dir]
+    return [
+        "--model", settings.model, "--pretrained", settings.pretrained, "--weights", settings.weights,
+        "--model-config", settings.model_config, "--data-dir", settings.data_dir,
+    ]
+
+
+def timed(function, repeat: int, warmup: int = 1) -> list[float]:
+    """Milliseconds per call."""
+    for _ in range(warmup):
+        function()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def p50(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    sys.stdout.flush()
+
+
+def _fmt(value) -> str:
+    """Milliseconds and the like; format cosines and ratios before passing them in."""
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return str(value)
+
+
+class ServerProcess:
+    """``python -m runtime serve`` in a child process on a free loopback port."""
+
+    def __init__(self, *args: str, env: dict | None = None):
+        from tests.helpers import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "runtime", "serve", "--port", str(self.port), "--log-level", "warning", *args]
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})})
+
+    def wait_ready(self, timeout: float = 300) -> float:
+        """Seconds from process start to the first answered /ping."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.url + "/ping", timeout=2).status_code == 200:
+                    return time.perf_counter() - self.started
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+    def __enter__(self):
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
