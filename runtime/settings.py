@@ -60,8 +60,10 @@ class Settings:
     brackets before parsing): 32 MB of ``{},{},...`` would otherwise take ~800 MB to parse."""
     max_batch: int = 32
     max_text_chars: int = 1000
-    draft_factor: int = 2
-    """JPEGs are decoded at reduced scale down to ``draft_factor`` x the model input size."""
+    draft_factor: int = 1
+    """JPEGs are decoded at reduced scale (1/2, 1/4, 1/8) down to ``draft_factor`` x the model input
+    size: 2.6x faster for 1024x768 and 13x for 4096x3072, with model-input differences of about
+    0.0004 mean, 0.016 max (on a 0-1 scale) against a full decode on photos."""
     fetch_timeout_s: float = 10.0
     fetch_max_redirects: int = 5
     fetch_allow_networks: tuple[str, ...] = ()
