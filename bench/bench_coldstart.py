@@ -63,8 +63,16 @@ def bake_args(settings) -> list[str]:
             CACHE.mkdir(exist_ok=True)
             torch.save(TorchEngine.load(settings).model.state_dict(), weights)
         return ["--model", settings.model, "--pretrained", "random-seed-0", "--weights", str(weights)]
-    return ["--model", settings.model, "--pretrained", settings.pretrained, "--weights", settings.weights,
-            "--model-config", settings.model_config]
+    return [
+        "--model",
+        settings.model,
+        "--pretrained",
+        settings.pretrained,
+        "--weights",
+        settings.weights,
+        "--model-config",
+        settings.model_config,
+    ]
 
 
 def main() -> None:
@@ -76,7 +84,9 @@ def main() -> None:
     for kind, precision in (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")):
         run_env = {**env, "IMSIM_ONNX_PRECISION": precision}
         started = time.perf_counter()
-        child = subprocess.run([sys.executable, "-c", CHILD, kind], cwd=ROOT, env=run_env, capture_output=True, text=True)
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD, kind], cwd=ROOT, env=run_env, capture_output=True, text=True
+        )
         total = time.perf_counter() - started
         if child.returncode:
             raise SystemExit(child.stderr)
@@ -84,10 +94,17 @@ def main() -> None:
         with ServerProcess("--engine", kind, "--onnx-precision", precision, env=run_env) as server:
             http_ready = server.wait_ready()
         baseline = baseline or total
-        rows.append([
-            f"{kind} {precision}", split["imports"], split["weights"], split["first forward"], total, http_ready,
-            f"{baseline / total:.2f}x",
-        ])
+        rows.append(
+            [
+                f"{kind} {precision}",
+                split["imports"],
+                split["weights"],
+                split["first forward"],
+                total,
+                http_ready,
+                f"{baseline / total:.2f}x",
+            ]
+        )
     print_table(
         f"Cold start ({settings.model_version}, seconds, fresh process each)",
         ["engine", "imports", "weights", "first forward", "process total", "to first /ping", "faster vs torch"],

@@ -72,10 +72,17 @@ def main() -> None:
             for clients in levels:
                 throughput, latencies, errors = run_clients(server.url, clients, seconds, bodies)
                 baseline = baseline or throughput
-                rows.append([
-                    "on" if batching else "off", clients, throughput, p50(latencies), p95(latencies),
-                    f"{throughput / baseline:.2f}x", errors,
-                ])
+                rows.append(
+                    [
+                        "on" if batching else "off",
+                        clients,
+                        throughput,
+                        p50(latencies),
+                        p95(latencies),
+                        f"{throughput / baseline:.2f}x",
+                        errors,
+                    ]
+                )
     print_table(
         f"Concurrency ({settings.model_version}, engine {args.engine}, {seconds:g} s per level)",
         ["micro-batching", "clients", "requests/s", "p50 ms", "p95 ms", "throughput vs 1 client (off)", "errors"],

@@ -47,11 +47,11 @@ def main() -> None:
     rows, baseline = [], {}
     for name, engine in engines.items():
         for n, batch in batches.items():
-            ms = p50(timed(lambda: engine.encode_images(batch), repeat))
+            ms = p50(timed(lambda engine=engine, batch=batch: engine.encode_images(batch), repeat))
             baseline.setdefault(n, ms)
             cosine = float(np.min(np.sum(engine.encode_images(batch) * reference[n], axis=1)))
             rows.append([name, f"image x{n}", ms, ms / n, f"{baseline[n] / ms:.2f}x", f"{cosine:.6f}"])
-        ms = p50(timed(lambda: engine.encode_texts(TEXTS), repeat))
+        ms = p50(timed(lambda engine=engine: engine.encode_texts(TEXTS), repeat))
         baseline.setdefault("text", ms)
         cosine = float(np.min(np.sum(engine.encode_texts(TEXTS) * reference_text, axis=1)))
         rows.append([name, "text x1", ms, ms, f"{baseline['text'] / ms:.2f}x", f"{cosine:.6f}"])

@@ -33,7 +33,9 @@ def main() -> None:
     size = engine.image_size
     rng = np.random.default_rng(0)
     forward = {
-        n: p50(timed(lambda n=n: engine.encode_images(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)), repeat))
+        n: p50(
+            timed(lambda n=n: engine.encode_images(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)), repeat)
+        )
         for n in (1, 2, 8)
     }
     forward["text"] = p50(timed(lambda: engine.encode_texts(["a photo of a cat on a sofa"]), repeat))
@@ -47,13 +49,18 @@ def main() -> None:
         ("single 4096x3072 base64", {"img": b64(large)}, 1),
         ("single 4096x3072 url", {"url": files.base + "/large.jpg"}, 1),
         ("pair 1024x768", {"img_1": b64(small), "img_2": b64(image_bytes(3, size=(1024, 768), fmt="JPEG"))}, 2),
-        ("batch of 8 1024x768", {"inputs": [{"img": b64(image_bytes(i, size=(1024, 768), fmt="JPEG"))} for i in range(8)]}, 8),
+        (
+            "batch of 8 1024x768",
+            {"inputs": [{"img": b64(image_bytes(i, size=(1024, 768), fmt="JPEG"))} for i in range(8)]},
+            8,
+        ),
         ("text", {"text": "a photo of a cat on a sofa"}, "text"),
     ]
     rows = []
     flags = [*server_args(settings), "--engine", args.engine, "--no-micro-batching", "--allow-network", "127.0.0.1/32"]
     with ServerProcess(*flags) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         for name, body, batch in cases:
+
             def send(body=body):
                 response = client.post("/image-similarity", json=body)
                 response.raise_for_status()

@@ -33,8 +33,12 @@ def model_settings(smoke: bool):
 
     tiny = build_tiny_checkpoint(Path(tempfile.mkdtemp(prefix="bench-tiny-")))
     return Settings(
-        model=tiny.name, pretrained="tiny-random", weights=str(tiny.weights), model_config=str(tiny.config),
-        data_dir=tempfile.mkdtemp(prefix="bench-data-"), device="cpu",
+        model=tiny.name,
+        pretrained="tiny-random",
+        weights=str(tiny.weights),
+        model_config=str(tiny.config),
+        data_dir=tempfile.mkdtemp(prefix="bench-data-"),
+        device="cpu",
     )
 
 
@@ -43,8 +47,16 @@ def server_args(settings) -> list[str]:
     if settings.smoke:
         return ["--smoke", "--data-dir", settings.data_dir]
     return [
-        "--model", settings.model, "--pretrained", settings.pretrained, "--weights", settings.weights,
-        "--model-config", settings.model_config, "--data-dir", settings.data_dir,
+        "--model",
+        settings.model,
+        "--pretrained",
+        settings.pretrained,
+        "--weights",
+        settings.weights,
+        "--model-config",
+        settings.model_config,
+        "--data-dir",
+        settings.data_dir,
     ]
 
 

@@ -26,7 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--engine", choices=["auto", "torch", "onnx"], help="inference engine (default auto)")
     serve.add_argument("--onnx-precision", choices=["fp32", "int8"], help="onnx engine precision (default fp32)")
     serve.add_argument(
-        "--no-micro-batching", dest="micro_batching", action="store_false", default=None,
+        "--no-micro-batching",
+        dest="micro_batching",
+        action="store_false",
+        default=None,
         help="one forward pass per request, even under concurrency",
     )
     serve.add_argument("--data-dir", help="where the embedded store keeps image libraries (default ./data)")

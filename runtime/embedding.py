@@ -65,7 +65,9 @@ def parse_request(request: SimilarityRequest, max_batch: int) -> tuple[str, list
             code="missing_input",
         )
     if len(modes) > 1:
-        raise BadRequest(f"request body: fields of {' and '.join(modes)} mode are mixed; use one mode", code="ambiguous_input")
+        raise BadRequest(
+            f"request body: fields of {' and '.join(modes)} mode are mixed; use one mode", code="ambiguous_input"
+        )
     mode = modes[0]
     if mode == "single":
         return mode, [slot_input(single, {k: k for k in SLOT_KINDS}, "request body")]
@@ -79,7 +81,7 @@ def parse_request(request: SimilarityRequest, max_batch: int) -> tuple[str, list
 
 def batch_inputs(slots: list[Slot], max_batch: int) -> list[Input]:
     if not slots:
-        raise BadRequest("inputs: the list is empty; give 1 to %d slots" % max_batch, code="missing_input")
+        raise BadRequest(f"inputs: the list is empty; give 1 to {max_batch} slots", code="missing_input")
     if len(slots) > max_batch:
         raise BadRequest(f"inputs: {len(slots)} slots; at most {max_batch} per request", code="batch_too_large")
     inputs = []

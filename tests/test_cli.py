@@ -20,7 +20,11 @@ def start(*args: str, env_extra: dict | None = None) -> tuple[subprocess.Popen, 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "runtime", "serve", "--port", str(port), *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     return process, f"http://127.0.0.1:{port}"
 
@@ -52,8 +56,16 @@ def test_smoke_mode_serves_real_size_model_and_says_it_is_random(tmp_path):
 
 def test_checkpoint_flags_load_the_given_weights(tiny_settings, tmp_path):
     process, url = start(
-        "--model", tiny_settings.model, "--pretrained", "my-tag", "--weights", tiny_settings.weights,
-        "--model-config", tiny_settings.model_config, "--data-dir", str(tmp_path),
+        "--model",
+        tiny_settings.model,
+        "--pretrained",
+        "my-tag",
+        "--weights",
+        tiny_settings.weights,
+        "--model-config",
+        tiny_settings.model_config,
+        "--data-dir",
+        str(tmp_path),
     )
     try:
         wait_until_up(process, url)

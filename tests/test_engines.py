@@ -93,6 +93,6 @@ def test_micro_batcher_answers_each_request_with_its_own_vectors(reference):
 
 def test_micro_batcher_passes_engine_errors_to_every_waiting_request(reference):
     batcher = MicroBatcher(reference)
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError):
         batcher.encode_images(np.zeros((1, 3, 3, 3), dtype=np.uint8))  # wrong size for the model
     assert batcher.encode_texts(["still works"]).shape == (1, 512)

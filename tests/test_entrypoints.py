@@ -132,11 +132,16 @@ class SageMakerRuntimeOverHttp:
         return {"Body": io.BytesIO(response.content), "ContentType": "application/json"}
 
 
-def test_front_engine_through_the_container_matches_the_local_engine(sagemaker_container, tiny_settings, tiny_engine, server):
+def test_front_engine_through_the_container_matches_the_local_engine(
+    sagemaker_container, tiny_settings, tiny_engine, server
+):
     """The front function (no model) prepares images and lets the container embed them."""
     front_settings = Settings(
-        engine="sagemaker", sagemaker_endpoint="image-similarity", image_size=tiny_engine.image_size,
-        model=tiny_settings.model, pretrained=tiny_settings.pretrained,
+        engine="sagemaker",
+        sagemaker_endpoint="image-similarity",
+        image_size=tiny_engine.image_size,
+        model=tiny_settings.model,
+        pretrained=tiny_settings.pretrained,
     )
     client = SageMakerRuntimeOverHttp(sagemaker_container)
     front = SageMakerEngine(front_settings, client=client)
@@ -168,7 +173,11 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
 
 def dockerignore_allows(relative: str) -> bool:
     """Our .dockerignore excludes everything, then re-includes named folders."""
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     allowed = False
     for pattern in patterns:
         negate = pattern.startswith("!")
@@ -204,8 +213,19 @@ def test_bake_step_runs_offline_on_the_tiny_checkpoint(tiny_settings, tmp_path):
     """The image build's bake command, against the tiny checkpoint; the baked folder then serves."""
     out = tmp_path / "model"
     command = [
-        sys.executable, "-m", "runtime.bake", "--model", tiny_settings.model, "--pretrained", "tiny-baked",
-        "--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config, "--out", str(out),
+        sys.executable,
+        "-m",
+        "runtime.bake",
+        "--model",
+        tiny_settings.model,
+        "--pretrained",
+        "tiny-baked",
+        "--weights",
+        tiny_settings.weights,
+        "--model-config",
+        tiny_settings.model_config,
+        "--out",
+        str(out),
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -80,7 +80,9 @@ def test_access_denied_is_reported(s3_server, tiny_settings, tiny_engine, monkey
     s3.put_object(Bucket="locked", Key="a.png", Body=image_bytes(1))
     policy = {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::locked/*"}],
+        "Statement": [
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::locked/*"}
+        ],
     }
     s3.put_bucket_policy(Bucket="locked", Policy=json.dumps(policy))
     with LiveServer.start(tiny_settings, tiny_engine) as live:

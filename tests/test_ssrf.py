@@ -80,7 +80,9 @@ def test_private_and_special_addresses_are_refused(strict_server, url):
 def test_redirect_to_a_refused_address_is_not_followed(tiny_settings, tiny_engine, counter_v4):
     """The first server is allowed (127.0.0.2); it redirects to 127.0.0.1, which is not."""
     target = f"http://127.0.0.1:{counter_v4.port}/secret"
-    files = FileServer({"/jump": (302, {"Location": target}, b""), "/ok.png": (200, {}, image_bytes(1))}, host="127.0.0.2")
+    files = FileServer(
+        {"/jump": (302, {"Location": target}, b""), "/ok.png": (200, {}, image_bytes(1))}, host="127.0.0.2"
+    )
     before = counter_v4.count
     try:
         with LiveServer.start(tiny_settings.replace(fetch_allow_networks=("127.0.0.2/32",)), tiny_engine) as live:
@@ -94,7 +96,13 @@ def test_redirect_to_a_refused_address_is_not_followed(tiny_settings, tiny_engin
 
 
 def test_redirect_within_allowed_hosts_is_followed(server):
-    files = FileServer({"/a": (301, {"Location": "/b"}, b""), "/b": (302, {"Location": "/img.png"}, b""), "/img.png": (200, {}, image_bytes(4))})
+    files = FileServer(
+        {
+            "/a": (301, {"Location": "/b"}, b""),
+            "/b": (302, {"Location": "/img.png"}, b""),
+            "/img.png": (200, {}, image_bytes(4)),
+        }
+    )
     try:
         response = server.post("/image-similarity", {"url": files.base + "/a"})
     finally:

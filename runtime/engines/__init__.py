@@ -69,8 +69,8 @@ def _load(settings: Settings) -> Engine:
 
 def _export_on_demand(settings: Settings) -> Path:
     """Locally, without a baked folder: export the graphs once into a cache folder and reuse them."""
-    from runtime.engines.onnx_export import export_onnx
     from runtime.engines.onnx_engine import has_onnx_graphs
+    from runtime.engines.onnx_export import export_onnx
     from runtime.engines.torch_engine import TorchEngine
     from runtime.manifest import write_manifest
 

@@ -59,7 +59,9 @@ class OnnxEngine:
             return ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
 
         spec = spec or _image_spec(folder)
-        return cls(session(IMAGE_GRAPH), session(TEXT_GRAPH), ClipTokenizer(folder / TOKENIZER_FILE), spec, model_version)
+        return cls(
+            session(IMAGE_GRAPH), session(TEXT_GRAPH), ClipTokenizer(folder / TOKENIZER_FILE), spec, model_version
+        )
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         batch = normalize(pixels, self.spec)
