@@ -77,3 +77,101 @@ class ErrorResponse(BaseModel):
 class PingResponse(BaseModel):
     status: str = "ok"
     model_version: str
+
+
+# --- examples of answers and errors (shown by the API Explorer) ---------------------------
+
+SHORTENED = "shortened here: a real vector has 512 floats"
+EXAMPLE_VERSION = "ViT-B-32/laion2b_s34b_b79k"
+SIMILARITY_ANSWER_EXAMPLES = {
+    "single": {
+        "summary": f"Single mode: the vector ({SHORTENED})",
+        "value": {"result": [0.0213, -0.0467, 0.0089], "model_version": EXAMPLE_VERSION},
+    },
+    "pair": {"summary": "Pair mode: the similarity", "value": {"similarity": 0.8731, "model_version": EXAMPLE_VERSION}},
+    "batch": {
+        "summary": f"Batch mode: the vectors in order ({SHORTENED})",
+        "value": {"results": [[0.0213, -0.0467, 0.0089], [0.0102, 0.0311, -0.0274]], "model_version": EXAMPLE_VERSION},
+    },
+}
+PING_EXAMPLES = {"ok": {"summary": "Healthy", "value": {"status": "ok", "model_version": EXAMPLE_VERSION}}}
+
+
+def _error(summary: str, message: str, code: str) -> dict:
+    return {"summary": summary, "value": {"message": message, "code": code}}
+
+
+# The messages are the runtime's own (tests/test_explorer.py checks the 400s against real answers). The library
+# routes give their own examples (runtime/libraries/schemas.py).
+ERROR_EXAMPLES: dict[int, dict[str, dict]] = {
+    400: {
+        "missing_input": _error(
+            "No input given",
+            "request body: give url, img or text (single mode); url_1/img_1/text_1 and url_2/img_2/text_2 "
+            "(pair mode); or inputs (batch mode)",
+            "missing_input",
+        ),
+        "ambiguous_input": _error(
+            "Two inputs in one slot",
+            "request body: give only one of url or img or text, not url and img",
+            "ambiguous_input",
+        ),
+        "unknown_field": _error("A field the API does not know", "txt: unknown field", "unknown_field"),
+        "invalid_base64": _error("Bad base64", "img: not valid base64 (Only base64 data is allowed)", "invalid_base64"),
+        "not_an_image": _error("Not an image", "img: the data is not an image Pillow can read", "not_an_image"),
+        "image_too_large": _error(
+            "Image over the size limit",
+            "img: the image is 5000x3000 px; the longest side may be at most 4096 px",
+            "image_too_large",
+        ),
+        "url_refused": _error(
+            "URL to a non-public address (SSRF guard)",
+            "url: the host '169.254.169.254' resolves to 169.254.169.254, which is not a public address",
+            "url_refused",
+        ),
+        "text_too_long": _error("Text too long", "text: the text has 1001 characters; at most 1000", "text_too_long"),
+        "batch_too_large": _error("Batch too large", "inputs: 33 slots; at most 32 per request", "batch_too_large"),
+    },
+    413: {
+        "payload_too_large": _error("Body too large", "request body: larger than 33554432 bytes", "payload_too_large")
+    },
+    502: {
+        "upstream_error": _error(
+            "The model backend failed", "the model endpoint image-similarity failed: ModelError", "upstream_error"
+        )
+    },
+    503: {
+        "overloaded": _error(
+            "Too many requests in flight", "the server is busy (64 requests in flight); retry shortly", "overloaded"
+        )
+    },
+}
+ERROR_DESCRIPTIONS = {
+    400: "Bad input: the message names the field and the reason.",
+    404: "Not found: the library or image does not exist, or libraries are off on this server.",
+    409: "Conflict: the name is taken, the model version differs, or a quota is reached.",
+    413: "The request body is larger than the limit.",
+    502: "A backend the API depends on (SageMaker, S3 Vectors) failed.",
+    503: "Busy (too many requests in flight, or a library busy with other writes): retry shortly.",
+}
+
+
+def error_responses(*statuses: int, examples: dict[int, dict[str, dict]] | None = None) -> dict[int | str, dict]:
+    """FastAPI ``responses=`` for these error statuses: the error model, a description and examples.
+
+    ``examples`` replaces the default examples of a status (e.g. a route's own 404 message).
+    """
+    chosen = {**ERROR_EXAMPLES, **(examples or {})}
+    return {
+        status: {
+            "model": ErrorResponse,
+            "description": ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"examples": chosen[status]}},
+        }
+        for status in statuses
+    }
+
+
+def answer_examples(examples: dict[str, dict], status: int = 200) -> dict[int | str, dict]:
+    """FastAPI ``responses=`` entry with examples of a successful answer."""
+    return {status: {"content": {"application/json": {"examples": examples}}}}

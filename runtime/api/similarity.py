@@ -2,36 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 
 from runtime.embedding import Embedder, parse_request, similarity
+from runtime.errors import ApiError
 from runtime.schemas import (
+    PING_EXAMPLES,
+    SIMILARITY_ANSWER_EXAMPLES,
     SIMILARITY_EXAMPLES,
     BatchResponse,
-    ErrorResponse,
     PairResponse,
     PingResponse,
     SimilarityRequest,
     VectorResponse,
+    answer_examples,
+    error_responses,
 )
 
 router = APIRouter()
 sagemaker_router = APIRouter()
 
-ERRORS = {
-    400: {"model": ErrorResponse, "description": "Bad input: the message names the field and the reason."},
-    413: {"model": ErrorResponse, "description": "The request body is larger than the limit."},
-    502: {"model": ErrorResponse, "description": "The model backend failed."},
-}
+ERRORS = error_responses(400, 413, 502, 503)
+SIMILARITY_RESPONSES = {**answer_examples(SIMILARITY_ANSWER_EXAMPLES), **ERRORS}
 RESPONSE_MODEL = VectorResponse | PairResponse | BatchResponse
+SimilarityBody = Annotated[SimilarityRequest, Body(openapi_examples=SIMILARITY_EXAMPLES)]
 SIMILARITY_DOC = """Single mode (`url` | `img` | `text`) answers the vector; pair mode (slot 1 and slot 2, each
 `url_N` | `img_N` | `text_N`) answers `similarity` = (1 + cosine) / 2; batch mode (`inputs`, up to 32
 slots) answers the vectors in order. Images: JPEG, PNG, BMP or WebP, longest side at most 4096 px."""
 
 
 def embedder_of(request: Request) -> Embedder:
-    return request.app.state.embedder
+    embedder = request.app.state.embedder
+    if embedder is None:  # an app built with serve_model=False (the deployed API Explorer's function)
+        message = "this function serves the API Explorer only; no model is loaded"
+        raise ApiError(message, code="model_not_served", status_code=503)
+    return embedder
 
 
 async def answer(embedder: Embedder, body: SimilarityRequest) -> dict:
@@ -48,28 +56,34 @@ async def answer(embedder: Embedder, body: SimilarityRequest) -> dict:
 @router.post(
     "/image-similarity",
     response_model=RESPONSE_MODEL,
-    responses=ERRORS,
+    responses=SIMILARITY_RESPONSES,
     summary="Vectors and similarity of images and texts",
     description=SIMILARITY_DOC,
     tags=["similarity"],
 )
-async def image_similarity(request: Request, body: SimilarityRequest = Body(openapi_examples=SIMILARITY_EXAMPLES)):
+async def image_similarity(request: Request, body: SimilarityBody):
     return await answer(embedder_of(request), body)
 
 
 @router.post(
     "/text_similarity",
     response_model=RESPONSE_MODEL,
-    responses=ERRORS,
+    responses=SIMILARITY_RESPONSES,
     summary="Same as /image-similarity (the path of the AI Solution Kit's examples)",
     description=SIMILARITY_DOC,
     tags=["similarity"],
 )
-async def text_similarity(request: Request, body: SimilarityRequest = Body(openapi_examples=SIMILARITY_EXAMPLES)):
+async def text_similarity(request: Request, body: SimilarityBody):
     return await answer(embedder_of(request), body)
 
 
-@router.get("/ping", response_model=PingResponse, summary="Health check", tags=["health"])
+@router.get(
+    "/ping",
+    response_model=PingResponse,
+    responses=answer_examples(PING_EXAMPLES),
+    summary="Health check",
+    tags=["health"],
+)
 async def ping(request: Request) -> dict:
     return {"status": "ok", "model_version": embedder_of(request).model_version}
 

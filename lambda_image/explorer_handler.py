@@ -1,0 +1,16 @@
+"""AWS Lambda entry point of the deployed API Explorer (``GET /api-explorer`` and the paths under it).
+
+It builds the runtime's app with its whole route table, which the OpenAPI document is generated
+from, but loads no model and never imports torch: it runs from the ``front`` image with the command
+``explorer_handler.handler``. "Try it out" calls the API's own functions through the stage URL that
+the document's ``servers`` entry carries. ``IMSIM_AUTH`` tells the page how the API is protected.
+"""
+
+from mangum import Mangum
+
+from runtime.app import create_app
+from runtime.settings import Settings
+
+# The explorer never reads a library: no store is opened, so the function needs no storage permission.
+settings = Settings.from_env().replace(explorer=True, store="off")
+handler = Mangum(create_app(settings, serve_model=False), lifespan="off")
