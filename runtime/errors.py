@@ -8,12 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
+MAX_MESSAGE_CHARS = 1000
+
+
+def shortened(message: str) -> str:
+    """A message that echoes a huge value (a 30 MB URL, a 1 MB name) is cut in the middle: the
+    field at the start and the reason at the end stay, the answer stays small."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:600]} ...({len(message) - 900} characters left out)... {message[-300:]}"
+
 
 class ApiError(Exception):
     status_code = 400
     code = "invalid_request"
+    body_status: int | None = None
+    """Library writes set -1 (the AI Solution Kit's convention): the body then carries ``"status"``."""
 
     def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
+        message = shortened(message)
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -22,7 +35,10 @@ class ApiError(Exception):
             self.status_code = status_code
 
     def body(self) -> dict[str, Any]:
-        return {"message": self.message, "code": self.code}
+        body: dict[str, Any] = {"message": self.message, "code": self.code}
+        if self.body_status is not None:
+            body["status"] = self.body_status
+        return body
 
 
 class BadRequest(ApiError):
@@ -76,6 +92,16 @@ VALIDATION_CODES = {
     "model_attributes_type": "invalid_json",
     "dict_type": "invalid_type",
 }
+
+
+def unparsable_body(cause: BaseException | None) -> BadRequest | None:
+    """FastAPI answers "There was an error parsing the body" when parsing a JSON body fails with
+    anything but a JSON syntax error; this says why, or None when the cause is not a parse failure."""
+    if isinstance(cause, RecursionError):
+        return BadRequest("request body: invalid JSON (nested too deeply)", code="invalid_json")
+    if isinstance(cause, UnicodeDecodeError):
+        return BadRequest("request body: invalid JSON (not UTF-8 text)", code="invalid_json")
+    return None
 
 
 def validation_error(errors: list[dict[str, Any]]) -> BadRequest:

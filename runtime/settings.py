@@ -69,6 +69,9 @@ class Settings:
     fetch_allow_networks: tuple[str, ...] = ()
     """CIDR networks the URL fetcher may reach although they are not public (tests use
     ``127.0.0.1/32``). Empty in every deployment."""
+    fetch_ports: tuple[int, ...] = (80, 443, 8080, 8443)
+    """The only ports http(s) URLs may name (any port in ``fetch_allow_networks``); empty: any port.
+    Keeps the fetcher from probing other services (SMTP, Redis, SSH...) on public hosts."""
     s3_allowed_buckets: tuple[str, ...] = ()
     """When not empty, ``s3://`` URLs may only name these buckets (IAM enforces it too)."""
 
