@@ -1,0 +1,1 @@
+"""The CDK app that deploys the Image Similarity API: one module per concern (see ``builder.py``)."""

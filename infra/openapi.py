@@ -1,0 +1,131 @@
+"""The REST API's definition (OpenAPI 3 with API Gateway's extensions), built for CloudFormation.
+
+The API is defined by this document rather than by one CloudFormation resource per method, so
+that a parameter update which removes the explorer's routes takes them out of the API at once
+(CloudFormation only deletes conditional resources after it has made the new deployment, which
+would snapshot the old routes). Every method names its authorization type.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import Aws, Fn
+
+INTEGRATION_TIMEOUT_MS = 29_000  # API Gateway's limit for a Lambda proxy integration
+API_GATEWAY_MAX_BODY_MB = 10  # API Gateway's hard limit on a REST API's request payload
+CORS_HEADERS = "Content-Type,Authorization,X-Amz-Date,X-Amz-Security-Token,X-Amz-Content-Sha256"
+CORS_METHODS = "GET,POST,DELETE,OPTIONS"
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    methods: tuple[str, ...]
+    explorer: bool = False
+
+
+# Every path of the API table in DESIGN.md; the explorer's only exist when it is on.
+ROUTES = (
+    Route("/image-similarity", ("post",)),
+    Route("/text_similarity", ("post",)),
+    Route("/ping", ("get",)),
+    Route("/libraries", ("get", "post")),
+    Route("/libraries/{name}", ("get", "delete")),
+    Route("/libraries/{name}/images", ("post",)),
+    Route("/libraries/{name}/images/{id}", ("get", "delete")),
+    Route("/libraries/{name}/search", ("post",)),
+    Route("/api-explorer", ("get",), explorer=True),
+    Route("/api-explorer/{proxy+}", ("get",), explorer=True),
+)
+
+
+def api_definition(*, title: str, api_function_arn: str, explorer_function_arn: str, authorization: str,
+                   explorer_condition: str, cors_origin: str) -> dict[str, Any]:
+    """``authorization`` is a token (the ``Authorization`` parameter) on every API method; the
+    explorer's page is always open (``NONE``): a browser cannot sign it, and it holds no data."""
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        function_arn = explorer_function_arn if route.explorer else api_function_arn
+        auth = "NONE" if route.explorer else authorization
+        item = _path_item(route, function_arn, auth, cors_origin)
+        paths[route.path] = Fn.condition_if(explorer_condition, item, Aws.NO_VALUE) if route.explorer else item
+    return {
+        "openapi": "3.0.1",
+        "info": {"title": title, "version": "1.0.0",
+                 "description": "Image Similarity API; the full reference is served at /api-explorer."},
+        "paths": paths,
+        "x-amazon-apigateway-gateway-responses": _gateway_responses(cors_origin),
+    }
+
+
+def _path_item(route: Route, function_arn: str, auth: str, cors_origin: str) -> dict[str, Any]:
+    item: dict[str, Any] = {method: _proxy_operation(function_arn, auth) for method in route.methods}
+    item["options"] = _preflight_operation(cors_origin)
+    parameters = _path_parameters(route.path)
+    if parameters:
+        item["parameters"] = parameters
+    return item
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    names = [part[1:-1].rstrip("+") for part in path.split("/") if part.startswith("{")]
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names]
+
+
+def _proxy_operation(function_arn: str, auth: str) -> dict[str, Any]:
+    return {
+        "x-amazon-apigateway-auth": {"type": auth},
+        "x-amazon-apigateway-integration": {
+            "type": "aws_proxy",
+            "httpMethod": "POST",
+            "uri": Fn.sub("arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+                          "${FunctionArn}/invocations", {"FunctionArn": function_arn}),
+            "passthroughBehavior": "when_no_match",
+            "timeoutInMillis": INTEGRATION_TIMEOUT_MS,
+        },
+        "responses": {"default": {"description": "The runtime's answer (see /api-explorer)"}},
+    }
+
+
+def _preflight_operation(cors_origin: str) -> dict[str, Any]:
+    """CORS preflight, answered by API Gateway itself: browsers send it without credentials."""
+    headers = {name: {"schema": {"type": "string"}} for name in (
+        "Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers")}
+    return {
+        "x-amazon-apigateway-auth": {"type": "NONE"},
+        "responses": {"204": {"description": "CORS preflight", "headers": headers}},
+        "x-amazon-apigateway-integration": {
+            "type": "mock",
+            "requestTemplates": {"application/json": '{"statusCode": 204}'},
+            "responses": {"default": {"statusCode": "204", "responseParameters": {
+                f"method.response.header.{name}": value for name, value in _cors_values(cors_origin).items()}}},
+        },
+    }
+
+
+def _gateway_responses(cors_origin: str) -> dict[str, Any]:
+    """Errors API Gateway answers itself (throttled, unsigned, too large...) in the API's error shape."""
+    generic = '{"message": $context.error.messageString, "code": "$context.error.responseType"}'
+    too_large = json.dumps({"message": f"the request body is larger than API Gateway's {API_GATEWAY_MAX_BODY_MB} MB "
+                                       "limit: send the image by url", "code": "payload_too_large"})
+    return {
+        "DEFAULT_4XX": _gateway_response(generic, cors_origin),
+        "DEFAULT_5XX": _gateway_response(generic, cors_origin),
+        "REQUEST_TOO_LARGE": _gateway_response(too_large, cors_origin),  # 413
+    }
+
+
+def _gateway_response(template: str, cors_origin: str) -> dict[str, Any]:
+    return {
+        "responseParameters": {f"gatewayresponse.header.{name}": value
+                               for name, value in _cors_values(cors_origin).items()},
+        "responseTemplates": {"application/json": template},
+    }
+
+
+def _cors_values(cors_origin: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": f"'{cors_origin}'", "Access-Control-Allow-Methods": f"'{CORS_METHODS}'",
+            "Access-Control-Allow-Headers": f"'{CORS_HEADERS}'"}

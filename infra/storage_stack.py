@@ -1,0 +1,41 @@
+"""Library storage nested stack: one S3 Vectors vector bucket (one index per library, made by the
+runtime) and a DynamoDB registry of the libraries (name, model version, count, create time).
+
+Conditional on the ``Libraries`` parameter, since S3 Vectors is not in every Region. Both resources
+are retained when the stack or the feature goes: they hold the users' libraries.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Fn, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_s3vectors as s3vectors
+from constructs import Construct
+
+from infra.nested import ParameterizedNestedStack
+
+
+class StorageStack(ParameterizedNestedStack):
+    def __init__(self, scope: Construct, construct_id: str, **kwargs) -> None:
+        super().__init__(scope, construct_id, description="Image Similarity: image libraries (S3 Vectors + "
+                                                          "DynamoDB registry)", **kwargs)
+        # No fixed name: a retained bucket must not block making a new one after the feature is
+        # switched off and on again.
+        bucket = s3vectors.CfnVectorBucket(self, "VectorBucket")
+        bucket.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.vector_bucket_arn = bucket.attr_vector_bucket_arn
+        # The ARN ends in ":bucket/<name>"; the runtime's calls take the name.
+        self.vector_bucket_name = Fn.select(1, Fn.split(":bucket/", bucket.attr_vector_bucket_arn))
+
+        table = dynamodb.CfnTable(
+            self, "RegistryTable",
+            key_schema=[dynamodb.CfnTable.KeySchemaProperty(attribute_name="name", key_type="HASH")],
+            attribute_definitions=[dynamodb.CfnTable.AttributeDefinitionProperty(attribute_name="name",
+                                                                                 attribute_type="S")],
+            billing_mode="PAY_PER_REQUEST",
+            point_in_time_recovery_specification=dynamodb.CfnTable.PointInTimeRecoverySpecificationProperty(
+                point_in_time_recovery_enabled=True),
+        )
+        table.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.registry_table_name = table.ref
+        self.registry_table_arn = table.attr_arn
