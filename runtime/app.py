@@ -9,11 +9,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.api import similarity
+from runtime.api import explorer, libraries, similarity
 from runtime.embedding import Embedder
 from runtime.engines import Engine, load_engine
-from runtime.errors import ApiError, validation_error
-from runtime.limits import BodySizeLimit
+from runtime.errors import ApiError, unparsable_body, validation_error
+from runtime.libraries import open_store
+from runtime.limits import BodySizeLimit, InFlightLimit
 from runtime.settings import Settings
 
 log = logging.getLogger("runtime")
@@ -25,21 +26,46 @@ Every error is `{"message", "code"}` with a 4xx status for bad input; `message` 
 
 
 def create_app(
-    settings: Settings | None = None, *, engine: Engine | None = None, sagemaker: bool = False
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    sagemaker: bool = False,
+    serve_model: bool = True,
 ) -> FastAPI:
-    """Build the app. ``sagemaker`` adds ``POST /invocations`` (the SageMaker container contract)."""
-    settings = settings or Settings.from_env()
-    engine = engine or load_engine(settings)
-    embedder = Embedder(settings, engine)
+    """Build the app. ``sagemaker`` adds ``POST /invocations`` (the SageMaker container contract).
 
-    app = FastAPI(title="Image Similarity API", version="1.0.0", description=API_DESCRIPTION, docs_url=None, redoc_url=None)
+    ``serve_model=False`` loads no engine (the deployed API Explorer's function, which must not load
+    a model): the route table is the same, but routes that need the model answer 503.
+    """
+    settings = settings or Settings.from_env()
+    embedder = Embedder(settings, engine or load_engine(settings)) if serve_model else None
+
+    app = FastAPI(
+        title="Image Similarity API",
+        version="1.0.0",
+        description=API_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # the document is served by the API Explorer (runtime/api/explorer.py)
+    )
     app.state.settings = settings
     app.state.embedder = embedder
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_request_bytes, max_json_values=settings.max_json_values
+    )
+    # Added last, so outermost: a request over the in-flight limit is refused before its body is read.
+    app.add_middleware(InFlightLimit, max_requests=settings.max_inflight_requests)
     _add_error_handlers(app)
     app.include_router(similarity.router)
+    # Image libraries: the store opens lazily (first library request) and closes at shutdown.
+    app.state.libraries = open_store(settings, embedder.engine.dimension) if embedder else None
+    if app.state.libraries is not None:
+        app.router.on_shutdown.append(app.state.libraries.close)
+    app.include_router(libraries.router)
     if sagemaker:
         app.include_router(similarity.sagemaker_router)
+    if settings.explorer:
+        app.include_router(explorer.router)
     return app
 
 
@@ -55,6 +81,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        unparsable = unparsable_body(exc.__cause__)
+        if unparsable is not None:
+            return JSONResponse(unparsable.body(), status_code=unparsable.status_code)
         codes = {404: "route_not_found", 405: "method_not_allowed"}
         body = {"message": str(exc.detail), "code": codes.get(exc.status_code, "http_error")}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))

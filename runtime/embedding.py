@@ -19,6 +19,7 @@ from runtime.transforms import configure_pillow, decode_image, prepare_image
 
 SLOT_KINDS = ("url", "img", "text")
 DATA_URL_PREFIX = re.compile(r"^data:[^,]{0,100};base64,", re.IGNORECASE)
+BASE64_WHITESPACE = b" \t\n\r\v\f"
 
 
 @dataclass(frozen=True)
@@ -156,12 +157,20 @@ class Embedder:
 
 def decode_base64(value: str, field: str, max_bytes: int) -> bytes:
     text = DATA_URL_PREFIX.sub("", value.strip(), count=1)
-    text = "".join(text.split())
-    if len(text) * 3 // 4 > max_bytes:
+    try:
+        encoded = text.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"{field}: not valid base64 (a non-ASCII character at position {exc.start})", code="invalid_base64"
+        ) from exc
+    # One pass in C; "".join(text.split()) would first build a list of every piece ("AB AB AB ...":
+    # 30 MB of it took 700 MB).
+    encoded = encoded.translate(None, BASE64_WHITESPACE)
+    if len(encoded) * 3 // 4 > max_bytes:
         raise InvalidInput(f"{field}: the image is larger than {max_bytes} bytes", code="image_too_large")
-    if not text:
+    if not encoded:
         raise InvalidInput(f"{field}: the base64 string is empty", code="invalid_base64")
     try:
-        return base64.b64decode(text, validate=True)
+        return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(f"{field}: not valid base64 ({exc})", code="invalid_base64") from exc

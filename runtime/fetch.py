@@ -14,8 +14,9 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
-from urllib.parse import urljoin, urlsplit
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from runtime.errors import InvalidInput
 from runtime.settings import Settings
@@ -60,11 +61,12 @@ class UrlFetcher:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.allowed_networks = [ipaddress.ip_network(net, strict=False) for net in settings.fetch_allow_networks]
+        self.ports = {int(port) for port in settings.fetch_ports}  # from the environment they are strings
         self._s3 = None
         self._s3_lock = threading.Lock()
 
     def fetch(self, url: str, field: str) -> bytes:
-        scheme = urlsplit(url).scheme.lower()
+        scheme = _split(url, field).scheme.lower()
         if scheme == "s3":
             return self._fetch_s3(url, field)
         if scheme in ("http", "https"):
@@ -74,10 +76,11 @@ class UrlFetcher:
 
     # --- http(s) -----------------------------------------------------------------------
 
+    def in_allowed_network(self, ip: IpAddress) -> bool:
+        return any(ip.version == net.version and ip in net for net in self.allowed_networks)
+
     def allowed(self, ip: IpAddress) -> bool:
-        if any(ip.version == net.version and ip in net for net in self.allowed_networks):
-            return True
-        return is_public(ip)
+        return self.in_allowed_network(ip) or is_public(ip)
 
     def resolve(self, host: str, port: int, field: str) -> IpAddress:
         """Resolve once and return an address to connect to; refuse if any address is not public."""
@@ -94,7 +97,7 @@ class UrlFetcher:
         return addresses[0]
 
     def _fetch_http(self, url: str, field: str, deadline: float, redirects_left: int) -> bytes:
-        parts = urlsplit(url)
+        parts = _split(url, field)
         if parts.username is not None or parts.password is not None:
             raise _refused(f"{field}: URLs with credentials (user:password@) are not accepted")
         host = parts.hostname
@@ -107,26 +110,31 @@ class UrlFetcher:
         except ValueError as exc:
             raise _refused(f"{field}: the URL's port is not valid") from exc
         ip = self.resolve(host, port, field)
-        response, connection = self._request(parts, host, ip, port, field, deadline)
-        try:
-            if response.status in REDIRECT_CODES:
-                location = response.getheader("Location")
-                if not location:
-                    raise _unreachable(f"{field}: HTTP {response.status} without a Location header")
-                if redirects_left <= 0:
-                    raise _unreachable(f"{field}: more than {self.settings.fetch_max_redirects} redirects")
-                target = urljoin(url, location)
-                if urlsplit(target).scheme.lower() not in ("http", "https"):
-                    raise _refused(f"{field}: redirect to a non-http(s) URL is not followed")
+        if self.ports and port not in self.ports and not self.in_allowed_network(ip):
+            accepted = ", ".join(str(p) for p in sorted(self.ports))
+            raise _refused(f"{field}: port {port} is not accepted (only {accepted})")
+        connection = self._connection(parts, host, ip, port, deadline)
+        with _shut_at(deadline, connection):
+            try:
+                response = self._request(connection, parts, field, deadline)
+                if response.status in REDIRECT_CODES:
+                    location = response.getheader("Location")
+                    if not location:
+                        raise _unreachable(f"{field}: HTTP {response.status} without a Location header")
+                    if redirects_left <= 0:
+                        raise _unreachable(f"{field}: more than {self.settings.fetch_max_redirects} redirects")
+                    target = _join(url, location, field)
+                    if _split(target, field).scheme.lower() not in ("http", "https"):
+                        raise _refused(f"{field}: redirect to a non-http(s) URL is not followed")
+                    connection.close()
+                    return self._fetch_http(target, field, deadline, redirects_left - 1)
+                if response.status != 200:
+                    raise _unreachable(f"{field}: the server answered HTTP {response.status}")
+                return self._read_body(response, connection, field, deadline)
+            finally:
                 connection.close()
-                return self._fetch_http(target, field, deadline, redirects_left - 1)
-            if response.status != 200:
-                raise _unreachable(f"{field}: the server answered HTTP {response.status}")
-            return self._read_body(response, connection, field, deadline)
-        finally:
-            connection.close()
 
-    def _request(self, parts, host: str, ip: IpAddress, port: int, field: str, deadline: float):
+    def _connection(self, parts, host: str, ip: IpAddress, port: int, deadline: float) -> http.client.HTTPConnection:
         timeout = max(0.01, deadline - time.monotonic())
         if parts.scheme.lower() == "https":
             connection: http.client.HTTPConnection = http.client.HTTPSConnection(
@@ -139,18 +147,27 @@ class UrlFetcher:
         connection._create_connection = lambda _addr, t, src=None: socket.create_connection(  # type: ignore[attr-defined]
             (str(ip), port), t, src
         )
+        return connection
+
+    def _request(
+        self, connection: http.client.HTTPConnection, parts, field: str, deadline: float
+    ) -> http.client.HTTPResponse:
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
         try:
             connection.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": "image/*"})
-            return connection.getresponse(), connection
-        except (TimeoutError, socket.timeout) as exc:
-            connection.close()
-            raise InvalidInput(f"{field}: the URL did not answer within {self.settings.fetch_timeout_s:g} s", code="url_timeout") from exc
+            response = connection.getresponse()
+        except TimeoutError as exc:
+            seconds = self.settings.fetch_timeout_s
+            raise InvalidInput(f"{field}: the URL did not answer within {seconds:g} s", code="url_timeout") from exc
         except (OSError, http.client.HTTPException) as exc:
-            connection.close()
+            if time.monotonic() >= deadline:  # cut by _shut_at
+                raise _timeout(field, self.settings.fetch_timeout_s) from exc
             raise _unreachable(f"{field}: the URL cannot be fetched ({exc.__class__.__name__})") from exc
+        if time.monotonic() >= deadline:  # headers cut short by _shut_at read as complete
+            raise _timeout(field, self.settings.fetch_timeout_s)
+        return response
 
     def _read_body(
         self, response: http.client.HTTPResponse, connection: http.client.HTTPConnection, field: str, deadline: float
@@ -174,10 +191,14 @@ class UrlFetcher:
                 if size > limit:
                     raise _too_big(field, limit)
                 chunks.append(chunk)
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise _timeout(field, self.settings.fetch_timeout_s) from exc
         except (OSError, http.client.HTTPException) as exc:
+            if time.monotonic() >= deadline:  # cut by _shut_at
+                raise _timeout(field, self.settings.fetch_timeout_s) from exc
             raise _unreachable(f"{field}: the download broke off ({exc.__class__.__name__})") from exc
+        if time.monotonic() >= deadline:  # the body was cut by _shut_at
+            raise _timeout(field, self.settings.fetch_timeout_s)
         return b"".join(chunks)
 
     # --- s3 ----------------------------------------------------------------------------
@@ -227,12 +248,52 @@ def _s3_error(exc, field: str, bucket: str, key: str) -> InvalidInput:
     return _unreachable(f"{field}: S3 answered {code or status}")
 
 
+def _split(url: str, field: str) -> SplitResult:
+    try:
+        return urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed or invalid [IPv6] host
+        raise InvalidInput(f"{field}: the URL is not valid ({exc})", code="invalid_url") from exc
+
+
+def _join(url: str, location: str, field: str) -> str:
+    try:
+        return urljoin(url, location)
+    except ValueError as exc:
+        raise _unreachable(f"{field}: the redirect's Location is not a valid URL ({exc})") from exc
+
+
 def _too_big(field: str, limit: int) -> InvalidInput:
     return InvalidInput(f"{field}: the image is larger than {limit} bytes", code="image_too_large")
 
 
 def _timeout(field: str, seconds: float) -> InvalidInput:
     return InvalidInput(f"{field}: the download took longer than {seconds:g} s", code="url_timeout")
+
+
+@contextmanager
+def _shut_at(deadline: float, connection: http.client.HTTPConnection) -> Iterator[None]:
+    """Shut the connection's socket down when the deadline passes.
+
+    Socket timeouts bound each read, not the whole exchange: http.client reads the status line,
+    headers and chunk sizes line by line, so a server trickling a byte per second would hold a
+    fetch for as long as it likes. Shutting the socket down ends any read in progress.
+    """
+
+    def shut() -> None:
+        sock = connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), shut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _unique(items: Iterable[IpAddress]) -> list[IpAddress]:
