@@ -75,6 +75,7 @@ class BackendStack(ParameterizedNestedStack):
             "IMSIM_S3_ALLOWED_BUCKETS": ",".join(config.s3_read_buckets),
             "IMSIM_AUTH": self.input("Authorization"),
             "IMSIM_EXPLORER": "false",  # the explorer has a function of its own
+            "IMSIM_CORS_ORIGIN": config.cors_origin,  # API Gateway answers preflights; the app the rest
         }
         return ContainerFunction(
             self, "ApiFunction", image=image,

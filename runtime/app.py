@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -53,6 +54,13 @@ def create_app(
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_request_bytes, max_json_values=settings.max_json_values
     )
+    if settings.cors_origin:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[settings.cors_origin],
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"],
+        )
     # Added last, so outermost: a request over the in-flight limit is refused before its body is read.
     app.add_middleware(InFlightLimit, max_requests=settings.max_inflight_requests)
     _add_error_handlers(app)

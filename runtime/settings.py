@@ -103,6 +103,8 @@ class Settings:
     explorer: bool = True
     public_base_url: str | None = None
     """Base URL the API Explorer's "Try it out" calls (deployed: the stage URL)."""
+    cors_origin: str | None = None
+    """Origin browsers may call the API from (``*`` for any); unset: no CORS headers."""
     auth: str = "NONE"
     """How the deployed API is protected (``AWS_IAM`` or ``NONE``); the explorer says so."""
 
@@ -165,6 +167,7 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
     if kind.startswith("float"):
         return float(raw)
     if kind.startswith("tuple"):
-        return tuple(item.strip() for item in raw.split(",") if item.strip())
+        items = tuple(item.strip() for item in raw.split(",") if item.strip())
+        return tuple(int(item) for item in items) if kind.startswith("tuple[int") else items
     return raw
 

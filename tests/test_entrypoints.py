@@ -155,6 +155,24 @@ def test_front_engine_through_the_container_matches_the_local_engine(
     assert client.calls == 2  # one call for the images, one for the texts
 
 
+class BusyEndpoint:
+    """The error botocore raises when the container answers 503 (its in-flight limit)."""
+
+    def invoke_endpoint(self, **_):
+        from botocore.exceptions import ClientError
+
+        response = {"Error": {"Code": "ModelError", "Message": "busy"}, "OriginalStatusCode": 503}
+        raise ClientError(response, "InvokeEndpoint")
+
+
+def test_busy_endpoint_is_a_retryable_503(tiny_settings):
+    settings = Settings(engine="sagemaker", sagemaker_endpoint="e", image_size=32, micro_batching=False)
+    with LiveServer.start(settings, SageMakerEngine(settings, client=BusyEndpoint())) as front_api:
+        response = front_api.post("/image-similarity", {"text": "a cat"})
+    assert response.status_code == 503
+    assert response.json()["code"] == "overloaded"
+
+
 def test_front_engine_needs_no_torch():
     code = "import sys; import runtime.app, runtime.engines.sagemaker_engine; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -194,6 +194,7 @@ def test_api_function(synth):
     assert environment["IMSIM_S3_ALLOWED_BUCKETS"] == ""
     assert (environment["IMSIM_MODEL"], environment["IMSIM_PRETRAINED"]) == ("ViT-B-32", "laion2b_s34b_b79k")
     assert environment["IMSIM_IMAGE_SIZE"] == "224"
+    assert environment["IMSIM_CORS_ORIGIN"] == "*"
     assert function["Timeout"] < 29  # API Gateway's integration limit
     assert "ImageConfig" not in function  # the image's own CMD: handler.handler
     image_tag = function["Code"]["ImageUri"]["Fn::Join"][1][-1].lstrip(":")

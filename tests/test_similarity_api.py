@@ -131,3 +131,21 @@ def test_ping_answers_ok_with_model_version(server):
     response = server.client.get("/ping")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "model_version": "tiny-test-clip/tiny-random-test"}
+
+
+def test_cors_headers_when_an_origin_is_configured(tiny_settings, tiny_engine):
+    from tests.helpers import LiveServer
+
+    with LiveServer.start(tiny_settings.replace(cors_origin="https://app.example.com"), tiny_engine) as live:
+        preflight = live.client.options(
+            "/image-similarity",
+            headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"},
+        )
+        answer = live.post("/image-similarity", {"text": "x"}, headers={"Origin": "https://app.example.com"})
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert answer.headers["access-control-allow-origin"] == "https://app.example.com"
+
+
+def test_no_cors_headers_by_default(server):
+    answer = server.post("/image-similarity", {"text": "x"}, headers={"Origin": "https://app.example.com"})
+    assert "access-control-allow-origin" not in answer.headers

@@ -13,7 +13,7 @@ import json
 import numpy as np
 
 from runtime.engines import l2_normalize
-from runtime.errors import UpstreamError
+from runtime.errors import Overloaded, UpstreamError
 from runtime.settings import Settings
 from runtime.transforms import encode_png
 
@@ -46,7 +46,11 @@ class SageMakerEngine:
                 Body=json.dumps({"inputs": inputs}).encode(),
             )
             answer = json.loads(response["Body"].read())
-        except (BotoCoreError, ClientError, ValueError) as exc:
+        except ClientError as exc:
+            if _is_busy(exc):
+                raise Overloaded(f"the model endpoint {self.endpoint} is busy; retry shortly") from exc
+            raise UpstreamError(f"the model endpoint {self.endpoint} failed: {exc}") from exc
+        except (BotoCoreError, ValueError) as exc:
             raise UpstreamError(f"the model endpoint {self.endpoint} failed: {exc}") from exc
         self.model_version = answer.get("model_version", self.model_version)
         return l2_normalize(np.asarray(answer["results"], dtype=np.float32))
@@ -57,3 +61,11 @@ class SageMakerEngine:
 
             self._client = boto3.client("sagemaker-runtime")
         return self._client
+
+
+def _is_busy(exc) -> bool:
+    """SageMaker throttled the call, or the container answered 503 (its in-flight limit)."""
+    error = exc.response.get("Error", {})
+    if error.get("Code") in ("ThrottlingException", "ServiceUnavailable"):
+        return True
+    return error.get("Code") == "ModelError" and exc.response.get("OriginalStatusCode") == 503
