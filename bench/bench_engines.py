@@ -22,15 +22,19 @@ TEXTS = ["a photo of a cat sitting on a red sofa in the afternoon sun"]
 
 
 def main() -> None:
-    args = parser(__doc__).parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("--device", default="auto", help="torch's device: auto (CUDA when present), cpu, cuda")
+    args = cli.parse_args()
     repeat = 3 if args.smoke else 10
-    settings = model_settings(args.smoke)
+    settings = model_settings(args.smoke).replace(device=args.device)
 
     from runtime.engines import _export_on_demand
     from runtime.engines.onnx_engine import OnnxEngine
     from runtime.engines.torch_engine import TorchEngine
 
     torch_engine = TorchEngine.load(settings)
+    if torch_engine.device != "cpu":
+        print(f"torch on {torch_engine.device} (fp16: {torch_engine.half}); ONNX Runtime on the CPU")
     folder = _export_on_demand(settings.replace(onnx_precision="int8"))
     engines = {"torch eager fp32": torch_engine}
     for precision in ("fp32", "int8"):

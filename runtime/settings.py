@@ -83,7 +83,7 @@ class Settings:
     max_images_per_library: int = 100_000
     dedup_threshold: float = 0.97
     """Score ((1 + cosine) / 2) at or above which an added image counts as a near-duplicate
-    (0.97 is cosine 0.94: re-encoded, resized or lightly cropped copies; see docs/libraries.md)."""
+    (0.97 is cosine 0.94: re-encoded, resized or lightly cropped copies; see the README, "Near-duplicates")."""
     max_metadata_bytes: int = 4096
     default_top_k: int = 10
     max_top_k: int = 100
