@@ -270,14 +270,20 @@ def main() -> None:
         rows,
     )
     statuses = ", ".join(f"{status}: {n}" for status, n in sorted(load.statuses.items()))
-    print(f"\nload: {load.requests} requests ({load.requests / load.seconds:.1f}/s), statuses {statuses}, "
-          f"shed (503 overloaded) {len(load.latencies[SHED])}, other 5xx {load.server_errors}, "
-          f"dropped connections {load.dropped}")
-    print(f"load: {len(acknowledged)} adds acknowledged (warm-up and baseline included), library holds {count}, "
-          f"acknowledged adds missing: {len(lost_under_load)}")
+    print(
+        f"\nload: {load.requests} requests ({load.requests / load.seconds:.1f}/s), statuses {statuses}, "
+        f"shed (503 overloaded) {len(load.latencies[SHED])}, other 5xx {load.server_errors}, "
+        f"dropped connections {load.dropped}"
+    )
+    print(
+        f"load: {len(acknowledged)} adds acknowledged (warm-up and baseline included), library holds {count}, "
+        f"acknowledged adds missing: {len(lost_under_load)}"
+    )
     if crash:
-        print(f"crash: SIGKILL after {crash.acknowledged} acknowledged adds ({crash.in_flight_at_kill} in flight); "
-              f"after restart the library holds {crash.count_after_restart}; writes lost: {len(crash.lost)}")
+        print(
+            f"crash: SIGKILL after {crash.acknowledged} acknowledged adds ({crash.in_flight_at_kill} in flight); "
+            f"after restart the library holds {crash.count_after_restart}; writes lost: {len(crash.lost)}"
+        )
     failed = load.server_errors or load.dropped or lost_under_load or count != len(acknowledged)
     failed = failed or (crash is not None and crash.lost)
     sys.exit(1 if failed else 0)

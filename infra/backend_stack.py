@@ -33,31 +33,44 @@ class BackendStack(ParameterizedNestedStack):
     and ``RegistryTableName`` (empty when the libraries are off), and ``MemorySize`` (lambda) or
     ``InstanceType`` and ``EndpointName`` (sagemaker)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: Config, images: ImagesStack,
-                 **kwargs) -> None:
-        super().__init__(scope, construct_id, description=f"Image Similarity: {config.backend} backend",
-                         **kwargs)
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config, images: ImagesStack, **kwargs) -> None:
+        super().__init__(scope, construct_id, description=f"Image Similarity: {config.backend} backend", **kwargs)
         self.config = config
-        self.has_libraries = CfnCondition(self, "HasLibraries", expression=Fn.condition_not(
-            Fn.condition_equals(self.input("VectorBucketName"), "")))
+        self.has_libraries = CfnCondition(
+            self, "HasLibraries", expression=Fn.condition_not(Fn.condition_equals(self.input("VectorBucketName"), ""))
+        )
         self.endpoint: SageMakerEndpoint | None = None
         if config.backend == "lambda":
-            self.api = self._function(images.model, memory=self.input_number("MemorySize"),
-                                      version_note=Fn.sub("memory ${MemorySize} MB", {
-                                          "MemorySize": self.input("MemorySize")}),
-                                      engine_env={"IMSIM_ENGINE": LAMBDA_ENGINE})
+            self.api = self._function(
+                images.model,
+                memory=self.input_number("MemorySize"),
+                version_note=Fn.sub("memory ${MemorySize} MB", {"MemorySize": self.input("MemorySize")}),
+                engine_env={"IMSIM_ENGINE": LAMBDA_ENGINE},
+            )
         else:
             self.endpoint = SageMakerEndpoint(
-                self, "Embedder", image=images.sagemaker, name=self.input("EndpointName"),
-                instance_type=self.input("InstanceType"), min_instances=config.sagemaker_min_instances,
+                self,
+                "Embedder",
+                image=images.sagemaker,
+                name=self.input("EndpointName"),
+                instance_type=self.input("InstanceType"),
+                min_instances=config.sagemaker_min_instances,
                 max_instances=config.sagemaker_max_instances,
-                invocations_per_instance=config.sagemaker_invocations_per_instance)
-            self.api = self._function(images.front, memory=FRONT_MEMORY_MB, version_note="",
-                                      engine_env={"IMSIM_ENGINE": "sagemaker",
-                                                  "IMSIM_SAGEMAKER_ENDPOINT": self.endpoint.endpoint_name})
-            self.api.role.add_to_policy(iam.PolicyStatement(
-                sid="InvokeOwnEndpoint", actions=["sagemaker:InvokeEndpoint"],
-                resources=[self.endpoint.endpoint_arn]))
+                invocations_per_instance=config.sagemaker_invocations_per_instance,
+            )
+            self.api = self._function(
+                images.front,
+                memory=FRONT_MEMORY_MB,
+                version_note="",
+                engine_env={"IMSIM_ENGINE": "sagemaker", "IMSIM_SAGEMAKER_ENDPOINT": self.endpoint.endpoint_name},
+            )
+            self.api.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="InvokeOwnEndpoint",
+                    actions=["sagemaker:InvokeEndpoint"],
+                    resources=[self.endpoint.endpoint_arn],
+                )
+            )
         self._grant_libraries()
         self._grant_s3_reads()
 
@@ -78,22 +91,32 @@ class BackendStack(ParameterizedNestedStack):
             "IMSIM_CORS_ORIGIN": config.cors_origin,  # API Gateway answers preflights; the app the rest
         }
         return ContainerFunction(
-            self, "ApiFunction", image=image,
+            self,
+            "ApiFunction",
+            image=image,
             description=f"Image Similarity API ({config.backend} backend, {config.model_version})",
-            log_group_name=self.input("LogGroupName"), memory_size=memory, timeout=API_FUNCTION_TIMEOUT,
-            environment=environment, reserved_concurrency=config.reserved_concurrency,
-            provisioned_concurrency=config.provisioned_concurrency, version_note=version_note)
+            log_group_name=self.input("LogGroupName"),
+            memory_size=memory,
+            timeout=API_FUNCTION_TIMEOUT,
+            environment=environment,
+            reserved_concurrency=config.reserved_concurrency,
+            provisioned_concurrency=config.provisioned_concurrency,
+            version_note=version_note,
+        )
 
     def _grant_libraries(self) -> None:
         """Exactly the calls the S3 Vectors store makes, on this stack's bucket and table only."""
         statements = library_statements(self.input("VectorBucketName"), self.input("RegistryTableArn"))
         policy = iam.Policy(self, "LibraryAccess", roles=[self.api.role], statements=statements)
         policy.node.default_child.cfn_options.condition = self.has_libraries
-        acknowledge(policy, "AwsSolutions-IAM5",
-                    "each library is one S3 Vectors index that the API creates and deletes at run time by "
-                    "name, so the index ARNs are only known as <vector bucket ARN>/index/*; the bucket is "
-                    "this stack's own",
-                    applies_to=resource_finding(self, statements[0].resources[1]))
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5",
+            "each library is one S3 Vectors index that the API creates and deletes at run time by "
+            "name, so the index ARNs are only known as <vector bucket ARN>/index/*; the bucket is "
+            "this stack's own",
+            applies_to=resource_finding(self, statements[0].resources[1]),
+        )
 
     def _grant_s3_reads(self) -> None:
         buckets = self.config.s3_read_buckets
@@ -101,7 +124,10 @@ class BackendStack(ParameterizedNestedStack):
             return
         self.api.role.add_to_policy(s3_read_statement(buckets))
         for bucket in buckets:
-            acknowledge(self.api.role, "AwsSolutions-IAM5",
-                        f"the deployer listed bucket {bucket} in the s3_read_buckets flag: s3:// inputs may "
-                        "name any object in it (read only, s3:GetObject)",
-                        applies_to=resource_finding(self, s3_objects_arn(bucket)))
+            acknowledge(
+                self.api.role,
+                "AwsSolutions-IAM5",
+                f"the deployer listed bucket {bucket} in the s3_read_buckets flag: s3:// inputs may "
+                "name any object in it (read only, s3:GetObject)",
+                applies_to=resource_finding(self, s3_objects_arn(bucket)),
+            )

@@ -20,14 +20,16 @@ def cdk_json_context() -> dict[str, Any]:
     return json.loads(CDK_JSON.read_text())["context"]
 
 
-def build_app(flags: dict[str, Any] | None = None, *, nag: bool = True, validation: bool = True,
-              outdir: str | None = None) -> App:
+def build_app(
+    flags: dict[str, Any] | None = None, *, nag: bool = True, validation: bool = True, outdir: str | None = None
+) -> App:
     """``flags`` override cdk.json's context (the CLI's ``-c`` values override both).
 
     Raises ``infra.config.ConfigError`` naming the flag when a value is not allowed.
     """
-    app = App(context={**cdk_json_context(), **(flags or {})}, outdir=outdir,
-              builtin_cloud_formation_validation=validation)
+    app = App(
+        context={**cdk_json_context(), **(flags or {})}, outdir=outdir, builtin_cloud_formation_validation=validation
+    )
     config = load_config(app.node.try_get_context)
     ImageSimilarityStack(app, config.stack_name, config=config)
     if nag:

@@ -50,8 +50,30 @@ MODEL_IMAGE_SIZES = {
 }
 
 # CloudWatch Logs accepts only these retention periods.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
-                      2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 LAMBDA_MEMORY_RANGE = (2048, 10240)  # the model needs ~1.5 GB; Lambda's ceiling is 10,240 MB
 LAMBDA_ENGINE = "onnx"  # the Lambda image serves ONNX Runtime graphs exported at build time (no torch)
@@ -116,8 +138,9 @@ def load_config(get_context: Callable[[str], Any]) -> Config:
 
     model_arch, model_pretrained = _model(raw("model"))
     config = Config(
-        stack_name=_pattern("stack_name", raw("stack_name"), STACK_NAME_PATTERN,
-                            "a letter, then up to 29 letters, digits or '-'"),
+        stack_name=_pattern(
+            "stack_name", raw("stack_name"), STACK_NAME_PATTERN, "a letter, then up to 29 letters, digits or '-'"
+        ),
         backend=_choice("backend", raw("backend"), BACKENDS),
         auth=_choice("auth", raw("auth"), AUTH_TYPES),
         image_similarity=_bool("image_similarity", raw("image_similarity")),
@@ -129,17 +152,23 @@ def load_config(get_context: Callable[[str], Any]) -> Config:
         lambda_memory=_int("lambda_memory", raw("lambda_memory"), *LAMBDA_MEMORY_RANGE),
         provisioned_concurrency=_int("provisioned_concurrency", raw("provisioned_concurrency"), 0, 1000),
         reserved_concurrency=_int("reserved_concurrency", raw("reserved_concurrency"), 0, 1000),
-        sagemaker_instance_type=_pattern("sagemaker_instance_type", raw("sagemaker_instance_type"),
-                                         INSTANCE_TYPE_PATTERN, "an instance type such as ml.g4dn.xlarge"),
+        sagemaker_instance_type=_pattern(
+            "sagemaker_instance_type",
+            raw("sagemaker_instance_type"),
+            INSTANCE_TYPE_PATTERN,
+            "an instance type such as ml.g4dn.xlarge",
+        ),
         sagemaker_min_instances=_int("sagemaker_min_instances", raw("sagemaker_min_instances"), 1, 100),
         sagemaker_max_instances=_int("sagemaker_max_instances", raw("sagemaker_max_instances"), 1, 100),
         sagemaker_invocations_per_instance=_int(
-            "sagemaker_invocations_per_instance", raw("sagemaker_invocations_per_instance"), 1, 100_000),
+            "sagemaker_invocations_per_instance", raw("sagemaker_invocations_per_instance"), 1, 100_000
+        ),
         throttle_rate=_number("throttle_rate", raw("throttle_rate"), 0.1, 10_000),
         throttle_burst=_int("throttle_burst", raw("throttle_burst"), 1, 5000),
         s3_read_buckets=_buckets(raw("s3_read_buckets")),
-        cors_origin=_pattern("cors_origin", raw("cors_origin"), CORS_ORIGIN_PATTERN,
-                             "'*' or one origin such as https://app.example.com"),
+        cors_origin=_pattern(
+            "cors_origin", raw("cors_origin"), CORS_ORIGIN_PATTERN, "'*' or one origin such as https://app.example.com"
+        ),
         log_retention_days=_retention(raw("log_retention_days")),
         latency_alarm_ms=_int("latency_alarm_ms", raw("latency_alarm_ms"), 100, 29_000),
         api_gateway_logging_role=_bool("api_gateway_logging_role", raw("api_gateway_logging_role")),
@@ -152,11 +181,13 @@ def _check_together(config: Config) -> None:
     if config.sagemaker_min_instances > config.sagemaker_max_instances:
         raise ConfigError(
             f"context flag 'sagemaker_min_instances' ({config.sagemaker_min_instances}) must not exceed "
-            f"'sagemaker_max_instances' ({config.sagemaker_max_instances})")
+            f"'sagemaker_max_instances' ({config.sagemaker_max_instances})"
+        )
     if config.reserved_concurrency and config.provisioned_concurrency > config.reserved_concurrency:
         raise ConfigError(
             f"context flag 'provisioned_concurrency' ({config.provisioned_concurrency}) must not exceed "
-            f"'reserved_concurrency' ({config.reserved_concurrency}) when that is set")
+            f"'reserved_concurrency' ({config.reserved_concurrency}) when that is set"
+        )
 
 
 def _fail(name: str, value: Any, allowed: str) -> ConfigError:

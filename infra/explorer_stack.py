@@ -25,8 +25,14 @@ class ExplorerStack(ParameterizedNestedStack):
     def __init__(self, scope: Construct, construct_id: str, *, images: ImagesStack, **kwargs) -> None:
         super().__init__(scope, construct_id, description="Image Similarity: API Explorer", **kwargs)
         self.explorer = ContainerFunction(
-            self, "ExplorerFunction", image=images.front, description="Image Similarity API Explorer (Swagger UI)",
-            command=["explorer_handler.handler"], log_group_name=self.input("LogGroupName"),
-            memory_size=EXPLORER_MEMORY_MB, timeout=EXPLORER_TIMEOUT,
-            environment={"IMSIM_AUTH": self.input("Authorization")})
+            self,
+            "ExplorerFunction",
+            image=images.front,
+            description="Image Similarity API Explorer (Swagger UI)",
+            command=["explorer_handler.handler"],
+            log_group_name=self.input("LogGroupName"),
+            memory_size=EXPLORER_MEMORY_MB,
+            timeout=EXPLORER_TIMEOUT,
+            environment={"IMSIM_AUTH": self.input("Authorization")},
+        )
         self.function_arn = self.explorer.invoke_arn

@@ -36,15 +36,24 @@ class ContainerFunction(Construct):
         version_note: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                             description=f"Runs the function: {description}")
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs the function: {description}",
+        )
         logs_statement = log_write_statement(log_group_name)
         self.role.add_to_policy(logs_statement)
-        acknowledge(self.role, "AwsSolutions-IAM5",
-                    "Lambda names the log streams itself (one per instance); the statement is limited to this "
-                    "function's own log group", applies_to=resource_finding(self, logs_statement.resources[0]))
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5",
+            "Lambda names the log streams itself (one per instance); the statement is limited to this "
+            "function's own log group",
+            applies_to=resource_finding(self, logs_statement.resources[0]),
+        )
         self.function = lambda_.Function(
-            self, "Function",
+            self,
+            "Function",
             description=description,
             code=lambda_.Code.from_ecr_image(image.repository, tag_or_digest=image.image_tag, cmd=command),
             handler=lambda_.Handler.FROM_IMAGE,
@@ -63,10 +72,16 @@ class ContainerFunction(Construct):
         # The L2 makes the function depend on the role too, which the role's ARN already does
         # (cfn-lint W3005): depend on the role's policy only.
         self.function.node.default_child.add_override(
-            "DependsOn", [self.role.node.find_child("DefaultPolicy").node.default_child.logical_id])
+            "DependsOn", [self.role.node.find_child("DefaultPolicy").node.default_child.logical_id]
+        )
         self.invoke_arn = self.function.function_arn
         """What API Gateway invokes: the ``live`` alias when provisioned concurrency is on."""
         if provisioned_concurrency:
-            alias = lambda_.Alias(self, "Live", alias_name="live", version=self.function.current_version,
-                                  provisioned_concurrent_executions=provisioned_concurrency)
+            alias = lambda_.Alias(
+                self,
+                "Live",
+                alias_name="live",
+                version=self.function.current_version,
+                provisioned_concurrent_executions=provisioned_concurrency,
+            )
             self.invoke_arn = alias.function_arn

@@ -24,8 +24,24 @@ from infra.config import Config
 from infra.nested import ParameterizedNestedStack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EXCLUDE = ["cdk.out", ".venv", ".git", "tests", "bench", "docs", "infra", "scripts", "data", "model",
-           "node_modules", "**/__pycache__", "**/*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis"]
+EXCLUDE = [
+    "cdk.out",
+    ".venv",
+    ".git",
+    "tests",
+    "bench",
+    "docs",
+    "infra",
+    "scripts",
+    "data",
+    "model",
+    "node_modules",
+    "**/__pycache__",
+    "**/*.pyc",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+]
 
 
 class ImagesStack(ParameterizedNestedStack):
@@ -40,12 +56,26 @@ class ImagesStack(ParameterizedNestedStack):
         else:
             self.sagemaker = self._image("SageMaker", "sagemaker_image/Dockerfile", None, weights)
 
-    def _image(self, name: str, dockerfile: str, target: str | None,
-               build_args: dict[str, str] | None = None) -> ecr_assets.DockerImageAsset:
+    def _image(
+        self, name: str, dockerfile: str, target: str | None, build_args: dict[str, str] | None = None
+    ) -> ecr_assets.DockerImageAsset:
         asset = ecr_assets.DockerImageAsset(
-            self, f"{name}Image", directory=str(REPO_ROOT), file=dockerfile, target=target,
-            build_args=build_args, platform=ecr_assets.Platform.LINUX_AMD64, exclude=EXCLUDE,
-            ignore_mode=IgnoreMode.DOCKER, display_name=f"image-similarity {name.lower()} image")
-        ssm.CfnParameter(self, f"{name}ImageUri", type="String", value=asset.image_uri,
-                         description=f"Image Similarity: the {name.lower()} image this stack runs")
+            self,
+            f"{name}Image",
+            directory=str(REPO_ROOT),
+            file=dockerfile,
+            target=target,
+            build_args=build_args,
+            platform=ecr_assets.Platform.LINUX_AMD64,
+            exclude=EXCLUDE,
+            ignore_mode=IgnoreMode.DOCKER,
+            display_name=f"image-similarity {name.lower()} image",
+        )
+        ssm.CfnParameter(
+            self,
+            f"{name}ImageUri",
+            type="String",
+            value=asset.image_uri,
+            description=f"Image Similarity: the {name.lower()} image this stack runs",
+        )
         return asset

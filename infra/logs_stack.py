@@ -19,8 +19,9 @@ from infra.nested import ParameterizedNestedStack
 from infra.sagemaker_endpoint import endpoint_log_group_name
 
 
-def retained_log_group(scope: Construct, construct_id: str, retention_days: int,
-                       name: str | None = None) -> logs.LogGroup:
+def retained_log_group(
+    scope: Construct, construct_id: str, retention_days: int, name: str | None = None
+) -> logs.LogGroup:
     """A log group that keeps events for ``retention_days`` and goes when the stack goes."""
     group = logs.LogGroup(scope, construct_id, log_group_name=name, removal_policy=RemovalPolicy.DESTROY)
     # The L2 takes an enum of named periods; the flag is a number of days (validated in config).
@@ -41,8 +42,8 @@ class LogsStack(ParameterizedNestedStack):
         if config.backend == "sagemaker":
             # SageMaker writes to this fixed name; made first, it gets a retention.
             self.endpoint_logs = retained_log_group(
-                self, "EndpointLogs", days,
-                name=endpoint_log_group_name(self.input("EndpointName")))
+                self, "EndpointLogs", days, name=endpoint_log_group_name(self.input("EndpointName"))
+            )
         if config.api_gateway_logging_role:
             _api_gateway_logging_role(self)
 
@@ -50,18 +51,24 @@ class LogsStack(ParameterizedNestedStack):
 def _api_gateway_logging_role(scope: Construct) -> None:
     """API Gateway's account-wide CloudWatch role, without which a stage cannot log at all."""
     role = iam.Role(
-        scope, "ApiGatewayCloudWatchRole", assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
-        managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(
-            "service-role/AmazonAPIGatewayPushToCloudWatchLogs")])
+        scope,
+        "ApiGatewayCloudWatchRole",
+        assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+        managed_policies=[
+            iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+        ],
+    )
     account = apigateway.CfnAccount(scope, "ApiGatewayAccount", cloud_watch_role_arn=role.role_arn)
     # Both are account-wide settings shared with every other API in the Region: removing this
     # stack must not switch logging off for them.
     role.apply_removal_policy(RemovalPolicy.RETAIN)
     account.apply_removal_policy(RemovalPolicy.RETAIN)
-    acknowledge(role, "AwsSolutions-IAM4",
-                "API Gateway's account-level logging role: the AWS-maintained policy "
-                "AmazonAPIGatewayPushToCloudWatchLogs is the documented one, and the role serves every REST "
-                "API in this account and Region (switch it off with -c api_gateway_logging_role=false when the "
-                "account already has one)",
-                applies_to="Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                           "AmazonAPIGatewayPushToCloudWatchLogs")
+    acknowledge(
+        role,
+        "AwsSolutions-IAM4",
+        "API Gateway's account-level logging role: the AWS-maintained policy "
+        "AmazonAPIGatewayPushToCloudWatchLogs is the documented one, and the role serves every REST "
+        "API in this account and Region (switch it off with -c api_gateway_logging_role=false when the "
+        "account already has one)",
+        applies_to="Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+    )

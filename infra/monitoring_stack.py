@@ -27,8 +27,14 @@ class MonitoringStack(ParameterizedNestedStack):
         api = {"ApiName": config.api_name, "Stage": self.input("StageName")}
 
         def api_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(namespace="AWS/ApiGateway", metric_name=name, dimensions_map=api,
-                                     statistic=statistic, period=PERIOD, label=label)
+            return cloudwatch.Metric(
+                namespace="AWS/ApiGateway",
+                metric_name=name,
+                dimensions_map=api,
+                statistic=statistic,
+                period=PERIOD,
+                label=label,
+            )
 
         requests = api_metric("Count", "Sum", "requests")
         latency_p50 = api_metric("Latency", "p50", "latency p50 (ms)")
@@ -37,15 +43,27 @@ class MonitoringStack(ParameterizedNestedStack):
         errors_5xx = api_metric("5XXError", "Sum", "5xx")
 
         self.five_xx_alarm = cloudwatch.Alarm(
-            self, "FiveXxRateAlarm", alarm_description="More than 5% of the API's answers are 5xx",
-            metric=api_metric("5XXError", "Average", "5xx rate"), threshold=FIVE_XX_RATE_THRESHOLD,
+            self,
+            "FiveXxRateAlarm",
+            alarm_description="More than 5% of the API's answers are 5xx",
+            metric=api_metric("5XXError", "Average", "5xx rate"),
+            threshold=FIVE_XX_RATE_THRESHOLD,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=3, datapoints_to_alarm=2, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
         self.latency_alarm = cloudwatch.Alarm(
-            self, "LatencyAlarm", alarm_description=f"The API's p99 latency is above {config.latency_alarm_ms} ms",
-            metric=latency_p99, threshold=config.latency_alarm_ms,
+            self,
+            "LatencyAlarm",
+            alarm_description=f"The API's p99 latency is above {config.latency_alarm_ms} ms",
+            metric=latency_p99,
+            threshold=config.latency_alarm_ms,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=3, datapoints_to_alarm=3, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+            evaluation_periods=3,
+            datapoints_to_alarm=3,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         self.dashboard.add_widgets(
@@ -63,33 +81,69 @@ class MonitoringStack(ParameterizedNestedStack):
         function = {"FunctionName": self.input("FunctionName")}
 
         def lambda_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(namespace="AWS/Lambda", metric_name=name, dimensions_map=function,
-                                     statistic=statistic, period=PERIOD, label=label)
+            return cloudwatch.Metric(
+                namespace="AWS/Lambda",
+                metric_name=name,
+                dimensions_map=function,
+                statistic=statistic,
+                period=PERIOD,
+                label=label,
+            )
 
         widgets: list[cloudwatch.IWidget] = [
-            cloudwatch.GraphWidget(title="Function duration", width=8, left=[
-                lambda_metric("Duration", "p50", "p50 (ms)"), lambda_metric("Duration", "p99", "p99 (ms)")]),
-            cloudwatch.GraphWidget(title="Function errors and throttles", width=8, left=[
-                lambda_metric("Errors", "Sum", "errors"), lambda_metric("Throttles", "Sum", "throttles")]),
-            cloudwatch.GraphWidget(title="Function concurrency", width=8, left=[
-                lambda_metric("ConcurrentExecutions", "Maximum", "concurrent executions")]),
+            cloudwatch.GraphWidget(
+                title="Function duration",
+                width=8,
+                left=[lambda_metric("Duration", "p50", "p50 (ms)"), lambda_metric("Duration", "p99", "p99 (ms)")],
+            ),
+            cloudwatch.GraphWidget(
+                title="Function errors and throttles",
+                width=8,
+                left=[lambda_metric("Errors", "Sum", "errors"), lambda_metric("Throttles", "Sum", "throttles")],
+            ),
+            cloudwatch.GraphWidget(
+                title="Function concurrency",
+                width=8,
+                left=[lambda_metric("ConcurrentExecutions", "Maximum", "concurrent executions")],
+            ),
         ]
         if config.backend == "sagemaker":
             endpoint = {"EndpointName": self.input("EndpointName"), "VariantName": VARIANT}
 
             def endpoint_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
-                return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=name, dimensions_map=endpoint,
-                                         statistic=statistic, period=PERIOD, label=label)
+                return cloudwatch.Metric(
+                    namespace="AWS/SageMaker",
+                    metric_name=name,
+                    dimensions_map=endpoint,
+                    statistic=statistic,
+                    period=PERIOD,
+                    label=label,
+                )
 
             widgets += [
-                cloudwatch.GraphWidget(title="Endpoint invocations", width=8, left=[
-                    endpoint_metric("Invocations", "Sum", "invocations"),
-                    endpoint_metric("InvocationsPerInstance", "Sum", "per instance")]),
-                cloudwatch.GraphWidget(title="Endpoint model latency", width=8, left=[
-                    endpoint_metric("ModelLatency", "p50", "p50 (us)"),
-                    endpoint_metric("ModelLatency", "p99", "p99 (us)")]),
-                cloudwatch.GraphWidget(title="Endpoint errors", width=8, left=[
-                    endpoint_metric("Invocation4XXErrors", "Sum", "4xx"),
-                    endpoint_metric("Invocation5XXErrors", "Sum", "5xx")]),
+                cloudwatch.GraphWidget(
+                    title="Endpoint invocations",
+                    width=8,
+                    left=[
+                        endpoint_metric("Invocations", "Sum", "invocations"),
+                        endpoint_metric("InvocationsPerInstance", "Sum", "per instance"),
+                    ],
+                ),
+                cloudwatch.GraphWidget(
+                    title="Endpoint model latency",
+                    width=8,
+                    left=[
+                        endpoint_metric("ModelLatency", "p50", "p50 (us)"),
+                        endpoint_metric("ModelLatency", "p99", "p99 (us)"),
+                    ],
+                ),
+                cloudwatch.GraphWidget(
+                    title="Endpoint errors",
+                    width=8,
+                    left=[
+                        endpoint_metric("Invocation4XXErrors", "Sum", "4xx"),
+                        endpoint_metric("Invocation5XXErrors", "Sum", "5xx"),
+                    ],
+                ),
             ]
         return widgets

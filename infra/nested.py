@@ -26,8 +26,7 @@ class ParameterizedNestedStack(NestedStack):
         inputs = inputs or {}
         super().__init__(scope, construct_id, description=description, parameters=inputs)
         self._inputs = {
-            name: CfnParameter(self, name, type="Number" if name in number_inputs else "String")
-            for name in inputs
+            name: CfnParameter(self, name, type="Number" if name in number_inputs else "String") for name in inputs
         }
         if condition is not None:
             self.nested_stack_resource.cfn_options.condition = condition

@@ -42,8 +42,15 @@ ROUTES = (
 )
 
 
-def api_definition(*, title: str, api_function_arn: str, explorer_function_arn: str, authorization: str,
-                   explorer_condition: str, cors_origin: str) -> dict[str, Any]:
+def api_definition(
+    *,
+    title: str,
+    api_function_arn: str,
+    explorer_function_arn: str,
+    authorization: str,
+    explorer_condition: str,
+    cors_origin: str,
+) -> dict[str, Any]:
     """``authorization`` is a token (the ``Authorization`` parameter) on every API method; the
     explorer's page is always open (``NONE``): a browser cannot sign it, and it holds no data."""
     paths: dict[str, Any] = {}
@@ -54,8 +61,11 @@ def api_definition(*, title: str, api_function_arn: str, explorer_function_arn: 
         paths[route.path] = Fn.condition_if(explorer_condition, item, Aws.NO_VALUE) if route.explorer else item
     return {
         "openapi": "3.0.1",
-        "info": {"title": title, "version": "1.0.0",
-                 "description": "Image Similarity API; the full reference is served at /api-explorer."},
+        "info": {
+            "title": title,
+            "version": "1.0.0",
+            "description": "Image Similarity API; the full reference is served at /api-explorer.",
+        },
         "paths": paths,
         "x-amazon-apigateway-gateway-responses": _gateway_responses(cors_origin),
     }
@@ -81,8 +91,11 @@ def _proxy_operation(function_arn: str, auth: str) -> dict[str, Any]:
         "x-amazon-apigateway-integration": {
             "type": "aws_proxy",
             "httpMethod": "POST",
-            "uri": Fn.sub("arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
-                          "${FunctionArn}/invocations", {"FunctionArn": function_arn}),
+            "uri": Fn.sub(
+                "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+                "${FunctionArn}/invocations",
+                {"FunctionArn": function_arn},
+            ),
             "passthroughBehavior": "when_no_match",
             "timeoutInMillis": INTEGRATION_TIMEOUT_MS,
         },
@@ -92,16 +105,24 @@ def _proxy_operation(function_arn: str, auth: str) -> dict[str, Any]:
 
 def _preflight_operation(cors_origin: str) -> dict[str, Any]:
     """CORS preflight, answered by API Gateway itself: browsers send it without credentials."""
-    headers = {name: {"schema": {"type": "string"}} for name in (
-        "Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers")}
+    headers = {
+        name: {"schema": {"type": "string"}}
+        for name in ("Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers")
+    }
     return {
         "x-amazon-apigateway-auth": {"type": "NONE"},
         "responses": {"204": {"description": "CORS preflight", "headers": headers}},
         "x-amazon-apigateway-integration": {
             "type": "mock",
             "requestTemplates": {"application/json": '{"statusCode": 204}'},
-            "responses": {"default": {"statusCode": "204", "responseParameters": {
-                f"method.response.header.{name}": value for name, value in _cors_values(cors_origin).items()}}},
+            "responses": {
+                "default": {
+                    "statusCode": "204",
+                    "responseParameters": {
+                        f"method.response.header.{name}": value for name, value in _cors_values(cors_origin).items()
+                    },
+                }
+            },
         },
     }
 
@@ -109,8 +130,13 @@ def _preflight_operation(cors_origin: str) -> dict[str, Any]:
 def _gateway_responses(cors_origin: str) -> dict[str, Any]:
     """Errors API Gateway answers itself (throttled, unsigned, too large...) in the API's error shape."""
     generic = '{"message": $context.error.messageString, "code": "$context.error.responseType"}'
-    too_large = json.dumps({"message": f"the request body is larger than API Gateway's {API_GATEWAY_MAX_BODY_MB} MB "
-                                       "limit: send the image by url", "code": "payload_too_large"})
+    too_large = json.dumps(
+        {
+            "message": f"the request body is larger than API Gateway's {API_GATEWAY_MAX_BODY_MB} MB "
+            "limit: send the image by url",
+            "code": "payload_too_large",
+        }
+    )
     return {
         "DEFAULT_4XX": _gateway_response(generic, cors_origin),
         "DEFAULT_5XX": _gateway_response(generic, cors_origin),
@@ -120,12 +146,16 @@ def _gateway_responses(cors_origin: str) -> dict[str, Any]:
 
 def _gateway_response(template: str, cors_origin: str) -> dict[str, Any]:
     return {
-        "responseParameters": {f"gatewayresponse.header.{name}": value
-                               for name, value in _cors_values(cors_origin).items()},
+        "responseParameters": {
+            f"gatewayresponse.header.{name}": value for name, value in _cors_values(cors_origin).items()
+        },
         "responseTemplates": {"application/json": template},
     }
 
 
 def _cors_values(cors_origin: str) -> dict[str, str]:
-    return {"Access-Control-Allow-Origin": f"'{cors_origin}'", "Access-Control-Allow-Methods": f"'{CORS_METHODS}'",
-            "Access-Control-Allow-Headers": f"'{CORS_HEADERS}'"}
+    return {
+        "Access-Control-Allow-Origin": f"'{cors_origin}'",
+        "Access-Control-Allow-Methods": f"'{CORS_METHODS}'",
+        "Access-Control-Allow-Headers": f"'{CORS_HEADERS}'",
+    }

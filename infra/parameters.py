@@ -38,72 +38,143 @@ class RootParameters:
 
 def add_root_parameters(stack: Stack, config: Config) -> RootParameters:
     image_similarity = CfnParameter(
-        stack, "ImageSimilarity", type="String", allowed_values=YES_NO,
+        stack,
+        "ImageSimilarity",
+        type="String",
+        allowed_values=YES_NO,
         default=yes_no(config.image_similarity),
         description="yes: deploy the Image Similarity API (functions, endpoint, REST API). no: remove them "
-                    "(the libraries' data is kept).")
+        "(the libraries' data is kept).",
+    )
     libraries = CfnParameter(
-        stack, "Libraries", type="String", allowed_values=YES_NO, default=yes_no(config.libraries),
+        stack,
+        "Libraries",
+        type="String",
+        allowed_values=YES_NO,
+        default=yes_no(config.libraries),
         description="yes: image libraries on Amazon S3 Vectors and DynamoDB. Choose no in a Region "
-                    "without S3 Vectors; switching to no keeps the stored data (retained).")
+        "without S3 Vectors; switching to no keeps the stored data (retained).",
+    )
     explorer = CfnParameter(
-        stack, "ApiExplorer", type="String", allowed_values=YES_NO, default=yes_no(config.explorer),
-        description="yes: serve the API Explorer (Swagger UI) at /api-explorer.")
+        stack,
+        "ApiExplorer",
+        type="String",
+        allowed_values=YES_NO,
+        default=yes_no(config.explorer),
+        description="yes: serve the API Explorer (Swagger UI) at /api-explorer.",
+    )
     authorization = CfnParameter(
-        stack, "ApiAuthorization", type="String", allowed_values=list(AUTH_TYPES), default=config.auth,
+        stack,
+        "ApiAuthorization",
+        type="String",
+        allowed_values=list(AUTH_TYPES),
+        default=config.auth,
         description="AWS_IAM: callers sign requests with SigV4 and need execute-api:Invoke. "
-                    "NONE: open to anyone who has the URL.")
+        "NONE: open to anyone who has the URL.",
+    )
     stage_name = CfnParameter(
-        stack, "StageName", type="String", default=config.stage, allowed_pattern=STAGE_PATTERN,
-        description="API Gateway stage name (the first path segment of the API URL).")
+        stack,
+        "StageName",
+        type="String",
+        default=config.stage,
+        allowed_pattern=STAGE_PATTERN,
+        description="API Gateway stage name (the first path segment of the API URL).",
+    )
     throttling_rate = CfnParameter(
-        stack, "ThrottlingRateLimit", type="Number", default=config.throttle_rate, min_value=0.1,
-        max_value=10000, description="Steady-state requests per second the stage accepts.")
+        stack,
+        "ThrottlingRateLimit",
+        type="Number",
+        default=config.throttle_rate,
+        min_value=0.1,
+        max_value=10000,
+        description="Steady-state requests per second the stage accepts.",
+    )
     throttling_burst = CfnParameter(
-        stack, "ThrottlingBurstLimit", type="Number", default=config.throttle_burst, min_value=1,
-        max_value=5000, description="Requests the stage accepts in a burst above the rate.")
+        stack,
+        "ThrottlingBurstLimit",
+        type="Number",
+        default=config.throttle_burst,
+        min_value=1,
+        max_value=5000,
+        description="Requests the stage accepts in a burst above the rate.",
+    )
     compute = _compute_parameter(stack, config)
 
-    feature_on = CfnCondition(stack, "ImageSimilarityOn",
-                              expression=Fn.condition_equals(image_similarity.value_as_string, "yes"))
-    explorer_on = CfnCondition(stack, "ApiExplorerOn", expression=Fn.condition_and(
-        feature_on, Fn.condition_equals(explorer.value_as_string, "yes")))
-    libraries_on = CfnCondition(stack, "LibrariesOn",
-                                expression=Fn.condition_equals(libraries.value_as_string, "yes"))
+    feature_on = CfnCondition(
+        stack, "ImageSimilarityOn", expression=Fn.condition_equals(image_similarity.value_as_string, "yes")
+    )
+    explorer_on = CfnCondition(
+        stack,
+        "ApiExplorerOn",
+        expression=Fn.condition_and(feature_on, Fn.condition_equals(explorer.value_as_string, "yes")),
+    )
+    libraries_on = CfnCondition(stack, "LibrariesOn", expression=Fn.condition_equals(libraries.value_as_string, "yes"))
 
-    stack.template_options.metadata = {"AWS::CloudFormation::Interface": {
-        "ParameterGroups": [
-            {"Label": {"default": "Features"},
-             "Parameters": [image_similarity.logical_id, libraries.logical_id, explorer.logical_id]},
-            {"Label": {"default": "API Gateway"},
-             "Parameters": [authorization.logical_id, stage_name.logical_id, throttling_rate.logical_id,
-                            throttling_burst.logical_id]},
-            {"Label": {"default": f"Compute ({config.backend} backend)"}, "Parameters": [compute.logical_id]},
-        ],
-        "ParameterLabels": {
-            image_similarity.logical_id: {"default": "Image Similarity"},
-            libraries.logical_id: {"default": "Image libraries (S3 Vectors)"},
-            explorer.logical_id: {"default": "API Explorer"},
-            authorization.logical_id: {"default": "API Gateway Authorization"},
-            stage_name.logical_id: {"default": "Stage name"},
-            throttling_rate.logical_id: {"default": "Throttling rate (requests/s)"},
-            throttling_burst.logical_id: {"default": "Throttling burst (requests)"},
-            compute.logical_id: {"default": "Lambda memory (MB)" if config.backend == "lambda"
-                                 else "SageMaker instance type"},
-        },
-    }}
-    return RootParameters(image_similarity, libraries, explorer, authorization, stage_name, throttling_rate,
-                          throttling_burst, compute, feature_on, explorer_on, libraries_on)
+    stack.template_options.metadata = {
+        "AWS::CloudFormation::Interface": {
+            "ParameterGroups": [
+                {
+                    "Label": {"default": "Features"},
+                    "Parameters": [image_similarity.logical_id, libraries.logical_id, explorer.logical_id],
+                },
+                {
+                    "Label": {"default": "API Gateway"},
+                    "Parameters": [
+                        authorization.logical_id,
+                        stage_name.logical_id,
+                        throttling_rate.logical_id,
+                        throttling_burst.logical_id,
+                    ],
+                },
+                {"Label": {"default": f"Compute ({config.backend} backend)"}, "Parameters": [compute.logical_id]},
+            ],
+            "ParameterLabels": {
+                image_similarity.logical_id: {"default": "Image Similarity"},
+                libraries.logical_id: {"default": "Image libraries (S3 Vectors)"},
+                explorer.logical_id: {"default": "API Explorer"},
+                authorization.logical_id: {"default": "API Gateway Authorization"},
+                stage_name.logical_id: {"default": "Stage name"},
+                throttling_rate.logical_id: {"default": "Throttling rate (requests/s)"},
+                throttling_burst.logical_id: {"default": "Throttling burst (requests)"},
+                compute.logical_id: {
+                    "default": "Lambda memory (MB)" if config.backend == "lambda" else "SageMaker instance type"
+                },
+            },
+        }
+    }
+    return RootParameters(
+        image_similarity,
+        libraries,
+        explorer,
+        authorization,
+        stage_name,
+        throttling_rate,
+        throttling_burst,
+        compute,
+        feature_on,
+        explorer_on,
+        libraries_on,
+    )
 
 
 def _compute_parameter(stack: Stack, config: Config) -> CfnParameter:
     if config.backend == "lambda":
         low, high = LAMBDA_MEMORY_RANGE
         return CfnParameter(
-            stack, "LambdaMemorySize", type="Number", default=config.lambda_memory, min_value=low,
-            max_value=high, description="Memory of the model function in MB; Lambda gives CPU in proportion "
-                                        "(about 1 vCPU per 1,769 MB).")
+            stack,
+            "LambdaMemorySize",
+            type="Number",
+            default=config.lambda_memory,
+            min_value=low,
+            max_value=high,
+            description="Memory of the model function in MB; Lambda gives CPU in proportion "
+            "(about 1 vCPU per 1,769 MB).",
+        )
     return CfnParameter(
-        stack, "SageMakerInstanceType", type="String", default=config.sagemaker_instance_type,
+        stack,
+        "SageMakerInstanceType",
+        type="String",
+        default=config.sagemaker_instance_type,
         allowed_pattern=INSTANCE_TYPE_PATTERN,
-        description="Instance type of the SageMaker endpoint (a GPU type such as ml.g4dn.xlarge).")
+        description="Instance type of the SageMaker endpoint (a GPU type such as ml.g4dn.xlarge).",
+    )

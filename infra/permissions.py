@@ -6,11 +6,23 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 
 # What the runtime's S3 Vectors store calls (one index per library), and its registry table calls.
-VECTOR_ACTIONS = [f"s3vectors:{action}" for action in (
-    "CreateIndex", "DeleteIndex", "GetIndex", "ListIndexes", "PutVectors", "GetVectors", "DeleteVectors",
-    "ListVectors", "QueryVectors")]
-REGISTRY_ACTIONS = [f"dynamodb:{action}" for action in (
-    "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Scan", "Query")]
+VECTOR_ACTIONS = [
+    f"s3vectors:{action}"
+    for action in (
+        "CreateIndex",
+        "DeleteIndex",
+        "GetIndex",
+        "ListIndexes",
+        "PutVectors",
+        "GetVectors",
+        "DeleteVectors",
+        "ListVectors",
+        "QueryVectors",
+    )
+]
+REGISTRY_ACTIONS = [
+    f"dynamodb:{action}" for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Scan", "Query")
+]
 
 
 def vector_bucket_arn(bucket_name: str) -> str:
@@ -20,16 +32,18 @@ def vector_bucket_arn(bucket_name: str) -> str:
 def library_statements(bucket_name: str, table_arn: str) -> list[iam.PolicyStatement]:
     bucket_arn = vector_bucket_arn(bucket_name)
     return [
-        iam.PolicyStatement(sid="LibraryVectors", actions=VECTOR_ACTIONS,
-                            resources=[bucket_arn, f"{bucket_arn}/index/*"]),
+        iam.PolicyStatement(
+            sid="LibraryVectors", actions=VECTOR_ACTIONS, resources=[bucket_arn, f"{bucket_arn}/index/*"]
+        ),
         iam.PolicyStatement(sid="LibraryRegistry", actions=REGISTRY_ACTIONS, resources=[table_arn]),
     ]
 
 
 def s3_read_statement(buckets: tuple[str, ...]) -> iam.PolicyStatement:
     """``s3://`` inputs: read objects in the buckets the deployer listed, nothing else."""
-    return iam.PolicyStatement(sid="ReadListedBuckets", actions=["s3:GetObject"],
-                               resources=[s3_objects_arn(bucket) for bucket in buckets])
+    return iam.PolicyStatement(
+        sid="ReadListedBuckets", actions=["s3:GetObject"], resources=[s3_objects_arn(bucket) for bucket in buckets]
+    )
 
 
 def s3_objects_arn(bucket: str) -> str:
@@ -42,5 +56,8 @@ def log_group_arn(name: str) -> str:
 
 def log_write_statement(log_group_name: str) -> iam.PolicyStatement:
     """Write to one log group (its streams are named by the service, hence the ``:*``)."""
-    return iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                               resources=[f"{log_group_arn(log_group_name)}:*"])
+    return iam.PolicyStatement(
+        sid="WriteOwnLogs",
+        actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+        resources=[f"{log_group_arn(log_group_name)}:*"],
+    )

@@ -48,54 +48,92 @@ class SageMakerEndpoint(Construct):
         super().__init__(scope, construct_id)
         role = self._execution_role(image, name)
         model = sagemaker.CfnModel(
-            self, "Model", execution_role_arn=role.role_arn,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(image=image.image_uri,
-                                                                             mode="SingleModel"))
+            self,
+            "Model",
+            execution_role_arn=role.role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(image=image.image_uri, mode="SingleModel"),
+        )
         # SageMaker checks that it can pull the image when the model is made.
         model.node.add_dependency(role.node.find_child("DefaultPolicy"))
         config = sagemaker.CfnEndpointConfig(
-            self, "Config",
-            production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                variant_name=VARIANT, model_name=model.attr_model_name, instance_type=instance_type,
-                initial_instance_count=min_instances, initial_variant_weight=1,
-                container_startup_health_check_timeout_in_seconds=STARTUP_TIMEOUT_S)])
-        endpoint = sagemaker.CfnEndpoint(self, "Endpoint", endpoint_name=name,
-                                         endpoint_config_name=config.attr_endpoint_config_name)
+            self,
+            "Config",
+            production_variants=[
+                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                    variant_name=VARIANT,
+                    model_name=model.attr_model_name,
+                    instance_type=instance_type,
+                    initial_instance_count=min_instances,
+                    initial_variant_weight=1,
+                    container_startup_health_check_timeout_in_seconds=STARTUP_TIMEOUT_S,
+                )
+            ],
+        )
+        endpoint = sagemaker.CfnEndpoint(
+            self, "Endpoint", endpoint_name=name, endpoint_config_name=config.attr_endpoint_config_name
+        )
         self.endpoint_name = endpoint.attr_endpoint_name
         self.endpoint_arn = endpoint.ref  # Ref of AWS::SageMaker::Endpoint is its ARN
         self._autoscaling(endpoint, min_instances, max_instances, invocations_per_instance)
 
     def _execution_role(self, image: ecr_assets.DockerImageAsset, name: str) -> iam.Role:
-        role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                        description="SageMaker pulls the embedding image and writes the endpoint's logs")
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PullEmbeddingImage", resources=[image.repository.repository_arn],
-            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]))
-        role.add_to_policy(iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"],
-                                               resources=["*"]))
+        role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="SageMaker pulls the embedding image and writes the endpoint's logs",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PullEmbeddingImage",
+                resources=[image.repository.repository_arn],
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            )
+        )
+        role.add_to_policy(iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
         logs_statement = log_write_statement(endpoint_log_group_name(name))
         role.add_to_policy(logs_statement)
-        acknowledge(role, "AwsSolutions-IAM5",
-                    "ecr:GetAuthorizationToken has no resource to scope to (IAM accepts only '*'); the image "
-                    "pull itself is limited to the CDK asset repository", applies_to="Resource::*")
-        acknowledge(role, "AwsSolutions-IAM5",
-                    "SageMaker names the endpoint's log streams after its instances; the statement is limited "
-                    "to this endpoint's own log group", applies_to=resource_finding(self, logs_statement.resources[0]))
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "ecr:GetAuthorizationToken has no resource to scope to (IAM accepts only '*'); the image "
+            "pull itself is limited to the CDK asset repository",
+            applies_to="Resource::*",
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "SageMaker names the endpoint's log streams after its instances; the statement is limited "
+            "to this endpoint's own log group",
+            applies_to=resource_finding(self, logs_statement.resources[0]),
+        )
         return role
 
-    def _autoscaling(self, endpoint: sagemaker.CfnEndpoint, min_instances: int, max_instances: int,
-                     invocations_per_instance: int) -> None:
+    def _autoscaling(
+        self, endpoint: sagemaker.CfnEndpoint, min_instances: int, max_instances: int, invocations_per_instance: int
+    ) -> None:
         # No RoleARN: Application Auto Scaling uses its service-linked role for SageMaker.
         target = appscaling.CfnScalableTarget(
-            self, "ScalableTarget", service_namespace="sagemaker",
+            self,
+            "ScalableTarget",
+            service_namespace="sagemaker",
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
             resource_id=Fn.join("", ["endpoint/", endpoint.attr_endpoint_name, f"/variant/{VARIANT}"]),
-            min_capacity=min_instances, max_capacity=max_instances)
+            min_capacity=min_instances,
+            max_capacity=max_instances,
+        )
         appscaling.CfnScalingPolicy(
-            self, "InvocationsScaling", policy_name="invocations-per-instance",
-            policy_type="TargetTrackingScaling", scaling_target_id=target.ref,
-            target_tracking_scaling_policy_configuration=appscaling.CfnScalingPolicy.
-            TargetTrackingScalingPolicyConfigurationProperty(
-                target_value=invocations_per_instance, scale_in_cooldown=300, scale_out_cooldown=60,
+            self,
+            "InvocationsScaling",
+            policy_name="invocations-per-instance",
+            policy_type="TargetTrackingScaling",
+            scaling_target_id=target.ref,
+            target_tracking_scaling_policy_configuration=appscaling.CfnScalingPolicy.TargetTrackingScalingPolicyConfigurationProperty(
+                target_value=invocations_per_instance,
+                scale_in_cooldown=300,
+                scale_out_cooldown=60,
                 predefined_metric_specification=appscaling.CfnScalingPolicy.PredefinedMetricSpecificationProperty(
-                    predefined_metric_type="SageMakerVariantInvocationsPerInstance")))
+                    predefined_metric_type="SageMakerVariantInvocationsPerInstance"
+                ),
+            ),
+        )

@@ -17,8 +17,12 @@ from infra.nested import ParameterizedNestedStack
 
 class StorageStack(ParameterizedNestedStack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs) -> None:
-        super().__init__(scope, construct_id, description="Image Similarity: image libraries (S3 Vectors + "
-                                                          "DynamoDB registry)", **kwargs)
+        super().__init__(
+            scope,
+            construct_id,
+            description="Image Similarity: image libraries (S3 Vectors + DynamoDB registry)",
+            **kwargs,
+        )
         # No fixed name: a retained bucket must not block making a new one after the feature is
         # switched off and on again.
         bucket = s3vectors.CfnVectorBucket(self, "VectorBucket")
@@ -28,13 +32,16 @@ class StorageStack(ParameterizedNestedStack):
         self.vector_bucket_name = Fn.select(1, Fn.split(":bucket/", bucket.attr_vector_bucket_arn))
 
         table = dynamodb.CfnTable(
-            self, "RegistryTable",
+            self,
+            "RegistryTable",
             key_schema=[dynamodb.CfnTable.KeySchemaProperty(attribute_name="name", key_type="HASH")],
-            attribute_definitions=[dynamodb.CfnTable.AttributeDefinitionProperty(attribute_name="name",
-                                                                                 attribute_type="S")],
+            attribute_definitions=[
+                dynamodb.CfnTable.AttributeDefinitionProperty(attribute_name="name", attribute_type="S")
+            ],
             billing_mode="PAY_PER_REQUEST",
             point_in_time_recovery_specification=dynamodb.CfnTable.PointInTimeRecoverySpecificationProperty(
-                point_in_time_recovery_enabled=True),
+                point_in_time_recovery_enabled=True
+            ),
         )
         table.apply_removal_policy(RemovalPolicy.RETAIN)
         self.registry_table_name = table.ref

@@ -51,9 +51,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.embedder = embedder
-    app.add_middleware(
-        BodySizeLimit, max_bytes=settings.max_request_bytes, max_json_values=settings.max_json_values
-    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, max_json_values=settings.max_json_values)
     if settings.cors_origin:
         app.add_middleware(
             CORSMiddleware,

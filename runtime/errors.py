@@ -113,7 +113,8 @@ def validation_error(errors: list[dict[str, Any]]) -> BadRequest:
     location = [str(part) for part in error.get("loc", ()) if part != "body"]
     field = _field_path(location) or "request body"
     if kind == "json_invalid":
-        return BadRequest(f"request body: invalid JSON ({error.get('ctx', {}).get('error', 'cannot parse')})", code="invalid_json")
+        reason = error.get("ctx", {}).get("error", "cannot parse")
+        return BadRequest(f"request body: invalid JSON ({reason})", code="invalid_json")
     if kind == "model_attributes_type" and field == "request body":
         return BadRequest("request body: must be a JSON object", code="invalid_json")
     if kind == "extra_forbidden":

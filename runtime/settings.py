@@ -170,4 +170,3 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
         items = tuple(item.strip() for item in raw.split(",") if item.strip())
         return tuple(int(item) for item in items) if kind.startswith("tuple[int") else items
     return raw
-

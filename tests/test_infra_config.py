@@ -37,34 +37,42 @@ def test_defaults():
 
 def test_cli_strings_are_parsed():
     """The CDK CLI passes every -c value as a string."""
-    config = config_of(explorer="false", lambda_memory="3008", throttle_rate="2.5", s3_read_buckets="a-b, c.d ,",
-                       model="ViT-B-32-256/datacomp_s34b_b86k")
+    config = config_of(
+        explorer="false",
+        lambda_memory="3008",
+        throttle_rate="2.5",
+        s3_read_buckets="a-b, c.d ,",
+        model="ViT-B-32-256/datacomp_s34b_b86k",
+    )
     assert config.explorer is False and config.lambda_memory == 3008 and config.throttle_rate == 2.5
     assert config.s3_read_buckets == ("a-b", "c.d")
     assert config.image_size == MODEL_IMAGE_SIZES["ViT-B-32-256"] == 256
 
 
-@pytest.mark.parametrize(("flag", "value", "allowed"), [
-    ("backend", "ec2", "lambda | sagemaker"),
-    ("auth", "COGNITO", "AWS_IAM | NONE"),
-    ("explorer", "maybe", "true | false"),
-    ("libraries", "1", "true | false"),
-    ("image_similarity", "", "true | false"),
-    ("lambda_memory", "1024", "from 2048 to 10240"),
-    ("lambda_memory", "lots", "from 2048 to 10240"),
-    ("provisioned_concurrency", "-1", "from 0 to 1000"),
-    ("sagemaker_instance_type", "g4dn.xlarge", "ml.g4dn.xlarge"),
-    ("sagemaker_max_instances", "0", "from 1 to 100"),
-    ("throttle_rate", "0", "from 0.1 to 10000"),
-    ("throttle_burst", "1.5", "from 1 to 5000"),
-    ("s3_read_buckets", "Bad_Bucket", "S3 bucket names"),
-    ("model", "RN50/openai", "ViT-B-32"),
-    ("model", "ViT-B-32", "<arch>/<pretrained>"),
-    ("stage", "prod/v1", "letters, digits"),
-    ("stack_name", "1stack", "a letter"),
-    ("log_retention_days", "31", "30 | 60"),
-    ("cors_origin", "app.example.com", "https://"),
-])
+@pytest.mark.parametrize(
+    ("flag", "value", "allowed"),
+    [
+        ("backend", "ec2", "lambda | sagemaker"),
+        ("auth", "COGNITO", "AWS_IAM | NONE"),
+        ("explorer", "maybe", "true | false"),
+        ("libraries", "1", "true | false"),
+        ("image_similarity", "", "true | false"),
+        ("lambda_memory", "1024", "from 2048 to 10240"),
+        ("lambda_memory", "lots", "from 2048 to 10240"),
+        ("provisioned_concurrency", "-1", "from 0 to 1000"),
+        ("sagemaker_instance_type", "g4dn.xlarge", "ml.g4dn.xlarge"),
+        ("sagemaker_max_instances", "0", "from 1 to 100"),
+        ("throttle_rate", "0", "from 0.1 to 10000"),
+        ("throttle_burst", "1.5", "from 1 to 5000"),
+        ("s3_read_buckets", "Bad_Bucket", "S3 bucket names"),
+        ("model", "RN50/openai", "ViT-B-32"),
+        ("model", "ViT-B-32", "<arch>/<pretrained>"),
+        ("stage", "prod/v1", "letters, digits"),
+        ("stack_name", "1stack", "a letter"),
+        ("log_retention_days", "31", "30 | 60"),
+        ("cors_origin", "app.example.com", "https://"),
+    ],
+)
 def test_bad_flag_names_the_flag_and_the_allowed_values(flag, value, allowed):
     with pytest.raises(ConfigError) as caught:
         config_of(**{flag: value})
@@ -81,7 +89,13 @@ def test_flags_that_must_agree():
 
 def test_app_py_stops_on_a_bad_flag():
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
-    result = subprocess.run([sys.executable, "app.py", "-c", "backend=kubernetes"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "app.py", "-c", "backend=kubernetes"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "context flag 'backend' has the value 'kubernetes'; allowed: lambda | sagemaker" in result.stderr

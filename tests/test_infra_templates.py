@@ -39,7 +39,8 @@ def synth(request, synths, tmp_path_factory) -> Synth:
     backend, auth, explorer = request.param
     if request.param not in synths:
         synths[request.param] = synthesize(
-            {"backend": backend, "auth": auth, "explorer": explorer}, tmp_path_factory.mktemp("cdk"))
+            {"backend": backend, "auth": auth, "explorer": explorer}, tmp_path_factory.mktemp("cdk")
+        )
     return synths[request.param]
 
 
@@ -68,12 +69,19 @@ def test_parameter_defaults_follow_the_flags(synth):
 def test_nested_stacks_are_conditional_on_the_parameters(synth):
     conditions = synth.root["Conditions"]
     assert conditions["ImageSimilarityOn"] == {"Fn::Equals": [{"Ref": "ImageSimilarity"}, "yes"]}
-    assert conditions["ApiExplorerOn"] == {"Fn::And": [{"Condition": "ImageSimilarityOn"},
-                                                       {"Fn::Equals": [{"Ref": "ApiExplorer"}, "yes"]}]}
+    assert conditions["ApiExplorerOn"] == {
+        "Fn::And": [{"Condition": "ImageSimilarityOn"}, {"Fn::Equals": [{"Ref": "ApiExplorer"}, "yes"]}]
+    }
     assert conditions["LibrariesOn"] == {"Fn::Equals": [{"Ref": "Libraries"}, "yes"]}
     assert synth.nested_conditions() == {
-        "Logs": None, "Images": None, "LibraryStorage": "LibrariesOn", "Explorer": "ApiExplorerOn",
-        "Backend": "ImageSimilarityOn", "Api": "ImageSimilarityOn", "Monitoring": "ImageSimilarityOn"}
+        "Logs": None,
+        "Images": None,
+        "LibraryStorage": "LibrariesOn",
+        "Explorer": "ApiExplorerOn",
+        "Backend": "ImageSimilarityOn",
+        "Api": "ImageSimilarityOn",
+        "Monitoring": "ImageSimilarityOn",
+    }
     # Values from a conditional stack reach another one only through Fn::If on the same condition.
     api_inputs = synth.nested_parameters("Api")
     assert api_inputs["ExplorerFunctionArn"]["Fn::If"][0] == "ApiExplorerOn"
@@ -111,15 +119,26 @@ def test_every_method_carries_the_authorization_parameter(synth):
 
 def test_rest_api_stage_throttling_and_logs(synth):
     api = synth.template("Api")
-    api.has_resource_properties("AWS::ApiGateway::RestApi", {
-        "Mode": "overwrite", "EndpointConfiguration": {"Types": ["REGIONAL"]}})
-    api.has_resource_properties("AWS::ApiGateway::Stage", {
-        "StageName": {"Ref": "StageName"},
-        "AccessLogSetting": {"DestinationArn": Match.any_value(), "Format": Match.string_like_regexp("requestId")},
-        "MethodSettings": [{
-            "HttpMethod": "*", "ResourcePath": "/*", "LoggingLevel": "ERROR", "DataTraceEnabled": False,
-            "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"},
-            "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"}}]})
+    api.has_resource_properties(
+        "AWS::ApiGateway::RestApi", {"Mode": "overwrite", "EndpointConfiguration": {"Types": ["REGIONAL"]}}
+    )
+    api.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "StageName": {"Ref": "StageName"},
+            "AccessLogSetting": {"DestinationArn": Match.any_value(), "Format": Match.string_like_regexp("requestId")},
+            "MethodSettings": [
+                {
+                    "HttpMethod": "*",
+                    "ResourcePath": "/*",
+                    "LoggingLevel": "ERROR",
+                    "DataTraceEnabled": False,
+                    "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"},
+                    "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"},
+                }
+            ],
+        },
+    )
     api_inputs = synth.nested_parameters("Api")
     assert api_inputs["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
     assert api_inputs["StageName"] == {"Ref": "StageName"}
@@ -136,15 +155,23 @@ def test_a_deployment_per_authorization_and_explorer_setting(synth):
     resources = synth.nested["Api"]["Resources"]
     deployments = {name: body for name, body in resources.items() if body["Type"] == "AWS::ApiGateway::Deployment"}
     assert sorted(body["Condition"] for body in deployments.values()) == [
-        "DeployIamExplorer", "DeployIamNoExplorer", "DeployOpenExplorer", "DeployOpenNoExplorer"]
+        "DeployIamExplorer",
+        "DeployIamNoExplorer",
+        "DeployOpenExplorer",
+        "DeployOpenNoExplorer",
+    ]
     stage = next(body for body in resources.values() if body["Type"] == "AWS::ApiGateway::Stage")
     referenced = set(_refs(stage["Properties"]["DeploymentId"]))
     assert referenced == set(deployments)
 
 
 def test_log_retention_everywhere(synth):
-    groups = [body for template in synth.all_templates() for body in template["Resources"].values()
-              if body["Type"] == "AWS::Logs::LogGroup"]
+    groups = [
+        body
+        for template in synth.all_templates()
+        for body in template["Resources"].values()
+        if body["Type"] == "AWS::Logs::LogGroup"
+    ]
     assert len(groups) >= 4
     assert all(body["Properties"]["RetentionInDays"] == 30 for body in groups)
     for template in synth.all_templates():
@@ -157,8 +184,10 @@ def test_log_retention_everywhere(synth):
         log_input = synth.nested_parameters(stack)["LogGroupName"]
         assert log_input["Fn::GetAtt"][1].removeprefix("Outputs.") in logs_outputs
     if synth.flags["backend"] == "sagemaker":
-        Template.from_json(synth.nested["Logs"]).has_resource_properties("AWS::Logs::LogGroup", {
-            "LogGroupName": {"Fn::Join": ["", ["/aws/sagemaker/Endpoints/", {"Ref": "EndpointName"}]]}})
+        Template.from_json(synth.nested["Logs"]).has_resource_properties(
+            "AWS::Logs::LogGroup",
+            {"LogGroupName": {"Fn::Join": ["", ["/aws/sagemaker/Endpoints/", {"Ref": "EndpointName"}]]}},
+        )
 
 
 def test_image_assets_are_the_ones_the_backend_needs(synth):
@@ -227,14 +256,26 @@ def test_iam_is_scoped_to_this_stacks_resources(synth):
     assert not any("s3:GetObject" in _as_list(s["Action"]) for _, s in statements)  # no buckets listed
 
     backend = synth.nested["Backend"]["Resources"]
-    library = next(body for body in backend.values()
-                   if body["Type"] == "AWS::IAM::Policy" and body.get("Condition") == "HasLibraries")
+    library = next(
+        body
+        for body in backend.values()
+        if body["Type"] == "AWS::IAM::Policy" and body.get("Condition") == "HasLibraries"
+    )
     vectors, registry = library["Properties"]["PolicyDocument"]["Statement"]
     assert sorted(vectors["Action"]) == sorted(VECTOR_ACTIONS)
-    bucket_arn = ["arn:", {"Ref": "AWS::Partition"}, ":s3vectors:", {"Ref": "AWS::Region"}, ":",
-                  {"Ref": "AWS::AccountId"}, ":bucket/", {"Ref": "VectorBucketName"}]
+    bucket_arn = [
+        "arn:",
+        {"Ref": "AWS::Partition"},
+        ":s3vectors:",
+        {"Ref": "AWS::Region"},
+        ":",
+        {"Ref": "AWS::AccountId"},
+        ":bucket/",
+        {"Ref": "VectorBucketName"},
+    ]
     assert sorted(json.dumps(r) for r in vectors["Resource"]) == sorted(
-        json.dumps({"Fn::Join": ["", parts]}) for parts in (bucket_arn, [*bucket_arn, "/index/*"]))
+        json.dumps({"Fn::Join": ["", parts]}) for parts in (bucket_arn, [*bucket_arn, "/index/*"])
+    )
     assert sorted(registry["Action"]) == sorted(REGISTRY_ACTIONS)
     assert registry["Resource"] == {"Ref": "RegistryTableArn"}
 
@@ -246,11 +287,18 @@ def test_iam_is_scoped_to_this_stacks_resources(synth):
 def test_library_storage(synth):
     storage = synth.template("LibraryStorage")
     storage.has_resource("AWS::S3Vectors::VectorBucket", {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"})
-    storage.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Retain", "Properties": {
-        "KeySchema": [{"AttributeName": "name", "KeyType": "HASH"}],
-        "AttributeDefinitions": [{"AttributeName": "name", "AttributeType": "S"}],
-        "BillingMode": "PAY_PER_REQUEST",
-        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}}})
+    storage.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "DeletionPolicy": "Retain",
+            "Properties": {
+                "KeySchema": [{"AttributeName": "name", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "name", "AttributeType": "S"}],
+                "BillingMode": "PAY_PER_REQUEST",
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            },
+        },
+    )
 
 
 def test_sagemaker_endpoint_and_autoscaling(synth):
@@ -259,20 +307,46 @@ def test_sagemaker_endpoint_and_autoscaling(synth):
         return
     backend = synth.template("Backend")
     assert synth.nested_parameters("Backend")["InstanceType"] == {"Ref": "SageMakerInstanceType"}
-    backend.has_resource_properties("AWS::SageMaker::EndpointConfig", {"ProductionVariants": [Match.object_like({
-        "InstanceType": {"Ref": "InstanceType"}, "VariantName": "AllTraffic", "InitialInstanceCount": 1})]})
+    backend.has_resource_properties(
+        "AWS::SageMaker::EndpointConfig",
+        {
+            "ProductionVariants": [
+                Match.object_like(
+                    {"InstanceType": {"Ref": "InstanceType"}, "VariantName": "AllTraffic", "InitialInstanceCount": 1}
+                )
+            ]
+        },
+    )
     backend.has_resource_properties("AWS::SageMaker::Endpoint", {"EndpointName": {"Ref": "EndpointName"}})
-    backend.has_resource_properties("AWS::ApplicationAutoScaling::ScalableTarget", {
-        "ServiceNamespace": "sagemaker", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
-        "MinCapacity": 1, "MaxCapacity": 2})
-    backend.has_resource_properties("AWS::ApplicationAutoScaling::ScalingPolicy", {
-        "PolicyType": "TargetTrackingScaling", "TargetTrackingScalingPolicyConfiguration": Match.object_like({
-            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
-            "TargetValue": 600})})
+    backend.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "ServiceNamespace": "sagemaker",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            "MinCapacity": 1,
+            "MaxCapacity": 2,
+        },
+    )
+    backend.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
+                {
+                    "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+                    "TargetValue": 600,
+                }
+            ),
+        },
+    )
     # The endpoint's name follows the instance type (a new type makes a new endpoint).
     name = synth.nested_parameters("Backend")["EndpointName"]
-    assert name == {"Fn::Join": ["-", ["ImageSimilarity", {"Fn::Join": ["-", {"Fn::Split": [
-        ".", {"Ref": "SageMakerInstanceType"}]}]}]]}
+    assert name == {
+        "Fn::Join": [
+            "-",
+            ["ImageSimilarity", {"Fn::Join": ["-", {"Fn::Split": [".", {"Ref": "SageMakerInstanceType"}]}]}],
+        ]
+    }
     assert synth.nested_parameters("Logs")["EndpointName"] == name
 
 
@@ -281,10 +355,23 @@ def test_monitoring(synth):
     monitoring.resource_count_is("AWS::CloudWatch::Dashboard", 1)
     api = [{"Name": "ApiName", "Value": "ImageSimilarity-api"}, {"Name": "Stage", "Value": {"Ref": "StageName"}}]
     for metric, statistic, threshold in (("5XXError", "Average", 0.05), ("Latency", "p99", 5000)):
-        monitoring.has_resource_properties("AWS::CloudWatch::Alarm", {"Threshold": threshold, "Metrics": [
-            Match.object_like({"MetricStat": {"Metric": {"Dimensions": api, "MetricName": metric,
-                                                         "Namespace": "AWS/ApiGateway"},
-                                              "Period": 300, "Stat": statistic}})]})
+        monitoring.has_resource_properties(
+            "AWS::CloudWatch::Alarm",
+            {
+                "Threshold": threshold,
+                "Metrics": [
+                    Match.object_like(
+                        {
+                            "MetricStat": {
+                                "Metric": {"Dimensions": api, "MetricName": metric, "Namespace": "AWS/ApiGateway"},
+                                "Period": 300,
+                                "Stat": statistic,
+                            }
+                        }
+                    )
+                ],
+            },
+        )
     assert synth.nested_parameters("Monitoring")["StageName"]["Fn::GetAtt"][0].startswith("ApiNestedStack")
     dashboard = json.dumps(_only(monitoring, "AWS::CloudWatch::Dashboard")["DashboardBody"])
     for metric in ("Count", "Latency", "4XXError", "5XXError", "Duration", "Throttles"):
@@ -325,6 +412,7 @@ def test_auth_and_explorer_flags_only_change_parameter_defaults(synth, synths, t
 
 # --- synthesis ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Synth:
     """One synthesized app: the root template, the nested ones by construct id, the assets."""
@@ -343,8 +431,11 @@ class Synth:
     @cached_property
     def nested_resources(self) -> dict[str, dict]:
         """Construct id (``Api``) -> its AWS::CloudFormation::Stack resource in the root."""
-        return {name.split("NestedStack")[0]: body for name, body in self.root["Resources"].items()
-                if body["Type"] == "AWS::CloudFormation::Stack"}
+        return {
+            name.split("NestedStack")[0]: body
+            for name, body in self.root["Resources"].items()
+            if body["Type"] == "AWS::CloudFormation::Stack"
+        }
 
     @cached_property
     def nested(self) -> dict[str, dict]:
@@ -402,6 +493,7 @@ def synthesize(flags: dict[str, Any], outdir: Path, *, nag: bool = False, valida
 
 # --- helpers ---------------------------------------------------------------------------------
 
+
 def _only(template: Template, resource_type: str) -> dict[str, Any]:
     found = template.find_resources(resource_type)
     assert len(found) == 1, (resource_type, list(found))
@@ -443,11 +535,28 @@ def _without_defaults(template: dict) -> dict:
 # --- flags beyond backend x auth x explorer, and the checks --------------------------------------
 
 NAG_FLAGS = [
-    {"backend": "lambda", "s3_read_buckets": "images-in,more.images", "provisioned_concurrency": 2,
-     "reserved_concurrency": 4, "libraries": False, "image_similarity": False, "api_gateway_logging_role": False,
-     "stage": "v1", "throttle_rate": 50, "throttle_burst": 100, "lambda_memory": 10240, "log_retention_days": 90},
-    {"backend": "sagemaker", "auth": "NONE", "explorer": False, "s3_read_buckets": "images-in",
-     "sagemaker_instance_type": "ml.g5.2xlarge", "sagemaker_max_instances": 4},
+    {
+        "backend": "lambda",
+        "s3_read_buckets": "images-in,more.images",
+        "provisioned_concurrency": 2,
+        "reserved_concurrency": 4,
+        "libraries": False,
+        "image_similarity": False,
+        "api_gateway_logging_role": False,
+        "stage": "v1",
+        "throttle_rate": 50,
+        "throttle_burst": 100,
+        "lambda_memory": 10240,
+        "log_retention_days": 90,
+    },
+    {
+        "backend": "sagemaker",
+        "auth": "NONE",
+        "explorer": False,
+        "s3_read_buckets": "images-in",
+        "sagemaker_instance_type": "ml.g5.2xlarge",
+        "sagemaker_max_instances": 4,
+    },
 ]
 
 
@@ -491,10 +600,13 @@ def test_flags_set_defaults_and_grants(checked):
     assert (parameters["StageName"]["Default"], parameters["LambdaMemorySize"]["Default"]) == ("v1", 10240)
     assert (parameters["ThrottlingRateLimit"]["Default"], parameters["ThrottlingBurstLimit"]["Default"]) == (50, 100)
     backend = synth.template("Backend")
-    backend.has_resource_properties("AWS::Lambda::Alias", {
-        "Name": "live", "ProvisionedConcurrencyConfig": {"ProvisionedConcurrentExecutions": 2}})
-    backend.has_resource_properties("AWS::Lambda::Version", {"Description": {"Fn::Sub": [
-        "memory ${MemorySize} MB", {"MemorySize": {"Ref": "MemorySize"}}]}})  # new memory, new version
+    backend.has_resource_properties(
+        "AWS::Lambda::Alias", {"Name": "live", "ProvisionedConcurrencyConfig": {"ProvisionedConcurrentExecutions": 2}}
+    )
+    backend.has_resource_properties(
+        "AWS::Lambda::Version",
+        {"Description": {"Fn::Sub": ["memory ${MemorySize} MB", {"MemorySize": {"Ref": "MemorySize"}}]}},
+    )  # new memory, new version
     backend.has_resource_properties("AWS::Lambda::Function", {"ReservedConcurrentExecutions": 4})
     assert "Live" in synth.nested_parameters("Api")["ApiFunctionArn"]["Fn::GetAtt"][1]  # API invokes the alias
     reads = [s for _, s in synth.policy_statements() if s["Action"] == "s3:GetObject"]
@@ -502,21 +614,27 @@ def test_flags_set_defaults_and_grants(checked):
     function = _only(backend, "AWS::Lambda::Function")
     assert function["Environment"]["Variables"]["IMSIM_S3_ALLOWED_BUCKETS"] == "images-in,more.images"
     assert "AWS::ApiGateway::Account" not in synth.resource_types()
-    assert {body["Properties"]["RetentionInDays"] for t in synth.all_templates() for body in t["Resources"].values()
-            if body["Type"] == "AWS::Logs::LogGroup"} == {90}
+    assert {
+        body["Properties"]["RetentionInDays"]
+        for t in synth.all_templates()
+        for body in t["Resources"].values()
+        if body["Type"] == "AWS::Logs::LogGroup"
+    } == {90}
 
     sagemaker = checked[1]
     assert sagemaker.root["Parameters"]["SageMakerInstanceType"]["Default"] == "ml.g5.2xlarge"
     sagemaker.template("Backend").has_resource_properties(
-        "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 1, "MaxCapacity": 4})
+        "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 1, "MaxCapacity": 4}
+    )
     assert "AWS::ApiGateway::Account" in sagemaker.resource_types()
 
 
 def test_cfn_lint_reports_nothing_on_any_template(checked, synths, tmp_path_factory, tmp_path):
     for backend, auth, explorer in COMBINATIONS:  # when this test runs alone
         if (backend, auth, explorer) not in synths:
-            synths[(backend, auth, explorer)] = synthesize({"backend": backend, "auth": auth, "explorer": explorer},
-                                                           tmp_path_factory.mktemp("cdk"))
+            synths[(backend, auth, explorer)] = synthesize(
+                {"backend": backend, "auth": auth, "explorer": explorer}, tmp_path_factory.mktemp("cdk")
+            )
     unique: dict[str, Path] = {}
     for synth in [*synths.values(), *checked]:
         for path in synth.template_files():
@@ -526,8 +644,12 @@ def test_cfn_lint_reports_nothing_on_any_template(checked, synths, tmp_path_fact
         files.append(tmp_path / f"{number:02d}-{path.name}")
         files[-1].write_text(path.read_text())
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
-    result = subprocess.run([str(cfn_lint), "--regions", "us-east-1", "cn-northwest-1", "--",
-                             *map(str, files)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(cfn_lint), "--regions", "us-east-1", "cn-northwest-1", "--", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(files) >= 14
 

@@ -214,7 +214,9 @@ def test_scheme_credential_and_address_tricks_are_refused(strict_server, counter
     assert counter_v4.count == before
 
 
-@pytest.mark.parametrize("template", ["http://[::1%25lo]:{port}/", "http://[::1%lo]:{port}/", "http://[fe80::1%251]:{port}/"])
+@pytest.mark.parametrize(
+    "template", ["http://[::1%25lo]:{port}/", "http://[::1%lo]:{port}/", "http://[fe80::1%251]:{port}/"]
+)
 def test_ipv6_zone_ids_are_refused_without_a_connection(strict_server, counter_v6, template):
     before = counter_v6.count
     response = strict_server.post("/image-similarity", {"url": template.format(port=counter_v6.port)})

@@ -53,28 +53,25 @@ async def answer(embedder: Embedder, body: SimilarityRequest) -> dict:
     return {"results": vectors.tolist(), "model_version": version}
 
 
-@router.post(
-    "/image-similarity",
-    response_model=RESPONSE_MODEL,
-    responses=SIMILARITY_RESPONSES,
-    summary="Vectors and similarity of images and texts",
-    description=SIMILARITY_DOC,
-    tags=["similarity"],
-)
 async def image_similarity(request: Request, body: SimilarityBody):
     return await answer(embedder_of(request), body)
 
 
-@router.post(
-    "/text_similarity",
-    response_model=RESPONSE_MODEL,
-    responses=SIMILARITY_RESPONSES,
-    summary="Same as /image-similarity (the path of the AI Solution Kit's examples)",
-    description=SIMILARITY_DOC,
-    tags=["similarity"],
-)
-async def text_similarity(request: Request, body: SimilarityBody):
-    return await answer(embedder_of(request), body)
+SIMILARITY_PATHS = {
+    "/image-similarity": "Vectors and similarity of images and texts",
+    "/text_similarity": "Same as /image-similarity (the path of the AI Solution Kit's examples)",
+}
+for path, summary in SIMILARITY_PATHS.items():
+    router.add_api_route(
+        path,
+        image_similarity,
+        methods=["POST"],
+        response_model=RESPONSE_MODEL,
+        responses=SIMILARITY_RESPONSES,
+        summary=summary,
+        description=SIMILARITY_DOC,
+        tags=["similarity"],
+    )
 
 
 @router.get(
