@@ -148,6 +148,14 @@ def test_rest_api_stage_throttling_and_logs(synth):
     too_large = json.loads(responses["REQUEST_TOO_LARGE"]["responseTemplates"]["application/json"])
     assert too_large["code"] == "payload_too_large"  # the runtime's code for the same refusal
     assert "10 MB" in too_large["message"]
+    # A 6-10 MB body passes API Gateway but not Lambda's 6 MB synchronous payload: API Gateway's own
+    # 5xx answer must still have the API's error shape.
+    server_error = responses["DEFAULT_5XX"]["responseTemplates"]["application/json"]
+    assert '"message"' in server_error and '"code"' in server_error
+    # JSON must reach Lambda as text: base64 wrapping (binary media types) would make the 6 MB
+    # limit bite at about 4.5 MB of JSON.
+    rest_api = _only(api, "AWS::ApiGateway::RestApi")
+    assert "BinaryMediaTypes" not in rest_api and "x-amazon-apigateway-binary-media-types" not in body
 
 
 def test_a_deployment_per_authorization_and_explorer_setting(synth):
@@ -224,6 +232,9 @@ def test_api_function(synth):
     assert (environment["IMSIM_MODEL"], environment["IMSIM_PRETRAINED"]) == ("ViT-B-32", "laion2b_s34b_b79k")
     assert environment["IMSIM_IMAGE_SIZE"] == "224"
     assert environment["IMSIM_CORS_ORIGIN"] == "*"
+    # The SSRF guard cannot be loosened from the template: no deployed function names extra
+    # networks or ports for URL inputs.
+    assert not {"IMSIM_FETCH_ALLOW_NETWORKS", "IMSIM_FETCH_PORTS"} & set(environment)
     assert function["Timeout"] < 29  # API Gateway's integration limit
     assert "ImageConfig" not in function  # the image's own CMD: handler.handler
     image_tag = function["Code"]["ImageUri"]["Fn::Join"][1][-1].lstrip(":")
