@@ -48,6 +48,9 @@ MODEL_IMAGE_SIZES = {
     "ViT-B-16-quickgelu": 224,
     "xlm-roberta-base-ViT-B-32": 224,
 }
+# Architectures whose text tower uses a Hugging Face tokenizer: the Lambda image's ONNX engine
+# carries only OpenCLIP's CLIP tokenizer, so these run on the SageMaker backend (torch) only.
+TORCH_ONLY_MODELS = ("xlm-roberta-base-ViT-B-32",)
 
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (
@@ -178,6 +181,12 @@ def load_config(get_context: Callable[[str], Any]) -> Config:
 
 
 def _check_together(config: Config) -> None:
+    if config.backend == "lambda" and config.model_arch in TORCH_ONLY_MODELS:
+        raise ConfigError(
+            f"context flag 'model' ({config.model_version}) needs -c backend=sagemaker: the lambda backend's "
+            f"ONNX engine supports the architectures with OpenCLIP's CLIP tokenizer "
+            f"({' | '.join(a for a in MODEL_IMAGE_SIZES if a not in TORCH_ONLY_MODELS)})"
+        )
     if config.sagemaker_min_instances > config.sagemaker_max_instances:
         raise ConfigError(
             f"context flag 'sagemaker_min_instances' ({config.sagemaker_min_instances}) must not exceed "

@@ -85,6 +85,9 @@ def test_flags_that_must_agree():
         config_of(sagemaker_min_instances=3, sagemaker_max_instances=2)
     with pytest.raises(ConfigError, match="provisioned_concurrency"):
         config_of(provisioned_concurrency=5, reserved_concurrency=2)
+    with pytest.raises(ConfigError, match="needs -c backend=sagemaker"):
+        config_of(model="xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k", backend="lambda")
+    assert config_of(model="xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k", backend="sagemaker").image_size == 224
 
 
 def test_app_py_stops_on_a_bad_flag():
