@@ -94,7 +94,6 @@ class ApiStack(ParameterizedNestedStack):
 
         deployment_id = self._deployments(definition, auth_is_iam, explorer_on)
         self.stage = self._stage(deployment_id)
-        self.rest_api_id = self.rest_api.ref
         self.stage_name = self.stage.ref
         self.url = Fn.sub(
             "https://${RestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}/",

@@ -1,6 +1,6 @@
 """Backend nested stack: the function behind the API, and on the sagemaker backend its GPU endpoint.
 
-- lambda: the runtime with torch and the baked weights in one function (the ``model`` image). The
+- lambda: the runtime on ONNX Runtime with the baked model in one function (the ``model`` image). The
   model loads at init; the timeout stays under API Gateway's 29 s integration limit.
 - sagemaker: a light front function (the ``front`` image, no torch) that prepares the inputs and
   calls the endpoint for the vectors, plus the endpoint itself.
@@ -105,7 +105,8 @@ class BackendStack(ParameterizedNestedStack):
         )
 
     def _grant_libraries(self) -> None:
-        """Exactly the calls the S3 Vectors store makes, on this stack's bucket and table only."""
+        """Exactly the calls the library store makes (S3 Vectors and the DynamoDB registry), on this
+        stack's bucket and table only."""
         statements = library_statements(self.input("VectorBucketName"), self.input("RegistryTableArn"))
         policy = iam.Policy(self, "LibraryAccess", roles=[self.api.role], statements=statements)
         policy.node.default_child.cfn_options.condition = self.has_libraries

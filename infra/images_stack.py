@@ -5,7 +5,8 @@ only ``runtime/``, ``lambda_image/`` and ``sagemaker_image/``, and ``EXCLUDE`` k
 out even if that file changes. ``cdk deploy`` builds and pushes the images to the CDK bootstrap
 repository; this stack records which image each role runs in SSM parameters.
 
-- model: ``lambda_image`` target ``model`` (torch + baked weights), the lambda backend's function.
+- model: ``lambda_image`` target ``model`` (ONNX Runtime and the model exported at build time, no
+  torch), the lambda backend's function.
 - front: ``lambda_image`` target ``front`` (no torch), the sagemaker backend's function and the
   API Explorer's function (both backends).
 - sagemaker: ``sagemaker_image``, the sagemaker backend's GPU container.

@@ -5,24 +5,12 @@ from __future__ import annotations
 from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 
-# What the runtime's S3 Vectors store calls (one index per library), and its registry table calls.
+# Exactly what the runtime's S3 Vectors store calls (one index per library), and its registry table calls.
 VECTOR_ACTIONS = [
     f"s3vectors:{action}"
-    for action in (
-        "CreateIndex",
-        "DeleteIndex",
-        "GetIndex",
-        "ListIndexes",
-        "PutVectors",
-        "GetVectors",
-        "DeleteVectors",
-        "ListVectors",
-        "QueryVectors",
-    )
+    for action in ("CreateIndex", "DeleteIndex", "PutVectors", "GetVectors", "DeleteVectors", "QueryVectors")
 ]
-REGISTRY_ACTIONS = [
-    f"dynamodb:{action}" for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Scan", "Query")
-]
+REGISTRY_ACTIONS = [f"dynamodb:{action}" for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Scan")]
 
 
 def vector_bucket_arn(bucket_name: str) -> str:

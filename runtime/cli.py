@@ -1,4 +1,4 @@
-"""``python -m runtime serve``: the local HTTP server; ``python -m runtime bake``: see runtime.bake."""
+"""``python -m runtime serve``: the local HTTP server. (Baking a model folder: ``python -m runtime.bake``.)"""
 
 from __future__ import annotations
 

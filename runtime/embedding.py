@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -104,7 +106,9 @@ class Embedder:
         self.settings = settings
         self.engine = engine
         self.fetcher = fetcher or UrlFetcher(settings)
-        self._readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="image-reader")
+        # One thread per slot of a full batch: a batch of slow URLs waits for its own deadline only,
+        # not for a queue behind other requests' downloads.
+        self._readers = ThreadPoolExecutor(max_workers=settings.max_batch, thread_name_prefix="image-reader")
         configure_pillow(settings.max_image_side)
 
     @property
@@ -115,7 +119,8 @@ class Embedder:
         """One unit vector per input, in order."""
         texts = [(i, self.check_text(item)) for i, item in enumerate(inputs) if item.kind == "text"]
         images = [(i, item) for i, item in enumerate(inputs) if item.kind != "text"]
-        pixels = list(self._readers.map(self.read_image, [item for _, item in images]))
+        deadline = time.monotonic() + self.settings.fetch_timeout_s  # for all of this request's URLs together
+        pixels = list(self._readers.map(partial(self.read_image, deadline=deadline), [item for _, item in images]))
         vectors = np.zeros((len(inputs), self.engine.dimension), dtype=np.float32)
         if images:
             vectors[[i for i, _ in images]] = self.engine.encode_images(np.stack(pixels))
@@ -134,8 +139,8 @@ class Embedder:
             )
         return text
 
-    def read_image(self, item: Input) -> np.ndarray:
-        data = self.read_bytes(item)
+    def read_image(self, item: Input, deadline: float | None = None) -> np.ndarray:
+        data = self.read_bytes(item, deadline)
         size = self.engine.image_size
         try:
             image = decode_image(
@@ -147,11 +152,11 @@ class Embedder:
             raise
         return prepare_image(image, size)
 
-    def read_bytes(self, item: Input) -> bytes:
+    def read_bytes(self, item: Input, deadline: float | None = None) -> bytes:
         if item.kind == "url":
             if not item.value.strip():
                 raise InvalidInput(f"{item.field}: the URL is empty", code="invalid_url")
-            return self.fetcher.fetch(item.value.strip(), item.field)
+            return self.fetcher.fetch(item.value.strip(), item.field, deadline)
         return decode_base64(item.value, item.field, self.settings.max_image_bytes)
 
 

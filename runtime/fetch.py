@@ -15,14 +15,16 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from urllib.parse import SplitResult, urljoin, urlsplit
+from contextlib import closing, contextmanager
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from runtime.errors import InvalidInput
 from runtime.settings import Settings
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 REDIRECT_CODES = {301, 302, 303, 307, 308}
+PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+QUERY_SAFE = PATH_SAFE + "?"
 NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
 USER_AGENT = "image-similarity-fetcher/1"
 
@@ -61,16 +63,18 @@ class UrlFetcher:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.allowed_networks = [ipaddress.ip_network(net, strict=False) for net in settings.fetch_allow_networks]
-        self.ports = {int(port) for port in settings.fetch_ports}  # from the environment they are strings
+        self.ports = set(settings.fetch_ports)
         self._s3 = None
         self._s3_lock = threading.Lock()
 
-    def fetch(self, url: str, field: str) -> bytes:
+    def fetch(self, url: str, field: str, deadline: float | None = None) -> bytes:
+        """The URL's bytes. ``deadline`` (``time.monotonic()``) bounds the whole request's fetches."""
         scheme = _split(url, field).scheme.lower()
         if scheme == "s3":
             return self._fetch_s3(url, field)
         if scheme in ("http", "https"):
-            deadline = time.monotonic() + self.settings.fetch_timeout_s
+            own = time.monotonic() + self.settings.fetch_timeout_s
+            deadline = own if deadline is None else min(own, deadline)
             return self._fetch_http(url, field, deadline, self.settings.fetch_max_redirects)
         raise _refused(f"{field}: only http://, https:// and s3:// URLs are accepted, not {scheme or 'a bare path'}")
 
@@ -152,9 +156,11 @@ class UrlFetcher:
     def _request(
         self, connection: http.client.HTTPConnection, parts, field: str, deadline: float
     ) -> http.client.HTTPResponse:
-        path = parts.path or "/"
+        # http.client sends the request line as ASCII: percent-encode what is not (猫.png, ?q=猫),
+        # leaving escapes that are already there as they are.
+        path = quote(parts.path or "/", safe=PATH_SAFE)
         if parts.query:
-            path += "?" + parts.query
+            path += "?" + quote(parts.query, safe=QUERY_SAFE)
         try:
             connection.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": "image/*"})
             response = connection.getresponse()
@@ -217,7 +223,8 @@ class UrlFetcher:
             obj = self._s3_client().get_object(Bucket=bucket, Key=key)
             if obj.get("ContentLength", 0) > self.settings.max_image_bytes:
                 raise _too_big(field, self.settings.max_image_bytes)
-            data = obj["Body"].read(self.settings.max_image_bytes + 1)
+            with closing(obj["Body"]):
+                data = obj["Body"].read(self.settings.max_image_bytes + 1)
         except ClientError as exc:
             raise _s3_error(exc, field, bucket, key) from exc
         except BotoCoreError as exc:

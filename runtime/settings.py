@@ -148,10 +148,11 @@ class Settings:
         if "weights_file" not in manifest:
             return self
         config = Path(self.model_dir) / manifest["config_file"] if manifest.get("config_file") else None
+        weights = Path(self.model_dir) / manifest["weights_file"]
         return self.replace(
             model=manifest["model"],
             pretrained=manifest["pretrained"],
-            weights=str(Path(self.model_dir) / manifest["weights_file"]),
+            weights=str(weights) if weights.exists() else None,  # the Lambda image keeps only the graphs
             model_config=str(config) if config else self.model_config,
             image_size=manifest.get("image_size", self.image_size),
             smoke=False,

@@ -92,7 +92,19 @@ def test_micro_batcher_answers_each_request_with_its_own_vectors(reference):
 
 
 def test_micro_batcher_passes_engine_errors_to_every_waiting_request(reference):
-    batcher = MicroBatcher(reference)
-    with pytest.raises(RuntimeError):
-        batcher.encode_images(np.zeros((1, 3, 3, 3), dtype=np.uint8))  # wrong size for the model
+    batcher = MicroBatcher(reference, max_wait_ms=50)  # the requests below share one failing pass
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            batcher.encode_images(np.zeros((1, 3, 3, 3), dtype=np.uint8))  # wrong size for the model
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(errors) == 4
     assert batcher.encode_texts(["still works"]).shape == (1, 512)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -227,36 +229,92 @@ def test_every_run_step_installs_packages_or_calls_a_tested_project_script(docke
             assert step.startswith(("pip install", "python -m runtime.bake")), step
 
 
-def test_bake_step_runs_offline_on_the_tiny_checkpoint(tiny_settings, tmp_path):
-    """The image build's bake command, against the tiny checkpoint; the baked folder then serves."""
-    out = tmp_path / "model"
+@pytest.fixture(scope="module")
+def baked(tiny_settings, tmp_path_factory) -> Path:
+    """The image build's bake command, run offline against the tiny checkpoint."""
+    out = tmp_path_factory.mktemp("baked") / "model"
     command = [
-        sys.executable,
-        "-m",
-        "runtime.bake",
-        "--model",
-        tiny_settings.model,
-        "--pretrained",
-        "tiny-baked",
-        "--weights",
-        tiny_settings.weights,
-        "--model-config",
-        tiny_settings.model_config,
-        "--out",
-        str(out),
+        *(sys.executable, "-m", "runtime.bake", "--model", tiny_settings.model, "--pretrained", "tiny-baked"),
+        *("--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config, "--out", str(out)),
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "baked tiny-test-clip/tiny-baked" in done.stdout
-    manifest = json.loads((out / "manifest.json").read_text())
+    return out
+
+
+def lambda_image_model_files() -> list[str]:
+    """What the Lambda image's model stage copies out of the bake stage."""
+    copies = [a for op, a in dockerfile_instructions(DOCKERFILES[0]) if op == "COPY" and "--from=bake" in a]
+    return [p for copy in copies for p in copy.split()[1:-1]]
+
+
+def test_bake_step_writes_a_folder_that_serves(baked):
+    manifest = json.loads((baked / "manifest.json").read_text())
     assert manifest["dimension"] == 512
-    baked = Settings.from_env({"IMSIM_MODEL_DIR": str(out)})
-    assert baked.model_version == "tiny-test-clip/tiny-baked"
-    assert Path(baked.weights).exists()
+    settings = Settings.from_env({"IMSIM_MODEL_DIR": str(baked)})
+    assert settings.model_version == "tiny-test-clip/tiny-baked"
+    assert Path(settings.weights).exists()
     assert min(manifest["onnx_cosine_vs_torch"].values()) > 0.99
-    # The Lambda image copies these files from the bake stage: they must be what bake writes.
-    lambda_copies = [a for op, a in dockerfile_instructions(DOCKERFILES[0]) if op == "COPY" and "--from=bake" in a]
-    sources = [p for copy in lambda_copies for p in copy.split()[1:-1]]
+    sources = lambda_image_model_files()
     assert sources
     for source in sources:
-        assert (out / Path(source).relative_to("/opt/model")).exists(), source
+        assert (baked / Path(source).relative_to("/opt/model")).exists(), source
+
+
+LAMBDA_AS_DEPLOYED = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("handler", "lambda_image/handler.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+event = json.loads(sys.stdin.read())
+answer = module.handler(event, None)
+print(json.dumps({"answer": answer, "torch_imported": "torch" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_lambda_handler_as_deployed_serves_onnx_without_torch(baked, tmp_path, precision):
+    """Only the files the Lambda image copies, the image's environment, a REST API event."""
+    folder = tmp_path / "opt-model"
+    folder.mkdir()
+    for source in lambda_image_model_files():
+        shutil.copy(baked / Path(source).name, folder)
+    env = {
+        **os.environ,
+        "IMSIM_ENGINE": "onnx",
+        "IMSIM_MODEL_DIR": str(folder),
+        "IMSIM_ONNX_PRECISION": precision,
+        "IMSIM_STORE": "off",
+        "HF_HUB_OFFLINE": "1",
+    }
+    event = api_gateway_event("/image-similarity", {"img_1": b64(image_bytes(1)), "text_2": "a cat"})
+    done = subprocess.run(
+        [sys.executable, "-c", LAMBDA_AS_DEPLOYED], input=json.dumps(event), cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["torch_imported"] is False
+    assert result["answer"]["statusCode"] == 200, result["answer"]
+    body = json.loads(result["answer"]["body"])
+    assert 0 <= body["similarity"] <= 1 and body["model_version"] == "tiny-test-clip/tiny-baked"
+
+
+def test_front_engine_splits_a_batch_that_would_exceed_the_endpoint_payload_limit(sagemaker_container, tiny_engine):
+    """Noise images do not compress: 32 of them (224 px) are over 6 MB as one payload."""
+    from runtime.engines.sagemaker_engine import PAYLOAD_BUDGET, payload_chunks
+
+    rng = np.random.default_rng(0)
+    big = [{"img": b64(rng.integers(0, 256, 300_000, dtype=np.uint8).tobytes())} for _ in range(32)]
+    chunks = payload_chunks(big)
+    assert len(chunks) > 1 and sum(len(c) for c in chunks) == 32
+    assert all(len(json.dumps({"inputs": c})) < PAYLOAD_BUDGET + 1000 for c in chunks)
+
+    settings = Settings(engine="sagemaker", sagemaker_endpoint="e", image_size=tiny_engine.image_size)
+    client = SageMakerRuntimeOverHttp(sagemaker_container)
+    front = SageMakerEngine(settings, client=client, payload_budget=1)  # one image per call
+    pixels = rng.integers(0, 256, size=(6, tiny_engine.image_size, tiny_engine.image_size, 3), dtype=np.uint8)
+    vectors = front.encode_images(pixels)
+    assert client.calls == 6
+    assert np.allclose(vectors, tiny_engine.encode_images(pixels), atol=1e-5)

@@ -163,6 +163,15 @@ def test_bad_requests_name_the_field(server):
         ("/libraries/bad_requests/images", b"{not json", "invalid_json", "JSON", True),
         ("/libraries/bad_requests/search", {"text": "cat", "top_k": 0}, "invalid_value", "top_k", False),
         ("/libraries/bad_requests/search", {"text": "cat", "top_k": 101}, "invalid_value", "top_k", False),
+        ("/libraries/bad_requests/search", {"text": "cat", "min_score": 1.5}, "invalid_value", "min_score", False),
+        # checked before the image is fetched (this URL is not fetchable here)
+        (
+            "/libraries/bad_requests/search",
+            {"url": "https://example.com/a.jpg", "top_k": 0},
+            "invalid_value",
+            "top_k",
+            False,
+        ),
         ("/libraries/bad_requests/search", {"text": "cat", "filter": {"a": [1]}}, "invalid_filter", "filter.a", False),
         ("/libraries/bad_requests/search", {"top_k": 3}, "missing_input", "url or img or text", False),
     ]
@@ -171,6 +180,16 @@ def test_bad_requests_name_the_field(server):
         assert mentioned in answer["message"], (body, answer)
     assert server.client.get("/libraries/bad_requests").json()["image_count"] == 0
     server.client.delete("/libraries/bad_requests")
+
+
+def test_top_k_follows_the_max_top_k_setting(fresh):
+    server = fresh(max_top_k=200)
+    server.post("/libraries", {"name": "wide"})
+    for seed in (1, 2, 3):
+        assert server.post("/libraries/wide/images", {"img": img(seed), "dedup": False}).json()["status"] == 1
+    answer = server.post("/libraries/wide/search", {"text": "a cat", "top_k": 150})
+    assert answer.status_code == 200 and len(answer.json()["matches"]) == 3
+    error_of(server.post("/libraries/wide/search", {"text": "a cat", "top_k": 201}), 400, "invalid_value", write=False)
 
 
 def test_quotas(fresh):
@@ -298,11 +317,12 @@ def test_acknowledged_adds_survive_sigkill(tiny_settings, tmp_path):
     base = f"http://127.0.0.1:{port}"
     acknowledged: list[str] = []
     attempted: list[str] = []
+    failures: list[BaseException] = []  # an assert in a thread would only end that thread
     lock = threading.Lock()
     try:
         assert httpx.post(f"{base}/libraries", json={"name": "crash"}).status_code == 201
 
-        def writer(number: int) -> None:
+        def write(number: int) -> None:
             with httpx.Client(base_url=base, timeout=10) as http:
                 for i in range(10_000):
                     image_id = f"w{number}-{i}"
@@ -315,14 +335,23 @@ def test_acknowledged_adds_survive_sigkill(tiny_settings, tmp_path):
                         )
                     except httpx.TransportError:
                         return  # the server is gone
-                    assert answer.json()["status"] == 1
+                    assert answer.status_code == 200 and answer.json()["status"] == 1, answer.text
                     with lock:
                         acknowledged.append(image_id)
+
+        def writer(number: int) -> None:
+            try:
+                write(number)
+            except BaseException as exc:
+                failures.append(exc)
 
         threads = [threading.Thread(target=writer, args=(number,)) for number in range(4)]
         for thread in threads:
             thread.start()
-        while len(acknowledged) < 60:
+        deadline = time.monotonic() + 120
+        while len(acknowledged) < 60 and not failures:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(acknowledged)} adds acknowledged in 120 s; expected 60")
             time.sleep(0.01)
         process.send_signal(signal.SIGKILL)
         for thread in threads:
@@ -330,6 +359,8 @@ def test_acknowledged_adds_survive_sigkill(tiny_settings, tmp_path):
     finally:
         process.kill()
         process.wait()
+    assert not failures, failures
+    assert not any(thread.is_alive() for thread in threads), "a writer did not stop when the server died"
 
     # What the data directory holds once the process is gone (a restarted server loads the same).
     store = LocalStore(tiny_settings.replace(data_dir=str(data_dir)), 512)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sqlite3
 import threading
 import time
 import unicodedata
@@ -703,6 +704,39 @@ def test_s3_a_crashed_writers_lease_expires(aws):
     assert busy.value.code == "library_busy" and busy.value.status_code == 503
 
 
+def test_s3_a_failed_index_delete_keeps_the_library_for_a_retry(s3_store, aws):
+    vectors, _, _ = aws
+    store, _ = s3_store
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), image_id="kept")
+    index = store.registry.get("lib")["index_name"]
+    failures = [error("not allowed", code="AccessDeniedException", status=403)]  # not retried by botocore
+    vectors.meta.events.register_first(
+        "before-call.s3vectors.DeleteIndex", lambda **_: failures.pop() if failures else None
+    )
+    with pytest.raises(ApiError) as failed:
+        store.delete_library("lib")
+    assert failed.value.status_code == 502 and "DeleteIndex" in failed.value.message
+    assert [library.name for library in store.list_libraries()] == ["lib"]
+    assert store.get_image("lib", "kept").id == "kept"  # the index is still there, and still found
+
+    store.delete_library("lib")
+    assert store.list_libraries() == []
+    assert index not in [found["indexName"] for found in vectors.list_indexes(vectorBucketName=BUCKET)["indexes"]]
+
+    store.create_library("gone", VERSION)  # an index already deleted (a retry after the item delete failed)
+    vectors.delete_index(vectorBucketName=BUCKET, indexName=store.registry.get("gone")["index_name"])
+    store.delete_library("gone")
+    assert store.list_libraries() == []
+
+
+def test_s3_store_refuses_a_top_k_limit_over_the_service_s(aws):
+    vectors, dynamodb, _ = aws
+    settings = Settings(store="s3vectors", vector_bucket=BUCKET, registry_table=TABLE, max_top_k=101)
+    with pytest.raises(ValueError, match="IMSIM_MAX_TOP_K"):
+        S3VectorsStore(settings, DIM, s3vectors=vectors, dynamodb=dynamodb)
+
+
 def test_s3_service_errors_are_502(s3_store):
     store, _ = s3_store
     store.bucket = "missing-bucket"
@@ -726,6 +760,27 @@ def test_one_process_per_data_directory(tmp_path):
     first.close()
     assert [library.name for library in second.list_libraries()] == ["lib"]
     second.close()
+
+
+def test_a_failed_open_releases_the_data_directory(tmp_path):
+    settings = Settings(data_dir=str(tmp_path))
+    store = LocalStore(settings, DIM)
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), image_id="a")
+    store.close()
+
+    def set_metadata(text: str) -> None:
+        db = sqlite3.connect(tmp_path / "libraries.sqlite3", isolation_level=None)
+        db.execute("UPDATE images SET metadata = ?", (text,))
+        db.close()
+
+    set_metadata("not json")  # loading the library fails
+    for attempt in (store, LocalStore(settings, DIM), store):
+        with pytest.raises(json.JSONDecodeError):  # the real cause each time, not "in use by another process"
+            attempt.list_libraries()
+    set_metadata("{}")
+    assert [library.name for library in store.list_libraries()] == ["lib"]
+    store.close()
 
 
 def test_the_local_store_opens_lazily(tmp_path):

@@ -149,3 +149,13 @@ def test_cors_headers_when_an_origin_is_configured(tiny_settings, tiny_engine):
 def test_no_cors_headers_by_default(server):
     answer = server.post("/image-similarity", {"text": "x"}, headers={"Origin": "https://app.example.com"})
     assert "access-control-allow-origin" not in answer.headers
+
+
+def test_urls_with_non_ascii_paths_and_queries_are_fetched(server):
+    files = FileServer({"/%E7%8C%AB.png?q=%E7%8C%AB&x=1": (200, {}, PNG_A)})
+    try:
+        response = server.post("/image-similarity", {"url": files.base + "/猫.png?q=猫&x=1"})
+    finally:
+        files.close()
+    assert response.status_code == 200, response.text
+    assert np.allclose(response.json()["result"], vector(server, img=b64(PNG_A)), atol=1e-6)

@@ -53,6 +53,7 @@ from runtime.libraries.store import (
     Library,
     LibraryStore,
     Match,
+    check_score,
 )
 from runtime.schemas import answer_examples, error_responses
 
@@ -195,6 +196,7 @@ async def add_image(
     if body.url is None and body.img is None:
         raise BadRequest("request body: give url or img (the image to add)", code="missing_input")
     item = slot_input({"url": body.url, "img": body.img}, SLOT_FIELDS, "request body")
+    check_score(body.threshold, "threshold")  # the store checks it too; first spares the fetch and embedding
     threshold = (
         (body.threshold if body.threshold is not None else embedder.settings.dedup_threshold) if body.dedup else None
     )
@@ -255,7 +257,9 @@ async def search(
 ) -> dict:
     store, embedder = store_of(request), embedder_of(request)
     item = slot_input({"url": body.url, "img": body.img, "text": body.text}, SLOT_FIELDS, "request body")
-    top_k = body.top_k if body.top_k is not None else embedder.settings.default_top_k
+    # The store checks these too; first spares the fetch and embedding.
+    top_k = store.check_top_k(body.top_k if body.top_k is not None else embedder.settings.default_top_k)
+    check_score(body.min_score, "min_score")
 
     def embed_and_search() -> list[Match]:
         vector = embed_one(embedder, item)

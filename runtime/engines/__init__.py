@@ -11,11 +11,14 @@ model's input size (see ``runtime.transforms``) and plain strings.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from runtime.errors import ModelUnavailable
 from runtime.settings import Settings
 
 ENGINES = ("auto", "torch", "onnx", "sagemaker")
@@ -52,7 +55,7 @@ def _load(settings: Settings) -> Engine:
     if kind not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {kind!r}")
     if kind == "auto":
-        kind = "onnx" if has_onnx_graphs(settings.model_dir) else "torch"
+        kind = "onnx" if has_onnx_graphs(settings.model_dir, settings.onnx_precision) else "torch"
     if kind == "sagemaker":
         from runtime.engines.sagemaker_engine import SageMakerEngine
 
@@ -60,8 +63,14 @@ def _load(settings: Settings) -> Engine:
     if kind == "onnx":
         from runtime.engines.onnx_engine import OnnxEngine
 
-        folder = settings.model_dir if has_onnx_graphs(settings.model_dir) else _export_on_demand(settings)
-        return OnnxEngine.load(Path(folder), model_version=settings.model_version, precision=settings.onnx_precision)
+        precision = settings.onnx_precision
+        if has_onnx_graphs(settings.model_dir, precision):
+            folder = Path(settings.model_dir)
+        elif settings.model_dir and has_onnx_graphs(settings.model_dir, "fp32"):
+            raise ModelUnavailable(f"{settings.model_dir} holds no {precision} ONNX graphs; use fp32 or bake them")
+        else:
+            folder = _export_on_demand(settings)
+        return OnnxEngine.load(folder, model_version=settings.model_version, precision=precision)
     from runtime.engines.torch_engine import TorchEngine
 
     return TorchEngine.load(settings)
@@ -75,10 +84,16 @@ def _export_on_demand(settings: Settings) -> Path:
     from runtime.manifest import write_manifest
 
     folder = Path(settings.data_dir) / "onnx-cache" / settings.cache_key()
-    if not has_onnx_graphs(folder):
+    if not has_onnx_graphs(folder, settings.onnx_precision):
+        # Export both precisions into a scratch folder and move it into place whole, so an
+        # interrupted export never leaves a folder that looks complete.
+        scratch = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(scratch, ignore_errors=True)
         engine = TorchEngine.load(settings.replace(device="cpu"))
-        export_onnx(engine, folder, int8=settings.onnx_precision == "int8")
-        write_manifest(folder, settings, engine)
+        export_onnx(engine, scratch, int8=True)
+        write_manifest(scratch, settings, engine)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(scratch, folder)
     return folder
 
 

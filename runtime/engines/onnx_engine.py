@@ -18,8 +18,11 @@ from runtime.transforms import ImageSpec, normalize
 PRECISIONS = ("fp32", "int8")
 
 
-def has_onnx_graphs(folder: str | Path | None) -> bool:
-    return bool(folder) and all((Path(folder) / name).exists() for name in (IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE))
+def has_onnx_graphs(folder: str | Path | None, precision: str = "fp32") -> bool:
+    """Whether ``folder`` holds a complete export for ``precision`` (graphs, tokenizer, manifest)."""
+    graphs = [IMAGE_GRAPH, TEXT_GRAPH] if precision == "fp32" else [int8_name(IMAGE_GRAPH), int8_name(TEXT_GRAPH)]
+    names = [*graphs, TOKENIZER_FILE, "manifest.json"]
+    return bool(folder) and all((Path(folder) / name).exists() for name in names)
 
 
 class OnnxEngine:

@@ -17,9 +17,12 @@ from runtime.errors import Overloaded, UpstreamError
 from runtime.settings import Settings
 from runtime.transforms import encode_png
 
+# InvokeEndpoint takes at most 6 MB (6,291,456 bytes); stay well under it with the JSON envelope.
+PAYLOAD_BUDGET = 4_500_000
+
 
 class SageMakerEngine:
-    def __init__(self, settings: Settings, client=None):
+    def __init__(self, settings: Settings, client=None, payload_budget: int | None = None):
         if not settings.sagemaker_endpoint:
             raise ValueError("the sagemaker engine needs IMSIM_SAGEMAKER_ENDPOINT")
         self.endpoint = settings.sagemaker_endpoint
@@ -27,6 +30,7 @@ class SageMakerEngine:
         self.model_version = settings.model_version
         self.dimension = 512
         self._client = client
+        self.payload_budget = payload_budget or PAYLOAD_BUDGET
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         inputs = [{"img": base64.b64encode(encode_png(image)).decode("ascii")} for image in pixels]
@@ -36,6 +40,11 @@ class SageMakerEngine:
         return self._invoke([{"text": text} for text in texts])
 
     def _invoke(self, inputs: list[dict]) -> np.ndarray:
+        """One InvokeEndpoint call per chunk of inputs that fits SageMaker's payload limit."""
+        chunks = payload_chunks(inputs, self.payload_budget)
+        return l2_normalize(np.concatenate([self._invoke_once(chunk) for chunk in chunks]))
+
+    def _invoke_once(self, inputs: list[dict]) -> np.ndarray:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -53,7 +62,7 @@ class SageMakerEngine:
         except (BotoCoreError, ValueError) as exc:
             raise UpstreamError(f"the model endpoint {self.endpoint} failed: {exc}") from exc
         self.model_version = answer.get("model_version", self.model_version)
-        return l2_normalize(np.asarray(answer["results"], dtype=np.float32))
+        return np.asarray(answer["results"], dtype=np.float32)
 
     def _runtime(self):
         if self._client is None:
@@ -61,6 +70,20 @@ class SageMakerEngine:
 
             self._client = boto3.client("sagemaker-runtime")
         return self._client
+
+
+def payload_chunks(inputs: list[dict], budget: int = PAYLOAD_BUDGET) -> list[list[dict]]:
+    """Consecutive groups of inputs whose JSON stays under ``budget`` bytes (one input may exceed it)."""
+    chunks: list[list[dict]] = [[]]
+    size = 0
+    for item in inputs:
+        item_size = len(json.dumps(item)) + 2
+        if chunks[-1] and size + item_size > budget:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += item_size
+    return chunks
 
 
 def _is_busy(exc) -> bool:

@@ -24,17 +24,13 @@ import numpy as np
 
 from runtime.errors import ApiError
 from runtime.libraries.store import (
-    Added,
     AddResult,
-    Duplicate,
     Image,
     Library,
     LibraryStore,
     Match,
     NewImage,
     Scalar,
-    best_in_batch,
-    better,
     check_image_quota,
     check_library_quota,
     check_model_version,
@@ -45,6 +41,7 @@ from runtime.libraries.store import (
     library_not_found,
     matches_filter,
     scores_of,
+    screen_duplicates,
 )
 from runtime.settings import Settings
 
@@ -224,17 +221,7 @@ class LocalStore(LibraryStore):
             for image in images:
                 if image.id in index.rows:
                     raise image_exists(name, image.id or "")
-            results: list[AddResult] = []
-            accepted: list[NewImage] = []
-            for image in images:
-                best = None
-                if dedup_threshold is not None:
-                    best = better(index.best(image.vector), best_in_batch(image.vector, accepted))
-                    if best is not None and best.score >= dedup_threshold:
-                        results.append(Duplicate(best))
-                        continue
-                accepted.append(image)
-                results.append(Added(image.id or "", best.score if best else None))
+            results, accepted = screen_duplicates(images, dedup_threshold, index.best)
             if accepted:
                 check_image_quota(name, index.count, len(accepted), self.settings)
                 self._insert(index, accepted)
@@ -286,14 +273,18 @@ class LocalStore(LibraryStore):
 
     def close(self) -> None:
         with self._open_lock, self._registry_lock:
-            if self._db is not None:
-                with self._db_lock:
-                    self._db.close()
-                self._db = None
-            if self._folder_lock is not None:
-                self._folder_lock.close()  # closing the file releases the lock
-                self._folder_lock = None
-            self._indexes = {}
+            self._shut()
+
+    def _shut(self) -> None:
+        """Close the database and release the folder lock."""
+        if self._db is not None:
+            with self._db_lock:
+                self._db.close()
+            self._db = None
+        if self._folder_lock is not None:
+            self._folder_lock.close()  # closing the file releases the lock
+            self._folder_lock = None
+        self._indexes = {}
 
     # --- internals ---------------------------------------------------------------------
     def _opened(self) -> dict[str, LibraryIndex]:
@@ -332,14 +323,18 @@ class LocalStore(LibraryStore):
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._folder_lock = lock_folder(self.folder)
-        db = sqlite3.connect(self.folder / DB_FILE, check_same_thread=False, isolation_level=None)
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise RuntimeError(f"{self.folder / DB_FILE}: SQLite could not use WAL mode ({mode})")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(SCHEMA)
-        self._db = db
-        self._indexes = {library.name: self._load(library, dimension) for library, dimension in self._libraries()}
+        try:
+            self._db = db = sqlite3.connect(self.folder / DB_FILE, check_same_thread=False, isolation_level=None)
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise RuntimeError(f"{self.folder / DB_FILE}: SQLite could not use WAL mode ({mode})")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+            self._indexes = {library.name: self._load(library, dimension) for library, dimension in self._libraries()}
+        except BaseException:
+            # Left half open, the folder would stay locked and later requests would read "in use by another process".
+            self._shut()
+            raise
 
     def _libraries(self) -> list[tuple[Library, int]]:
         assert self._db is not None

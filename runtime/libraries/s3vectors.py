@@ -35,17 +35,13 @@ from runtime.libraries.registry import (
 )
 from runtime.libraries.store import (
     RESERVED_METADATA_KEY,
-    Added,
     AddResult,
-    Duplicate,
     Image,
     Library,
     LibraryStore,
     Match,
     NewImage,
     Scalar,
-    best_in_batch,
-    better,
     check_image_quota,
     check_library_quota,
     check_model_version,
@@ -55,11 +51,13 @@ from runtime.libraries.store import (
     image_not_found,
     library_exists,
     library_not_found,
+    screen_duplicates,
 )
 from runtime.settings import Settings
 
 MAX_PER_WRITE = 500  # vectors per PutVectors / DeleteVectors call
 MAX_PER_GET = 100  # keys per GetVectors call
+MAX_TOP_K = 100  # QueryVectors topK
 
 
 class S3VectorsStore(LibraryStore):
@@ -67,6 +65,8 @@ class S3VectorsStore(LibraryStore):
         super().__init__(settings, dimension)
         if not settings.vector_bucket or not settings.registry_table:
             raise ValueError("the s3vectors store needs IMSIM_VECTOR_BUCKET and IMSIM_REGISTRY_TABLE")
+        if settings.max_top_k > MAX_TOP_K:
+            raise ValueError(f"the s3vectors store answers at most {MAX_TOP_K} matches: IMSIM_MAX_TOP_K is too high")
         if s3vectors is None or dynamodb is None:
             import boto3
 
@@ -113,8 +113,9 @@ class S3VectorsStore(LibraryStore):
 
     def _delete_library(self, name: str) -> None:
         with self.registry.lease(name) as lease:
+            # Index first: should DeleteIndex fail, the library stays listed and a retry finishes the job.
+            self._call("DeleteIndex", indexName=lease.item["index_name"], missing_ok=True)
             self.registry.delete_held(lease)
-        self._call("DeleteIndex", indexName=lease.item["index_name"])
 
     # --- images ------------------------------------------------------------------------
     def _add_images(
@@ -126,18 +127,7 @@ class S3VectorsStore(LibraryStore):
             existing = self._get(index, [image.id or "" for image in images], with_metadata=False)
             if existing:
                 raise image_exists(name, existing[0]["key"])
-            results: list[AddResult] = []
-            accepted: list[NewImage] = []
-            for image in images:
-                best = None
-                if dedup_threshold is not None:
-                    nearest = self._query(index, image.vector, top_k=1)
-                    best = better(nearest[0] if nearest else None, best_in_batch(image.vector, accepted))
-                    if best is not None and best.score >= dedup_threshold:
-                        results.append(Duplicate(best))
-                        continue
-                accepted.append(image)
-                results.append(Added(image.id or "", best.score if best else None))
+            results, accepted = screen_duplicates(images, dedup_threshold, lambda vector: self._nearest(index, vector))
             if accepted:
                 check_image_quota(name, library.image_count, len(accepted), self.settings)
                 self._put(index, accepted)
@@ -197,6 +187,10 @@ class S3VectorsStore(LibraryStore):
                 break
         return sorted(matches, key=lambda match: -match.score)[:top_k]
 
+    def _nearest(self, index: str, vector: np.ndarray) -> Match | None:
+        found = self._query(index, vector, top_k=1)
+        return found[0] if found else None
+
     def _put(self, index: str, images: list[NewImage]) -> None:
         now = time.time()
         vectors = [
@@ -235,11 +229,16 @@ class S3VectorsStore(LibraryStore):
                 return
             arguments = {**arguments, "nextToken": token}
 
-    def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
+    def _call(self, operation: str, *, missing_ok: bool = False, **arguments: Any) -> dict[str, Any]:
+        """One S3 Vectors call; with ``missing_ok``, a NotFoundException answers ``{}`` (already gone)."""
         method = getattr(self.vectors, method_name(operation))
         try:
             return method(vectorBucketName=self.bucket, **arguments)
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if missing_ok and exc.response.get("Error", {}).get("Code") == "NotFoundException":
+                return {}
+            raise upstream("S3 Vectors", operation, exc) from exc
+        except BotoCoreError as exc:
             raise upstream("S3 Vectors", operation, exc) from exc
 
 

@@ -37,7 +37,7 @@ class AddImageRequest(BaseModel):
     metadata: dict[str, Any] | None = Field(None, description=METADATA_DOC)
     dedup: bool = Field(True, description="Refuse the image when the library holds a near-duplicate.")
     threshold: float | None = Field(
-        None, ge=0, le=1, description="Dedup score threshold (default 0.97, setting IMSIM_DEDUP_THRESHOLD)."
+        None, description="Dedup score threshold, 0 to 1 (default 0.97, setting IMSIM_DEDUP_THRESHOLD)."
     )
 
 
@@ -49,8 +49,10 @@ class SearchRequest(BaseModel):
     url: str | None = Field(None, description=URL_DOC)
     img: str | None = Field(None, description=IMG_DOC)
     text: str | None = Field(None, description=TEXT_DOC)
-    top_k: int | None = Field(None, ge=1, le=100, description="How many matches, 1 to 100 (default 10).")
-    min_score: float | None = Field(None, ge=0, le=1, description="Leave out matches scoring below this.")
+    top_k: int | None = Field(
+        None, description="How many matches (default 10): 1 to the server's limit, 100 unless IMSIM_MAX_TOP_K says."
+    )
+    min_score: float | None = Field(None, description="Leave out matches scoring below this (0 to 1).")
     filter: dict[str, Any] | None = Field(
         None, description="Metadata equality: every key must equal its value (a string, number or boolean)."
     )

@@ -12,6 +12,7 @@ import math
 import unicodedata
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,8 +110,7 @@ class LibraryStore(ABC):
     ) -> list[AddResult]:
         """Add in order; with a threshold, an image scoring at or above it against the library (or
         an earlier image of the same call) is not added and its best match is answered instead."""
-        if dedup_threshold is not None and not 0.0 <= dedup_threshold <= 1.0:
-            raise BadRequest("threshold: must be between 0 and 1", code="invalid_value")
+        check_score(dedup_threshold, "threshold")
         checked = []
         seen: set[str] = set()
         for position, image in enumerate(images):
@@ -155,18 +155,20 @@ class LibraryStore(ABC):
         filter: dict[str, Any] | None = None,
     ) -> list[Match]:
         """The ``top_k`` best matches, best first, scored (1 + cosine) / 2."""
-        if not 1 <= top_k <= self.settings.max_top_k:
-            raise BadRequest(f"top_k: must be between 1 and {self.settings.max_top_k}", code="invalid_value")
-        if min_score is not None and not 0.0 <= min_score <= 1.0:
-            raise BadRequest("min_score: must be between 0 and 1", code="invalid_value")
         return self._search(
             check_library_name(name),
             check_vector(vector, self.dimension),
             model_version,
-            top_k,
-            min_score,
+            self.check_top_k(top_k),
+            check_score(min_score, "min_score"),
             check_filter(filter or {}),
         )
+
+    def check_top_k(self, top_k: int) -> int:
+        """1 to the ``max_top_k`` setting (the API checks it before embedding the query too)."""
+        if not 1 <= top_k <= self.settings.max_top_k:
+            raise BadRequest(f"top_k: must be between 1 and {self.settings.max_top_k}", code="invalid_value")
+        return top_k
 
     def close(self) -> None:  # noqa: B027 (optional: a store with nothing to release keeps it)
         """Release files and connections; the store is not used afterwards."""
@@ -208,6 +210,13 @@ class LibraryStore(ABC):
 
 
 # --- names, ids, metadata, filters, vectors ---------------------------------------------
+
+
+def check_score(value: float | None, field: str) -> float | None:
+    """A score bound (``threshold``, ``min_score``): between 0 and 1 (NaN is not)."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise BadRequest(f"{field}: must be between 0 and 1", code="invalid_value")
+    return value
 
 
 def is_library_name(name: str) -> bool:
@@ -333,6 +342,26 @@ def compact_json(value: Any) -> str:
 def scores_of(cosines: np.ndarray) -> np.ndarray:
     """(1 + cosine) / 2, clipped to [0, 1]."""
     return np.clip((1.0 + cosines) / 2.0, 0.0, 1.0)
+
+
+def screen_duplicates(
+    images: list[NewImage], dedup_threshold: float | None, nearest_stored: Callable[[np.ndarray], Match | None]
+) -> tuple[list[AddResult], list[NewImage]]:
+    """Each image's result, in order, and the images to store. With a threshold, an image whose best
+    match (in the library, by ``nearest_stored``, or among the images accepted before it) scores at or
+    above it is a ``Duplicate``; the caller holds the library's lock so nothing changes meanwhile."""
+    results: list[AddResult] = []
+    accepted: list[NewImage] = []
+    for image in images:
+        best = None
+        if dedup_threshold is not None:
+            best = better(nearest_stored(image.vector), best_in_batch(image.vector, accepted))
+            if best is not None and best.score >= dedup_threshold:
+                results.append(Duplicate(best))
+                continue
+        accepted.append(image)
+        results.append(Added(image.id or "", best.score if best else None))
+    return results, accepted
 
 
 def best_in_batch(vector: np.ndarray, accepted: list[NewImage]) -> Match | None:
