@@ -290,8 +290,13 @@ def test_lambda_handler_as_deployed_serves_onnx_without_torch(baked, tmp_path, p
     }
     event = api_gateway_event("/image-similarity", {"img_1": b64(image_bytes(1)), "text_2": "a cat"})
     done = subprocess.run(
-        [sys.executable, "-c", LAMBDA_AS_DEPLOYED], input=json.dumps(event), cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", LAMBDA_AS_DEPLOYED],
+        input=json.dumps(event),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
