@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, ROOT, ServerProcess, model_settings, parser, print_table  # noqa: E402
+from bench.common import CACHE, ROOT, ServerProcess, model_flags, model_settings, parser, print_table  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -63,16 +63,7 @@ def bake_args(settings) -> list[str]:
             CACHE.mkdir(exist_ok=True)
             torch.save(TorchEngine.load(settings).model.state_dict(), weights)
         return ["--model", settings.model, "--pretrained", "random-seed-0", "--weights", str(weights)]
-    return [
-        "--model",
-        settings.model,
-        "--pretrained",
-        settings.pretrained,
-        "--weights",
-        settings.weights,
-        "--model-config",
-        settings.model_config,
-    ]
+    return model_flags(settings)
 
 
 def main() -> None:

@@ -42,22 +42,19 @@ def model_settings(smoke: bool):
     )
 
 
+def model_flags(settings) -> list[str]:
+    """The command-line flags (of `serve` and of `runtime.bake`) that name the same model."""
+    return [
+        *("--model", settings.model, "--pretrained", settings.pretrained),
+        *("--weights", settings.weights, "--model-config", settings.model_config),
+    ]
+
+
 def server_args(settings) -> list[str]:
     """The `python -m runtime serve` flags that load the same model as ``settings``."""
     if settings.smoke:
         return ["--smoke", "--data-dir", settings.data_dir]
-    return [
-        "--model",
-        settings.model,
-        "--pretrained",
-        settings.pretrained,
-        "--weights",
-        settings.weights,
-        "--model-config",
-        settings.model_config,
-        "--data-dir",
-        settings.data_dir,
-    ]
+    return [*model_flags(settings), "--data-dir", settings.data_dir]
 
 
 def timed(function, repeat: int, warmup: int = 1) -> list[float]:
