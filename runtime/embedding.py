@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from runtime.engines import Engine
+from runtime.engines import Engine, scores_of
 from runtime.errors import BadRequest, InvalidInput
 from runtime.fetch import UrlFetcher
 from runtime.schemas import SimilarityRequest, Slot
@@ -95,8 +95,8 @@ def batch_inputs(slots: list[Slot], max_batch: int) -> list[Input]:
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """(1 + cosine) / 2 of two unit vectors, in [0, 1]."""
-    return float(np.clip((1.0 + float(np.dot(a, b))) / 2.0, 0.0, 1.0))
+    """The similarity score of two unit vectors."""
+    return float(scores_of(float(np.dot(a, b))))
 
 
 class Embedder:

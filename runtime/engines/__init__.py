@@ -97,6 +97,11 @@ def _export_on_demand(settings: Settings) -> Path:
     return folder
 
 
+def scores_of(cosines):
+    """The API's one similarity scale: (1 + cosine) / 2, clipped to [0, 1]."""
+    return np.clip((1.0 + np.asarray(cosines, dtype=np.float32)) / 2.0, 0.0, 1.0)
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from runtime.engines import scores_of
 from runtime.errors import ApiError
 from runtime.libraries.store import (
     AddResult,
@@ -40,7 +41,6 @@ from runtime.libraries.store import (
     library_exists,
     library_not_found,
     matches_filter,
-    scores_of,
     screen_duplicates,
 )
 from runtime.settings import Settings

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime.engines import scores_of
 from runtime.libraries.registry import (
     REGISTRY_KEY,
     Registry,
@@ -181,7 +182,7 @@ class S3VectorsStore(LibraryStore):
         for page in self._pages("QueryVectors", arguments):
             for found in page.get("vectors", []):
                 record = record_of(found)
-                score = float(np.clip(1.0 - float(found["distance"]) / 2.0, 0.0, 1.0))
+                score = float(scores_of(1.0 - float(found["distance"])))  # cosine distance = 1 - cosine
                 matches.append(Match(found["key"], score, record["metadata"]))
             if len(matches) >= top_k:
                 break

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.engines import scores_of
 from runtime.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from runtime.settings import Settings
 
@@ -337,11 +338,6 @@ def check_vector(vector: np.ndarray, dimension: int) -> np.ndarray:
 
 def compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def scores_of(cosines: np.ndarray) -> np.ndarray:
-    """(1 + cosine) / 2, clipped to [0, 1]."""
-    return np.clip((1.0 + cosines) / 2.0, 0.0, 1.0)
 
 
 def screen_duplicates(
