@@ -24,7 +24,7 @@ import json, sys, time
 start = time.perf_counter()
 import numpy as np
 from runtime.settings import Settings
-from runtime.app import create_app
+from runtime.api.app import create_app
 kind = sys.argv[1]
 if kind == "torch":
     import open_clip, torch  # what the torch engine needs, loaded before the clock reads "imports"

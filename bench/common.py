@@ -29,7 +29,7 @@ def model_settings(smoke: bool):
 
     if not smoke:
         return Settings(smoke=True, data_dir=str(CACHE), device="cpu")
-    from tests.helpers import build_tiny_checkpoint
+    from tests.fakes.model import build_tiny_checkpoint
 
     tiny = build_tiny_checkpoint(Path(tempfile.mkdtemp(prefix="bench-tiny-")))
     return Settings(
@@ -100,7 +100,7 @@ class ServerProcess:
     """``python -m runtime serve`` in a child process on a free loopback port."""
 
     def __init__(self, *args: str, env: dict | None = None):
-        from tests.helpers import free_port
+        from tests.fakes.servers import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

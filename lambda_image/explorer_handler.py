@@ -8,7 +8,7 @@ the document's ``servers`` entry carries. ``IMSIM_AUTH`` tells the page how the 
 
 from mangum import Mangum
 
-from runtime.app import create_app
+from runtime.api.app import create_app
 from runtime.settings import Settings
 
 # The explorer never reads a library: no store is opened, so the function needs no storage permission.

@@ -6,6 +6,6 @@ of a new instance pays for it. Settings come from the function's ``IMSIM_*`` env
 
 from mangum import Mangum
 
-from runtime.app import create_app
+from runtime.api.app import create_app
 
 handler = Mangum(create_app(), lifespan="off")

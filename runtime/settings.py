@@ -40,7 +40,7 @@ class Settings:
     onnx_precision: str = "fp32"
     """``fp32`` or ``int8`` (opt-in: dynamic int8 weights, ~2x faster, not yet checked on real weights)."""
     micro_batching: bool = True
-    """Concurrent requests share forward passes (``runtime.batching``)."""
+    """Concurrent requests share forward passes (``runtime.engines.batching``)."""
     batch_wait_ms: float = 0.0
     """How long a forward pass may wait for more requests to join it (0: only those already queued)."""
     device: str = "auto"

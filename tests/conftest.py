@@ -12,7 +12,8 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
 import pytest  # noqa: E402
 
-from tests.helpers import LiveServer, build_tiny_checkpoint  # noqa: E402
+from tests.fakes.model import build_tiny_checkpoint  # noqa: E402
+from tests.fakes.servers import LiveServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

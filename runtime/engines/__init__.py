@@ -1,7 +1,7 @@
 """Engines turn prepared images and texts into unit-length vectors.
 
 An engine knows nothing of HTTP, URLs or JSON: it takes uint8 images already cropped to the
-model's input size (see ``runtime.transforms``) and plain strings.
+model's input size (see ``runtime.inputs.images``) and plain strings.
 
 - ``torch``: OpenCLIP in PyTorch (the reference, and the GPU path).
 - ``onnx``: ONNX Runtime on the CPU, from graphs exported from the same weights (no torch import).
@@ -42,14 +42,14 @@ def load_engine(settings: Settings) -> Engine:
     """The configured engine, wrapped in a micro-batcher unless that is switched off."""
     engine = _load(settings)
     if settings.micro_batching and settings.engine != "sagemaker":
-        from runtime.batching import MicroBatcher
+        from runtime.engines.batching import MicroBatcher
 
         return MicroBatcher(engine, max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms)
     return engine
 
 
 def _load(settings: Settings) -> Engine:
-    from runtime.engines.onnx_engine import has_onnx_graphs
+    from runtime.engines.model_folder import has_onnx_graphs
 
     kind = settings.engine
     if kind not in ENGINES:
@@ -78,10 +78,9 @@ def _load(settings: Settings) -> Engine:
 
 def _export_on_demand(settings: Settings) -> Path:
     """Locally, without a baked folder: export the graphs once into a cache folder and reuse them."""
-    from runtime.engines.onnx_engine import has_onnx_graphs
-    from runtime.engines.onnx_export import export_onnx
+    from runtime.bake.export import export_onnx  # on-demand export is the one local path that needs torch
+    from runtime.engines.model_folder import has_onnx_graphs, write_manifest
     from runtime.engines.torch_engine import TorchEngine
-    from runtime.manifest import write_manifest
 
     folder = Path(settings.data_dir) / "onnx-cache" / settings.cache_key()
     if not has_onnx_graphs(folder, settings.onnx_precision):
@@ -95,14 +94,3 @@ def _export_on_demand(settings: Settings) -> Path:
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(scratch, folder)
     return folder
-
-
-def scores_of(cosines):
-    """The API's one similarity scale: (1 + cosine) / 2, clipped to [0, 1]."""
-    return np.clip((1.0 + np.asarray(cosines, dtype=np.float32)) / 2.0, 0.0, 1.0)
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)

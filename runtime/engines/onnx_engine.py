@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -10,19 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engines import l2_normalize
-from runtime.engines.clip_tokenizer import ClipTokenizer
-from runtime.engines.onnx_export import IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE, int8_name
-from runtime.transforms import ImageSpec, normalize
-
-PRECISIONS = ("fp32", "int8")
-
-
-def has_onnx_graphs(folder: str | Path | None, precision: str = "fp32") -> bool:
-    """Whether ``folder`` holds a complete export for ``precision`` (graphs, tokenizer, manifest)."""
-    graphs = [IMAGE_GRAPH, TEXT_GRAPH] if precision == "fp32" else [int8_name(IMAGE_GRAPH), int8_name(TEXT_GRAPH)]
-    names = [*graphs, TOKENIZER_FILE, "manifest.json"]
-    return bool(folder) and all((Path(folder) / name).exists() for name in names)
+from runtime.engines.model_folder import IMAGE_GRAPH, PRECISIONS, TEXT_GRAPH, TOKENIZER_FILE, graph_file, read_manifest
+from runtime.engines.tokenizer import ClipTokenizer
+from runtime.inputs.images import ImageSpec, normalize
+from runtime.vectors import l2_normalize
 
 
 class OnnxEngine:
@@ -62,7 +52,7 @@ class OnnxEngine:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
         def session(graph: str):
-            name = int8_name(graph) if precision == "int8" else graph
+            name = graph_file(graph, precision)
             return ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
 
         spec = spec or _image_spec(folder)
@@ -86,5 +76,5 @@ class OnnxEngine:
 
 def _image_spec(folder: Path) -> ImageSpec:
     """Size, mean and std from the folder's manifest."""
-    data = json.loads((folder / "manifest.json").read_text())
+    data = read_manifest(folder)
     return ImageSpec(size=data["image_size"], mean=tuple(data["image_mean"]), std=tuple(data["image_std"]))

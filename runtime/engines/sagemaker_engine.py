@@ -12,10 +12,10 @@ import json
 
 import numpy as np
 
-from runtime.engines import l2_normalize
 from runtime.errors import Overloaded, UpstreamError
+from runtime.inputs.images import encode_png
 from runtime.settings import Settings
-from runtime.transforms import encode_png
+from runtime.vectors import l2_normalize
 
 # InvokeEndpoint takes at most 6 MB (6,291,456 bytes); stay well under it with the JSON envelope.
 PAYLOAD_BUDGET = 4_500_000

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.engines import l2_normalize
 from runtime.errors import ModelUnavailable
+from runtime.inputs.images import ImageSpec, normalize
 from runtime.settings import Settings
-from runtime.transforms import ImageSpec, normalize
+from runtime.vectors import l2_normalize
 
 
 def pick_device(requested: str) -> str:

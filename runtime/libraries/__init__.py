@@ -19,7 +19,7 @@ def open_store(settings: Settings, dimension: int) -> LibraryStore | None:
 
         return LocalStore(settings, dimension)
     if settings.store == "s3vectors":
-        from runtime.libraries.s3vectors import S3VectorsStore
+        from runtime.libraries.aws.s3vectors import S3VectorsStore
 
         return S3VectorsStore(settings, dimension)
     if settings.store == "off":

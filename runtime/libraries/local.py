@@ -22,7 +22,6 @@ from typing import IO, Any
 
 import numpy as np
 
-from runtime.engines import scores_of
 from runtime.errors import ApiError
 from runtime.libraries.store import (
     AddResult,
@@ -44,6 +43,7 @@ from runtime.libraries.store import (
     screen_duplicates,
 )
 from runtime.settings import Settings
+from runtime.vectors import scores_of
 
 try:
     import fcntl

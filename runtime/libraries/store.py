@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from runtime.engines import scores_of
 from runtime.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from runtime.settings import Settings
+from runtime.vectors import scores_of
 
 MAX_NAME_CHARS = 64
 MAX_ID_CHARS = 128

@@ -1,0 +1,216 @@
+"""Request and response bodies of the library API, with the examples the API Explorer shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, TEXT_DOC, URL_DOC
+
+NAME_DOC = "Library name: 1 to 64 letters (any script, Chinese included), digits or underscores; unique."
+ID_DOC = "Image id: 1 to 128 letters, digits or _ - . : @ (not only dots); unique in the library."
+METADATA_DOC = (
+    "A JSON object, at most 4 KB, returned with every match. Its top-level string, number and boolean "
+    "values (at most 40 keys, 1.5 KB) are what `filter` matches; nest long values in an object."
+)
+SCORE_DOC = "(1 + cosine) / 2, in [0, 1]: 1 is the same image."
+VERSION = "ViT-B-32/laion2b_s34b_b79k"
+CREATED = "2025-06-01T08:30:00Z"
+
+
+class CreateLibraryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description=NAME_DOC)
+
+
+class AddImageRequest(BaseModel):
+    """One image (``url`` or ``img``), with an optional id and metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, description=URL_DOC)
+    img: str | None = Field(None, description=IMG_DOC)
+    id: str | None = Field(None, description=ID_DOC + " Generated when absent.")
+    metadata: dict[str, Any] | None = Field(None, description=METADATA_DOC)
+    dedup: bool = Field(True, description="Refuse the image when the library holds a near-duplicate.")
+    threshold: float | None = Field(
+        None, description="Dedup score threshold, 0 to 1 (default 0.97, setting IMSIM_DEDUP_THRESHOLD)."
+    )
+
+
+class SearchRequest(BaseModel):
+    """Search by an image (``url`` or ``img``) or by ``text``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, description=URL_DOC)
+    img: str | None = Field(None, description=IMG_DOC)
+    text: str | None = Field(None, description=TEXT_DOC)
+    top_k: int | None = Field(
+        None, description="How many matches (default 10): 1 to the server's limit, 100 unless IMSIM_MAX_TOP_K says."
+    )
+    min_score: float | None = Field(None, description="Leave out matches scoring below this (0 to 1).")
+    filter: dict[str, Any] | None = Field(
+        None, description="Metadata equality: every key must equal its value (a string, number or boolean)."
+    )
+
+
+class LibraryResponse(BaseModel):
+    name: str
+    create_time: datetime = Field(description="When the library was created (UTC, ISO 8601).")
+    image_count: int
+    model_version: str = Field(description="The model whose vectors the library holds; other models are refused.")
+
+
+class LibraryListResponse(BaseModel):
+    libraries: list[LibraryResponse]
+
+
+class LibraryDeletedResponse(BaseModel):
+    name: str
+    deleted: bool = True
+
+
+class MatchResponse(BaseModel):
+    id: str
+    score: float = Field(ge=0, le=1, description=SCORE_DOC)
+    metadata: dict[str, Any]
+
+
+class ImageAddedResponse(BaseModel):
+    status: Literal[1] = 1
+    message: str = "Image added."
+    id: str
+    score: float | None = Field(
+        description="Score of the closest image the library held (null: dedup off, or the library was empty)."
+    )
+
+
+class DuplicateResponse(BaseModel):
+    status: Literal[0] = 0
+    message: str = "Similar image found."
+    match: MatchResponse = Field(description="The near-duplicate already in the library; nothing was added.")
+
+
+class ImageResponse(BaseModel):
+    id: str
+    metadata: dict[str, Any]
+    create_time: datetime
+
+
+class ImageDeletedResponse(BaseModel):
+    id: str
+    deleted: bool = True
+
+
+class SearchResponse(BaseModel):
+    matches: list[MatchResponse] = Field(description="Best first.")
+    model_version: str
+
+
+# --- examples (the API Explorer shows them) -----------------------------------------------
+
+NAME_EXAMPLES = {
+    "latin": {"summary": "A name", "value": "products"},
+    "chinese": {"summary": "A Chinese name", "value": "商品图库"},
+}
+ID_EXAMPLES = {"given": {"summary": "An id you chose", "value": "sku-1042"}}
+CREATE_EXAMPLES = {
+    "latin": {"summary": "Create a library", "value": {"name": "products"}},
+    "chinese": {"summary": "Names may use any script", "value": {"name": "商品图库"}},
+}
+ADD_EXAMPLES = {
+    "url": {
+        "summary": "Add by URL, with an id and metadata",
+        "value": {"url": "https://example.com/shoe.jpg", "id": "sku-1042", "metadata": {"color": "red", "price": 59}},
+    },
+    "img": {"summary": "Add base64, id generated", "value": {"img": EXAMPLE_PNG}},
+    "no-dedup": {"summary": "Add without the near-duplicate check", "value": {"img": EXAMPLE_PNG, "dedup": False}},
+    "threshold": {"summary": "Stricter duplicates only", "value": {"img": EXAMPLE_PNG, "threshold": 0.99}},
+}
+SEARCH_EXAMPLES = {
+    "image": {"summary": "Search by image", "value": {"url": "https://example.com/query.jpg", "top_k": 5}},
+    "text": {"summary": "Search by text", "value": {"text": "a red running shoe", "top_k": 10}},
+    "filter": {
+        "summary": "Filter on metadata, minimum score",
+        "value": {"img": EXAMPLE_PNG, "filter": {"color": "red"}, "min_score": 0.8},
+    },
+}
+LIBRARY = {"name": "products", "create_time": CREATED, "image_count": 1042, "model_version": VERSION}
+MATCH = {"id": "sku-1042", "score": 0.9731, "metadata": {"color": "red", "price": 59}}
+LIBRARY_ANSWERS = {"library": {"summary": "A library", "value": LIBRARY}}
+LIST_ANSWERS = {"list": {"summary": "All libraries", "value": {"libraries": [LIBRARY]}}}
+LIBRARY_DELETED_ANSWERS = {"deleted": {"summary": "Deleted", "value": {"name": "products", "deleted": True}}}
+ADD_ANSWERS = {
+    "added": {"summary": "Added", "value": {"status": 1, "message": "Image added.", "id": "sku-1042", "score": 0.7412}},
+    "duplicate": {
+        "summary": "A near-duplicate is in the library: nothing added",
+        "value": {"status": 0, "message": "Similar image found.", "match": MATCH},
+    },
+}
+IMAGE = {"id": "sku-1042", "metadata": MATCH["metadata"], "create_time": CREATED}
+IMAGE_ANSWERS = {"image": {"summary": "An image", "value": IMAGE}}
+IMAGE_DELETED_ANSWERS = {"deleted": {"summary": "Deleted", "value": {"id": "sku-1042", "deleted": True}}}
+SEARCH_ANSWERS = {
+    "matches": {"summary": "Matches, best first", "value": {"matches": [MATCH], "model_version": VERSION}}
+}
+
+
+ERROR_TEXTS = {
+    "invalid_library_name": (
+        400,
+        "Not a library name",
+        "name: 'my-library!' is not a library name; use 1 to 64 letters (any script), digits or underscores",
+    ),
+    "metadata_too_large": (400, "Metadata over the limit", "metadata: 5210 bytes of JSON; at most 4096"),
+    "invalid_filter": (
+        400,
+        "Filter on a nested value",
+        "filter.tags: equality filters match top-level metadata values that are a string, number or boolean",
+    ),
+    "library_not_found": (404, "No such library", "library 'products' does not exist"),
+    "image_not_found": (404, "No such image", "library 'products' holds no image with id 'sku-1042'"),
+    "libraries_disabled": (404, "Libraries off", "libraries are not enabled on this server (setting IMSIM_STORE)"),
+    "library_exists": (409, "Name taken", "name: a library named 'products' already exists"),
+    "library_quota_exceeded": (
+        409,
+        "Library quota reached",
+        "libraries: the quota of 10 libraries is reached; delete one first (setting IMSIM_MAX_LIBRARIES)",
+    ),
+    "image_exists": (
+        409,
+        "Id taken",
+        "id: library 'products' already holds an image with id 'sku-1042'; delete it first or use another id",
+    ),
+    "image_quota_exceeded": (
+        409,
+        "Image quota reached",
+        (
+            "images: library 'products' holds 100000 images; the quota is 100000 images per library "
+            "(setting IMSIM_MAX_IMAGES_PER_LIBRARY)"
+        ),
+    ),
+    "model_version_mismatch": (
+        409,
+        "Library of another model",
+        (
+            f"library 'products' holds vectors of model ViT-B-32/openai; this server embeds with {VERSION}, "
+            "and vectors of two models do not compare. Serve ViT-B-32/openai or create a new library"
+        ),
+    ),
+    "store_error": (502, "The store failed", "library store: S3 Vectors PutVectors failed (ThrottlingException)"),
+    "library_busy": (503, "Library busy", "library 'products' is busy with other writes; try again"),
+}
+
+
+def error_examples(codes: list[str], *, write: bool) -> dict[int, dict[str, dict]]:
+    """Examples of these errors by HTTP status; library writes carry ``"status": -1``."""
+    by_status: dict[int, dict[str, dict]] = {}
+    for code in codes:
+        status, summary, message = ERROR_TEXTS[code]
+        value: dict[str, Any] = {"message": message, "code": code, **({"status": -1} if write else {})}
+        by_status.setdefault(status, {})[code] = {"summary": summary, "value": value}
+    return by_status

@@ -1,0 +1,1 @@
+"""Build time only: bake a model folder and export its ONNX graphs (needs torch)."""

@@ -1,0 +1,5 @@
+import sys
+
+from runtime.bake.bake import main
+
+sys.exit(main())

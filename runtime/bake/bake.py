@@ -1,0 +1,78 @@
+"""Bake a model into a folder at image build time: ``python -m runtime.bake --out /opt/model``.
+
+Loads the weights once (downloading them when given a pretrained tag), saves them as a local
+checkpoint with a ``manifest.json``, then reloads the folder through the runtime's own loading
+code and checks that both give the same vectors. The containers then never fetch at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from runtime.bake.export import export_onnx
+from runtime.engines.model_folder import WEIGHTS_FILE, write_manifest
+from runtime.engines.torch_engine import TorchEngine
+from runtime.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, Settings
+
+
+def bake(settings: Settings, out: Path, *, onnx: bool = True) -> dict:
+    import torch
+
+    source = TorchEngine.load(settings)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(source.model.state_dict(), out / WEIGHTS_FILE)
+    extra: dict = {"weights_file": WEIGHTS_FILE}
+    if settings.model_config:
+        config_file = f"{settings.model}.json"  # open_clip names a registered config after its file
+        shutil.copy(settings.model_config, out / config_file)
+        extra["config_file"] = config_file
+    if onnx:
+        extra["onnx_cosine_vs_torch"] = export_onnx(source, out)
+        worst = min(extra["onnx_cosine_vs_torch"][key] for key in ("image-fp32", "text-fp32"))
+        if worst < 0.99999:
+            raise SystemExit(f"bake: the fp32 ONNX graphs drift from torch (cosine {worst:.6f})")
+    manifest = write_manifest(out, settings, source, **extra)
+    check_reload(source, out)
+    return manifest
+
+
+def check_reload(source: TorchEngine, out: Path) -> None:
+    """The baked folder must load through the runtime's loader and give the same vectors."""
+    baked = TorchEngine.load(Settings(model_dir=str(out), device="cpu", engine="torch").with_baked_model())
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(2, source.image_size, source.image_size, 3), dtype=np.uint8)
+    texts = ["a photo of a cat", "a diagram"]
+    for expected, actual in (
+        (source.encode_images(pixels), baked.encode_images(pixels)),
+        (source.encode_texts(texts), baked.encode_texts(texts)),
+    ):
+        if not np.allclose(expected, actual, atol=1e-5):
+            raise SystemExit("bake: the reloaded model gives different vectors")
+    if baked.model_version != source.model_version:
+        raise SystemExit(f"bake: model version {baked.model_version} != {source.model_version}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runtime.bake", description=__doc__)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--pretrained", default=DEFAULT_PRETRAINED, help="pretrained tag (the version label)")
+    parser.add_argument("--weights", help="bake this local checkpoint instead of downloading the tag")
+    parser.add_argument("--model-config", help="extra OpenCLIP model config JSON, copied into the folder")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX export")
+    args = parser.parse_args(argv)
+    settings = Settings(
+        model=args.model, pretrained=args.pretrained, weights=args.weights, model_config=args.model_config, device="cpu"
+    )
+    manifest = bake(settings, args.out, onnx=args.onnx)
+    print(f"baked {manifest['model_version']} ({manifest['dimension']}-d, {manifest['image_size']} px) into {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""From request slots to vectors: read each input, validate it, and batch it through the engine."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from runtime.engines import Engine
+from runtime.errors import InvalidInput
+from runtime.inputs.fetch import UrlFetcher
+from runtime.inputs.images import configure_pillow, decode_image, prepare_image
+from runtime.settings import Settings
+from runtime.vectors import scores_of
+
+DATA_URL_PREFIX = re.compile(r"^data:[^,]{0,100};base64,", re.IGNORECASE)
+BASE64_WHITESPACE = b" \t\n\r\v\f"
+
+
+@dataclass(frozen=True)
+class Input:
+    kind: str  # "url", "img" or "text"
+    value: str
+    field: str  # the request field it came from, for error messages
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """The similarity score of two unit vectors."""
+    return float(scores_of(float(np.dot(a, b))))
+
+
+class Embedder:
+    """Reads inputs (base64, URLs, text), prepares them and embeds them in two engine calls."""
+
+    def __init__(self, settings: Settings, engine: Engine, fetcher: UrlFetcher | None = None):
+        self.settings = settings
+        self.engine = engine
+        self.fetcher = fetcher or UrlFetcher(settings)
+        # One thread per slot of a full batch: a batch of slow URLs waits for its own deadline only,
+        # not for a queue behind other requests' downloads.
+        self._readers = ThreadPoolExecutor(max_workers=settings.max_batch, thread_name_prefix="image-reader")
+        configure_pillow(settings.max_image_side)
+
+    @property
+    def model_version(self) -> str:
+        return self.engine.model_version
+
+    def embed(self, inputs: list[Input]) -> np.ndarray:
+        """One unit vector per input, in order."""
+        texts = [(i, self.check_text(item)) for i, item in enumerate(inputs) if item.kind == "text"]
+        images = [(i, item) for i, item in enumerate(inputs) if item.kind != "text"]
+        deadline = time.monotonic() + self.settings.fetch_timeout_s  # for all of this request's URLs together
+        pixels = list(self._readers.map(partial(self.read_image, deadline=deadline), [item for _, item in images]))
+        vectors = np.zeros((len(inputs), self.engine.dimension), dtype=np.float32)
+        if images:
+            vectors[[i for i, _ in images]] = self.engine.encode_images(np.stack(pixels))
+        if texts:
+            vectors[[i for i, _ in texts]] = self.engine.encode_texts([text for _, text in texts])
+        return vectors
+
+    def check_text(self, item: Input) -> str:
+        text = item.value.strip()
+        if not text:
+            raise InvalidInput(f"{item.field}: the text is empty", code="text_empty")
+        if len(text) > self.settings.max_text_chars:
+            raise InvalidInput(
+                f"{item.field}: the text has {len(text)} characters; at most {self.settings.max_text_chars}",
+                code="text_too_long",
+            )
+        return text
+
+    def read_image(self, item: Input, deadline: float | None = None) -> np.ndarray:
+        data = self.read_bytes(item, deadline)
+        size = self.engine.image_size
+        try:
+            image = decode_image(
+                data, item.field, max_side=self.settings.max_image_side, draft_to=size * self.settings.draft_factor
+            )
+        except InvalidInput as exc:
+            if item.kind == "url" and exc.code == "not_an_image":
+                raise InvalidInput(f"{item.field}: the URL's content is not an image", code="url_not_image") from exc
+            raise
+        return prepare_image(image, size)
+
+    def read_bytes(self, item: Input, deadline: float | None = None) -> bytes:
+        if item.kind == "url":
+            if not item.value.strip():
+                raise InvalidInput(f"{item.field}: the URL is empty", code="invalid_url")
+            return self.fetcher.fetch(item.value.strip(), item.field, deadline)
+        return decode_base64(item.value, item.field, self.settings.max_image_bytes)
+
+
+def decode_base64(value: str, field: str, max_bytes: int) -> bytes:
+    text = DATA_URL_PREFIX.sub("", value.strip(), count=1)
+    try:
+        encoded = text.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"{field}: not valid base64 (a non-ASCII character at position {exc.start})", code="invalid_base64"
+        ) from exc
+    # One pass in C; "".join(text.split()) would first build a list of every piece ("AB AB AB ...":
+    # 30 MB of it took 700 MB).
+    encoded = encoded.translate(None, BASE64_WHITESPACE)
+    if len(encoded) * 3 // 4 > max_bytes:
+        raise InvalidInput(f"{field}: the image is larger than {max_bytes} bytes", code="image_too_large")
+    if not encoded:
+        raise InvalidInput(f"{field}: the base64 string is empty", code="invalid_base64")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"{field}: not valid base64 ({exc})", code="invalid_base64") from exc

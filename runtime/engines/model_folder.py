@@ -1,0 +1,54 @@
+"""The baked model folder: its file names, its ``manifest.json``, and whether it is complete.
+
+Bake writes it, the engines read it, the benchmarks check it: all through this module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MANIFEST_FILE = "manifest.json"
+WEIGHTS_FILE = "weights.pt"
+IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE = "image.onnx", "text.onnx", "tokenizer.json"
+PRECISIONS = ("fp32", "int8")
+
+
+def int8_name(graph: str) -> str:
+    return graph.replace(".onnx", ".int8.onnx")
+
+
+def graph_file(graph: str, precision: str) -> str:
+    return int8_name(graph) if precision == "int8" else graph
+
+
+def has_onnx_graphs(folder: str | Path | None, precision: str = "fp32") -> bool:
+    """Whether ``folder`` holds a complete export for ``precision`` (graphs, tokenizer, manifest)."""
+    graphs = [graph_file(IMAGE_GRAPH, precision), graph_file(TEXT_GRAPH, precision)]
+    names = [*graphs, TOKENIZER_FILE, MANIFEST_FILE]
+    return bool(folder) and all((Path(folder) / name).exists() for name in names)
+
+
+def has_manifest(folder: str | Path | None) -> bool:
+    return bool(folder) and (Path(folder) / MANIFEST_FILE).exists()
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    return json.loads((Path(folder) / MANIFEST_FILE).read_text())
+
+
+def write_manifest(folder: Path, settings, engine, **extra) -> dict:
+    spec = engine.spec
+    manifest = {
+        "model": settings.model,
+        "pretrained": settings.pretrained,
+        "model_version": settings.model_version,
+        "image_size": spec.size,
+        "image_mean": list(spec.mean),
+        "image_std": list(spec.std),
+        "dimension": engine.dimension,
+        **extra,
+    }
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return manifest

@@ -1,0 +1,104 @@
+"""Context flags: defaults, parsing, and bad values that must stop synth naming the flag."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.config import FLAG_DEFAULTS, MODEL_IMAGE_SIZES, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config_of(**flags):
+    return load_config(flags.get)
+
+
+def test_cdk_json_holds_every_flag_default():
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    assert {name: context[name] for name in FLAG_DEFAULTS} == FLAG_DEFAULTS
+    assert context["@aws-cdk/core:target-partitions"] == ["aws", "aws-cn"]
+
+
+def test_defaults():
+    config = config_of()
+    assert (config.backend, config.auth, config.explorer, config.libraries) == ("lambda", "AWS_IAM", True, True)
+    assert config.sagemaker_instance_type == "ml.g4dn.xlarge"
+    assert (config.throttle_rate, config.throttle_burst) == (10, 20)
+    assert config.s3_read_buckets == ()
+    assert config.provisioned_concurrency == 0
+    assert config.model_version == "ViT-B-32/laion2b_s34b_b79k" and config.image_size == 224
+
+
+def test_cli_strings_are_parsed():
+    """The CDK CLI passes every -c value as a string."""
+    config = config_of(
+        explorer="false",
+        lambda_memory="3008",
+        throttle_rate="2.5",
+        s3_read_buckets="a-b, c.d ,",
+        model="ViT-B-32-256/datacomp_s34b_b86k",
+    )
+    assert config.explorer is False and config.lambda_memory == 3008 and config.throttle_rate == 2.5
+    assert config.s3_read_buckets == ("a-b", "c.d")
+    assert config.image_size == MODEL_IMAGE_SIZES["ViT-B-32-256"] == 256
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "allowed"),
+    [
+        ("backend", "ec2", "lambda | sagemaker"),
+        ("auth", "COGNITO", "AWS_IAM | NONE"),
+        ("explorer", "maybe", "true | false"),
+        ("libraries", "1", "true | false"),
+        ("image_similarity", "", "true | false"),
+        ("lambda_memory", "1024", "from 2048 to 10240"),
+        ("lambda_memory", "lots", "from 2048 to 10240"),
+        ("provisioned_concurrency", "-1", "from 0 to 1000"),
+        ("sagemaker_instance_type", "g4dn.xlarge", "ml.g4dn.xlarge"),
+        ("sagemaker_max_instances", "0", "from 1 to 100"),
+        ("throttle_rate", "0", "from 0.1 to 10000"),
+        ("throttle_burst", "1.5", "from 1 to 5000"),
+        ("s3_read_buckets", "Bad_Bucket", "S3 bucket names"),
+        ("model", "RN50/openai", "ViT-B-32"),
+        ("model", "ViT-B-32", "<arch>/<pretrained>"),
+        ("stage", "prod/v1", "letters, digits"),
+        ("stack_name", "1stack", "a letter"),
+        ("log_retention_days", "31", "30 | 60"),
+        ("cors_origin", "app.example.com", "https://"),
+    ],
+)
+def test_bad_flag_names_the_flag_and_the_allowed_values(flag, value, allowed):
+    with pytest.raises(ConfigError) as caught:
+        config_of(**{flag: value})
+    message = str(caught.value)
+    assert f"'{flag}'" in message and repr(value) in message and allowed in message
+
+
+def test_flags_that_must_agree():
+    with pytest.raises(ConfigError, match="sagemaker_min_instances"):
+        config_of(sagemaker_min_instances=3, sagemaker_max_instances=2)
+    with pytest.raises(ConfigError, match="provisioned_concurrency"):
+        config_of(provisioned_concurrency=5, reserved_concurrency=2)
+    with pytest.raises(ConfigError, match="needs -c backend=sagemaker"):
+        config_of(model="xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k", backend="lambda")
+    assert config_of(model="xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k", backend="sagemaker").image_size == 224
+
+
+def test_app_py_stops_on_a_bad_flag():
+    env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    result = subprocess.run(
+        [sys.executable, "app.py", "-c", "backend=kubernetes"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "context flag 'backend' has the value 'kubernetes'; allowed: lambda | sagemaker" in result.stderr

@@ -1,0 +1,67 @@
+"""The API Explorer in headless Chromium: expand the similarity operation, Try it out, Execute.
+
+Debian's ``chromium`` (installed by scripts/setup.sh) is driven by Playwright; no browser is ever
+downloaded. Outside CI the test is skipped when Chromium is missing; in CI (``CI`` set) it runs.
+Set ``UPDATE_DOCS_SCREENSHOT=1`` to also write the README's screenshot, docs/explorer.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.images import b64, image_bytes
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "explorer.png"
+OPERATION = "#operations-similarity-image_similarity_image_similarity_post"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists() and not os.environ.get("CI"), reason="Debian's chromium is not installed (scripts/setup.sh)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_try_it_out_answers_a_vector(browser, server, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 1500})
+    outside, console_errors = [], []
+    page.on("request", lambda request: outside.append(request.url) if not request.url.startswith(server.url) else None)
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    page.goto(f"{server.url}/api-explorer")
+
+    operation = page.locator(OPERATION)
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    body = json.dumps({"img": b64(image_bytes(5, size=(24, 16)))})
+    operation.locator("textarea.body-param__text").fill(body)
+    operation.get_by_role("button", name="Execute").click()
+
+    response = operation.locator(".live-responses-table .response").first
+    response.locator(".response-col_status").filter(has_text="200").wait_for(timeout=30_000)
+    answer = json.loads(response.locator(".response-col_description pre").first.inner_text())
+    assert len(answer["result"]) == 512
+    assert all(isinstance(value, float) for value in answer["result"])
+    assert answer["model_version"] == "tiny-test-clip/tiny-random-test"
+    assert outside == [], "the page loaded something from outside this server"
+    assert console_errors == []
+
+    screenshot = tmp_path / "explorer.png"
+    operation.evaluate("element => element.scrollIntoView({block: 'start'})")
+    page.screenshot(path=screenshot, full_page=False)
+    assert screenshot.stat().st_size > 10_000
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT"):
+        DOCS_SCREENSHOT.write_bytes(screenshot.read_bytes())
+    page.close()

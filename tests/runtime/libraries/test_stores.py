@@ -1,0 +1,793 @@
+"""One behaviour suite for both library stores: the embedded store, and the S3 Vectors store on moto.
+
+The S3 Vectors store runs against moto (S3 Vectors and DynamoDB, in process, through real botocore
+clients: every request passes botocore's parameter validation and serialisation). moto 5.2.5 does not
+implement ``QueryVectors``, so ``FakeS3Vectors`` answers that one operation from moto's own index data,
+through botocore's ``before-call.s3vectors.QueryVectors`` hook, with the validation the real service
+applies (bucket and index name patterns, vector dimension, no zero or NaN query vector, topK at most 100,
+filter operators). It is exact where the real service is approximate, and it can page its answers to
+prove the store follows ``nextToken``. It also adds the PutVectors checks moto skips (no zero or NaN
+vectors in a cosine index, metadata at most 40 KB and 50 keys, filterable metadata at most 2 KB) and
+records every call, so the tests can check batch sizes and paging.
+
+moto's backends are not thread-safe while the real services apply each request atomically (a DynamoDB
+conditional write is all or nothing), so the fixture serialises moto's request handling.
+
+The vectors here are synthetic unit vectors: this suite tests storage and search, not the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import threading
+import time
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import numpy as np
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from runtime.errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    Overloaded,
+    QuotaExceeded,
+)
+from runtime.libraries import open_store
+from runtime.libraries.aws.s3vectors import S3VectorsStore
+from runtime.libraries.local import LocalStore
+from runtime.libraries.store import Added, Duplicate, NewImage, is_library_name
+from runtime.settings import Settings
+
+DIM = 16
+VERSION = "test-model/v1"
+BUCKET = "imsim-test-vectors"
+TABLE = "imsim-test-registry"
+REGION = "us-east-1"
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9-.]{1,61}[a-z0-9]$")
+
+
+# --- vectors -----------------------------------------------------------------------------
+
+
+def unit(seed: int) -> np.ndarray:
+    vector = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def at_cosine(vector: np.ndarray, cosine: float, seed: int = 99) -> np.ndarray:
+    """A unit vector whose cosine with ``vector`` is ``cosine``."""
+    other = unit(seed)
+    other -= float(other @ vector) * vector
+    other /= np.linalg.norm(other)
+    return (cosine * vector + math.sqrt(1 - cosine**2) * other).astype(np.float32)
+
+
+# --- the S3 Vectors fake for what moto lacks ---------------------------------------------
+
+
+class FakeS3Vectors:
+    """QueryVectors (and stricter PutVectors checks) for a botocore client served by moto."""
+
+    def __init__(self, client, page_size: int | None = None):
+        self.page_size = page_size
+        self.calls: list[tuple[str, dict]] = []
+        self.non_filterable: dict[str, set[str]] = {}
+        events = client.meta.events
+        events.register("before-parameter-build.s3vectors", self._record)
+        events.register("before-call.s3vectors.CreateIndex", self._create_index)
+        events.register("before-call.s3vectors.PutVectors", self._put_vectors)
+        events.register("before-call.s3vectors.QueryVectors", self._query_vectors)
+
+    def operations(self, name: str) -> list[dict]:
+        return [params for operation, params in self.calls if operation == name]
+
+    def _record(self, params, model, **_):
+        self.calls.append((model.name, dict(params)))
+
+    def _create_index(self, params, **_):
+        body = json.loads(params["body"])
+        keys = body.get("metadataConfiguration", {}).get("nonFilterableMetadataKeys", [])
+        self.non_filterable[body["indexName"]] = set(keys)  # and moto creates the index
+
+    def _put_vectors(self, params, **_):
+        body = json.loads(params["body"])
+        index = self._index(body)
+        if isinstance(index, tuple):
+            return index
+        for vector in body["vectors"]:
+            problem = vector_problem(vector["data"]["float32"], index.dimension) or self._metadata_problem(
+                body["indexName"], vector.get("metadata", {})
+            )
+            if problem:
+                return error(f"Invalid record for key '{vector['key']}': {problem}")
+        return None  # moto stores them
+
+    def _metadata_problem(self, index_name: str, metadata: dict) -> str | None:
+        filterable = {k: v for k, v in metadata.items() if k not in self.non_filterable.get(index_name, set())}
+        if len(metadata) > 50:
+            return "more than 50 metadata keys"
+        if len(json.dumps(metadata).encode()) > 40 * 1024:
+            return "metadata larger than 40 KB"
+        if len(json.dumps(filterable).encode()) > 2048:
+            return "filterable metadata larger than 2 KB"
+        return None
+
+    def _query_vectors(self, params, **_):
+        body = json.loads(params["body"])
+        index = self._index(body)
+        if isinstance(index, tuple):
+            return index
+        if not 1 <= body["topK"] <= 100:
+            return error("topK must be between 1 and 100")
+        query = body["queryVector"]["float32"]
+        problem = vector_problem(query, index.dimension)
+        if problem:
+            return error(f"queryVector: {problem}")
+        try:
+            passes({}, body.get("filter"))  # checks the operators even when the index is empty
+            candidates = [v for v in index.vectors.values() if passes(v.metadata or {}, body.get("filter"))]
+        except ValueError as exc:
+            return error(f"filter: {exc}")
+        q = np.asarray(query, dtype=np.float64)
+        scored = []
+        for vector in candidates:
+            data = np.asarray(vector.data["float32"], dtype=np.float64)
+            distance = 1.0 - float(q @ data) / (np.linalg.norm(q) * np.linalg.norm(data))
+            scored.append((distance, vector))
+        scored.sort(key=lambda pair: pair[0])
+        top = scored[: body["topK"]]
+        start = int(body.get("nextToken") or 0)
+        end = start + (self.page_size or len(top))
+        answer = {"distanceMetric": "cosine", "vectors": []}
+        for distance, vector in top[start:end]:
+            found = {"key": vector.key}
+            if body.get("returnDistance"):
+                found["distance"] = distance
+            if body.get("returnMetadata"):
+                found["metadata"] = vector.metadata
+            answer["vectors"].append(found)
+        if end < len(top):
+            answer["nextToken"] = str(end)
+        return AWSResponse("https://fake", 200, {}, None), answer
+
+    def _index(self, body: dict):
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3vectors.exceptions import IndexNotFound
+        from moto.s3vectors.models import s3vectors_backends
+
+        if not BUCKET_NAME.match(body.get("vectorBucketName", "")) or not INDEX_NAME.match(body.get("indexName", "")):
+            return error("invalid vector bucket or index name")
+        backend = s3vectors_backends[DEFAULT_ACCOUNT_ID]["aws"]  # keyed by partition
+        try:
+            return backend.get_index(body["vectorBucketName"], body["indexName"], None)
+        except IndexNotFound:
+            return error("The specified index could not be found", code="NotFoundException", status=404)
+
+
+def vector_problem(values: list[float], dimension: int) -> str | None:
+    if len(values) != dimension:
+        return f"vector must have length {dimension}, but has length {len(values)}"
+    if not all(isinstance(value, (int, float)) and math.isfinite(value) for value in values):  # NaN arrives as a string
+        return "vector contains NaN or infinite values"
+    if not any(values):
+        return "a zero vector has no cosine distance"
+    return None
+
+
+def passes(metadata: dict, condition: dict | None) -> bool:
+    if not condition:
+        return True
+    for key, value in condition.items():
+        if key == "$and":
+            if not all(passes(metadata, clause) for clause in value):
+                return False
+            continue
+        if key.startswith("$"):
+            raise ValueError(f"unsupported operator {key}")
+        wanted = value.get("$eq") if isinstance(value, dict) else value
+        if isinstance(value, dict) and set(value) != {"$eq"}:
+            raise ValueError(f"unsupported operators {sorted(value)}")
+        stored = metadata.get(key)
+        if type(stored) is bool or type(wanted) is bool:
+            if stored is not wanted:
+                return False
+        elif stored != wanted or isinstance(stored, str) != isinstance(wanted, str):
+            return False
+    return True
+
+
+def error(message: str, code: str = "ValidationException", status: int = 400):
+    parsed = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return AWSResponse("https://fake", status, {}, None), parsed
+
+
+# --- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """moto's S3 Vectors and DynamoDB, a vector bucket, a registry table and real botocore clients."""
+    from moto import mock_aws
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    one_at_a_time = threading.Lock()
+    handle = BotocoreStubber.process_request
+
+    def atomic(self, request):
+        with one_at_a_time:
+            return handle(self, request)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", atomic)
+    with mock_aws():
+        vectors = boto3.client("s3vectors", region_name=REGION)
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        vectors.create_vector_bucket(vectorBucketName=BUCKET)
+        dynamodb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield vectors, dynamodb, FakeS3Vectors(vectors)
+
+
+@pytest.fixture(params=["local", "s3vectors"])
+def make_store(request, tmp_path):
+    """Builds stores of one kind (the parameter) with setting overrides; closes them afterwards."""
+    stores = []
+    clients = request.getfixturevalue("aws") if request.param == "s3vectors" else None
+
+    def make(**overrides):
+        settings = Settings(
+            store=request.param, data_dir=str(tmp_path / "data"), vector_bucket=BUCKET, registry_table=TABLE
+        ).replace(**overrides)
+        if clients:
+            store = S3VectorsStore(settings, DIM, s3vectors=clients[0], dynamodb=clients[1])
+        else:
+            store = LocalStore(settings, DIM)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store):
+    return make_store()
+
+
+def add(store, name, vector, **kwargs):
+    return store.add_image(name, vector, model_version=VERSION, **kwargs)
+
+
+def search(store, name, vector, **kwargs):
+    return store.search(name, vector, model_version=VERSION, **kwargs)
+
+
+# --- the shared suite --------------------------------------------------------------------
+
+
+def test_create_get_list_delete_library(store):
+    created = store.create_library("商品_2024", VERSION)
+    assert (created.name, created.model_version, created.image_count) == ("商品_2024", VERSION, 0)
+    assert store.get_library("商品_2024") == created
+    store.create_library("shoes", VERSION)
+    assert [library.name for library in store.list_libraries()] == ["商品_2024", "shoes"]
+    store.delete_library("商品_2024")
+    with pytest.raises(NotFound) as missing:
+        store.get_library("商品_2024")
+    assert missing.value.code == "library_not_found"
+    assert [library.name for library in store.list_libraries()] == ["shoes"]
+
+
+def test_duplicate_and_unknown_libraries(store):
+    store.create_library("cats", VERSION)
+    with pytest.raises(Conflict) as taken:
+        store.create_library("cats", VERSION)
+    assert taken.value.code == "library_exists"
+    for call in (store.get_library, store.delete_library):
+        with pytest.raises(NotFound):
+            call("dogs")
+    with pytest.raises(NotFound):
+        add(store, "dogs", unit(1))
+    with pytest.raises(NotFound):
+        search(store, "dogs", unit(1))
+
+
+@pytest.mark.parametrize("name", ["", "a" * 65, "my-library", "cats!", "two words", "a/b", "☃", "x²", "e\u0301\u0301"])
+def test_bad_library_names_are_refused(store, name):
+    with pytest.raises(BadRequest) as refused:
+        store.create_library(name, VERSION)
+    assert refused.value.code == "invalid_library_name"
+    assert "name:" in refused.value.message
+
+
+def test_name_rule_is_letters_digits_underscore():
+    good = ["a", "A" * 64, "商品图库", "Ünïcödé_9", "русский", "ελληνικά", "١٢٣", "_", "日本語_テスト"]
+    bad = [
+        "",
+        "a" * 65,
+        "a-b",
+        "a.b",
+        "a b",
+        "a\tb",
+        "x²",
+        "Ⅻ",
+        "½",
+        "😀",
+        "a\u0301",
+        "क्षि",
+        "$",
+        "a\u200db",
+    ]
+    assert all(is_library_name(name) for name in good)
+    assert not any(is_library_name(name) for name in bad)
+
+
+def test_names_are_nfc_normalised(store):
+    decomposed = unicodedata.normalize("NFD", "café")
+    created = store.create_library(decomposed, VERSION)
+    assert created.name == "café"
+    assert store.get_library("café").name == "café"
+    with pytest.raises(Conflict):
+        store.create_library("café", VERSION)
+
+
+def test_library_quota(make_store):
+    store = make_store(max_libraries=2)
+    store.create_library("one", VERSION)
+    store.create_library("two", VERSION)
+    with pytest.raises(QuotaExceeded) as full:
+        store.create_library("three", VERSION)
+    assert full.value.code == "library_quota_exceeded" and "2 libraries" in full.value.message
+    store.delete_library("one")
+    store.create_library("three", VERSION)
+
+
+def test_image_quota(make_store):
+    store = make_store(max_images_per_library=3)
+    store.create_library("small", VERSION)
+    for seed in range(3):
+        assert isinstance(add(store, "small", unit(seed)), Added)
+    with pytest.raises(QuotaExceeded) as full:
+        add(store, "small", unit(10))
+    assert full.value.code == "image_quota_exceeded" and "3 images" in full.value.message
+    # a near-duplicate is still answered (nothing would be added)
+    assert isinstance(add(store, "small", unit(0), dedup_threshold=0.97), Duplicate)
+    assert store.get_library("small").image_count == 3
+
+
+def test_add_get_delete_image(store):
+    store.create_library("lib", VERSION)
+    metadata = {"color": "红", "price": 59.5, "stock": 3, "new": True, "tags": ["a", "b"], "info": {"x": None}}
+    before = time.time()
+    added = add(store, "lib", unit(1), image_id="sku-1.jpg", metadata=metadata)
+    assert added == Added("sku-1.jpg", None)
+    image = store.get_image("lib", "sku-1.jpg")
+    assert image.metadata == metadata and before - 1 <= image.create_time <= time.time() + 1
+    generated = add(store, "lib", unit(2))
+    assert re.fullmatch(r"[0-9a-f]{32}", generated.id)
+    assert store.get_image("lib", generated.id).metadata == {}
+    assert store.get_library("lib").image_count == 2
+    store.delete_image("lib", "sku-1.jpg")
+    with pytest.raises(NotFound) as gone:
+        store.get_image("lib", "sku-1.jpg")
+    assert gone.value.code == "image_not_found"
+    with pytest.raises(NotFound):
+        store.delete_image("lib", "sku-1.jpg")
+    assert store.get_library("lib").image_count == 1
+    assert [match.id for match in search(store, "lib", unit(1), top_k=5)] == [generated.id]
+
+
+def test_an_existing_id_is_a_conflict_and_nothing_changes(store):
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), image_id="a", metadata={"v": 1})
+    with pytest.raises(Conflict) as taken:
+        add(store, "lib", unit(2), image_id="a", metadata={"v": 2})
+    assert taken.value.code == "image_exists"
+    assert store.get_image("lib", "a").metadata == {"v": 1}
+    assert store.get_library("lib").image_count == 1
+
+
+@pytest.mark.parametrize("image_id", ["", "..", "a/b", "a b", "x" * 129, "a?b"])
+def test_bad_image_ids_are_refused(store, image_id):
+    store.create_library("lib", VERSION)
+    with pytest.raises(BadRequest) as refused:
+        add(store, "lib", unit(1), image_id=image_id)
+    assert refused.value.code == "invalid_image_id"
+
+
+def test_dedup(store):
+    store.create_library("lib", VERSION)
+    original = unit(1)
+    first = add(store, "lib", original, image_id="first", metadata={"k": "v"}, dedup_threshold=0.97)
+    assert first == Added("first", None)
+    again = add(store, "lib", original, dedup_threshold=0.97)
+    assert isinstance(again, Duplicate)
+    assert again.match.id == "first" and again.match.metadata == {"k": "v"}
+    assert again.match.score == pytest.approx(1.0, abs=1e-5)
+    near = at_cosine(original, 0.96)  # score 0.98
+    assert isinstance(add(store, "lib", near, dedup_threshold=0.97), Duplicate)
+    stricter = add(store, "lib", near, dedup_threshold=0.99)
+    assert isinstance(stricter, Added) and stricter.score == pytest.approx(0.98, abs=1e-4)
+    far_vector = at_cosine(original, 0.5)
+    far = add(store, "lib", far_vector, dedup_threshold=0.97)
+    closest = max(float(far_vector @ v) for v in (original, near))
+    assert isinstance(far, Added) and far.score == pytest.approx((1 + closest) / 2, abs=1e-5)
+    assert isinstance(add(store, "lib", original, dedup_threshold=None), Added)  # dedup off
+    assert store.get_library("lib").image_count == 4
+
+
+def test_dedup_within_one_call(store):
+    store.create_library("lib", VERSION)
+    images = [NewImage(unit(1), "a"), NewImage(unit(1), "b"), NewImage(unit(2), "c")]
+    results = store.add_images("lib", images, model_version=VERSION, dedup_threshold=0.97)
+    assert [type(result) for result in results] == [Added, Duplicate, Added]
+    assert results[1].match.id == "a"
+    assert store.get_library("lib").image_count == 2
+
+
+def test_search_is_exact_and_ordered(store):
+    store.create_library("lib", VERSION)
+    vectors = np.stack([unit(seed) for seed in range(150)])
+    store.add_images(
+        "lib",
+        [NewImage(v, f"img{i}", {"i": i}) for i, v in enumerate(vectors)],
+        model_version=VERSION,
+        dedup_threshold=None,
+    )
+    for seed in (1000, 1001, 1002):
+        query = unit(seed)
+        expected = np.argsort(-(vectors @ query))[:10]
+        matches = search(store, "lib", query, top_k=10)
+        assert [match.id for match in matches] == [f"img{i}" for i in expected]
+        scores = (1 + vectors[expected] @ query) / 2
+        assert [match.score for match in matches] == pytest.approx(scores.tolist(), abs=1e-5)
+        assert matches[0].metadata == {"i": int(expected[0])}
+    same = search(store, "lib", vectors[7], top_k=1)[0]
+    assert same.id == "img7" and same.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_top_k_and_min_score(store):
+    store.create_library("lib", VERSION)
+    base = unit(1)
+    for i, cosine in enumerate([1.0, 0.8, 0.4, 0.0, -0.6]):
+        add(store, "lib", at_cosine(base, cosine, seed=i + 10) if cosine < 1 else base, image_id=f"c{i}")
+    assert len(search(store, "lib", base, top_k=3)) == 3
+    assert len(search(store, "lib", base, top_k=100)) == 5
+    kept = search(store, "lib", base, top_k=10, min_score=0.69)  # scores 1.0, 0.9, 0.7, 0.5, 0.2
+    assert [match.id for match in kept] == ["c0", "c1", "c2"]
+    for top_k in (0, 101):
+        with pytest.raises(BadRequest):
+            search(store, "lib", base, top_k=top_k)
+    with pytest.raises(BadRequest):
+        search(store, "lib", base, min_score=1.5)
+
+
+def test_filter_on_metadata_equality(store):
+    store.create_library("lib", VERSION)
+    rows = [
+        {"color": "red", "size": 1, "sale": True},
+        {"color": "red", "size": 2, "sale": False},
+        {"color": "blue", "size": 1, "sale": True},
+        {"color": "red", "size": 1.0, "sale": 1},
+        {"color": ["red"], "nested": {"color": "red"}},
+    ]
+    for i, metadata in enumerate(rows):
+        add(store, "lib", unit(i), image_id=f"r{i}", metadata=metadata)
+    query = unit(50)
+
+    def ids(conditions):
+        return sorted(match.id for match in search(store, "lib", query, top_k=10, filter=conditions))
+
+    assert ids({"color": "red"}) == ["r0", "r1", "r3"]
+    assert ids({"color": "red", "size": 1}) == ["r0", "r3"]
+    assert ids({"sale": True}) == ["r0", "r2"]  # true is not 1
+    assert ids({"sale": 1}) == ["r3"]
+    assert ids({"color": "green"}) == []
+    assert ids({}) == ["r0", "r1", "r2", "r3", "r4"]
+    for bad in ({"nested": {"color": "red"}}, {"color": ["red"]}, {"color": None}):
+        with pytest.raises(BadRequest) as refused:
+            search(store, "lib", query, filter=bad)
+        assert refused.value.code == "invalid_filter"
+
+
+def test_filter_finds_matches_beyond_the_unfiltered_top_k(store):
+    store.create_library("lib", VERSION)
+    query = unit(7)
+    images = [NewImage(at_cosine(query, 0.9, seed=1000 + i), f"near{i}", {"kind": "near"}) for i in range(30)]
+    images.append(NewImage(at_cosine(query, -0.5, seed=77), "far", {"kind": "far"}))
+    store.add_images("lib", images, model_version=VERSION, dedup_threshold=None)
+    assert [match.id for match in search(store, "lib", query, top_k=5, filter={"kind": "far"})] == ["far"]
+
+
+def test_model_version_is_enforced(store):
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1))
+    for call in (
+        lambda: store.add_image("lib", unit(2), model_version="other/v2"),
+        lambda: store.search("lib", unit(2), model_version="other/v2"),
+    ):
+        with pytest.raises(Conflict) as refused:
+            call()
+        assert refused.value.code == "model_version_mismatch"
+        assert VERSION in refused.value.message and "other/v2" in refused.value.message
+    assert store.get_library("lib").image_count == 1
+
+
+def test_metadata_limits(store):
+    store.create_library("lib", VERSION)
+    nested_4k = {"info": {"text": "x" * 4000}}
+    assert isinstance(add(store, "lib", unit(1), metadata=nested_4k), Added)  # stored, not filterable
+    cases = [
+        ({"info": {"text": "x" * 4100}}, "metadata_too_large"),
+        ({"caption": "x" * 1600}, "metadata_too_large"),  # filterable part over 1.5 KB
+        ({f"k{i}": i for i in range(41)}, "metadata_too_large"),
+        ({"__imsim__": "mine"}, "invalid_metadata"),
+        ({"": 1}, "invalid_metadata"),
+        ({"n": float("nan")}, "invalid_metadata"),
+        (["not", "an", "object"], "invalid_metadata"),
+    ]
+    for metadata, code in cases:
+        with pytest.raises(BadRequest) as refused:
+            add(store, "lib", unit(2), metadata=metadata)
+        assert refused.value.code == code, metadata
+        assert refused.value.message.startswith("metadata")
+    assert store.get_library("lib").image_count == 1
+
+
+def test_deleting_a_library_deletes_its_images(store):
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), image_id="a")
+    store.delete_library("lib")
+    store.create_library("lib", VERSION)
+    assert store.get_library("lib").image_count == 0
+    assert search(store, "lib", unit(1)) == []
+    with pytest.raises(NotFound):
+        store.get_image("lib", "a")
+
+
+def test_concurrent_duplicates_add_exactly_one(store):
+    """The dedup check and the insert are one step: 8 writers of one image leave one copy."""
+    store.create_library("lib", VERSION)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: add(store, "lib", unit(5), dedup_threshold=0.97), range(8)))
+    assert sum(isinstance(result, Added) for result in results) == 1
+    assert store.get_library("lib").image_count == 1
+
+
+def test_concurrent_distinct_adds_are_all_kept(store):
+    store.create_library("lib", VERSION)
+
+    def writer(client: int) -> list[str]:
+        return [add(store, "lib", unit(client * 100 + i), image_id=f"c{client}-{i}").id for i in range(15)]
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = [image_id for batch in pool.map(writer, range(8)) for image_id in batch]
+    assert len(set(ids)) == 120
+    assert store.get_library("lib").image_count == 120
+    for client in range(8):
+        assert search(store, "lib", unit(client * 100 + 3), top_k=1)[0].id == f"c{client}-3"
+
+
+def test_data_survives_reopening(make_store):
+    first = make_store()
+    first.create_library("lib", VERSION)
+    add(first, "lib", unit(1), image_id="a", metadata={"k": 1})
+    add(first, "lib", unit(2), image_id="b")
+    first.delete_image("lib", "b")
+    first.close()
+    second = make_store()
+    assert second.get_library("lib").image_count == 1
+    assert second.get_image("lib", "a").metadata == {"k": 1}
+    assert search(second, "lib", unit(1), top_k=1)[0].id == "a"
+
+
+# --- the S3 Vectors store only -----------------------------------------------------------
+
+
+@pytest.fixture
+def s3_store(aws):
+    vectors, dynamodb, fake = aws
+    settings = Settings(store="s3vectors", vector_bucket=BUCKET, registry_table=TABLE)
+    return S3VectorsStore(settings, DIM, s3vectors=vectors, dynamodb=dynamodb), fake
+
+
+def test_s3_index_names_are_valid_and_mapped_in_the_registry(s3_store, aws):
+    store, fake = s3_store
+    store.create_library("商品图库", VERSION)
+    created = fake.operations("CreateIndex")[-1]
+    assert INDEX_NAME.match(created["indexName"]) and len(created["indexName"]) <= 63
+    assert (created["dataType"], created["dimension"], created["distanceMetric"]) == ("float32", DIM, "cosine")
+    item = aws[1].get_item(TableName=TABLE, Key={"name": {"S": "商品图库"}})["Item"]
+    assert item["index_name"]["S"] == created["indexName"]
+    assert item["model_version"]["S"] == VERSION
+
+
+def test_s3_puts_are_batched_within_the_service_limit(s3_store):
+    store, fake = s3_store
+    store.create_library("bulk", VERSION)
+    images = [NewImage(unit(seed), f"i{seed}") for seed in range(1201)]
+    results = store.add_images("bulk", images, model_version=VERSION, dedup_threshold=None)
+    assert len(results) == 1201
+    assert [len(call["vectors"]) for call in fake.operations("PutVectors")] == [500, 500, 201]
+    assert store.get_library("bulk").image_count == 1201
+    assert all(len(call["keys"]) <= 100 for call in fake.operations("GetVectors"))
+
+
+def test_s3_query_pages_are_followed(s3_store):
+    store, fake = s3_store
+    store.create_library("lib0", VERSION)
+    fake.page_size = 3
+    vectors = np.stack([unit(seed) for seed in range(40)])
+    store.add_images(
+        "lib0", [NewImage(v, f"v{i}") for i, v in enumerate(vectors)], model_version=VERSION, dedup_threshold=None
+    )
+    fake.calls.clear()
+    query = unit(500)
+    matches = search(store, "lib0", query, top_k=10)
+    assert [match.id for match in matches] == [f"v{i}" for i in np.argsort(-(vectors @ query))[:10]]
+    pages = fake.operations("QueryVectors")
+    assert len(pages) == 4 and [page.get("nextToken") for page in pages] == [None, "3", "6", "9"]
+
+
+def test_s3_registry_scan_pages_are_followed(s3_store, aws):
+    store, _ = s3_store
+    store.registry.page_size = 2
+    scans = []
+    aws[1].meta.events.register("before-call.dynamodb.Scan", lambda params, **_: scans.append(params) and None)
+    for i in range(5):
+        store.create_library(f"lib{i}", VERSION)
+    scans.clear()
+    assert len(store.list_libraries()) == 5
+    assert len(scans) >= 3
+
+
+def test_s3_fake_validates_like_the_service(aws, s3_store):
+    vectors, _, _ = aws
+    store, _ = s3_store
+    store.create_library("lib", VERSION)
+    index = store.registry.get("lib")["index_name"]
+    query = {"vectorBucketName": BUCKET, "indexName": index, "returnDistance": True}
+    bad_calls = [
+        dict(query, topK=101, queryVector={"float32": unit(1).tolist()}),
+        dict(query, topK=1, queryVector={"float32": [0.0] * DIM}),
+        dict(query, topK=1, queryVector={"float32": [float("nan")] * DIM}),
+        dict(query, topK=1, queryVector={"float32": [1.0] * (DIM + 1)}),
+        dict(query, topK=1, queryVector={"float32": unit(1).tolist()}, filter={"a": {"$regex": "x"}}),
+        dict(query, indexName="Bad_Name", topK=1, queryVector={"float32": unit(1).tolist()}),
+    ]
+    for call in bad_calls:
+        with pytest.raises(vectors.exceptions.ValidationException):
+            vectors.query_vectors(**call)
+    with pytest.raises(vectors.exceptions.ValidationException):
+        vectors.put_vectors(
+            vectorBucketName=BUCKET, indexName=index, vectors=[{"key": "z", "data": {"float32": [0.0] * DIM}}]
+        )
+    with pytest.raises(vectors.exceptions.ValidationException):
+        vectors.put_vectors(
+            vectorBucketName=BUCKET,
+            indexName=index,
+            vectors=[{"key": "big", "data": {"float32": unit(1).tolist()}, "metadata": {"caption": "x" * 2100}}],
+        )
+
+
+def test_s3_a_crashed_writers_lease_expires(aws):
+    vectors, dynamodb, _ = aws
+    settings = Settings(
+        store="s3vectors", vector_bucket=BUCKET, registry_table=TABLE, library_lease_s=0.5, library_wait_s=5
+    )
+    store = S3VectorsStore(settings, DIM, s3vectors=vectors, dynamodb=dynamodb)
+    store.create_library("lib", VERSION)
+    crashed = store.registry._acquire("lib")  # taken and never released, as by a crashed function
+    assert crashed.owner
+    started = time.monotonic()
+    assert isinstance(add(store, "lib", unit(1)), Added)
+    assert time.monotonic() - started >= 0.3
+    impatient = S3VectorsStore(
+        settings.replace(library_lease_s=60, library_wait_s=0.3), DIM, s3vectors=vectors, dynamodb=dynamodb
+    )
+    impatient.registry._acquire("lib")
+    with pytest.raises(Overloaded) as busy:
+        add(impatient, "lib", unit(2))
+    assert busy.value.code == "library_busy" and busy.value.status_code == 503
+
+
+def test_s3_a_failed_index_delete_keeps_the_library_for_a_retry(s3_store, aws):
+    vectors, _, _ = aws
+    store, _ = s3_store
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), image_id="kept")
+    index = store.registry.get("lib")["index_name"]
+    failures = [error("not allowed", code="AccessDeniedException", status=403)]  # not retried by botocore
+    vectors.meta.events.register_first(
+        "before-call.s3vectors.DeleteIndex", lambda **_: failures.pop() if failures else None
+    )
+    with pytest.raises(ApiError) as failed:
+        store.delete_library("lib")
+    assert failed.value.status_code == 502 and "DeleteIndex" in failed.value.message
+    assert [library.name for library in store.list_libraries()] == ["lib"]
+    assert store.get_image("lib", "kept").id == "kept"  # the index is still there, and still found
+
+    store.delete_library("lib")
+    assert store.list_libraries() == []
+    assert index not in [found["indexName"] for found in vectors.list_indexes(vectorBucketName=BUCKET)["indexes"]]
+
+    store.create_library("gone", VERSION)  # an index already deleted (a retry after the item delete failed)
+    vectors.delete_index(vectorBucketName=BUCKET, indexName=store.registry.get("gone")["index_name"])
+    store.delete_library("gone")
+    assert store.list_libraries() == []
+
+
+def test_s3_store_refuses_a_top_k_limit_over_the_service_s(aws):
+    vectors, dynamodb, _ = aws
+    settings = Settings(store="s3vectors", vector_bucket=BUCKET, registry_table=TABLE, max_top_k=101)
+    with pytest.raises(ValueError, match="IMSIM_MAX_TOP_K"):
+        S3VectorsStore(settings, DIM, s3vectors=vectors, dynamodb=dynamodb)
+
+
+def test_s3_service_errors_are_502(s3_store):
+    store, _ = s3_store
+    store.bucket = "missing-bucket"
+    with pytest.raises(ApiError) as failed:
+        store.create_library("lib", VERSION)
+    assert failed.value.status_code == 502 and failed.value.code == "store_error"
+    assert "CreateIndex" in failed.value.message
+
+
+# --- the embedded store only -------------------------------------------------------------
+
+
+def test_one_process_per_data_directory(tmp_path):
+    settings = Settings(data_dir=str(tmp_path))
+    first = LocalStore(settings, DIM)
+    first.create_library("lib", VERSION)
+    second = LocalStore(settings, DIM)
+    with pytest.raises(ApiError) as locked:
+        second.list_libraries()
+    assert locked.value.status_code == 503 and locked.value.code == "store_unavailable"
+    first.close()
+    assert [library.name for library in second.list_libraries()] == ["lib"]
+    second.close()
+
+
+def test_a_failed_open_releases_the_data_directory(tmp_path):
+    settings = Settings(data_dir=str(tmp_path))
+    store = LocalStore(settings, DIM)
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), image_id="a")
+    store.close()
+
+    def set_metadata(text: str) -> None:
+        db = sqlite3.connect(tmp_path / "libraries.sqlite3", isolation_level=None)
+        db.execute("UPDATE images SET metadata = ?", (text,))
+        db.close()
+
+    set_metadata("not json")  # loading the library fails
+    for attempt in (store, LocalStore(settings, DIM), store):
+        with pytest.raises(json.JSONDecodeError):  # the real cause each time, not "in use by another process"
+            attempt.list_libraries()
+    set_metadata("{}")
+    assert [library.name for library in store.list_libraries()] == ["lib"]
+    store.close()
+
+
+def test_the_local_store_opens_lazily(tmp_path):
+    folder = tmp_path / "never-used"
+    store = open_store(Settings(data_dir=str(folder)), DIM)
+    assert isinstance(store, LocalStore) and not folder.exists()
+    store.close()
+    assert open_store(Settings(store="off"), DIM) is None
+    with pytest.raises(ValueError):
+        open_store(Settings(store="redis"), DIM)
