@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import CfnCondition, Fn, ICfnConditionExpression, Token
 from aws_cdk import aws_apigateway as apigateway
@@ -21,7 +23,7 @@ from constructs import Construct
 from infra.config import Config
 from infra.logs_stack import retained_log_group
 from infra.nag import acknowledge
-from infra.nested import ParameterizedNestedStack
+from infra.nested import NestedInputs, ParameterizedNestedStack, as_number, expression
 from infra.openapi import api_definition
 from infra.permissions import log_group_arn
 
@@ -43,34 +45,39 @@ ACCESS_LOG_FORMAT = json.dumps(
 )
 
 
+@dataclass(frozen=True)
+class ApiInputs(NestedInputs):
+    NUMBERS = frozenset({"throttling_rate_limit", "throttling_burst_limit"})
+
+    authorization: str
+    stage_name: str
+    throttling_rate_limit: str
+    throttling_burst_limit: str
+    explorer_enabled: str
+    """``yes`` or ``no``."""
+    api_function_arn: str
+    explorer_function_arn: str
+    """Empty when the explorer is off."""
+    access_log_group_name: str
+
+
 class ApiStack(ParameterizedNestedStack):
-    """Inputs: ``Authorization``, ``StageName``, ``ThrottlingRateLimit``, ``ThrottlingBurstLimit``,
-    ``ExplorerEnabled`` (yes/no), ``ApiFunctionArn``, ``ExplorerFunctionArn`` (empty when off) and
-    ``AccessLogGroupName``."""
-
-    NUMBER_INPUTS = frozenset({"ThrottlingRateLimit", "ThrottlingBurstLimit"})
-
-    def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: Config, inputs: ApiInputs, **kwargs: Any
+    ) -> None:
         super().__init__(
-            scope,
-            construct_id,
-            description="Image Similarity: REST API and stage",
-            number_inputs=self.NUMBER_INPUTS,
-            **kwargs,
+            scope, construct_id, description="Image Similarity: REST API and stage", inputs=inputs, **kwargs
         )
         self.config = config
-        auth_is_iam = CfnCondition(
-            self, "AuthIsIam", expression=Fn.condition_equals(self.input("Authorization"), "AWS_IAM")
-        )
-        explorer_on = CfnCondition(
-            self, "ExplorerOn", expression=Fn.condition_equals(self.input("ExplorerEnabled"), "yes")
-        )
+        self.inputs = inputs = self.typed_inputs(ApiInputs)
+        auth_is_iam = CfnCondition(self, "AuthIsIam", expression=Fn.condition_equals(inputs.authorization, "AWS_IAM"))
+        explorer_on = CfnCondition(self, "ExplorerOn", expression=Fn.condition_equals(inputs.explorer_enabled, "yes"))
 
         definition = api_definition(
             title=config.api_name,
-            api_function_arn=self.input("ApiFunctionArn"),
-            explorer_function_arn=self.input("ExplorerFunctionArn"),
-            authorization=self.input("Authorization"),
+            api_function_arn=inputs.api_function_arn,
+            explorer_function_arn=inputs.explorer_function_arn,
+            authorization=inputs.authorization,
             explorer_condition=explorer_on.logical_id,
             cors_origin=config.cors_origin,
         )
@@ -89,8 +96,8 @@ class ApiStack(ParameterizedNestedStack):
             "every request goes to the runtime, which validates the body itself and answers a 4xx in the "
             "API's error shape naming the field; API Gateway's validator would answer differently",
         )
-        self._allow_invoke("ApiFunctionInvoke", self.input("ApiFunctionArn"))
-        self._allow_invoke("ExplorerFunctionInvoke", self.input("ExplorerFunctionArn"), condition=explorer_on)
+        self._allow_invoke("ApiFunctionInvoke", inputs.api_function_arn)
+        self._allow_invoke("ExplorerFunctionInvoke", inputs.explorer_function_arn, condition=explorer_on)
 
         deployment_id = self._deployments(definition, auth_is_iam, explorer_on)
         self.stage = self._stage(deployment_id)
@@ -140,8 +147,8 @@ class ApiStack(ParameterizedNestedStack):
         *others, (_, last) = deployments
         deployment_id = last.ref
         for condition, deployment in reversed(others):
-            deployment_id = Fn.condition_if(condition.logical_id, deployment.ref, deployment_id)
-        return Token.as_string(deployment_id)
+            deployment_id = Token.as_string(Fn.condition_if(condition.logical_id, deployment.ref, deployment_id))
+        return deployment_id
 
     def _stage(self, deployment_id: str) -> apigateway.CfnStage:
         # Made before the stage, so API Gateway does not make it first without a retention.
@@ -151,25 +158,25 @@ class ApiStack(ParameterizedNestedStack):
             self.config.log_retention_days,
             name=Fn.sub(
                 "API-Gateway-Execution-Logs_${RestApi}/${StageName}",
-                {"RestApi": self.rest_api.ref, "StageName": self.input("StageName")},
+                {"RestApi": self.rest_api.ref, "StageName": self.inputs.stage_name},
             ),
         )
         stage = apigateway.CfnStage(
             self,
             "Stage",
             rest_api_id=self.rest_api.ref,
-            stage_name=self.input("StageName"),
+            stage_name=self.inputs.stage_name,
             deployment_id=deployment_id,
             description="Image Similarity API",
             access_log_setting=apigateway.CfnStage.AccessLogSettingProperty(
-                destination_arn=log_group_arn(self.input("AccessLogGroupName")), format=ACCESS_LOG_FORMAT
+                destination_arn=log_group_arn(self.inputs.access_log_group_name), format=ACCESS_LOG_FORMAT
             ),
             method_settings=[
                 apigateway.CfnStage.MethodSettingProperty(
                     http_method="*",
                     resource_path="/*",
-                    throttling_rate_limit=self.input_number("ThrottlingRateLimit"),
-                    throttling_burst_limit=self.input_number("ThrottlingBurstLimit"),
+                    throttling_rate_limit=as_number(self.inputs.throttling_rate_limit),
+                    throttling_burst_limit=as_number(self.inputs.throttling_burst_limit),
                     logging_level="ERROR",
                     data_trace_enabled=False,
                     metrics_enabled=False,
@@ -188,4 +195,4 @@ class ApiStack(ParameterizedNestedStack):
 
 
 def _is(condition: CfnCondition, expected: bool) -> ICfnConditionExpression:
-    return condition if expected else Fn.condition_not(condition)
+    return expression(condition) if expected else Fn.condition_not(expression(condition))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from aws_cdk import CfnCondition, CfnParameter, Fn, Stack
 
 from infra.config import AUTH_TYPES, INSTANCE_TYPE_PATTERN, LAMBDA_MEMORY_RANGE, STAGE_PATTERN, Config
+from infra.nested import expression
 
 YES_NO = ["yes", "no"]
 
@@ -106,7 +107,7 @@ def add_root_parameters(stack: Stack, config: Config) -> RootParameters:
     explorer_on = CfnCondition(
         stack,
         "ApiExplorerOn",
-        expression=Fn.condition_and(feature_on, Fn.condition_equals(explorer.value_as_string, "yes")),
+        expression=Fn.condition_and(expression(feature_on), Fn.condition_equals(explorer.value_as_string, "yes")),
     )
     libraries_on = CfnCondition(stack, "LibrariesOn", expression=Fn.condition_equals(libraries.value_as_string, "yes"))
 

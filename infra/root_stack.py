@@ -8,15 +8,17 @@ Api and Monitoring (``ImageSimilarity=yes``), Explorer (``ImageSimilarity=yes`` 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Aws, CfnCondition, CfnMapping, CfnOutput, Fn, Stack
 from constructs import Construct
 
-from infra.api_stack import ApiStack
-from infra.backend_stack import BackendStack
+from infra.api_stack import ApiInputs, ApiStack
+from infra.backend_stack import BackendInputs, BackendStack
 from infra.config import Config
-from infra.explorer_stack import ExplorerStack
+from infra.explorer_stack import ExplorerInputs, ExplorerStack
 from infra.images_stack import ImagesStack
-from infra.logs_stack import LogsStack
+from infra.logs_stack import LogsInputs, LogsStack
 from infra.monitoring_stack import MonitoringStack
 from infra.parameters import RootParameters, add_root_parameters
 from infra.sagemaker_endpoint import endpoint_name
@@ -31,7 +33,7 @@ CONSOLE_HOSTS = {
 
 
 class ImageSimilarityStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs: Any) -> None:
         super().__init__(
             scope,
             construct_id,
@@ -43,14 +45,9 @@ class ImageSimilarityStack(Stack):
         auth = params.authorization.value_as_string
 
         compute = params.compute.value_as_string
-        if config.backend == "lambda":
-            compute_inputs = {"MemorySize": compute}
-            logs_inputs = {}
-        else:
-            # Computed once here: the logs stack names the endpoint's log group after it.
-            logs_inputs = {"EndpointName": endpoint_name(config.stack_name, compute)}
-            compute_inputs = {"InstanceType": compute, **logs_inputs}
-        self.logs = LogsStack(self, "Logs", config=config, inputs=logs_inputs)
+        # Computed once here: the logs stack names the endpoint's log group after it.
+        endpoint = endpoint_name(config.stack_name, compute) if config.backend == "sagemaker" else None
+        self.logs = LogsStack(self, "Logs", config=config, inputs=LogsInputs(endpoint_name=endpoint))
         self.images = ImagesStack(self, "Images", config=config)
         self.storage = StorageStack(self, "LibraryStorage", condition=params.libraries_on)
 
@@ -62,7 +59,7 @@ class ImageSimilarityStack(Stack):
             "Explorer",
             images=self.images,
             condition=params.explorer_on,
-            inputs={"Authorization": auth, "LogGroupName": self.logs.explorer_logs.log_group_name},
+            inputs=ExplorerInputs(authorization=auth, log_group_name=self.logs.explorer_logs.log_group_name),
         )
         self.backend = BackendStack(
             self,
@@ -70,31 +67,32 @@ class ImageSimilarityStack(Stack):
             config=config,
             images=self.images,
             condition=params.feature_on,
-            number_inputs=frozenset({"MemorySize"}),
-            inputs={
-                "Authorization": auth,
-                "LogGroupName": self.logs.api_function_logs.log_group_name,
-                "VectorBucketName": if_libraries(self.storage.vector_bucket_name),
-                "RegistryTableName": if_libraries(self.storage.registry_table_name),
-                "RegistryTableArn": if_libraries(self.storage.registry_table_arn),
-                **compute_inputs,
-            },
+            inputs=BackendInputs(
+                authorization=auth,
+                log_group_name=self.logs.api_function_logs.log_group_name,
+                vector_bucket_name=if_libraries(self.storage.vector_bucket_name),
+                registry_table_name=if_libraries(self.storage.registry_table_name),
+                registry_table_arn=if_libraries(self.storage.registry_table_arn),
+                memory_size=compute if config.backend == "lambda" else None,
+                instance_type=compute if config.backend == "sagemaker" else None,
+                endpoint_name=endpoint,
+            ),
         )
         self.api = ApiStack(
             self,
             "Api",
             config=config,
             condition=params.feature_on,
-            inputs={
-                "Authorization": auth,
-                "StageName": params.stage_name.value_as_string,
-                "ThrottlingRateLimit": params.throttling_rate.value_as_string,
-                "ThrottlingBurstLimit": params.throttling_burst.value_as_string,
-                "ExplorerEnabled": _if(params.explorer_on, "yes", "no"),
-                "ApiFunctionArn": self.backend.api.invoke_arn,
-                "ExplorerFunctionArn": _if(params.explorer_on, self.explorer.function_arn),
-                "AccessLogGroupName": self.logs.access_logs.log_group_name,
-            },
+            inputs=ApiInputs(
+                authorization=auth,
+                stage_name=params.stage_name.value_as_string,
+                throttling_rate_limit=params.throttling_rate.value_as_string,
+                throttling_burst_limit=params.throttling_burst.value_as_string,
+                explorer_enabled=_if(params.explorer_on, "yes", "no"),
+                api_function_arn=self.backend.api.invoke_arn,
+                explorer_function_arn=_if(params.explorer_on, self.explorer.function_arn),
+                access_log_group_name=self.logs.access_logs.log_group_name,
+            ),
         )
         monitoring_inputs = {"StageName": self.api.stage_name, "FunctionName": self.backend.api.function.function_name}
         if self.backend.endpoint is not None:
