@@ -6,8 +6,9 @@ defaults live in ``cdk.json``; ``FLAG_DEFAULTS`` repeats them for apps built wit
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,11 @@ FLAG_DEFAULTS: dict[str, Any] = {
 
 BACKENDS = ("lambda", "sagemaker")
 AUTH_TYPES = ("AWS_IAM", "NONE")
+TRUE_WORDS = ("true", "yes")
+FALSE_WORDS = ("false", "no")
+# Context keys that are not flags of this app: CDK feature flags ("@aws-cdk/..."), keys the CLI
+# adds ("aws:cdk:...") and cached lookups ("availability-zones:account=...") all hold "@" or ":".
+CLI_CONTEXT_KEYS = ("acknowledged-issue-numbers",)
 
 # OpenCLIP architectures whose vectors are 512-d (the API's contract), with their input size.
 MODEL_IMAGE_SIZES = {
@@ -132,6 +138,16 @@ class Config:
         return f"{self.stack_name}-api"
 
 
+def check_flag_names(names: Iterable[str]) -> None:
+    """Refuse a context flag this app does not know, naming the closest known one."""
+    for name in names:
+        if name in FLAG_DEFAULTS or name in CLI_CONTEXT_KEYS or name.startswith("@") or ":" in name:
+            continue
+        close = difflib.get_close_matches(name, FLAG_DEFAULTS, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "the flags are listed in infra/config.py and cdk.json"
+        raise ConfigError(f"unknown context flag '{name}': {hint}")
+
+
 def load_config(get_context: Callable[[str], Any]) -> Config:
     """Read every flag through ``get_context`` (e.g. ``app.node.try_get_context``) and validate it."""
 
@@ -203,7 +219,7 @@ def _fail(name: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"context flag '{name}' has the value {value!r}; allowed: {allowed}")
 
 
-def _choice(name: str, value: Any, allowed: tuple) -> Any:
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> Any:
     if value not in allowed:
         raise _fail(name, value, " | ".join(str(a) for a in allowed))
     return value
@@ -213,9 +229,9 @@ def _bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text not in ("true", "false"):
-        raise _fail(name, value, "true | false")
-    return text == "true"
+    if text not in TRUE_WORDS + FALSE_WORDS:
+        raise _fail(name, value, "true | false | yes | no")
+    return text in TRUE_WORDS
 
 
 def _whole(value: Any) -> int | None:
