@@ -19,6 +19,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.config import LAMBDA_ENGINE, Config
+from infra.environment import settings_environment
 from infra.functions import ContainerFunction
 from infra.images_stack import ImagesStack
 from infra.nag import acknowledge, resource_finding
@@ -76,7 +77,7 @@ class BackendStack(ParameterizedNestedStack):
                 images.model,
                 memory=as_number(inputs.memory_size),
                 version_note=Fn.sub("memory ${MemorySize} MB", {"MemorySize": inputs.memory_size}),
-                engine_env={"IMSIM_ENGINE": LAMBDA_ENGINE},
+                engine_settings={"engine": LAMBDA_ENGINE},
             )
         else:
             assert images.sagemaker is not None and inputs.endpoint_name and inputs.instance_type
@@ -94,7 +95,7 @@ class BackendStack(ParameterizedNestedStack):
                 images.front,
                 memory=FRONT_MEMORY_MB,
                 version_note="",
-                engine_env={"IMSIM_ENGINE": "sagemaker", "IMSIM_SAGEMAKER_ENDPOINT": self.endpoint.endpoint_name},
+                engine_settings={"engine": "sagemaker", "sagemaker_endpoint": self.endpoint.endpoint_name},
             )
             self.api.role.add_to_policy(
                 iam.PolicyStatement(
@@ -112,23 +113,23 @@ class BackendStack(ParameterizedNestedStack):
         *,
         memory: int | float,
         version_note: str,
-        engine_env: dict[str, str],
+        engine_settings: dict[str, str],
     ) -> ContainerFunction:
         config = self.config
-        environment = {
-            **engine_env,
-            "IMSIM_MODEL": config.model_arch,
-            "IMSIM_PRETRAINED": config.model_pretrained,
-            "IMSIM_IMAGE_SIZE": str(config.image_size),
+        environment = settings_environment(
+            **engine_settings,
+            model=config.model_arch,
+            pretrained=config.model_pretrained,
+            image_size=str(config.image_size),
             # "off": the runtime answers library requests with a clear error instead of failing at init.
-            "IMSIM_STORE": Fn.condition_if(self.has_libraries.logical_id, "s3vectors", "off").to_string(),
-            "IMSIM_VECTOR_BUCKET": self.inputs.vector_bucket_name,
-            "IMSIM_REGISTRY_TABLE": self.inputs.registry_table_name,
-            "IMSIM_S3_ALLOWED_BUCKETS": ",".join(config.s3_read_buckets),
-            "IMSIM_AUTH": self.inputs.authorization,
-            "IMSIM_EXPLORER": "false",  # the explorer has a function of its own
-            "IMSIM_CORS_ORIGIN": config.cors_origin,  # API Gateway answers preflights; the app the rest
-        }
+            store=Fn.condition_if(self.has_libraries.logical_id, "s3vectors", "off").to_string(),
+            vector_bucket=self.inputs.vector_bucket_name,
+            registry_table=self.inputs.registry_table_name,
+            s3_allowed_buckets=",".join(config.s3_read_buckets),
+            auth=self.inputs.authorization,
+            explorer="false",  # the explorer has a function of its own
+            cors_origin=config.cors_origin,  # API Gateway answers preflights; the app the rest
+        )
         return ContainerFunction(
             self,
             "ApiFunction",

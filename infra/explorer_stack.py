@@ -14,6 +14,7 @@ from typing import Any
 from aws_cdk import Duration
 from constructs import Construct
 
+from infra.environment import settings_environment
 from infra.functions import ContainerFunction
 from infra.images_stack import ImagesStack
 from infra.nested import NestedInputs, ParameterizedNestedStack
@@ -43,6 +44,6 @@ class ExplorerStack(ParameterizedNestedStack):
             log_group_name=inputs.log_group_name,
             memory_size=EXPLORER_MEMORY_MB,
             timeout=EXPLORER_TIMEOUT,
-            environment={"IMSIM_AUTH": inputs.authorization},
+            environment=settings_environment(auth=inputs.authorization),
         )
         self.function_arn = self.explorer.invoke_arn

@@ -250,6 +250,32 @@ def test_api_function(synth):
         assert image_tag == synth.docker_images()["front"]["tag"]
 
 
+def test_every_imsim_variable_the_templates_write_is_a_runtime_setting(synth):
+    from infra.environment import setting_names
+    from runtime.settings import Settings
+
+    written = {
+        name: value
+        for template in synth.all_templates()
+        for body in template["Resources"].values()
+        if body["Type"] == "AWS::Lambda::Function"
+        for name, value in body["Properties"].get("Environment", {}).get("Variables", {}).items()
+        if name.startswith("IMSIM_")
+    }
+    assert {"IMSIM_AUTH", "IMSIM_ENGINE", "IMSIM_STORE"} <= set(written)
+    assert {name.removeprefix("IMSIM_").lower() for name in written} <= set(setting_names())
+    # The values known at synth are ones the runtime accepts.
+    Settings.from_env({name: value for name, value in written.items() if isinstance(value, str)})
+
+
+def test_settings_environment_refuses_a_name_that_is_not_a_setting():
+    from infra.environment import settings_environment
+
+    assert settings_environment(store="off") == {"IMSIM_STORE": "off"}
+    with pytest.raises(ValueError, match="not runtime settings: vector_buckets"):
+        settings_environment(vector_buckets="x")
+
+
 def test_explorer_function(synth):
     function = _only(synth.template("Explorer"), "AWS::Lambda::Function")
     assert function["ImageConfig"] == {"Command": ["explorer_handler.handler"]}
