@@ -2,10 +2,13 @@
 the permissions for API Gateway to invoke the functions.
 
 A stage serves a deployment, a snapshot of the API taken when the deployment is made. The API's
-shape depends on two parameters (authorization, explorer on/off), so there is one deployment per
-combination, each conditional: a parameter update makes the matching one (after the API has been
+shape depends on two parameters (authorization: AWS_IAM, API_KEY or NONE; explorer on/off), so there
+is one deployment per combination, each conditional: a parameter update makes the matching one (after the API has been
 updated), points the stage at it and removes the old one. Their names also carry a hash of the
 definition, so a re-synthesized API is deployed too.
+
+With ``API_KEY`` authorization the stack also makes one API key and a usage plan (rate, burst and a
+daily quota) on the stage; its id is the output ``ApiKeyId``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import CfnCondition, Fn, ICfnConditionExpression, Token
+from aws_cdk import CfnCondition, CfnOutput, Fn, ICfnConditionExpression, Token
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -47,9 +50,18 @@ ACCESS_LOG_FORMAT = json.dumps(
 
 @dataclass(frozen=True)
 class ApiInputs(NestedInputs):
-    NUMBERS = frozenset({"throttling_rate_limit", "throttling_burst_limit"})
+    NUMBERS = frozenset(
+        {
+            "throttling_rate_limit",
+            "throttling_burst_limit",
+            "api_key_rate_limit",
+            "api_key_burst_limit",
+            "api_key_daily_quota",
+        }
+    )
 
     authorization: str
+    """``AWS_IAM``, ``API_KEY`` or ``NONE``."""
     stage_name: str
     throttling_rate_limit: str
     throttling_burst_limit: str
@@ -59,6 +71,14 @@ class ApiInputs(NestedInputs):
     explorer_function_arn: str
     """Empty when the explorer is off."""
     access_log_group_name: str
+    api_key_rate_limit: str
+    api_key_burst_limit: str
+    api_key_daily_quota: str
+
+
+# (name in logical ids, value of the Authorization input)
+AUTHORIZATIONS = (("Iam", "AWS_IAM"), ("Key", "API_KEY"), ("Open", "NONE"))
+API_KEY_OUTPUT = "ApiKeyId"
 
 
 class ApiStack(ParameterizedNestedStack):
@@ -70,14 +90,26 @@ class ApiStack(ParameterizedNestedStack):
         )
         self.config = config
         self.inputs = inputs = self.typed_inputs(ApiInputs)
-        auth_is_iam = CfnCondition(self, "AuthIsIam", expression=Fn.condition_equals(inputs.authorization, "AWS_IAM"))
+        auth_is = {
+            name: CfnCondition(self, f"AuthIs{name}", expression=Fn.condition_equals(inputs.authorization, value))
+            for name, value in AUTHORIZATIONS
+            if value != "NONE"
+        }
+        # "Neither of the others" rather than equals NONE: the conditions then provably cover every value.
+        auth_is["Open"] = CfnCondition(
+            self,
+            "AuthIsOpen",
+            expression=Fn.condition_not(Fn.condition_or(*(expression(condition) for condition in auth_is.values()))),
+        )
         explorer_on = CfnCondition(self, "ExplorerOn", expression=Fn.condition_equals(inputs.explorer_enabled, "yes"))
 
         definition = api_definition(
             title=config.api_name,
             api_function_arn=inputs.api_function_arn,
             explorer_function_arn=inputs.explorer_function_arn,
-            authorization=inputs.authorization,
+            # API keys ride on NONE: API Gateway checks the key, not a signature.
+            authorization=Fn.condition_if(auth_is["Iam"].logical_id, "AWS_IAM", "NONE").to_string(),
+            api_key_condition=auth_is["Key"].logical_id,
             explorer_condition=explorer_on.logical_id,
             cors_origin=config.cors_origin,
         )
@@ -99,12 +131,48 @@ class ApiStack(ParameterizedNestedStack):
         self._allow_invoke("ApiFunctionInvoke", inputs.api_function_arn)
         self._allow_invoke("ExplorerFunctionInvoke", inputs.explorer_function_arn, condition=explorer_on)
 
-        deployment_id = self._deployments(definition, auth_is_iam, explorer_on)
+        deployment_id = self._deployments(definition, auth_is, explorer_on)
         self.stage = self._stage(deployment_id)
         self.stage_name = self.stage.ref
         self.url = Fn.sub(
             "https://${RestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}/",
             {"RestApi": self.rest_api.ref, "Stage": self.stage.ref},
+        )
+        self.stage_arn = Fn.sub(
+            "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${RestApi}/stages/${Stage}",
+            {"RestApi": self.rest_api.ref, "Stage": self.stage.ref},
+        )
+        self._api_key(auth_is["Key"])
+
+    def _api_key(self, condition: CfnCondition) -> None:
+        """One key, in a usage plan on this stage: only while the authorization is ``API_KEY``."""
+        plan = apigateway.CfnUsagePlan(
+            self,
+            "UsagePlan",
+            description=f"{self.config.api_name}: the stack's API key (ApiAuthorization API_KEY)",
+            api_stages=[apigateway.CfnUsagePlan.ApiStageProperty(api_id=self.rest_api.ref, stage=self.stage.ref)],
+            throttle=apigateway.CfnUsagePlan.ThrottleSettingsProperty(
+                rate_limit=as_number(self.inputs.api_key_rate_limit),
+                burst_limit=as_number(self.inputs.api_key_burst_limit),
+            ),
+            quota=apigateway.CfnUsagePlan.QuotaSettingsProperty(
+                limit=as_number(self.inputs.api_key_daily_quota), period="DAY"
+            ),
+        )
+        key = apigateway.CfnApiKey(
+            self, "ApiKey", enabled=True, description=f"{self.config.api_name}: made by the stack"
+        )
+        plan_key = apigateway.CfnUsagePlanKey(
+            self, "UsagePlanKey", key_id=key.ref, key_type="API_KEY", usage_plan_id=plan.ref
+        )
+        for resource in (plan, key, plan_key):
+            resource.cfn_options.condition = condition
+        CfnOutput(
+            self,
+            API_KEY_OUTPUT,
+            value=key.ref,
+            condition=condition,
+            description="Id of the stack's API key (ApiAuthorization API_KEY)",
         )
 
     def _allow_invoke(self, construct_id: str, function_arn: str, condition: CfnCondition | None = None) -> None:
@@ -121,24 +189,25 @@ class ApiStack(ParameterizedNestedStack):
         )
         permission.cfn_options.condition = condition
 
-    def _deployments(self, definition: dict, auth_is_iam: CfnCondition, explorer_on: CfnCondition) -> str:
+    def _deployments(
+        self, definition: dict[str, Any], auth_is: dict[str, CfnCondition], explorer_on: CfnCondition
+    ) -> str:
         """One conditional deployment per (authorization, explorer) pair; returns the live one's id."""
         digest = hashlib.sha256(json.dumps(self.resolve(definition), sort_keys=True).encode()).hexdigest()[:8]
         deployments = []
-        for iam_on in (True, False):
+        for auth_name, auth_value in AUTHORIZATIONS:
             for with_explorer in (True, False):
-                auth_name = "Iam" if iam_on else "Open"
                 explorer_name = "Explorer" if with_explorer else "NoExplorer"
                 condition = CfnCondition(
                     self,
                     f"Deploy{auth_name}{explorer_name}",
-                    expression=Fn.condition_and(_is(auth_is_iam, iam_on), _is(explorer_on, with_explorer)),
+                    expression=Fn.condition_and(expression(auth_is[auth_name]), _is(explorer_on, with_explorer)),
                 )
                 deployment = apigateway.CfnDeployment(
                     self,
                     f"Deployment{auth_name}{explorer_name}{digest}",
                     rest_api_id=self.rest_api.ref,
-                    description=f"authorization {'AWS_IAM' if iam_on else 'NONE'}, explorer "
+                    description=f"authorization {auth_value}, explorer "
                     f"{'on' if with_explorer else 'off'}, definition {digest}",
                 )
                 deployment.cfn_options.condition = condition
@@ -187,9 +256,10 @@ class ApiStack(ParameterizedNestedStack):
         acknowledge(
             stage,
             "AwsSolutions-APIG3",
-            "no WAF web ACL by default (it costs a fixed monthly fee per ACL and rules); the stage is "
-            "throttled, the runtime caps request size, image size and batch size and refuses "
-            "non-public URLs; attach a web ACL to the stage if the API is public",
+            "the WAF web ACL is optional (the Waf parameter, off by default: it costs a fixed monthly fee "
+            "per ACL and rule) and lives in a conditional nested stack cdk-nag cannot follow; without it the "
+            "stage is throttled, the runtime caps request size, image size and batch size and refuses "
+            "non-public URLs",
         )
         return stage
 

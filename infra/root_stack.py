@@ -2,20 +2,21 @@
 
 Nested stacks, one concern each: Logs and Images (always), LibraryStorage (``Libraries=yes``), Backend,
 Api and Monitoring (``ImageSimilarity=yes``), Explorer (``ImageSimilarity=yes`` and
-``ApiExplorer=yes``). Values that come from a conditional stack reach the others through
-``Fn::If`` here, so no stack refers to one that may not exist.
+``ApiExplorer=yes``), Firewall (``ImageSimilarity=yes`` and ``Waf=yes``). Values that come from a
+conditional stack reach the others through ``Fn::If`` here (or go to a stack whose condition implies
+the other's), so no stack refers to one that may not exist.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from aws_cdk import Aws, CfnCondition, CfnMapping, CfnOutput, Fn, Stack
+from aws_cdk import Aws, CfnCondition, CfnMapping, CfnOutput, CfnResource, Fn, NestedStack, Stack, Token
 from constructs import Construct
 
-from infra.api_stack import ApiInputs, ApiStack
+from infra.api_stack import API_KEY_OUTPUT, ApiInputs, ApiStack
 from infra.backend_stack import BackendInputs, BackendStack
-from infra.config import Config
+from infra.config import SOLUTION_NAME, SOLUTION_VERSION, Config
 from infra.explorer_stack import ExplorerInputs, ExplorerStack
 from infra.images_stack import ImagesStack
 from infra.logs_stack import LogsInputs, LogsStack
@@ -23,6 +24,7 @@ from infra.monitoring_stack import MonitoringStack
 from infra.parameters import RootParameters, add_root_parameters
 from infra.sagemaker_endpoint import endpoint_name
 from infra.storage_stack import StorageStack
+from infra.waf_stack import WEB_ACL_OUTPUT, WafInputs, WafStack
 
 # The console's host is not derived from the URL suffix (aws-cn: amazonaws.com.cn vs amazonaws.cn).
 CONSOLE_HOSTS = {
@@ -37,7 +39,7 @@ class ImageSimilarityStack(Stack):
         super().__init__(
             scope,
             construct_id,
-            description=f"Image Similarity API ({config.backend} backend, {config.model_version})",
+            description=f"{SOLUTION_NAME} v{SOLUTION_VERSION} ({config.backend} backend, {config.model_version})",
             **kwargs,
         )
         params = add_root_parameters(self, config)
@@ -92,6 +94,19 @@ class ImageSimilarityStack(Stack):
                 api_function_arn=self.backend.api.invoke_arn,
                 explorer_function_arn=_if(params.explorer_on, self.explorer.function_arn),
                 access_log_group_name=self.logs.access_logs.log_group_name,
+                api_key_rate_limit=params.api_key_rate.value_as_string,
+                api_key_burst_limit=params.api_key_burst.value_as_string,
+                api_key_daily_quota=params.api_key_daily_quota.value_as_string,
+            ),
+        )
+        self.waf = WafStack(
+            self,
+            "Firewall",
+            metric_prefix=config.api_name,
+            condition=params.waf_on,
+            inputs=WafInputs(
+                stage_arn=self.api.stage_arn,  # WafOn implies ImageSimilarityOn: the Api stack exists
+                rate_limit=params.waf_rate_limit.value_as_string,
             ),
         )
         monitoring_inputs = {"StageName": self.api.stage_name, "FunctionName": self.backend.api.function.function_name}
@@ -130,11 +145,18 @@ class ImageSimilarityStack(Stack):
             self, "ConsoleHost", mapping={partition: {"Host": host} for partition, host in CONSOLE_HOSTS.items()}
         )
         dashboard = self.monitoring.dashboard.dashboard_name
-        CfnOutput(self, "DashboardName", value=dashboard, condition=params.feature_on)
+        CfnOutput(
+            self,
+            "DashboardName",
+            value=dashboard,
+            condition=params.feature_on,
+            description="CloudWatch dashboard of the API and its backend",
+        )
         CfnOutput(
             self,
             "DashboardUrl",
             condition=params.feature_on,
+            description="The dashboard in the CloudWatch console",
             value=Fn.join(
                 "",
                 [
@@ -161,6 +183,21 @@ class ImageSimilarityStack(Stack):
             condition=params.libraries_on,
             description="DynamoDB registry of the image libraries (retained when the stack is deleted)",
         )
+        CfnOutput(
+            self,
+            API_KEY_OUTPUT,
+            value=_nested_output(self.api, API_KEY_OUTPUT),
+            condition=params.api_key_on,
+            description="Id of the API key (ApiAuthorization API_KEY); its value: aws apigateway get-api-key "
+            "--api-key <this id> --include-value --query value --output text",
+        )
+        CfnOutput(
+            self,
+            WEB_ACL_OUTPUT,
+            value=_nested_output(self.waf, WEB_ACL_OUTPUT),
+            condition=params.waf_on,
+            description="ARN of the AWS WAF web ACL in front of the stage (Waf yes)",
+        )
         if self.backend.endpoint is not None:
             CfnOutput(
                 self,
@@ -169,6 +206,11 @@ class ImageSimilarityStack(Stack):
                 condition=params.feature_on,
                 description="SageMaker endpoint that computes the vectors",
             )
+
+
+def _nested_output(stack: NestedStack, name: str) -> str:
+    """An output the nested stack declares itself (a conditional one, which CDK's references cannot be)."""
+    return Token.as_string(cast(CfnResource, stack.nested_stack_resource).get_att(f"Outputs.{name}"))
 
 
 def _if(condition: CfnCondition, value: str, otherwise: str = "") -> str:

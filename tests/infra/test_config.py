@@ -53,7 +53,8 @@ def test_cli_strings_are_parsed():
     ("flag", "value", "allowed"),
     [
         ("backend", "ec2", "lambda | sagemaker"),
-        ("auth", "COGNITO", "AWS_IAM | NONE"),
+        ("auth", "COGNITO", "AWS_IAM | API_KEY | NONE"),
+        ("waf", "on", "true | false | yes | no"),
         ("explorer", "maybe", "true | false | yes | no"),
         ("libraries", "1", "true | false"),
         ("image_similarity", "", "true | false"),
@@ -61,6 +62,7 @@ def test_cli_strings_are_parsed():
         ("lambda_memory", "lots", "from 2048 to 10240"),
         ("provisioned_concurrency", "-1", "from 0 to 1000"),
         ("sagemaker_instance_type", "g4dn.xlarge", "ml.g4dn.xlarge"),
+        ("sagemaker_instance_type", "ml.m5.xlarge", "a GPU instance type (g4dn, g5"),
         ("sagemaker_max_instances", "0", "from 1 to 100"),
         ("throttle_rate", "0", "from 0.1 to 10000"),
         ("throttle_burst", "1.5", "from 1 to 5000"),
