@@ -24,6 +24,7 @@ from infra.builder import build_app
 from infra.openapi import ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # 14 synths and cfn-lint: minutes on 2 cores
 
 COMBINATIONS = list(itertools.product(("lambda", "sagemaker"), ("AWS_IAM", "API_KEY", "NONE"), (True, False)))
 IDS = [f"{backend}-{auth}-{'explorer' if explorer else 'no-explorer'}" for backend, auth, explorer in COMBINATIONS]
