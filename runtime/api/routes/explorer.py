@@ -214,8 +214,9 @@ print(json.load(urllib.request.urlopen(request)))
 def iam_summary() -> str:
     return (
         "This API uses **AWS_IAM** authorization: API Gateway refuses unsigned requests (403), and this page "
-        "cannot sign them, so **Try it out needs `NONE` authorization**: set the stack's API authorization "
-        "parameter to `NONE` (or deploy with `-c auth=NONE`) while you try the API, and back to `AWS_IAM` after."
+        "cannot sign them, so **Try it out needs `NONE` or `API_KEY` authorization**: set the stack's API "
+        "authorization parameter to one of them (or deploy with `-c auth=API_KEY`) while you try the API, and back "
+        "to `AWS_IAM` after."
     )
 
 

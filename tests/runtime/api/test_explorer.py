@@ -373,7 +373,7 @@ def test_deployed_handler_serves_swagger_ui_and_loads_no_model(deployed):
 def test_iam_note_on_page_and_in_document(deployed):
     page = deployed["answers"][0]["body"]
     assert 'id="iam-note"' in page
-    assert "Try it out needs <code>NONE</code> authorization" in page
+    assert "Try it out needs <code>NONE</code> or <code>API_KEY</code> authorization" in page
     description = json.loads(deployed["answers"][1]["body"])["info"]["description"]
     assert "## Authorization: AWS_IAM" in description
     assert "--region us-east-1 -X POST" in description
