@@ -19,6 +19,7 @@ import pytest
 
 from infra.builder import build_app
 from infra.openapi import ROUTES
+from runtime.settings import Settings
 from tests.infra.cfn_resolver import Deployment, Evaluated, SynthesizedApp, TemplateError
 
 BACKENDS = ("lambda", "sagemaker")
@@ -206,6 +207,10 @@ def test_each_combination_makes_what_its_parameters_say(deploy, backend, combina
     if combination.explorer:
         explorer_function = deployment.stack("Explorer").only("AWS::Lambda::Function")[1]["Properties"]
         assert explorer_function["Environment"]["Variables"]["IMSIM_AUTH"] == combination.authorization
+    # The runtime accepts what each function is given (the values known before deploy time).
+    for stack in ("Backend", "Explorer") if combination.explorer else ("Backend",):
+        variables = deployment.stack(stack).only("AWS::Lambda::Function")[1]["Properties"]["Environment"]["Variables"]
+        Settings.from_env({name: value for name, value in variables.items() if isinstance(value, str)})
 
     if combination.waf:
         firewall = deployment.stack("Firewall")
