@@ -2,18 +2,23 @@
 the permissions for API Gateway to invoke the functions.
 
 A stage serves a deployment, a snapshot of the API taken when the deployment is made. The API's
-shape depends on two parameters (authorization, explorer on/off), so there is one deployment per
-combination, each conditional: a parameter update makes the matching one (after the API has been
+shape depends on two parameters (authorization: AWS_IAM, API_KEY or NONE; explorer on/off), so there
+is one deployment per combination, each conditional: a parameter update makes the matching one (after the API has been
 updated), points the stage at it and removes the old one. Their names also carry a hash of the
 definition, so a re-synthesized API is deployed too.
+
+With ``API_KEY`` authorization the stack also makes one API key and a usage plan (rate, burst and a
+daily quota) on the stage; its id is the output ``ApiKeyId``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
+from typing import Any
 
-from aws_cdk import CfnCondition, Fn, ICfnConditionExpression, Token
+from aws_cdk import CfnCondition, CfnOutput, Fn, ICfnConditionExpression, Token
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -21,7 +26,7 @@ from constructs import Construct
 from infra.config import Config
 from infra.logs_stack import retained_log_group
 from infra.nag import acknowledge
-from infra.nested import ParameterizedNestedStack
+from infra.nested import NestedInputs, ParameterizedNestedStack, as_number, expression
 from infra.openapi import api_definition
 from infra.permissions import log_group_arn
 
@@ -43,34 +48,68 @@ ACCESS_LOG_FORMAT = json.dumps(
 )
 
 
+@dataclass(frozen=True)
+class ApiInputs(NestedInputs):
+    NUMBERS = frozenset(
+        {
+            "throttling_rate_limit",
+            "throttling_burst_limit",
+            "api_key_rate_limit",
+            "api_key_burst_limit",
+            "api_key_daily_quota",
+        }
+    )
+
+    authorization: str
+    """``AWS_IAM``, ``API_KEY`` or ``NONE``."""
+    stage_name: str
+    throttling_rate_limit: str
+    throttling_burst_limit: str
+    explorer_enabled: str
+    """``yes`` or ``no``."""
+    api_function_arn: str
+    explorer_function_arn: str
+    """Empty when the explorer is off."""
+    access_log_group_name: str
+    api_key_rate_limit: str
+    api_key_burst_limit: str
+    api_key_daily_quota: str
+
+
+# (name in logical ids, value of the Authorization input)
+AUTHORIZATIONS = (("Iam", "AWS_IAM"), ("Key", "API_KEY"), ("Open", "NONE"))
+API_KEY_OUTPUT = "ApiKeyId"
+
+
 class ApiStack(ParameterizedNestedStack):
-    """Inputs: ``Authorization``, ``StageName``, ``ThrottlingRateLimit``, ``ThrottlingBurstLimit``,
-    ``ExplorerEnabled`` (yes/no), ``ApiFunctionArn``, ``ExplorerFunctionArn`` (empty when off) and
-    ``AccessLogGroupName``."""
-
-    NUMBER_INPUTS = frozenset({"ThrottlingRateLimit", "ThrottlingBurstLimit"})
-
-    def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: Config, inputs: ApiInputs, **kwargs: Any
+    ) -> None:
         super().__init__(
-            scope,
-            construct_id,
-            description="Image Similarity: REST API and stage",
-            number_inputs=self.NUMBER_INPUTS,
-            **kwargs,
+            scope, construct_id, description="Image Similarity: REST API and stage", inputs=inputs, **kwargs
         )
         self.config = config
-        auth_is_iam = CfnCondition(
-            self, "AuthIsIam", expression=Fn.condition_equals(self.input("Authorization"), "AWS_IAM")
+        self.inputs = inputs = self.typed_inputs(ApiInputs)
+        auth_is = {
+            name: CfnCondition(self, f"AuthIs{name}", expression=Fn.condition_equals(inputs.authorization, value))
+            for name, value in AUTHORIZATIONS
+            if value != "NONE"
+        }
+        # "Neither of the others" rather than equals NONE: the conditions then provably cover every value.
+        auth_is["Open"] = CfnCondition(
+            self,
+            "AuthIsOpen",
+            expression=Fn.condition_not(Fn.condition_or(*(expression(condition) for condition in auth_is.values()))),
         )
-        explorer_on = CfnCondition(
-            self, "ExplorerOn", expression=Fn.condition_equals(self.input("ExplorerEnabled"), "yes")
-        )
+        explorer_on = CfnCondition(self, "ExplorerOn", expression=Fn.condition_equals(inputs.explorer_enabled, "yes"))
 
         definition = api_definition(
             title=config.api_name,
-            api_function_arn=self.input("ApiFunctionArn"),
-            explorer_function_arn=self.input("ExplorerFunctionArn"),
-            authorization=self.input("Authorization"),
+            api_function_arn=inputs.api_function_arn,
+            explorer_function_arn=inputs.explorer_function_arn,
+            # API keys ride on NONE: API Gateway checks the key, not a signature.
+            authorization=Fn.condition_if(auth_is["Iam"].logical_id, "AWS_IAM", "NONE").to_string(),
+            api_key_condition=auth_is["Key"].logical_id,
             explorer_condition=explorer_on.logical_id,
             cors_origin=config.cors_origin,
         )
@@ -89,15 +128,51 @@ class ApiStack(ParameterizedNestedStack):
             "every request goes to the runtime, which validates the body itself and answers a 4xx in the "
             "API's error shape naming the field; API Gateway's validator would answer differently",
         )
-        self._allow_invoke("ApiFunctionInvoke", self.input("ApiFunctionArn"))
-        self._allow_invoke("ExplorerFunctionInvoke", self.input("ExplorerFunctionArn"), condition=explorer_on)
+        self._allow_invoke("ApiFunctionInvoke", inputs.api_function_arn)
+        self._allow_invoke("ExplorerFunctionInvoke", inputs.explorer_function_arn, condition=explorer_on)
 
-        deployment_id = self._deployments(definition, auth_is_iam, explorer_on)
+        deployment_id = self._deployments(definition, auth_is, explorer_on)
         self.stage = self._stage(deployment_id)
         self.stage_name = self.stage.ref
         self.url = Fn.sub(
             "https://${RestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}/",
             {"RestApi": self.rest_api.ref, "Stage": self.stage.ref},
+        )
+        self.stage_arn = Fn.sub(
+            "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${RestApi}/stages/${Stage}",
+            {"RestApi": self.rest_api.ref, "Stage": self.stage.ref},
+        )
+        self._api_key(auth_is["Key"])
+
+    def _api_key(self, condition: CfnCondition) -> None:
+        """One key, in a usage plan on this stage: only while the authorization is ``API_KEY``."""
+        plan = apigateway.CfnUsagePlan(
+            self,
+            "UsagePlan",
+            description=f"{self.config.api_name}: the stack's API key (ApiAuthorization API_KEY)",
+            api_stages=[apigateway.CfnUsagePlan.ApiStageProperty(api_id=self.rest_api.ref, stage=self.stage.ref)],
+            throttle=apigateway.CfnUsagePlan.ThrottleSettingsProperty(
+                rate_limit=as_number(self.inputs.api_key_rate_limit),
+                burst_limit=as_number(self.inputs.api_key_burst_limit),
+            ),
+            quota=apigateway.CfnUsagePlan.QuotaSettingsProperty(
+                limit=as_number(self.inputs.api_key_daily_quota), period="DAY"
+            ),
+        )
+        key = apigateway.CfnApiKey(
+            self, "ApiKey", enabled=True, description=f"{self.config.api_name}: made by the stack"
+        )
+        plan_key = apigateway.CfnUsagePlanKey(
+            self, "UsagePlanKey", key_id=key.ref, key_type="API_KEY", usage_plan_id=plan.ref
+        )
+        for resource in (plan, key, plan_key):
+            resource.cfn_options.condition = condition
+        CfnOutput(
+            self,
+            API_KEY_OUTPUT,
+            value=key.ref,
+            condition=condition,
+            description="Id of the stack's API key (ApiAuthorization API_KEY)",
         )
 
     def _allow_invoke(self, construct_id: str, function_arn: str, condition: CfnCondition | None = None) -> None:
@@ -114,24 +189,25 @@ class ApiStack(ParameterizedNestedStack):
         )
         permission.cfn_options.condition = condition
 
-    def _deployments(self, definition: dict, auth_is_iam: CfnCondition, explorer_on: CfnCondition) -> str:
+    def _deployments(
+        self, definition: dict[str, Any], auth_is: dict[str, CfnCondition], explorer_on: CfnCondition
+    ) -> str:
         """One conditional deployment per (authorization, explorer) pair; returns the live one's id."""
         digest = hashlib.sha256(json.dumps(self.resolve(definition), sort_keys=True).encode()).hexdigest()[:8]
         deployments = []
-        for iam_on in (True, False):
+        for auth_name, auth_value in AUTHORIZATIONS:
             for with_explorer in (True, False):
-                auth_name = "Iam" if iam_on else "Open"
                 explorer_name = "Explorer" if with_explorer else "NoExplorer"
                 condition = CfnCondition(
                     self,
                     f"Deploy{auth_name}{explorer_name}",
-                    expression=Fn.condition_and(_is(auth_is_iam, iam_on), _is(explorer_on, with_explorer)),
+                    expression=Fn.condition_and(expression(auth_is[auth_name]), _is(explorer_on, with_explorer)),
                 )
                 deployment = apigateway.CfnDeployment(
                     self,
                     f"Deployment{auth_name}{explorer_name}{digest}",
                     rest_api_id=self.rest_api.ref,
-                    description=f"authorization {'AWS_IAM' if iam_on else 'NONE'}, explorer "
+                    description=f"authorization {auth_value}, explorer "
                     f"{'on' if with_explorer else 'off'}, definition {digest}",
                 )
                 deployment.cfn_options.condition = condition
@@ -140,8 +216,8 @@ class ApiStack(ParameterizedNestedStack):
         *others, (_, last) = deployments
         deployment_id = last.ref
         for condition, deployment in reversed(others):
-            deployment_id = Fn.condition_if(condition.logical_id, deployment.ref, deployment_id)
-        return Token.as_string(deployment_id)
+            deployment_id = Token.as_string(Fn.condition_if(condition.logical_id, deployment.ref, deployment_id))
+        return deployment_id
 
     def _stage(self, deployment_id: str) -> apigateway.CfnStage:
         # Made before the stage, so API Gateway does not make it first without a retention.
@@ -151,25 +227,25 @@ class ApiStack(ParameterizedNestedStack):
             self.config.log_retention_days,
             name=Fn.sub(
                 "API-Gateway-Execution-Logs_${RestApi}/${StageName}",
-                {"RestApi": self.rest_api.ref, "StageName": self.input("StageName")},
+                {"RestApi": self.rest_api.ref, "StageName": self.inputs.stage_name},
             ),
         )
         stage = apigateway.CfnStage(
             self,
             "Stage",
             rest_api_id=self.rest_api.ref,
-            stage_name=self.input("StageName"),
+            stage_name=self.inputs.stage_name,
             deployment_id=deployment_id,
             description="Image Similarity API",
             access_log_setting=apigateway.CfnStage.AccessLogSettingProperty(
-                destination_arn=log_group_arn(self.input("AccessLogGroupName")), format=ACCESS_LOG_FORMAT
+                destination_arn=log_group_arn(self.inputs.access_log_group_name), format=ACCESS_LOG_FORMAT
             ),
             method_settings=[
                 apigateway.CfnStage.MethodSettingProperty(
                     http_method="*",
                     resource_path="/*",
-                    throttling_rate_limit=self.input_number("ThrottlingRateLimit"),
-                    throttling_burst_limit=self.input_number("ThrottlingBurstLimit"),
+                    throttling_rate_limit=as_number(self.inputs.throttling_rate_limit),
+                    throttling_burst_limit=as_number(self.inputs.throttling_burst_limit),
                     logging_level="ERROR",
                     data_trace_enabled=False,
                     metrics_enabled=False,
@@ -180,12 +256,13 @@ class ApiStack(ParameterizedNestedStack):
         acknowledge(
             stage,
             "AwsSolutions-APIG3",
-            "no WAF web ACL by default (it costs a fixed monthly fee per ACL and rules); the stage is "
-            "throttled, the runtime caps request size, image size and batch size and refuses "
-            "non-public URLs; attach a web ACL to the stage if the API is public",
+            "the WAF web ACL is optional (the Waf parameter, off by default: it costs a fixed monthly fee "
+            "per ACL and rule) and lives in a conditional nested stack cdk-nag cannot follow; without it the "
+            "stage is throttled, the runtime caps request size, image size and batch size and refuses "
+            "non-public URLs",
         )
         return stage
 
 
 def _is(condition: CfnCondition, expected: bool) -> ICfnConditionExpression:
-    return condition if expected else Fn.condition_not(condition)
+    return expression(condition) if expected else Fn.condition_not(expression(condition))

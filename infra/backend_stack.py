@@ -10,15 +10,20 @@ Both run the same ASGI app (``handler.handler``), configured by ``IMSIM_*`` envi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, cast
+
 from aws_cdk import CfnCondition, Duration, Fn
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.config import LAMBDA_ENGINE, Config
+from infra.environment import settings_environment
 from infra.functions import ContainerFunction
 from infra.images_stack import ImagesStack
 from infra.nag import acknowledge, resource_finding
-from infra.nested import ParameterizedNestedStack
+from infra.nested import NestedInputs, ParameterizedNestedStack, as_number
 from infra.permissions import library_statements, s3_objects_arn, s3_read_statement
 from infra.sagemaker_endpoint import SageMakerEndpoint
 
@@ -28,32 +33,60 @@ API_FUNCTION_TIMEOUT = Duration.seconds(28)
 FRONT_MEMORY_MB = 1024  # decodes and crops images; the model runs on the endpoint
 
 
-class BackendStack(ParameterizedNestedStack):
-    """Inputs: ``Authorization``, ``LogGroupName``, ``VectorBucketName`` and ``RegistryTableArn``
-    and ``RegistryTableName`` (empty when the libraries are off), and ``MemorySize`` (lambda) or
-    ``InstanceType`` and ``EndpointName`` (sagemaker)."""
+@dataclass(frozen=True)
+class BackendInputs(NestedInputs):
+    NUMBERS = frozenset({"memory_size"})
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: Config, images: ImagesStack, **kwargs) -> None:
-        super().__init__(scope, construct_id, description=f"Image Similarity: {config.backend} backend", **kwargs)
+    authorization: str
+    log_group_name: str
+    vector_bucket_name: str
+    """Empty when the libraries are off (so are the two below)."""
+    registry_table_name: str
+    registry_table_arn: str
+    memory_size: str | None = None
+    """lambda backend: the function's memory in MB."""
+    instance_type: str | None = None
+    """sagemaker backend: the endpoint's instance type."""
+    endpoint_name: str | None = None
+    """sagemaker backend: the endpoint's name."""
+
+
+class BackendStack(ParameterizedNestedStack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Config,
+        images: ImagesStack,
+        inputs: BackendInputs,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope, construct_id, description=f"Image Similarity: {config.backend} backend", inputs=inputs, **kwargs
+        )
         self.config = config
+        self.inputs = inputs = self.typed_inputs(BackendInputs)
         self.has_libraries = CfnCondition(
-            self, "HasLibraries", expression=Fn.condition_not(Fn.condition_equals(self.input("VectorBucketName"), ""))
+            self, "HasLibraries", expression=Fn.condition_not(Fn.condition_equals(inputs.vector_bucket_name, ""))
         )
         self.endpoint: SageMakerEndpoint | None = None
         if config.backend == "lambda":
+            assert images.model is not None and inputs.memory_size is not None
             self.api = self._function(
                 images.model,
-                memory=self.input_number("MemorySize"),
-                version_note=Fn.sub("memory ${MemorySize} MB", {"MemorySize": self.input("MemorySize")}),
-                engine_env={"IMSIM_ENGINE": LAMBDA_ENGINE},
+                memory=as_number(inputs.memory_size),
+                version_note=Fn.sub("memory ${MemorySize} MB", {"MemorySize": inputs.memory_size}),
+                engine_settings={"engine": LAMBDA_ENGINE},
             )
         else:
+            assert images.sagemaker is not None and inputs.endpoint_name and inputs.instance_type
             self.endpoint = SageMakerEndpoint(
                 self,
                 "Embedder",
                 image=images.sagemaker,
-                name=self.input("EndpointName"),
-                instance_type=self.input("InstanceType"),
+                name=inputs.endpoint_name,
+                instance_type=inputs.instance_type,
                 min_instances=config.sagemaker_min_instances,
                 max_instances=config.sagemaker_max_instances,
                 invocations_per_instance=config.sagemaker_invocations_per_instance,
@@ -62,7 +95,7 @@ class BackendStack(ParameterizedNestedStack):
                 images.front,
                 memory=FRONT_MEMORY_MB,
                 version_note="",
-                engine_env={"IMSIM_ENGINE": "sagemaker", "IMSIM_SAGEMAKER_ENDPOINT": self.endpoint.endpoint_name},
+                engine_settings={"engine": "sagemaker", "sagemaker_endpoint": self.endpoint.endpoint_name},
             )
             self.api.role.add_to_policy(
                 iam.PolicyStatement(
@@ -74,28 +107,35 @@ class BackendStack(ParameterizedNestedStack):
         self._grant_libraries()
         self._grant_s3_reads()
 
-    def _function(self, image, *, memory, version_note: str, engine_env: dict[str, str]) -> ContainerFunction:
+    def _function(
+        self,
+        image: ecr_assets.DockerImageAsset,
+        *,
+        memory: int | float,
+        version_note: str,
+        engine_settings: dict[str, str],
+    ) -> ContainerFunction:
         config = self.config
-        environment = {
-            **engine_env,
-            "IMSIM_MODEL": config.model_arch,
-            "IMSIM_PRETRAINED": config.model_pretrained,
-            "IMSIM_IMAGE_SIZE": str(config.image_size),
+        environment = settings_environment(
+            **engine_settings,
+            model=config.model_arch,
+            pretrained=config.model_pretrained,
+            image_size=str(config.image_size),
             # "off": the runtime answers library requests with a clear error instead of failing at init.
-            "IMSIM_STORE": Fn.condition_if(self.has_libraries.logical_id, "s3vectors", "off").to_string(),
-            "IMSIM_VECTOR_BUCKET": self.input("VectorBucketName"),
-            "IMSIM_REGISTRY_TABLE": self.input("RegistryTableName"),
-            "IMSIM_S3_ALLOWED_BUCKETS": ",".join(config.s3_read_buckets),
-            "IMSIM_AUTH": self.input("Authorization"),
-            "IMSIM_EXPLORER": "false",  # the explorer has a function of its own
-            "IMSIM_CORS_ORIGIN": config.cors_origin,  # API Gateway answers preflights; the app the rest
-        }
+            store=Fn.condition_if(self.has_libraries.logical_id, "s3vectors", "off").to_string(),
+            vector_bucket=self.inputs.vector_bucket_name,
+            registry_table=self.inputs.registry_table_name,
+            s3_allowed_buckets=",".join(config.s3_read_buckets),
+            auth=self.inputs.authorization,
+            explorer="false",  # the explorer has a function of its own
+            cors_origin=config.cors_origin,  # API Gateway answers preflights; the app the rest
+        )
         return ContainerFunction(
             self,
             "ApiFunction",
             image=image,
             description=f"Image Similarity API ({config.backend} backend, {config.model_version})",
-            log_group_name=self.input("LogGroupName"),
+            log_group_name=self.inputs.log_group_name,
             memory_size=memory,
             timeout=API_FUNCTION_TIMEOUT,
             environment=environment,
@@ -107,9 +147,9 @@ class BackendStack(ParameterizedNestedStack):
     def _grant_libraries(self) -> None:
         """Exactly the calls the library store makes (S3 Vectors and the DynamoDB registry), on this
         stack's bucket and table only."""
-        statements = library_statements(self.input("VectorBucketName"), self.input("RegistryTableArn"))
+        statements = library_statements(self.inputs.vector_bucket_name, self.inputs.registry_table_arn)
         policy = iam.Policy(self, "LibraryAccess", roles=[self.api.role], statements=statements)
-        policy.node.default_child.cfn_options.condition = self.has_libraries
+        cast(iam.CfnPolicy, policy.node.default_child).cfn_options.condition = self.has_libraries
         acknowledge(
             policy,
             "AwsSolutions-IAM5",

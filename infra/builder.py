@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_cdk import App
 
-from infra.config import load_config
+from infra.config import check_flag_names, load_config
 from infra.nag import add_nag_checks
 from infra.root_stack import ImageSimilarityStack
 
@@ -25,11 +25,12 @@ def build_app(
 ) -> App:
     """``flags`` override cdk.json's context (the CLI's ``-c`` values override both).
 
-    Raises ``infra.config.ConfigError`` naming the flag when a value is not allowed.
+    Raises ``infra.config.ConfigError`` naming the flag when a name or a value is not allowed.
     """
     app = App(
         context={**cdk_json_context(), **(flags or {})}, outdir=outdir, builtin_cloud_formation_validation=validation
     )
+    check_flag_names(app.node.get_all_context())
     config = load_config(app.node.try_get_context)
     ImageSimilarityStack(app, config.stack_name, config=config)
     if nag:

@@ -6,10 +6,18 @@ defaults live in ``cdk.json``; ``FLAG_DEFAULTS`` repeats them for apps built wit
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+SOLUTION_NAME = "Image Similarity API"
+SOLUTION_VERSION = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
+    "version"
+]
 
 FLAG_DEFAULTS: dict[str, Any] = {
     "stack_name": "ImageSimilarity",
@@ -34,10 +42,16 @@ FLAG_DEFAULTS: dict[str, Any] = {
     "log_retention_days": 30,
     "latency_alarm_ms": 5000,
     "api_gateway_logging_role": True,
+    "waf": False,
 }
 
 BACKENDS = ("lambda", "sagemaker")
-AUTH_TYPES = ("AWS_IAM", "NONE")
+AUTH_TYPES = ("AWS_IAM", "API_KEY", "NONE")
+TRUE_WORDS = ("true", "yes")
+FALSE_WORDS = ("false", "no")
+# Context keys that are not flags of this app: CDK feature flags ("@aws-cdk/..."), keys the CLI
+# adds ("aws:cdk:...") and cached lookups ("availability-zones:account=...") all hold "@" or ":".
+CLI_CONTEXT_KEYS = ("acknowledged-issue-numbers",)
 
 # OpenCLIP architectures whose vectors are 512-d (the API's contract), with their input size.
 MODEL_IMAGE_SIZES = {
@@ -84,7 +98,9 @@ LAMBDA_ENGINE = "onnx"  # the Lambda image serves ONNX Runtime graphs exported a
 STACK_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9-]{0,29}"  # short: it prefixes the endpoint's name (63 max)
 STAGE_PATTERN = r"[A-Za-z0-9_-]{1,128}"
 PRETRAINED_PATTERN = r"[A-Za-z0-9_.-]{1,100}"
-INSTANCE_TYPE_PATTERN = r"ml\.[a-z0-9-]+\.[a-z0-9]+"
+# GPU families only: the sagemaker backend exists to run the model on a GPU (the lambda backend is the CPU one).
+GPU_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en")
+INSTANCE_TYPE_PATTERN = rf"ml\.({'|'.join(GPU_FAMILIES)})\.[0-9]*xlarge"
 BUCKET_PATTERN = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 CORS_ORIGIN_PATTERN = r"\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?"
 
@@ -118,6 +134,7 @@ class Config:
     log_retention_days: int
     latency_alarm_ms: int
     api_gateway_logging_role: bool
+    waf: bool
 
     @property
     def model_version(self) -> str:
@@ -130,6 +147,16 @@ class Config:
     @property
     def api_name(self) -> str:
         return f"{self.stack_name}-api"
+
+
+def check_flag_names(names: Iterable[str]) -> None:
+    """Refuse a context flag this app does not know, naming the closest known one."""
+    for name in names:
+        if name in FLAG_DEFAULTS or name in CLI_CONTEXT_KEYS or name.startswith("@") or ":" in name:
+            continue
+        close = difflib.get_close_matches(name, FLAG_DEFAULTS, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "the flags are listed in infra/config.py and cdk.json"
+        raise ConfigError(f"unknown context flag '{name}': {hint}")
 
 
 def load_config(get_context: Callable[[str], Any]) -> Config:
@@ -159,7 +186,7 @@ def load_config(get_context: Callable[[str], Any]) -> Config:
             "sagemaker_instance_type",
             raw("sagemaker_instance_type"),
             INSTANCE_TYPE_PATTERN,
-            "an instance type such as ml.g4dn.xlarge",
+            f"a GPU instance type ({', '.join(GPU_FAMILIES)}) such as ml.g4dn.xlarge",
         ),
         sagemaker_min_instances=_int("sagemaker_min_instances", raw("sagemaker_min_instances"), 1, 100),
         sagemaker_max_instances=_int("sagemaker_max_instances", raw("sagemaker_max_instances"), 1, 100),
@@ -175,6 +202,7 @@ def load_config(get_context: Callable[[str], Any]) -> Config:
         log_retention_days=_retention(raw("log_retention_days")),
         latency_alarm_ms=_int("latency_alarm_ms", raw("latency_alarm_ms"), 100, 29_000),
         api_gateway_logging_role=_bool("api_gateway_logging_role", raw("api_gateway_logging_role")),
+        waf=_bool("waf", raw("waf")),
     )
     _check_together(config)
     return config
@@ -203,7 +231,7 @@ def _fail(name: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"context flag '{name}' has the value {value!r}; allowed: {allowed}")
 
 
-def _choice(name: str, value: Any, allowed: tuple) -> Any:
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> Any:
     if value not in allowed:
         raise _fail(name, value, " | ".join(str(a) for a in allowed))
     return value
@@ -213,9 +241,9 @@ def _bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text not in ("true", "false"):
-        raise _fail(name, value, "true | false")
-    return text == "true"
+    if text not in TRUE_WORDS + FALSE_WORDS:
+        raise _fail(name, value, "true | false | yes | no")
+    return text in TRUE_WORDS
 
 
 def _whole(value: Any) -> int | None:

@@ -7,6 +7,9 @@ the REST API's id, so the API stack makes it (with ``retained_log_group`` all th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, cast
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_iam as iam
@@ -15,7 +18,7 @@ from constructs import Construct
 
 from infra.config import Config
 from infra.nag import acknowledge
-from infra.nested import ParameterizedNestedStack
+from infra.nested import NestedInputs, ParameterizedNestedStack
 from infra.sagemaker_endpoint import endpoint_log_group_name
 
 
@@ -25,24 +28,34 @@ def retained_log_group(
     """A log group that keeps events for ``retention_days`` and goes when the stack goes."""
     group = logs.LogGroup(scope, construct_id, log_group_name=name, removal_policy=RemovalPolicy.DESTROY)
     # The L2 takes an enum of named periods; the flag is a number of days (validated in config).
-    group.node.default_child.retention_in_days = retention_days
+    cast(logs.CfnLogGroup, group.node.default_child).retention_in_days = retention_days
     return group
 
 
-class LogsStack(ParameterizedNestedStack):
-    """Input on the sagemaker backend: ``EndpointName`` (its log group is named after it)."""
+@dataclass(frozen=True)
+class LogsInputs(NestedInputs):
+    endpoint_name: str | None = None
+    """sagemaker backend: the endpoint's name (its log group is named after it)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs) -> None:
-        super().__init__(scope, construct_id, description="Image Similarity: log groups with retention", **kwargs)
+
+class LogsStack(ParameterizedNestedStack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: Config, inputs: LogsInputs, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            scope, construct_id, description="Image Similarity: log groups with retention", inputs=inputs, **kwargs
+        )
+        typed = self.typed_inputs(LogsInputs)
         days = config.log_retention_days
         self.access_logs = retained_log_group(self, "ApiAccessLogs", days)
         self.api_function_logs = retained_log_group(self, "ApiFunctionLogs", days)
         self.explorer_logs = retained_log_group(self, "ExplorerFunctionLogs", days)
         self.endpoint_logs = None
         if config.backend == "sagemaker":
+            assert typed.endpoint_name is not None
             # SageMaker writes to this fixed name; made first, it gets a retention.
             self.endpoint_logs = retained_log_group(
-                self, "EndpointLogs", days, name=endpoint_log_group_name(self.input("EndpointName"))
+                self, "EndpointLogs", days, name=endpoint_log_group_name(typed.endpoint_name)
             )
         if config.api_gateway_logging_role:
             _api_gateway_logging_role(self)

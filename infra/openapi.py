@@ -3,7 +3,8 @@
 The API is defined by this document rather than by one CloudFormation resource per method, so
 that a parameter update which removes the explorer's routes takes them out of the API at once
 (CloudFormation only deletes conditional resources after it has made the new deployment, which
-would snapshot the old routes). Every method names its authorization type.
+would snapshot the old routes). Every method names its authorization type; with API keys on, every
+API method (not the explorer's page) also requires the key (``security: api_key``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from aws_cdk import Aws, Fn
 
 INTEGRATION_TIMEOUT_MS = 29_000  # API Gateway's limit for a Lambda proxy integration
 API_GATEWAY_MAX_BODY_MB = 10  # API Gateway's hard limit on a REST API's request payload
-CORS_HEADERS = "Content-Type,Authorization,X-Amz-Date,X-Amz-Security-Token,X-Amz-Content-Sha256"
+CORS_HEADERS = "Content-Type,Authorization,X-Amz-Date,X-Amz-Security-Token,X-Amz-Content-Sha256,X-Api-Key"
+API_KEY_SCHEME = "api_key"
+API_KEY_HEADER = "x-api-key"
 CORS_METHODS = "GET,POST,DELETE,OPTIONS"
 
 
@@ -48,16 +51,19 @@ def api_definition(
     api_function_arn: str,
     explorer_function_arn: str,
     authorization: str,
+    api_key_condition: str,
     explorer_condition: str,
     cors_origin: str,
 ) -> dict[str, Any]:
-    """``authorization`` is a token (the ``Authorization`` parameter) on every API method; the
+    """``authorization`` (``AWS_IAM`` or ``NONE``, a token) is every API method's authorization type,
+    and ``api_key_condition`` names the condition under which they also require the API key. The
     explorer's page is always open (``NONE``): a browser cannot sign it, and it holds no data."""
+    api_key = Fn.condition_if(api_key_condition, [{API_KEY_SCHEME: []}], Aws.NO_VALUE)
     paths: dict[str, Any] = {}
     for route in ROUTES:
         function_arn = explorer_function_arn if route.explorer else api_function_arn
         auth = "NONE" if route.explorer else authorization
-        item = _path_item(route, function_arn, auth, cors_origin)
+        item = _path_item(route, function_arn, auth, cors_origin, None if route.explorer else api_key)
         paths[route.path] = Fn.condition_if(explorer_condition, item, Aws.NO_VALUE) if route.explorer else item
     return {
         "openapi": "3.0.1",
@@ -67,12 +73,17 @@ def api_definition(
             "description": "Image Similarity API; the full reference is served at /api-explorer.",
         },
         "paths": paths,
+        "components": {"securitySchemes": {API_KEY_SCHEME: {"type": "apiKey", "name": API_KEY_HEADER, "in": "header"}}},
+        "x-amazon-apigateway-api-key-source": "HEADER",
         "x-amazon-apigateway-gateway-responses": _gateway_responses(cors_origin),
     }
 
 
-def _path_item(route: Route, function_arn: str, auth: str, cors_origin: str) -> dict[str, Any]:
+def _path_item(route: Route, function_arn: str, auth: str, cors_origin: str, api_key: Any) -> dict[str, Any]:
     item: dict[str, Any] = {method: _proxy_operation(function_arn, auth) for method in route.methods}
+    if api_key is not None:
+        for method in route.methods:
+            item[method]["security"] = api_key
     item["options"] = _preflight_operation(cors_origin)
     parameters = _path_parameters(route.path)
     if parameters:

@@ -2,25 +2,29 @@
 
 Nested stacks, one concern each: Logs and Images (always), LibraryStorage (``Libraries=yes``), Backend,
 Api and Monitoring (``ImageSimilarity=yes``), Explorer (``ImageSimilarity=yes`` and
-``ApiExplorer=yes``). Values that come from a conditional stack reach the others through
-``Fn::If`` here, so no stack refers to one that may not exist.
+``ApiExplorer=yes``), Firewall (``ImageSimilarity=yes`` and ``Waf=yes``). Values that come from a
+conditional stack reach the others through ``Fn::If`` here (or go to a stack whose condition implies
+the other's), so no stack refers to one that may not exist.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnCondition, CfnMapping, CfnOutput, Fn, Stack
+from typing import Any, cast
+
+from aws_cdk import Aws, CfnCondition, CfnMapping, CfnOutput, CfnResource, Fn, NestedStack, Stack, Token
 from constructs import Construct
 
-from infra.api_stack import ApiStack
-from infra.backend_stack import BackendStack
-from infra.config import Config
-from infra.explorer_stack import ExplorerStack
+from infra.api_stack import API_KEY_OUTPUT, ApiInputs, ApiStack
+from infra.backend_stack import BackendInputs, BackendStack
+from infra.config import SOLUTION_NAME, SOLUTION_VERSION, Config
+from infra.explorer_stack import ExplorerInputs, ExplorerStack
 from infra.images_stack import ImagesStack
-from infra.logs_stack import LogsStack
+from infra.logs_stack import LogsInputs, LogsStack
 from infra.monitoring_stack import MonitoringStack
 from infra.parameters import RootParameters, add_root_parameters
 from infra.sagemaker_endpoint import endpoint_name
 from infra.storage_stack import StorageStack
+from infra.waf_stack import WEB_ACL_OUTPUT, WafInputs, WafStack
 
 # The console's host is not derived from the URL suffix (aws-cn: amazonaws.com.cn vs amazonaws.cn).
 CONSOLE_HOSTS = {
@@ -31,11 +35,11 @@ CONSOLE_HOSTS = {
 
 
 class ImageSimilarityStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs: Any) -> None:
         super().__init__(
             scope,
             construct_id,
-            description=f"Image Similarity API ({config.backend} backend, {config.model_version})",
+            description=f"{SOLUTION_NAME} v{SOLUTION_VERSION} ({config.backend} backend, {config.model_version})",
             **kwargs,
         )
         params = add_root_parameters(self, config)
@@ -43,14 +47,9 @@ class ImageSimilarityStack(Stack):
         auth = params.authorization.value_as_string
 
         compute = params.compute.value_as_string
-        if config.backend == "lambda":
-            compute_inputs = {"MemorySize": compute}
-            logs_inputs = {}
-        else:
-            # Computed once here: the logs stack names the endpoint's log group after it.
-            logs_inputs = {"EndpointName": endpoint_name(config.stack_name, compute)}
-            compute_inputs = {"InstanceType": compute, **logs_inputs}
-        self.logs = LogsStack(self, "Logs", config=config, inputs=logs_inputs)
+        # Computed once here: the logs stack names the endpoint's log group after it.
+        endpoint = endpoint_name(config.stack_name, compute) if config.backend == "sagemaker" else None
+        self.logs = LogsStack(self, "Logs", config=config, inputs=LogsInputs(endpoint_name=endpoint))
         self.images = ImagesStack(self, "Images", config=config)
         self.storage = StorageStack(self, "LibraryStorage", condition=params.libraries_on)
 
@@ -62,7 +61,7 @@ class ImageSimilarityStack(Stack):
             "Explorer",
             images=self.images,
             condition=params.explorer_on,
-            inputs={"Authorization": auth, "LogGroupName": self.logs.explorer_logs.log_group_name},
+            inputs=ExplorerInputs(authorization=auth, log_group_name=self.logs.explorer_logs.log_group_name),
         )
         self.backend = BackendStack(
             self,
@@ -70,31 +69,45 @@ class ImageSimilarityStack(Stack):
             config=config,
             images=self.images,
             condition=params.feature_on,
-            number_inputs=frozenset({"MemorySize"}),
-            inputs={
-                "Authorization": auth,
-                "LogGroupName": self.logs.api_function_logs.log_group_name,
-                "VectorBucketName": if_libraries(self.storage.vector_bucket_name),
-                "RegistryTableName": if_libraries(self.storage.registry_table_name),
-                "RegistryTableArn": if_libraries(self.storage.registry_table_arn),
-                **compute_inputs,
-            },
+            inputs=BackendInputs(
+                authorization=auth,
+                log_group_name=self.logs.api_function_logs.log_group_name,
+                vector_bucket_name=if_libraries(self.storage.vector_bucket_name),
+                registry_table_name=if_libraries(self.storage.registry_table_name),
+                registry_table_arn=if_libraries(self.storage.registry_table_arn),
+                memory_size=compute if config.backend == "lambda" else None,
+                instance_type=compute if config.backend == "sagemaker" else None,
+                endpoint_name=endpoint,
+            ),
         )
         self.api = ApiStack(
             self,
             "Api",
             config=config,
             condition=params.feature_on,
-            inputs={
-                "Authorization": auth,
-                "StageName": params.stage_name.value_as_string,
-                "ThrottlingRateLimit": params.throttling_rate.value_as_string,
-                "ThrottlingBurstLimit": params.throttling_burst.value_as_string,
-                "ExplorerEnabled": _if(params.explorer_on, "yes", "no"),
-                "ApiFunctionArn": self.backend.api.invoke_arn,
-                "ExplorerFunctionArn": _if(params.explorer_on, self.explorer.function_arn),
-                "AccessLogGroupName": self.logs.access_logs.log_group_name,
-            },
+            inputs=ApiInputs(
+                authorization=auth,
+                stage_name=params.stage_name.value_as_string,
+                throttling_rate_limit=params.throttling_rate.value_as_string,
+                throttling_burst_limit=params.throttling_burst.value_as_string,
+                explorer_enabled=_if(params.explorer_on, "yes", "no"),
+                api_function_arn=self.backend.api.invoke_arn,
+                explorer_function_arn=_if(params.explorer_on, self.explorer.function_arn),
+                access_log_group_name=self.logs.access_logs.log_group_name,
+                api_key_rate_limit=params.api_key_rate.value_as_string,
+                api_key_burst_limit=params.api_key_burst.value_as_string,
+                api_key_daily_quota=params.api_key_daily_quota.value_as_string,
+            ),
+        )
+        self.waf = WafStack(
+            self,
+            "Firewall",
+            metric_prefix=config.api_name,
+            condition=params.waf_on,
+            inputs=WafInputs(
+                stage_arn=self.api.stage_arn,  # WafOn implies ImageSimilarityOn: the Api stack exists
+                rate_limit=params.waf_rate_limit.value_as_string,
+            ),
         )
         monitoring_inputs = {"StageName": self.api.stage_name, "FunctionName": self.backend.api.function.function_name}
         if self.backend.endpoint is not None:
@@ -132,11 +145,18 @@ class ImageSimilarityStack(Stack):
             self, "ConsoleHost", mapping={partition: {"Host": host} for partition, host in CONSOLE_HOSTS.items()}
         )
         dashboard = self.monitoring.dashboard.dashboard_name
-        CfnOutput(self, "DashboardName", value=dashboard, condition=params.feature_on)
+        CfnOutput(
+            self,
+            "DashboardName",
+            value=dashboard,
+            condition=params.feature_on,
+            description="CloudWatch dashboard of the API and its backend",
+        )
         CfnOutput(
             self,
             "DashboardUrl",
             condition=params.feature_on,
+            description="The dashboard in the CloudWatch console",
             value=Fn.join(
                 "",
                 [
@@ -163,6 +183,21 @@ class ImageSimilarityStack(Stack):
             condition=params.libraries_on,
             description="DynamoDB registry of the image libraries (retained when the stack is deleted)",
         )
+        CfnOutput(
+            self,
+            API_KEY_OUTPUT,
+            value=_nested_output(self.api, API_KEY_OUTPUT),
+            condition=params.api_key_on,
+            description="Id of the API key (ApiAuthorization API_KEY); its value: aws apigateway get-api-key "
+            "--api-key <this id> --include-value --query value --output text",
+        )
+        CfnOutput(
+            self,
+            WEB_ACL_OUTPUT,
+            value=_nested_output(self.waf, WEB_ACL_OUTPUT),
+            condition=params.waf_on,
+            description="ARN of the AWS WAF web ACL in front of the stage (Waf yes)",
+        )
         if self.backend.endpoint is not None:
             CfnOutput(
                 self,
@@ -171,6 +206,11 @@ class ImageSimilarityStack(Stack):
                 condition=params.feature_on,
                 description="SageMaker endpoint that computes the vectors",
             )
+
+
+def _nested_output(stack: NestedStack, name: str) -> str:
+    """An output the nested stack declares itself (a conditional one, which CDK's references cannot be)."""
+    return Token.as_string(cast(CfnResource, stack.nested_stack_resource).get_att(f"Outputs.{name}"))
 
 
 def _if(condition: CfnCondition, value: str, otherwise: str = "") -> str:

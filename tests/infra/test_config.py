@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import FLAG_DEFAULTS, MODEL_IMAGE_SIZES, ConfigError, load_config
+from infra.config import FLAG_DEFAULTS, MODEL_IMAGE_SIZES, ConfigError, check_flag_names, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,14 +53,16 @@ def test_cli_strings_are_parsed():
     ("flag", "value", "allowed"),
     [
         ("backend", "ec2", "lambda | sagemaker"),
-        ("auth", "COGNITO", "AWS_IAM | NONE"),
-        ("explorer", "maybe", "true | false"),
+        ("auth", "COGNITO", "AWS_IAM | API_KEY | NONE"),
+        ("waf", "on", "true | false | yes | no"),
+        ("explorer", "maybe", "true | false | yes | no"),
         ("libraries", "1", "true | false"),
         ("image_similarity", "", "true | false"),
         ("lambda_memory", "1024", "from 2048 to 10240"),
         ("lambda_memory", "lots", "from 2048 to 10240"),
         ("provisioned_concurrency", "-1", "from 0 to 1000"),
         ("sagemaker_instance_type", "g4dn.xlarge", "ml.g4dn.xlarge"),
+        ("sagemaker_instance_type", "ml.m5.xlarge", "a GPU instance type (g4dn, g5"),
         ("sagemaker_max_instances", "0", "from 1 to 100"),
         ("throttle_rate", "0", "from 0.1 to 10000"),
         ("throttle_burst", "1.5", "from 1 to 5000"),
@@ -80,6 +82,32 @@ def test_bad_flag_names_the_flag_and_the_allowed_values(flag, value, allowed):
     assert f"'{flag}'" in message and repr(value) in message and allowed in message
 
 
+@pytest.mark.parametrize(("text", "expected"), [("yes", True), ("no", False), ("TRUE", True), (" False ", False)])
+def test_switches_take_yes_no_like_the_stack_parameters(text, expected):
+    config = config_of(explorer=text, libraries=text, image_similarity=text, api_gateway_logging_role=text)
+    assert (config.explorer, config.libraries, config.image_similarity, config.api_gateway_logging_role) == (
+        expected,
+    ) * 4
+
+
+@pytest.mark.parametrize(
+    ("name", "closest"), [("backnd", "backend"), ("Explorer", "explorer"), ("lambda_mem", "lambda_memory")]
+)
+def test_an_unknown_flag_names_the_closest_known_one(name, closest):
+    with pytest.raises(ConfigError, match=rf"^unknown context flag '{name}': did you mean '{closest}'\?$"):
+        check_flag_names(["backend", name])
+
+
+def test_an_unknown_flag_far_from_any_says_where_the_flags_are():
+    with pytest.raises(ConfigError, match="unknown context flag 'zzz'.*infra/config.py"):
+        check_flag_names(["zzz"])
+
+
+def test_cdk_feature_flags_and_cli_keys_are_not_flags_of_this_app():
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    check_flag_names([*context, "aws:cdk:enable-path-metadata", "availability-zones:account=1:region=x"])
+
+
 def test_flags_that_must_agree():
     with pytest.raises(ConfigError, match="sagemaker_min_instances"):
         config_of(sagemaker_min_instances=3, sagemaker_max_instances=2)
@@ -90,6 +118,7 @@ def test_flags_that_must_agree():
     assert config_of(model="xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k", backend="sagemaker").image_size == 224
 
 
+@pytest.mark.slow
 def test_app_py_stops_on_a_bad_flag():
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     result = subprocess.run(
@@ -102,3 +131,30 @@ def test_app_py_stops_on_a_bad_flag():
     )
     assert result.returncode == 2
     assert "context flag 'backend' has the value 'kubernetes'; allowed: lambda | sagemaker" in result.stderr
+
+
+def run_app(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key != "CDK_OUTDIR"}
+    env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+@pytest.mark.slow
+def test_app_py_refuses_a_misspelled_flag_in_one_line():
+    result = run_app("-c", "backnd=sagemaker")
+    assert result.returncode == 2
+    assert result.stderr == "error: unknown context flag 'backnd': did you mean 'backend'?\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.slow
+def test_app_py_says_where_it_wrote_the_templates_and_what_to_run_next(tmp_path):
+    result = run_app("-c", "explorer=no", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = sorted(path.name for path in (tmp_path / "cdk.out").glob("*.template.json"))
+    assert "ImageSimilarity.template.json" in written
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"Wrote ImageSimilarity.template.json and {len(written) - 1} nested templates to cdk.out/"
+    assert "bootstrap" in lines[1] and lines[1].endswith("deploy -c explorer=no")

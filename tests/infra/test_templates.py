@@ -24,8 +24,9 @@ from infra.builder import build_app
 from infra.openapi import ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # 14 synths and cfn-lint: minutes on 2 cores
 
-COMBINATIONS = list(itertools.product(("lambda", "sagemaker"), ("AWS_IAM", "NONE"), (True, False)))
+COMBINATIONS = list(itertools.product(("lambda", "sagemaker"), ("AWS_IAM", "API_KEY", "NONE"), (True, False)))
 IDS = [f"{backend}-{auth}-{'explorer' if explorer else 'no-explorer'}" for backend, auth, explorer in COMBINATIONS]
 
 
@@ -47,7 +48,9 @@ def synth(request, synths, tmp_path_factory) -> Synth:
 def test_parameter_defaults_follow_the_flags(synth):
     parameters = synth.root["Parameters"]
     assert parameters["ApiAuthorization"]["Default"] == synth.flags["auth"]
-    assert parameters["ApiAuthorization"]["AllowedValues"] == ["AWS_IAM", "NONE"]
+    assert parameters["ApiAuthorization"]["AllowedValues"] == ["AWS_IAM", "API_KEY", "NONE"]
+    assert parameters["Waf"] == {**parameters["Waf"], "Default": "no", "AllowedValues": ["yes", "no"]}
+    assert "NONE or API_KEY" in parameters["ApiExplorer"]["Description"]
     assert parameters["ApiExplorer"]["Default"] == ("yes" if synth.flags["explorer"] else "no")
     assert parameters["ImageSimilarity"]["Default"] == "yes"
     assert parameters["Libraries"]["Default"] == "yes"
@@ -73,7 +76,11 @@ def test_nested_stacks_are_conditional_on_the_parameters(synth):
         "Fn::And": [{"Condition": "ImageSimilarityOn"}, {"Fn::Equals": [{"Ref": "ApiExplorer"}, "yes"]}]
     }
     assert conditions["LibrariesOn"] == {"Fn::Equals": [{"Ref": "Libraries"}, "yes"]}
+    assert conditions["WafOn"] == {
+        "Fn::And": [{"Condition": "ImageSimilarityOn"}, {"Fn::Equals": [{"Ref": "Waf"}, "yes"]}]
+    }
     assert synth.nested_conditions() == {
+        "Firewall": "WafOn",
         "Logs": None,
         "Images": None,
         "LibraryStorage": "LibrariesOn",
@@ -104,14 +111,17 @@ def test_every_method_carries_the_authorization_parameter(synth):
             item = item["Fn::If"][1]
         assert set(item) - {"parameters"} == {*route.methods, "options"}
         for method in route.methods:
-            expected = "NONE" if route.explorer else {"Ref": "Authorization"}
+            expected = "NONE" if route.explorer else {"Fn::If": ["AuthIsIam", "AWS_IAM", "NONE"]}
             assert item[method]["x-amazon-apigateway-auth"] == {"type": expected}, (route.path, method)
+            key = {"Fn::If": ["AuthIsKey", [{"api_key": []}], {"Ref": "AWS::NoValue"}]}
+            assert item[method].get("security") == (None if route.explorer else key), (route.path, method)
             integration = item[method]["x-amazon-apigateway-integration"]
             assert integration["type"] == "aws_proxy" and integration["timeoutInMillis"] <= 29_000
             target = "ExplorerFunctionArn" if route.explorer else "ApiFunctionArn"
             assert integration["uri"]["Fn::Sub"][1] == {"FunctionArn": {"Ref": target}}
         assert item["options"]["x-amazon-apigateway-auth"] == {"type": "NONE"}  # CORS preflight
         assert item["options"]["x-amazon-apigateway-integration"]["type"] == "mock"
+    assert body["components"]["securitySchemes"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
     # The nested Authorization parameter is the root's ApiAuthorization (checked above), whose
     # default follows the flag: every method's authorization follows -c auth.
     assert synth.root["Parameters"]["ApiAuthorization"]["Default"] == synth.flags["auth"]
@@ -165,6 +175,8 @@ def test_a_deployment_per_authorization_and_explorer_setting(synth):
     assert sorted(body["Condition"] for body in deployments.values()) == [
         "DeployIamExplorer",
         "DeployIamNoExplorer",
+        "DeployKeyExplorer",
+        "DeployKeyNoExplorer",
         "DeployOpenExplorer",
         "DeployOpenNoExplorer",
     ]
@@ -248,6 +260,32 @@ def test_api_function(synth):
         endpoint = environment["IMSIM_SAGEMAKER_ENDPOINT"]["Fn::GetAtt"]
         assert endpoint[0].startswith("EmbedderEndpoint") and endpoint[1] == "EndpointName"
         assert image_tag == synth.docker_images()["front"]["tag"]
+
+
+def test_every_imsim_variable_the_templates_write_is_a_runtime_setting(synth):
+    from infra.environment import setting_names
+    from runtime.settings import Settings
+
+    written = {
+        name: value
+        for template in synth.all_templates()
+        for body in template["Resources"].values()
+        if body["Type"] == "AWS::Lambda::Function"
+        for name, value in body["Properties"].get("Environment", {}).get("Variables", {}).items()
+        if name.startswith("IMSIM_")
+    }
+    assert {"IMSIM_AUTH", "IMSIM_ENGINE", "IMSIM_STORE"} <= set(written)
+    assert {name.removeprefix("IMSIM_").lower() for name in written} <= set(setting_names())
+    # The values known at synth are ones the runtime accepts.
+    Settings.from_env({name: value for name, value in written.items() if isinstance(value, str)})
+
+
+def test_settings_environment_refuses_a_name_that_is_not_a_setting():
+    from infra.environment import settings_environment
+
+    assert settings_environment(store="off") == {"IMSIM_STORE": "off"}
+    with pytest.raises(ValueError, match="not runtime settings: vector_buckets"):
+        settings_environment(vector_buckets="x")
 
 
 def test_explorer_function(synth):
@@ -416,6 +454,10 @@ def test_outputs(synth):
     assert outputs["ApiExplorerUrl"]["Condition"] == "ApiExplorerOn"
     assert outputs["DashboardUrl"]["Condition"] == "ImageSimilarityOn"
     assert outputs["VectorBucketName"]["Condition"] == "LibrariesOn"
+    assert outputs["ApiKeyId"]["Condition"] == "ApiKeyOn" and "get-api-key" in outputs["ApiKeyId"]["Description"]
+    assert outputs["WebAclArn"]["Condition"] == "WafOn"
+    assert all(len(output.get("Description", "")) > 20 for output in outputs.values()), outputs
+    assert synth.root["Description"].startswith("Image Similarity API v0.")
     assert "${AWS::URLSuffix}" in outputs["ApiUrl"]["Value"]["Fn::Sub"][0]
 
 
@@ -586,6 +628,7 @@ NAG_FLAGS = [
         "s3_read_buckets": "images-in",
         "sagemaker_instance_type": "ml.g5.2xlarge",
         "sagemaker_max_instances": 4,
+        "waf": True,
     },
 ]
 
@@ -653,6 +696,7 @@ def test_flags_set_defaults_and_grants(checked):
 
     sagemaker = checked[1]
     assert sagemaker.root["Parameters"]["SageMakerInstanceType"]["Default"] == "ml.g5.2xlarge"
+    assert sagemaker.root["Parameters"]["Waf"]["Default"] == "yes"
     sagemaker.template("Backend").has_resource_properties(
         "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 1, "MaxCapacity": 4}
     )

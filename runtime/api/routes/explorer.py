@@ -87,7 +87,28 @@ def document_for(request: Request) -> dict[str, Any]:
     document["info"] = {**document["info"], "description": description(request.app, settings, base_url)}
     where = "this API Gateway stage" if "aws.event" in request.scope else "this server"
     document["servers"] = [{"url": base_url, "description": where}]
+    if settings.auth == "API_KEY":
+        document = with_api_key(document)
     return document
+
+
+API_KEY_SCHEME = {"type": "apiKey", "name": "x-api-key", "in": "header"}
+
+
+def with_api_key(document: dict[str, Any]) -> dict[str, Any]:
+    """Every operation but the explorer's own needs the key: Swagger UI then shows Authorize and a key field."""
+    components = dict(document.get("components", {}))
+    components["securitySchemes"] = {**components.get("securitySchemes", {}), "api_key": API_KEY_SCHEME}
+    paths = {
+        path: {
+            method: operation
+            if "explorer" in operation.get("tags", [])
+            else {**operation, "security": [{"api_key": []}]}
+            for method, operation in operations.items()
+        }
+        for path, operations in document["paths"].items()
+    }
+    return {**document, "components": components, "paths": paths}
 
 
 def route_document(app: FastAPI) -> dict[str, Any]:
@@ -122,7 +143,20 @@ def description(app: FastAPI, settings: Settings, base_url: str) -> str:
     parts = [app.description, limits_section(settings)]
     if settings.auth == "AWS_IAM":
         parts.append(iam_section(base_url))
+    if settings.auth == "API_KEY":
+        parts.append(API_KEY_SECTION)
     return "\n\n".join(parts)
+
+
+API_KEY_SECTION = """## Authorization: API_KEY
+
+API Gateway answers 403 to a request without this stack's API key in the `x-api-key` header, and
+429 past the usage plan's rate, burst or daily quota. To try the API here, choose **Authorize** and
+paste the key. Its value (the stack's output `ApiKeyId` names it):
+
+```
+aws apigateway get-api-key --api-key <ApiKeyId> --include-value --query value --output text
+```"""
 
 
 def limits_section(settings: Settings) -> str:
@@ -180,8 +214,9 @@ print(json.load(urllib.request.urlopen(request)))
 def iam_summary() -> str:
     return (
         "This API uses **AWS_IAM** authorization: API Gateway refuses unsigned requests (403), and this page "
-        "cannot sign them, so **Try it out needs `NONE` authorization**: set the stack's API authorization "
-        "parameter to `NONE` (or deploy with `-c auth=NONE`) while you try the API, and back to `AWS_IAM` after."
+        "cannot sign them, so **Try it out needs `NONE` or `API_KEY` authorization**: set the stack's API "
+        "authorization parameter to one of them (or deploy with `-c auth=API_KEY`) while you try the API, and back "
+        "to `AWS_IAM` after."
     )
 
 

@@ -373,7 +373,7 @@ def test_deployed_handler_serves_swagger_ui_and_loads_no_model(deployed):
 def test_iam_note_on_page_and_in_document(deployed):
     page = deployed["answers"][0]["body"]
     assert 'id="iam-note"' in page
-    assert "Try it out needs <code>NONE</code> authorization" in page
+    assert "Try it out needs <code>NONE</code> or <code>API_KEY</code> authorization" in page
     description = json.loads(deployed["answers"][1]["body"])["info"]["description"]
     assert "## Authorization: AWS_IAM" in description
     assert "--region us-east-1 -X POST" in description
@@ -398,3 +398,29 @@ def test_iam_note_on_page_and_in_document(deployed):
 )
 def test_stage_url_from_the_event(domain, stage, base_path, expected):
     assert stage_base_url(rest_proxy_event("/api-explorer", stage, domain, base_path)) == expected
+
+
+def test_api_key_authorization_declares_the_key_for_swagger_ui(tiny_settings):
+    """Deployed with ApiAuthorization API_KEY: Swagger UI shows Authorize with an x-api-key field."""
+    app = create_app(tiny_settings.replace(auth="API_KEY", explorer=True, store="off"), serve_model=False)
+    with TestClient(app) as client:
+        document = client.get("/api-explorer/openapi.json").json()
+    validate(document)
+    assert document["components"]["securitySchemes"]["api_key"] == {
+        "type": "apiKey",
+        "name": "x-api-key",
+        "in": "header",
+    }
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            keyed = operation.get("security") == [{"api_key": []}]
+            assert keyed == (not path.startswith("/api-explorer")), (method, path)
+    assert "## Authorization: API_KEY" in document["info"]["description"]
+    assert "aws apigateway get-api-key --api-key <ApiKeyId> --include-value" in document["info"]["description"]
+    # The per-request copy leaves the app's cached document as generated.
+    assert not any("security" in op for ops in app.openapi_schema["paths"].values() for op in ops.values())
+
+
+def test_no_api_key_scheme_unless_the_authorization_is_api_key(document):
+    assert "securitySchemes" not in document.get("components", {})
+    assert not any("security" in op for ops in document["paths"].values() for op in ops.values())

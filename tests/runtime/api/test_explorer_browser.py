@@ -65,3 +65,31 @@ def test_try_it_out_answers_a_vector(browser, server, tmp_path):
     if os.environ.get("UPDATE_DOCS_SCREENSHOT"):
         DOCS_SCREENSHOT.write_bytes(screenshot.read_bytes())
     page.close()
+
+
+@pytest.mark.slow
+def test_try_it_out_sends_the_api_key_when_the_authorization_is_api_key(browser, tiny_settings, tiny_engine):
+    """Deployed with ApiAuthorization API_KEY (API Gateway checks the key): Authorize takes the key and
+    Try it out sends it in ``x-api-key``."""
+    from tests.fakes.servers import LiveServer
+
+    with LiveServer.start(tiny_settings.replace(auth="API_KEY"), tiny_engine) as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 1500})
+        sent: list[dict[str, str]] = []
+        page.on("request", lambda r: sent.append(r.headers) if r.url.endswith("/image-similarity") else None)
+        page.goto(f"{server.url}/api-explorer")
+
+        page.get_by_role("button", name="Authorize").first.click()
+        page.locator(".auth-container input").fill("partner-key-123")
+        page.locator(".modal-ux .auth-btn-wrapper button.authorize").click()
+        page.locator(".modal-ux .auth-btn-wrapper button.btn-done").click()
+
+        operation = page.locator(OPERATION)
+        operation.locator(".opblock-summary").click()
+        operation.get_by_role("button", name="Try it out").click()
+        operation.locator("textarea.body-param__text").fill(json.dumps({"text": "a photo of a cat"}))
+        operation.get_by_role("button", name="Execute").click()
+        response = operation.locator(".live-responses-table .response").first
+        response.locator(".response-col_status").filter(has_text="200").wait_for(timeout=30_000)
+        assert [headers.get("x-api-key") for headers in sent] == ["partner-key-123"]
+        page.close()
