@@ -74,6 +74,7 @@ class LambdaContext:
     function_name = "image-similarity"
     aws_request_id = "req-1"
     memory_limit_in_mb = 3008
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:image-similarity"
 
     def get_remaining_time_in_millis(self) -> int:
         return 29_000
@@ -269,7 +270,9 @@ spec = importlib.util.spec_from_file_location("handler", "lambda_image/handler.p
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 event = json.loads(sys.stdin.read())
-answer = module.handler(event, None)
+context = type("Context", (), {"function_name": "f", "memory_limit_in_mb": 3008, "aws_request_id": "r",
+                               "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:f"})()
+answer = module.handler(event, context)
 print(json.dumps({"answer": answer, "torch_imported": "torch" in sys.modules}))
 """
 
