@@ -157,11 +157,11 @@ def lambda_entry(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
     # A request with no work to count (a ping, the explorer) has only its request lines.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-    def invoke(event: dict, context: Any) -> Any:
+    def lambda_handler(event: dict, context: Any) -> Any:  # the trace names it "## lambda_handler"
         return handler(event, context)
 
     wrapped = logger.inject_lambda_context(
-        invoke, correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+        lambda_handler, correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
     )
     wrapped = metrics.log_metrics(wrapped, capture_cold_start_metric=True)
     if tracer is not None:

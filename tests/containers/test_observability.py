@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import pytest
 
 from tests.containers.test_entrypoints import api_gateway_event
 from tests.fakes.images import b64, image_bytes
+from tests.fakes.servers import FileServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -238,3 +240,63 @@ def test_explorer_handler_logs_and_counts_its_requests(explorer_run):
     assert lines[1]["level"] == "ERROR" and lines[1]["correlation_id"] == "apigw-ping"
     assert [v for _, v in explorer_run.metric_values("ServerErrors", ["service", "route"])] == [0, 1]
     assert "<html" not in explorer_run.stdout.lower()  # the page itself is never logged
+
+
+class XRayDaemon:
+    """A UDP socket on loopback where the X-Ray SDK sends its segments, as it sends them to the daemon."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(1)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def documents(self) -> list[dict]:
+        received = []
+        while True:
+            try:
+                packet = self.sock.recv(65536).decode()
+            except TimeoutError:
+                return received
+            header, body = packet.split("\n", 1)
+            assert json.loads(header) == {"format": "json", "version": 1}
+            received.append(json.loads(body))
+
+
+TRACE_ID = "1-5759e988-bd862e3fe1be46a994272793"
+
+
+def test_active_tracing_sends_fetch_decode_embed_and_store_subsegments(tiny_settings, tmp_path):
+    """Lambda's environment with active tracing: the real X-Ray SDK sends to a loopback "daemon"."""
+    files = FileServer({"/cat.png": (200, {"Content-Type": "image/png"}, image_bytes(5, fmt="PNG"))})
+    daemon = XRayDaemon()
+    env = {
+        "IMSIM_MODEL": tiny_settings.model,
+        "IMSIM_PRETRAINED": tiny_settings.pretrained,
+        "IMSIM_WEIGHTS": tiny_settings.weights,
+        "IMSIM_MODEL_CONFIG": tiny_settings.model_config,
+        "IMSIM_DATA_DIR": str(tmp_path / "data"),
+        "IMSIM_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
+        "LAMBDA_TASK_ROOT": str(ROOT / "lambda_image"),
+        "_X_AMZN_TRACE_ID": f"Root={TRACE_ID};Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_DAEMON_ADDRESS": daemon.address,
+    }
+    events = [
+        event("/libraries", {"name": "dogs"}),
+        event("/libraries/dogs/images", {"url": files.base + "/cat.png"}),
+        event("/libraries/dogs/search", {"text": SECRET_TEXT}),
+    ]
+    try:
+        run = run_handler("handler.py", events, env, tmp_path)
+    finally:
+        files.close()
+    assert [answer["statusCode"] for answer in run.answers] == [201, 200, 200]
+    documents = daemon.documents()
+    assert documents and {document["trace_id"] for document in documents} == {TRACE_ID}
+    names = [document["name"] for document in documents]
+    for name in ("## fetch", "## decode", "## embed", "## store", "## lambda_handler"):
+        assert name in names, names
+    assert names.count("## store") == 2  # the add and the search
+    sent = json.dumps(documents)
+    assert files.base not in sent and SECRET_TEXT not in sent  # no input in a trace, nor an answer
+    assert all(line["xray_trace_id"] == TRACE_ID for line in run.request_logs)
