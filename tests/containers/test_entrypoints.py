@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime import observability
 from runtime.engines.sagemaker_engine import SageMakerEngine
 from runtime.settings import Settings
 from tests.fakes.images import b64, image_bytes
@@ -67,7 +69,11 @@ def lambda_handler(tiny_settings):
         spec = importlib.util.spec_from_file_location("lambda_handler_under_test", ROOT / "lambda_image" / "handler.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-    return module.handler
+    yield module.handler
+    # Loading the handler set this process up as a Lambda function (EMF on, JSON logs): undo it.
+    observability._emitting = False
+    for name in ("runtime", "uvicorn"):
+        logging.getLogger(name).handlers, logging.getLogger(name).propagate = [], True
 
 
 class LambdaContext:
