@@ -237,6 +237,7 @@ class ApiStack(ParameterizedNestedStack):
             stage_name=self.inputs.stage_name,
             deployment_id=deployment_id,
             description="Image Similarity API",
+            tracing_enabled=True,  # X-Ray: API Gateway's segment, then the function's
             access_log_setting=apigateway.CfnStage.AccessLogSettingProperty(
                 destination_arn=log_group_arn(self.inputs.access_log_group_name), format=ACCESS_LOG_FORMAT
             ),

@@ -16,6 +16,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.monitoring_stack import POWERTOOLS_ENVIRONMENT
 from infra.nag import acknowledge, resource_finding
 from infra.permissions import log_write_statement
 
@@ -63,13 +64,21 @@ class ContainerFunction(Construct):
             architecture=lambda_.Architecture.X86_64,
             memory_size=memory_size,
             timeout=timeout,
-            environment=environment,
+            environment={**POWERTOOLS_ENVIRONMENT, **environment},
+            tracing=lambda_.Tracing.ACTIVE,  # X-Ray; the runtime adds fetch, decode, embed and store subsegments
             role=self.role,
             log_group=logs.LogGroup.from_log_group_name(self, "LogGroup", log_group_name),
             reserved_concurrent_executions=reserved_concurrency or None,
             # A version is immutable: a note that changes with the parameters it depends on
             # (e.g. the memory size) makes CloudFormation publish a new one when they change.
             current_version_options=lambda_.VersionOptions(description=version_note or None),
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5",
+            "active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords have no resource-level "
+            "permissions, so their statement must name Resource *",
+            applies_to="Resource::*",
         )
         # The L2 makes the function depend on the role too, which the role's ARN already does
         # (cfn-lint W3005): depend on the role's policy only.

@@ -1,8 +1,15 @@
-"""Monitoring nested stack: a CloudWatch dashboard and alarms on the API's 5xx rate and latency.
+"""Monitoring nested stack: a CloudWatch dashboard and alarms.
 
-The dashboard shows requests, latency p50/p99, 4xx/5xx (API Gateway counts its throttled answers,
-429, among the 4xx), and the backend: the function's duration, errors and throttles, or the
-endpoint's invocations, model latency and errors.
+Two sources. API Gateway's own metrics (``AWS/ApiGateway``) see every answer, a function's
+timeout or crash included: requests, latency p50/p99, 4xx (429 throttled among them) and 5xx.
+The runtime's metrics (``ImageSimilarity``, written by Powertools in the embedded metric format,
+see ``runtime/observability.py``) say what happened inside: requests by route and outcome (``ok``
+or the error code), p99 latency by route, the rate of ``url_*`` failures, images and texts embedded,
+batch sizes, library adds and duplicates refused, import progress. Then the backend: the function's
+duration, errors and throttles, or the endpoint's invocations, model latency and errors.
+
+Alarms: the 5xx rate and the p99 latency (API Gateway), and the rate of URL inputs that could
+not be fetched (runtime), once there are enough requests for a rate to mean something.
 """
 
 from __future__ import annotations
@@ -17,6 +24,37 @@ from infra.sagemaker_endpoint import VARIANT
 
 PERIOD = Duration.minutes(5)
 FIVE_XX_RATE_THRESHOLD = 0.05  # 5% of requests
+URL_FAILURE_RATE_THRESHOLD = 0.25  # a quarter of requests: egress (DNS, NAT) broken, or a client's URLs gone
+URL_FAILURE_MIN_REQUESTS = 20  # in a period; below it the rate is not evaluated
+
+SERVICE_NAME = "image-similarity"
+METRICS_NAMESPACE = "ImageSimilarity"
+POWERTOOLS_ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+}
+"""Every function's Powertools settings: the runtime's metrics land where the dashboard reads them."""
+
+
+def metric(namespace: str, name: str, dimensions: dict[str, str], statistic: str, label: str) -> cloudwatch.Metric:
+    """Every metric of the dashboard and the alarms, over the same period."""
+    return cloudwatch.Metric(
+        namespace=namespace,
+        metric_name=name,
+        dimensions_map=dimensions,
+        statistic=statistic,
+        period=PERIOD,
+        label=label,
+    )
+
+
+def search(name: str, statistic: str, *dimensions: str) -> cloudwatch.MathExpression:
+    """One line per value of ``dimensions`` seen so far (routes, outcomes): a search over the runtime's
+    metrics, so a new route or error code needs no dashboard change."""
+    schema = ",".join([METRICS_NAMESPACE, *sorted([*dimensions, "service"])])
+    expression = f"SEARCH('{{{schema}}} MetricName=\"{name}\"', '{statistic}', {int(PERIOD.to_seconds())})"
+    return cloudwatch.MathExpression(expression=expression, label="", period=PERIOD)
 
 
 class MonitoringStack(ParameterizedNestedStack):
@@ -25,23 +63,15 @@ class MonitoringStack(ParameterizedNestedStack):
     def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs) -> None:
         super().__init__(scope, construct_id, description="Image Similarity: dashboard and alarms", **kwargs)
         api = {"ApiName": config.api_name, "Stage": self.input("StageName")}
+        service = {"service": SERVICE_NAME}
 
         def api_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="AWS/ApiGateway",
-                metric_name=name,
-                dimensions_map=api,
-                statistic=statistic,
-                period=PERIOD,
-                label=label,
-            )
+            return metric("AWS/ApiGateway", name, api, statistic, label)
 
-        requests = api_metric("Count", "Sum", "requests")
-        latency_p50 = api_metric("Latency", "p50", "latency p50 (ms)")
+        def runtime_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
+            return metric(METRICS_NAMESPACE, name, service, statistic, label)
+
         latency_p99 = api_metric("Latency", "p99", "latency p99 (ms)")
-        errors_4xx = api_metric("4XXError", "Sum", "4xx (incl. 429 throttled)")
-        errors_5xx = api_metric("5XXError", "Sum", "5xx")
-
         self.five_xx_alarm = cloudwatch.Alarm(
             self,
             "FiveXxRateAlarm",
@@ -64,16 +94,87 @@ class MonitoringStack(ParameterizedNestedStack):
             datapoints_to_alarm=3,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        url_failure_rate = cloudwatch.MathExpression(
+            expression=f"IF(requests >= {URL_FAILURE_MIN_REQUESTS}, failures / requests, 0)",
+            using_metrics={
+                "failures": runtime_metric("UrlFailures", "Sum", "url_* failures"),
+                "requests": runtime_metric("Requests", "Sum", "requests"),
+            },
+            label="url_* failure rate",
+            period=PERIOD,
+        )
+        self.url_failure_alarm = cloudwatch.Alarm(
+            self,
+            "UrlFailureRateAlarm",
+            alarm_description=f"More than {URL_FAILURE_RATE_THRESHOLD:.0%} of requests failed to fetch a URL input "
+            f"(url_* codes), with at least {URL_FAILURE_MIN_REQUESTS} requests in 5 minutes",
+            metric=url_failure_rate,
+            threshold=URL_FAILURE_RATE_THRESHOLD,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Requests", left=[requests], width=8),
-            cloudwatch.GraphWidget(title="Latency", left=[latency_p50, latency_p99], width=8),
-            cloudwatch.GraphWidget(title="Errors and throttles", left=[errors_4xx, errors_5xx], width=8),
+            cloudwatch.GraphWidget(title="Requests", left=[api_metric("Count", "Sum", "requests")], width=8),
+            cloudwatch.GraphWidget(
+                title="Latency", left=[api_metric("Latency", "p50", "latency p50 (ms)"), latency_p99], width=8
+            ),
+            cloudwatch.GraphWidget(
+                title="Errors and throttles",
+                left=[api_metric("4XXError", "Sum", "4xx (incl. 429 throttled)"), api_metric("5XXError", "Sum", "5xx")],
+                width=8,
+            ),
         )
         self.dashboard.add_widgets(
-            cloudwatch.AlarmWidget(title="5xx rate", alarm=self.five_xx_alarm, width=12),
-            cloudwatch.AlarmWidget(title="Latency p99", alarm=self.latency_alarm, width=12),
+            cloudwatch.AlarmWidget(title="5xx rate", alarm=self.five_xx_alarm, width=8),
+            cloudwatch.AlarmWidget(title="Latency p99", alarm=self.latency_alarm, width=8),
+            cloudwatch.AlarmWidget(title="url_* failure rate", alarm=self.url_failure_alarm, width=8),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Requests by route", left=[search("Requests", "Sum", "route")], width=8),
+            cloudwatch.GraphWidget(
+                title="Latency p99 by route (ms)", left=[search("Latency", "p99", "route")], width=8
+            ),
+            cloudwatch.GraphWidget(
+                title="Requests by outcome (ok or error code)",
+                left=[search("Requests", "Sum", "route", "outcome")],
+                width=8,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Images and texts embedded",
+                left=[
+                    runtime_metric("ImagesEmbedded", "Sum", "images"),
+                    runtime_metric("TextsEmbedded", "Sum", "texts"),
+                ],
+                right=[
+                    runtime_metric("BatchSize", "p50", "batch size p50"),
+                    runtime_metric("BatchSize", "Maximum", "max"),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Library adds",
+                left=[
+                    runtime_metric("ImagesAdded", "Sum", "added"),
+                    runtime_metric("DuplicatesRefused", "Sum", "near-duplicates refused"),
+                    runtime_metric("ExactDuplicatesRefused", "Sum", "exact duplicates refused"),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Imports",
+                left=[
+                    runtime_metric("ImportedImages", "Sum", "imported"),
+                    runtime_metric("ImportDuplicates", "Sum", "duplicates"),
+                    runtime_metric("ImportFailures", "Sum", "failed"),
+                ],
+                width=8,
+            ),
         )
         self.dashboard.add_widgets(*self._backend_widgets(config))
 
@@ -81,14 +182,7 @@ class MonitoringStack(ParameterizedNestedStack):
         function = {"FunctionName": self.input("FunctionName")}
 
         def lambda_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="AWS/Lambda",
-                metric_name=name,
-                dimensions_map=function,
-                statistic=statistic,
-                period=PERIOD,
-                label=label,
-            )
+            return metric("AWS/Lambda", name, function, statistic, label)
 
         widgets: list[cloudwatch.IWidget] = [
             cloudwatch.GraphWidget(
@@ -111,14 +205,7 @@ class MonitoringStack(ParameterizedNestedStack):
             endpoint = {"EndpointName": self.input("EndpointName"), "VariantName": VARIANT}
 
             def endpoint_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
-                return cloudwatch.Metric(
-                    namespace="AWS/SageMaker",
-                    metric_name=name,
-                    dimensions_map=endpoint,
-                    statistic=statistic,
-                    period=PERIOD,
-                    label=label,
-                )
+                return metric("AWS/SageMaker", name, endpoint, statistic, label)
 
             widgets += [
                 cloudwatch.GraphWidget(

@@ -2,10 +2,13 @@
 
 The app (and with it the model) is built at init, outside the handler, so only the first request
 of a new instance pays for it. Settings come from the function's ``IMSIM_*`` environment.
+``lambda_entry`` adds Powertools: JSON logs with the invocation's context, EMF metrics flushed
+after every event, X-Ray traces when the function has active tracing.
 """
 
 from mangum import Mangum
 
 from runtime.api.app import create_app
+from runtime.observability import lambda_entry
 
-handler = Mangum(create_app(), lifespan="off")
+handler = lambda_entry(Mangum(create_app(), lifespan="off"))

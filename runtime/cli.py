@@ -7,6 +7,7 @@ import logging
 import sys
 
 from runtime.errors import ModelUnavailable
+from runtime.observability import configure_logs
 from runtime.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, Settings
 
 
@@ -68,8 +69,8 @@ def serve(args: argparse.Namespace) -> int:
 
     from runtime.api.app import create_app
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from_args(args)
+    configure_logs(settings.log_format, args.log_level.upper())
     try:
         app = create_app(settings, sagemaker=args.sagemaker)
     except ModelUnavailable as exc:
@@ -77,7 +78,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     if settings.smoke:
         logging.getLogger("runtime").warning("SMOKE MODE: random weights, the vectors mean nothing")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG  # json: ours
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, log_config=log_config)
     return 0
 
 

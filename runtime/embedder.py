@@ -16,6 +16,7 @@ from runtime.engines import Engine
 from runtime.errors import InvalidInput
 from runtime.inputs.fetch import UrlFetcher
 from runtime.inputs.images import configure_pillow, decode_image, prepare_image
+from runtime.observability import record_embedded, span
 from runtime.settings import Settings
 from runtime.vectors import scores_of
 
@@ -59,9 +60,12 @@ class Embedder:
         pixels = list(self._readers.map(partial(self.read_image, deadline=deadline), [item for _, item in images]))
         vectors = np.zeros((len(inputs), self.engine.dimension), dtype=np.float32)
         if images:
-            vectors[[i for i, _ in images]] = self.engine.encode_images(np.stack(pixels))
+            with span("embed"):
+                vectors[[i for i, _ in images]] = self.engine.encode_images(np.stack(pixels))
         if texts:
-            vectors[[i for i, _ in texts]] = self.engine.encode_texts([text for _, text in texts])
+            with span("embed"):
+                vectors[[i for i, _ in texts]] = self.engine.encode_texts([text for _, text in texts])
+        record_embedded(images=len(images), texts=len(texts))
         return vectors
 
     def check_text(self, item: Input) -> str:
@@ -79,9 +83,10 @@ class Embedder:
         data = self.read_bytes(item, deadline)
         size = self.engine.image_size
         try:
-            image = decode_image(
-                data, item.field, max_side=self.settings.max_image_side, draft_to=size * self.settings.draft_factor
-            )
+            with span("decode"):
+                image = decode_image(
+                    data, item.field, max_side=self.settings.max_image_side, draft_to=size * self.settings.draft_factor
+                )
         except InvalidInput as exc:
             if item.kind == "url" and exc.code == "not_an_image":
                 raise InvalidInput(f"{item.field}: the URL's content is not an image", code="url_not_image") from exc
@@ -92,7 +97,8 @@ class Embedder:
         if item.kind == "url":
             if not item.value.strip():
                 raise InvalidInput(f"{item.field}: the URL is empty", code="invalid_url")
-            return self.fetcher.fetch(item.value.strip(), item.field, deadline)
+            with span("fetch"):
+                return self.fetcher.fetch(item.value.strip(), item.field, deadline)
         return decode_base64(item.value, item.field, self.settings.max_image_bytes)
 
 

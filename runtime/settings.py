@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ENV_PREFIX = "IMSIM_"
 
@@ -107,6 +107,8 @@ class Settings:
     """Origin browsers may call the API from (``*`` for any); unset: no CORS headers."""
     auth: str = "NONE"
     """How the deployed API is protected (``AWS_IAM`` or ``NONE``); the explorer says so."""
+    log_format: Literal["text", "json"] = "text"
+    """The local server's log lines: ``text``, or ``json`` (the Powertools lines Lambda logs)."""
 
     @property
     def model_version(self) -> str:

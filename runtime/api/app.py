@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runtime.api.middleware import BodySizeLimit, InFlightLimit
+from runtime.api.request_log import RequestLog
 from runtime.api.routes import explorer, libraries, similarity
 from runtime.embedder import Embedder
 from runtime.engines import Engine, load_engine
@@ -61,6 +62,7 @@ def create_app(
         )
     # Added last, so outermost: a request over the in-flight limit is refused before its body is read.
     app.add_middleware(InFlightLimit, max_requests=settings.max_inflight_requests)
+    app.add_middleware(RequestLog)  # outermost: logs and counts every answer, the limits' too
     _add_error_handlers(app)
     app.include_router(similarity.router)
     # Image libraries: the store opens lazily (first library request) and closes at shutdown.

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import BadRequest, Conflict, NotFound, QuotaExceeded
+from runtime.observability import record_library_adds, span
 from runtime.settings import Settings
 from runtime.vectors import scores_of
 
@@ -124,7 +125,10 @@ class LibraryStore(ABC):
             checked.append(NewImage(check_vector(image.vector, self.dimension), image_id, metadata))
         if not checked:
             return []
-        return self._add_images(check_library_name(name), checked, model_version, dedup_threshold)
+        with span("store"):
+            return record_library_adds(
+                self._add_images(check_library_name(name), checked, model_version, dedup_threshold)
+            )
 
     def add_image(
         self,
@@ -156,14 +160,15 @@ class LibraryStore(ABC):
         filter: dict[str, Any] | None = None,
     ) -> list[Match]:
         """The ``top_k`` best matches, best first, scored (1 + cosine) / 2."""
-        return self._search(
-            check_library_name(name),
-            check_vector(vector, self.dimension),
-            model_version,
-            self.check_top_k(top_k),
-            check_score(min_score, "min_score"),
-            check_filter(filter or {}),
-        )
+        with span("store"):
+            return self._search(
+                check_library_name(name),
+                check_vector(vector, self.dimension),
+                model_version,
+                self.check_top_k(top_k),
+                check_score(min_score, "min_score"),
+                check_filter(filter or {}),
+            )
 
     def check_top_k(self, top_k: int) -> int:
         """1 to the ``max_top_k`` setting (the API checks it before embedding the query too)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime import observability
 from runtime.engines.sagemaker_engine import SageMakerEngine
 from runtime.settings import Settings
 from tests.fakes.images import b64, image_bytes
@@ -67,13 +69,18 @@ def lambda_handler(tiny_settings):
         spec = importlib.util.spec_from_file_location("lambda_handler_under_test", ROOT / "lambda_image" / "handler.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-    return module.handler
+    yield module.handler
+    # Loading the handler set this process up as a Lambda function (EMF on, JSON logs): undo it.
+    observability._emitting = False
+    for name in ("runtime", "uvicorn"):
+        logging.getLogger(name).handlers, logging.getLogger(name).propagate = [], True
 
 
 class LambdaContext:
     function_name = "image-similarity"
     aws_request_id = "req-1"
     memory_limit_in_mb = 3008
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:image-similarity"
 
     def get_remaining_time_in_millis(self) -> int:
         return 29_000
@@ -269,7 +276,9 @@ spec = importlib.util.spec_from_file_location("handler", "lambda_image/handler.p
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 event = json.loads(sys.stdin.read())
-answer = module.handler(event, None)
+context = type("Context", (), {"function_name": "f", "memory_limit_in_mb": 3008, "aws_request_id": "r",
+                               "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:f"})()
+answer = module.handler(event, context)
 print(json.dumps({"answer": answer, "torch_imported": "torch" in sys.modules}))
 """
 

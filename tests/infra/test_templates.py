@@ -21,6 +21,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from infra.builder import build_app
+from infra.monitoring_stack import METRICS_NAMESPACE, POWERTOOLS_ENVIRONMENT
 from infra.openapi import ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -291,13 +292,14 @@ def test_settings_environment_refuses_a_name_that_is_not_a_setting():
 def test_explorer_function(synth):
     function = _only(synth.template("Explorer"), "AWS::Lambda::Function")
     assert function["ImageConfig"] == {"Command": ["explorer_handler.handler"]}
-    assert function["Environment"]["Variables"] == {"IMSIM_AUTH": {"Ref": "Authorization"}}
+    assert function["Environment"]["Variables"] == {"IMSIM_AUTH": {"Ref": "Authorization"}, **POWERTOOLS_ENVIRONMENT}
     assert function["Code"]["ImageUri"]["Fn::Join"][1][-1].lstrip(":") == synth.docker_images()["front"]["tag"]
 
 
 def test_iam_is_scoped_to_this_stacks_resources(synth):
     statements = synth.policy_statements()
-    wildcard = [(stack, s) for stack, s in statements if "*" in _as_list(s["Resource"])]
+    xray = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]  # no resource-level permissions
+    wildcard = [(stack, s) for stack, s in statements if "*" in _as_list(s["Resource"]) and s["Action"] != xray]
     if synth.flags["backend"] == "sagemaker":
         assert [s["Action"] for _, s in wildcard] == ["ecr:GetAuthorizationToken"]  # IAM only accepts "*"
     else:
@@ -445,6 +447,36 @@ def test_monitoring(synth):
     for metric in ("Count", "Latency", "4XXError", "5XXError", "Duration", "Throttles"):
         assert f'\\"{metric}\\"' in dashboard, metric
     assert ("ModelLatency" in dashboard) == (synth.flags["backend"] == "sagemaker")
+    # The runtime's EMF metrics (tests/containers/test_observability.py checks that the handlers write them).
+    for metric in ("ImagesEmbedded", "TextsEmbedded", "BatchSize", "ExactDuplicatesRefused", "ImportedImages"):
+        assert f'\\"{metric}\\"' in dashboard, metric
+    for search in ("{ImageSimilarity,route,service} MetricName=", "{ImageSimilarity,outcome,route,service}"):
+        assert search in dashboard.replace('\\"', '"'), search
+    alarms = monitoring.find_resources("AWS::CloudWatch::Alarm")
+    url_alarm = next(body["Properties"] for name, body in alarms.items() if name.startswith("UrlFailureRateAlarm"))
+    expression, failures, requests = url_alarm["Metrics"]
+    assert expression["Expression"] == "IF(requests >= 20, failures / requests, 0)" and url_alarm["Threshold"] == 0.25
+    for query, name in ((failures, "UrlFailures"), (requests, "Requests")):
+        stat = query["MetricStat"]
+        assert stat["Metric"] == {
+            "Namespace": METRICS_NAMESPACE,
+            "MetricName": name,
+            "Dimensions": [{"Name": "service", "Value": "image-similarity"}],
+        }
+        assert stat["Stat"] == "Sum" and query["ReturnData"] is False
+
+
+def test_active_tracing_and_powertools_settings_on_every_function_and_the_stage(synth):
+    functions = [("Backend", _only(synth.template("Backend"), "AWS::Lambda::Function"))]
+    functions.append(("Explorer", _only(synth.template("Explorer"), "AWS::Lambda::Function")))
+    for _, function in functions:
+        assert function["TracingConfig"] == {"Mode": "Active"}
+        variables = function["Environment"]["Variables"]
+        assert {k: variables[k] for k in POWERTOOLS_ENVIRONMENT} == POWERTOOLS_ENVIRONMENT
+    xray_actions = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+    xray = [s for _, s in synth.policy_statements() if s["Action"] == xray_actions]
+    assert len(xray) == 2 and all(s["Resource"] == "*" for s in xray)
+    assert _only(synth.template("Api"), "AWS::ApiGateway::Stage")["TracingEnabled"] is True
 
 
 def test_outputs(synth):

@@ -307,6 +307,7 @@ import explorer_handler
 
 class Context:
     function_name = "explorer"; aws_request_id = "req-1"; memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:explorer"
     def get_remaining_time_in_millis(self): return 29000
 
 answers = [explorer_handler.handler(event, Context()) for event in json.load(sys.stdin)]

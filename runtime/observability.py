@@ -1,0 +1,169 @@
+"""Logs, metrics and traces: Powertools for AWS Lambda (Python), set up once for every entry point.
+
+- Logs: one JSON line per request (``runtime.api.request_log``) and the runtime's own messages,
+  through Powertools' JSON formatter; on Lambda with the invocation's context (request id, cold
+  start). The local server logs text unless ``log_format`` is ``json``. Never a body or an image.
+- Metrics: CloudWatch embedded metric format (EMF), printed to stdout, where Lambda's log agent
+  turns it into metrics. Emitted only by a Lambda entry point (``lambda_entry``); elsewhere every
+  ``record_*`` function does nothing.
+- Traces: X-Ray, on Lambda with active tracing only. ``span(name)`` times a subsegment (fetch,
+  decode, embed, store); with tracing off it is a shared no-op context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "image-similarity")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ImageSimilarity")
+LOG_FORMATS = ("text", "json")
+EXACT_DUPLICATE_SCORE = 1.0 - 1e-6
+"""A duplicate scoring this high is the same image again (re-sent bytes), not a near-copy."""
+
+logger = Logger(service=SERVICE)
+"""Powertools' logger: JSON lines on stdout. ``use_json_logs`` routes the ``runtime`` loggers through it."""
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+"""Per-invocation metrics (dimension ``service``), flushed by ``lambda_entry`` after each event."""
+
+_emitting = False
+_NO_SPAN: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+
+
+# --- logs ---------------------------------------------------------------------------------------
+
+
+def use_json_logs(level: str | int = "INFO") -> None:
+    """Route the ``runtime`` loggers (and uvicorn's, when it runs) through Powertools' JSON lines."""
+    logger.setLevel(level)
+    for name in ("runtime", "uvicorn", "uvicorn.error"):
+        logging.getLogger(name)  # registered, so the copy below finds it
+    copy_config_to_registered_loggers(source_logger=logger, include={"runtime", "uvicorn"})
+
+
+def configure_logs(log_format: str, level: str | int = "INFO") -> None:
+    """The local server's logging: ``text`` (a readable line) or ``json`` (the lines Lambda logs)."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log_format: {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    if log_format == "json":
+        use_json_logs(level)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# --- traces -------------------------------------------------------------------------------------
+
+
+def _make_tracer() -> Any:
+    """Powertools' Tracer where X-Ray listens (a Lambda function with active tracing), else None."""
+    tracing_off = os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true")
+    if not os.environ.get("LAMBDA_TASK_ROOT") or tracing_off:
+        return None
+    from aws_lambda_powertools import Tracer  # imports the X-Ray SDK: only where traces are sent
+
+    # botocore only: S3 reads, S3 Vectors, DynamoDB and SageMaker calls show as their own subsegments.
+    return Tracer(service=SERVICE, patch_modules=["botocore"])
+
+
+tracer = _make_tracer()
+
+
+def span(name: str) -> contextlib.AbstractContextManager[Any]:
+    """An X-Ray subsegment around a block (``with span("decode"): ...``); a no-op with tracing off."""
+    if tracer is None:
+        return _NO_SPAN
+    return tracer.provider.in_subsegment(f"## {name}")
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def record_request(route: str, outcome: str, status: int, latency_ms: float) -> None:
+    """One request's metrics, in two EMF lines.
+
+    ``Requests``, ``Latency``, ``ServerErrors`` and ``UrlFailures`` by route and for the whole
+    service (the last two are 0 or 1 per request, so their average is a rate); ``Requests`` also by
+    route and outcome (``ok`` or the error code).
+    """
+    if not _emitting:
+        return
+    by_route = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    by_route.add_dimension("route", route)
+    by_route.add_dimensions(service=SERVICE)
+    by_route.add_metric("Requests", MetricUnit.Count, 1)
+    by_route.add_metric("Latency", MetricUnit.Milliseconds, round(latency_ms, 3))
+    by_route.add_metric("ServerErrors", MetricUnit.Count, 1 if status >= 500 else 0)
+    by_route.add_metric("UrlFailures", MetricUnit.Count, 1 if outcome.startswith("url_") else 0)
+    by_route.flush_metrics()
+    by_outcome = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    by_outcome.add_dimension("route", route)
+    by_outcome.add_dimension("outcome", outcome)
+    by_outcome.add_metric("Requests", MetricUnit.Count, 1)
+    by_outcome.flush_metrics()
+
+
+def record_embedded(images: int, texts: int) -> None:
+    """One call of the embedder: ``ImagesEmbedded``, ``TextsEmbedded`` and its ``BatchSize``."""
+    if not _emitting:
+        return
+    metrics.add_metric("ImagesEmbedded", MetricUnit.Count, images)
+    metrics.add_metric("TextsEmbedded", MetricUnit.Count, texts)
+    metrics.add_metric("BatchSize", MetricUnit.Count, images + texts)
+
+
+def record_library_adds(results: list) -> list:
+    """Counts a library add's outcomes (``ImagesAdded``, ``DuplicatesRefused``,
+    ``ExactDuplicatesRefused``) and returns the results unchanged."""
+    if _emitting:
+        duplicates = [result.match.score for result in results if hasattr(result, "match")]
+        exact = sum(1 for score in duplicates if score >= EXACT_DUPLICATE_SCORE)
+        metrics.add_metric("ImagesAdded", MetricUnit.Count, len(results) - len(duplicates))
+        metrics.add_metric("DuplicatesRefused", MetricUnit.Count, len(duplicates) - exact)
+        metrics.add_metric("ExactDuplicatesRefused", MetricUnit.Count, exact)
+    return results
+
+
+def record_import_progress(*, imported: int, duplicates: int, failed: int) -> None:
+    """An import's progress since the last call: images stored, refused as duplicates, failed.
+
+    Call it from the import's Lambda function (wrapped by ``lambda_entry``) after each chunk.
+    """
+    if not _emitting:
+        return
+    metrics.add_metric("ImportedImages", MetricUnit.Count, imported)
+    metrics.add_metric("ImportDuplicates", MetricUnit.Count, duplicates)
+    metrics.add_metric("ImportFailures", MetricUnit.Count, failed)
+
+
+# --- the Lambda entry point ---------------------------------------------------------------------
+
+
+def lambda_entry(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], Any]:
+    """Wraps a Lambda handler: JSON logs with the invocation's context and API Gateway's request id
+    (``correlation_id``), metrics flushed after every event (and ``ColdStart``), an X-Ray
+    subsegment for the handler when tracing is on (never its response: vectors, images)."""
+    global _emitting
+    _emitting = True
+    use_json_logs(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
+    # A request with no work to count (a ping, the explorer) has only its request lines.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+    def lambda_handler(event: dict, context: Any) -> Any:  # the trace names it "## lambda_handler"
+        return handler(event, context)
+
+    wrapped = logger.inject_lambda_context(
+        lambda_handler, correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+    )
+    wrapped = metrics.log_metrics(wrapped, capture_cold_start_metric=True)
+    if tracer is not None:
+        wrapped = tracer.capture_lambda_handler(wrapped, capture_response=False)
+    return wrapped
