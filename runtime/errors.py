@@ -78,6 +78,11 @@ class ModelUnavailable(Exception):
     """The model's weights cannot be loaded; raised at start-up, never for a request."""
 
 
+class SettingsError(ValueError):
+    """A setting or flag cannot be used; the message is one line naming it, its value and what is
+    allowed. Raised at start-up, never for a request: the CLI prints it and exits with code 2."""
+
+
 class UpstreamError(ApiError):
     """A backend the runtime depends on (SageMaker, S3 Vectors) failed."""
 

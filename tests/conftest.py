@@ -30,7 +30,7 @@ def tiny_settings(tiny_model, tmp_path_factory):
         model=tiny_model.name,
         pretrained="tiny-random-test",
         weights=str(tiny_model.weights),
-        model_config=str(tiny_model.config),
+        model_config_path=str(tiny_model.config),
         device="cpu",
         data_dir=str(tmp_path_factory.mktemp("data")),
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime.engines.model_folder import settings_for_model_dir
 from runtime.engines.sagemaker_engine import SageMakerEngine
 from runtime.settings import Settings
 from tests.fakes.images import b64, image_bytes
@@ -58,7 +59,7 @@ def lambda_handler(tiny_settings):
         "IMSIM_MODEL": tiny_settings.model,
         "IMSIM_PRETRAINED": tiny_settings.pretrained,
         "IMSIM_WEIGHTS": tiny_settings.weights,
-        "IMSIM_MODEL_CONFIG": tiny_settings.model_config,
+        "IMSIM_MODEL_CONFIG_PATH": tiny_settings.model_config_path,
         "IMSIM_DATA_DIR": tiny_settings.data_dir,
     }
     with pytest.MonkeyPatch.context() as patch:
@@ -236,7 +237,7 @@ def baked(tiny_settings, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("baked") / "model"
     command = [
         *(sys.executable, "-m", "runtime.bake", "--model", tiny_settings.model, "--pretrained", "tiny-baked"),
-        *("--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config, "--out", str(out)),
+        *("--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config_path, "--out", str(out)),
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -253,7 +254,7 @@ def lambda_image_model_files() -> list[str]:
 def test_bake_step_writes_a_folder_that_serves(baked):
     manifest = json.loads((baked / "manifest.json").read_text())
     assert manifest["dimension"] == 512
-    settings = Settings.from_env({"IMSIM_MODEL_DIR": str(baked)})
+    settings = settings_for_model_dir(Settings.from_env({"IMSIM_MODEL_DIR": str(baked)}))
     assert settings.model_version == "tiny-test-clip/tiny-baked"
     assert Path(settings.weights).exists()
     assert min(manifest["onnx_cosine_vs_torch"].values()) > 0.99

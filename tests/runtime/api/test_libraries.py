@@ -292,7 +292,7 @@ def start_process(tiny_settings, data_dir: Path, port: int) -> subprocess.Popen:
         "--model", tiny_settings.model,
         "--pretrained", tiny_settings.pretrained,
         "--weights", tiny_settings.weights,
-        "--model-config", tiny_settings.model_config,
+        "--model-config", tiny_settings.model_config_path,
         "--device", "cpu",
         "--data-dir", str(data_dir),
         "--log-level", "warning",

@@ -16,7 +16,7 @@ from tests.fakes.images import image_bytes
 def test_preparation_equals_open_clip_preprocess(tiny_settings, size):
     import open_clip
 
-    open_clip.add_model_config(tiny_settings.model_config)
+    open_clip.add_model_config(tiny_settings.model_config_path)
     _, _, preprocess = open_clip.create_model_and_transforms(tiny_settings.model, pretrained=None)
     image = Image.open(io.BytesIO(image_bytes(11, size=size)))
     expected = preprocess(image).numpy()
