@@ -56,6 +56,7 @@ class Settings(BaseSettings):
         env_ignore_empty=True,  # IMSIM_X= (empty) means "not set"
         enable_decoding=False,  # values arrive as written; tuples are comma-separated (see _split_commas)
         validate_default=True,
+        use_attribute_docstrings=True,  # each field's docstring is its description
     )
 
     # --- model -------------------------------------------------------------------------
