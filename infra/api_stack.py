@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import cast
 
-from aws_cdk import CfnCondition, Fn, ICfnConditionExpression, Token
+from aws_cdk import CfnCondition, Fn, ICfnConditionExpression, ICfnRuleConditionExpression, Token
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -138,7 +139,7 @@ class ApiStack(ParameterizedNestedStack):
                 deployments.append((condition, deployment))
         # The conditions cover every case, so the last deployment is the one left when the others are not.
         *others, (_, last) = deployments
-        deployment_id = last.ref
+        deployment_id: str | ICfnRuleConditionExpression = last.ref
         for condition, deployment in reversed(others):
             deployment_id = Fn.condition_if(condition.logical_id, deployment.ref, deployment_id)
         return Token.as_string(deployment_id)
@@ -188,4 +189,5 @@ class ApiStack(ParameterizedNestedStack):
 
 
 def _is(condition: CfnCondition, expected: bool) -> ICfnConditionExpression:
-    return condition if expected else Fn.condition_not(condition)
+    expression = cast(ICfnConditionExpression, condition)  # a condition is an expression (jsii types miss it)
+    return expression if expected else cast(ICfnConditionExpression, Fn.condition_not(expression))

@@ -10,7 +10,9 @@ Both run the same ASGI app (``handler.handler``), configured by ``IMSIM_*`` envi
 
 from __future__ import annotations
 
-from aws_cdk import CfnCondition, Duration, Fn
+from typing import cast
+
+from aws_cdk import CfnCondition, CfnResource, Duration, Fn
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -48,6 +50,7 @@ class BackendStack(ParameterizedNestedStack):
                 engine_env={"IMSIM_ENGINE": LAMBDA_ENGINE},
             )
         else:
+            assert images.sagemaker is not None, "the sagemaker backend builds the sagemaker image"
             self.endpoint = SageMakerEndpoint(
                 self,
                 "Embedder",
@@ -109,7 +112,7 @@ class BackendStack(ParameterizedNestedStack):
         stack's bucket and table only."""
         statements = library_statements(self.input("VectorBucketName"), self.input("RegistryTableArn"))
         policy = iam.Policy(self, "LibraryAccess", roles=[self.api.role], statements=statements)
-        policy.node.default_child.cfn_options.condition = self.has_libraries
+        cast(CfnResource, policy.node.default_child).cfn_options.condition = self.has_libraries
         acknowledge(
             policy,
             "AwsSolutions-IAM5",

@@ -7,7 +7,9 @@ deploying role's permissions (same account), so the function's role needs no ECR
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from typing import cast
+
+from aws_cdk import CfnResource, Duration
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -71,9 +73,8 @@ class ContainerFunction(Construct):
         )
         # The L2 makes the function depend on the role too, which the role's ARN already does
         # (cfn-lint W3005): depend on the role's policy only.
-        self.function.node.default_child.add_override(
-            "DependsOn", [self.role.node.find_child("DefaultPolicy").node.default_child.logical_id]
-        )
+        policy = cast(CfnResource, self.role.node.find_child("DefaultPolicy").node.default_child)
+        cast(CfnResource, self.function.node.default_child).add_override("DependsOn", [policy.logical_id])
         self.invoke_arn = self.function.function_arn
         """What API Gateway invokes: the ``live`` alias when provisioned concurrency is on."""
         if provisioned_concurrency:

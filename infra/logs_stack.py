@@ -7,6 +7,8 @@ the REST API's id, so the API stack makes it (with ``retained_log_group`` all th
 
 from __future__ import annotations
 
+from typing import cast
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_iam as iam
@@ -25,7 +27,7 @@ def retained_log_group(
     """A log group that keeps events for ``retention_days`` and goes when the stack goes."""
     group = logs.LogGroup(scope, construct_id, log_group_name=name, removal_policy=RemovalPolicy.DESTROY)
     # The L2 takes an enum of named periods; the flag is a number of days (validated in config).
-    group.node.default_child.retention_in_days = retention_days
+    cast(logs.CfnLogGroup, group.node.default_child).retention_in_days = retention_days
     return group
 
 

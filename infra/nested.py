@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnCondition, CfnParameter, NestedStack
+from typing import cast
+
+from aws_cdk import CfnCondition, CfnParameter, CfnResource, NestedStack
 from constructs import Construct
 
 
@@ -29,7 +31,7 @@ class ParameterizedNestedStack(NestedStack):
             name: CfnParameter(self, name, type="Number" if name in number_inputs else "String") for name in inputs
         }
         if condition is not None:
-            self.nested_stack_resource.cfn_options.condition = condition
+            cast(CfnResource, self.nested_stack_resource).cfn_options.condition = condition
 
     def input(self, name: str) -> str:
         return self._inputs[name].value_as_string

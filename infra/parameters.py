@@ -8,8 +8,9 @@ re-synthesizing. The parameters are grouped and labelled for the CloudFormation 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
-from aws_cdk import CfnCondition, CfnParameter, Fn, Stack
+from aws_cdk import CfnCondition, CfnParameter, Fn, ICfnConditionExpression, Stack
 
 from infra.config import AUTH_TYPES, INSTANCE_TYPE_PATTERN, LAMBDA_MEMORY_RANGE, STAGE_PATTERN, Config
 
@@ -106,7 +107,10 @@ def add_root_parameters(stack: Stack, config: Config) -> RootParameters:
     explorer_on = CfnCondition(
         stack,
         "ApiExplorerOn",
-        expression=Fn.condition_and(feature_on, Fn.condition_equals(explorer.value_as_string, "yes")),
+        expression=Fn.condition_and(
+            cast(ICfnConditionExpression, feature_on),  # a condition is an expression (jsii types miss it)
+            Fn.condition_equals(explorer.value_as_string, "yes"),
+        ),
     )
     libraries_on = CfnCondition(stack, "LibrariesOn", expression=Fn.condition_equals(libraries.value_as_string, "yes"))
 
