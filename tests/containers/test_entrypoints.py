@@ -177,6 +177,7 @@ def test_busy_endpoint_is_a_retryable_503(tiny_settings):
     assert response.json()["code"] == "overloaded"
 
 
+@pytest.mark.slow
 def test_front_engine_needs_no_torch():
     code = "import sys; import runtime.api.app, runtime.engines.sagemaker_engine; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -90,6 +90,7 @@ def test_flags_that_must_agree():
     assert config_of(model="xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k", backend="sagemaker").image_size == 224
 
 
+@pytest.mark.slow
 def test_app_py_stops_on_a_bad_flag():
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     result = subprocess.run(

@@ -62,6 +62,7 @@ def test_onnx_engine_agrees_with_torch(reference, exported, precision, floor):
     assert image_cos.min() >= floor and text_cos.min() >= floor, (image_cos, text_cos)
 
 
+@pytest.mark.slow
 def test_auto_engine_serves_onnx_from_a_baked_folder(tiny_settings, tmp_path):
     from runtime.bake.bake import bake
 
