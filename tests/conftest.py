@@ -21,6 +21,10 @@ SLOW_FIXTURES = {
     "checked": "synthesizes every template variant and runs cdk-nag on each",
     "sagemaker_container": "starts the SageMaker container's server in a subprocess",
     "deployed": "runs the deployed explorer handler in a fresh interpreter",
+    "hostile_server": "a server process that is sent every hostile input (tens of MB each)",
+    "fuzz_server": "hypothesis and schemathesis send hundreds of requests per test",
+    "load_flags": "a load run against a server process (seconds of load, SIGKILL, restart)",
+    "busy_server": "holds requests in flight to fill the server's limit",
 }
 """Fixtures that take more than a few seconds: a test that uses one is marked ``slow``."""
 

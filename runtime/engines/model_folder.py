@@ -9,10 +9,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.settings import Settings
-
 if TYPE_CHECKING:
     from runtime.engines.torch_engine import TorchEngine
+    from runtime.settings import Settings
 
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.pt"
