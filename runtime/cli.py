@@ -42,6 +42,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def default_of(field: str) -> str:
     value = Settings.model_fields[field].default
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or "none"
     return str(value)
@@ -68,11 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=port_number, default=8080, help="port to listen on (default: 8080)")
     serve.add_argument("--model", help=setting_help("OpenCLIP architecture", "model"))
     serve.add_argument("--pretrained", help=setting_help("OpenCLIP pretrained tag", "pretrained"))
-    serve.add_argument("--weights", help=setting_help("local checkpoint file, instead of downloading", "weights"))
     serve.add_argument(
-        "--model-config", help=setting_help("extra OpenCLIP model config JSON (file or folder)", "model_config_path")
+        "--weights", metavar="PATH", help=setting_help("local checkpoint file, instead of downloading", "weights")
     )
-    serve.add_argument("--model-dir", help=setting_help("a folder written by 'python -m runtime.bake'", "model_dir"))
+    serve.add_argument(
+        "--model-config",
+        metavar="PATH",
+        help=setting_help("extra OpenCLIP model config JSON (file or folder)", "model_config_path"),
+    )
+    serve.add_argument(
+        "--model-dir", metavar="PATH", help=setting_help("a folder written by 'python -m runtime.bake'", "model_dir")
+    )
     serve.add_argument(
         "--smoke", action="store_true", default=None, help=setting_help("random weights: no download", "smoke")
     )
@@ -90,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="one forward pass per request, even under concurrency (default: micro-batching on)",
     )
-    serve.add_argument("--data-dir", help=setting_help("where the embedded store keeps image libraries", "data_dir"))
+    serve.add_argument(
+        "--data-dir", metavar="PATH", help=setting_help("where the embedded store keeps image libraries", "data_dir")
+    )
     serve.add_argument(
         "--allow-network",
         action="append",
@@ -102,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--sagemaker", action="store_true", help="also answer POST /invocations (the SageMaker container contract)"
     )
-    serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="(default: info)")
+    serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="server log level (default: info)")
     return parser
 
 
