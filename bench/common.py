@@ -36,7 +36,7 @@ def model_settings(smoke: bool):
         model=tiny.name,
         pretrained="tiny-random",
         weights=str(tiny.weights),
-        model_config=str(tiny.config),
+        model_config_path=str(tiny.config),
         data_dir=tempfile.mkdtemp(prefix="bench-data-"),
         device="cpu",
     )
@@ -46,7 +46,7 @@ def model_flags(settings) -> list[str]:
     """The command-line flags (of `serve` and of `runtime.bake`) that name the same model."""
     return [
         *("--model", settings.model, "--pretrained", settings.pretrained),
-        *("--weights", settings.weights, "--model-config", settings.model_config),
+        *("--weights", settings.weights, "--model-config", settings.model_config_path),
     ]
 
 

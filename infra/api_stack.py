@@ -214,7 +214,7 @@ class ApiStack(ParameterizedNestedStack):
                 deployments.append((condition, deployment))
         # The conditions cover every case, so the last deployment is the one left when the others are not.
         *others, (_, last) = deployments
-        deployment_id = last.ref
+        deployment_id: str = last.ref
         for condition, deployment in reversed(others):
             deployment_id = Token.as_string(Fn.condition_if(condition.logical_id, deployment.ref, deployment_id))
         return deployment_id

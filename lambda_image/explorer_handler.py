@@ -14,5 +14,5 @@ from runtime.observability import lambda_entry
 from runtime.settings import Settings
 
 # The explorer never reads a library: no store is opened, so the function needs no storage permission.
-settings = Settings.from_env().replace(explorer=True, store="off")
+settings = Settings.from_env(explorer=True, store="off")
 handler = lambda_entry(Mangum(create_app(settings, serve_model=False), lifespan="off"))

@@ -1,59 +1,143 @@
-"""``python -m runtime serve``: the local HTTP server. (Baking a model folder: ``python -m runtime.bake``.)"""
+"""``python -m runtime serve``: the local HTTP server. (Baking a model folder: ``python -m runtime.bake``.)
+
+Flags override the ``IMSIM_*`` environment. Whatever cannot work is refused before the model loads,
+in one line (``error: ...``) and exit code 2: an unknown or invalid setting, a bad combination, a
+data directory that cannot be written, a port in use, ``--device cuda`` without a GPU, weights that
+are neither cached nor downloadable.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
+import typing
+from pathlib import Path
+from typing import Any, NoReturn
 
-from runtime.errors import ModelUnavailable
+from runtime.errors import ModelUnavailable, SettingsError
 from runtime.observability import configure_logs
-from runtime.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, Settings
+from runtime.settings import SETTINGS_DOC, Device, Settings
+
+PROG = "python -m runtime"
+FLAG_OF_FIELD = {
+    "fetch_allow_networks": "--allow-network",
+    "model_config_path": "--model-config",
+    "micro_batching": "--no-micro-batching",
+}
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Refuses a bad flag in one line (argparse would print the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks; each flag's help says its default itself."""
+
+
+def default_of(field: str) -> str:
+    value = Settings.model_fields[field].default
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
+
+
+def setting_help(text: str, field: str) -> str:
+    return f"{text} (default: {default_of(field)}; env IMSIM_{field.upper()})"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m runtime", description="Image Similarity API, locally.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP API on this machine")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--model", help=f"OpenCLIP architecture (default {DEFAULT_MODEL})")
-    serve.add_argument("--pretrained", help=f"OpenCLIP pretrained tag (default {DEFAULT_PRETRAINED})")
-    serve.add_argument("--weights", help="local checkpoint file (instead of downloading --pretrained)")
-    serve.add_argument("--model-config", help="extra OpenCLIP model config JSON (file or folder)")
-    serve.add_argument("--model-dir", help="a folder written by 'python -m runtime.bake'")
-    serve.add_argument("--smoke", action="store_true", help="random weights: try the API offline, no download")
-    serve.add_argument("--device", help="cpu, cuda or auto (default)")
-    serve.add_argument("--engine", choices=["auto", "torch", "onnx"], help="inference engine (default auto)")
-    serve.add_argument("--onnx-precision", choices=["fp32", "int8"], help="onnx engine precision (default fp32)")
+    parser = OneLineParser(prog=PROG, description="Image Similarity API, locally.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP API on this machine",
+        description="Run the HTTP API (and the API Explorer) on this machine.",
+        formatter_class=HelpFormatter,
+        epilog=(
+            "Every setting is also an environment variable IMSIM_<NAME>; flags override them.\n"
+            f"All settings, their defaults and allowed values: {SETTINGS_DOC}"
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=port_number, default=8080, help="port to listen on (default: 8080)")
+    serve.add_argument("--model", help=setting_help("OpenCLIP architecture", "model"))
+    serve.add_argument("--pretrained", help=setting_help("OpenCLIP pretrained tag", "pretrained"))
+    serve.add_argument(
+        "--weights", metavar="PATH", help=setting_help("local checkpoint file, instead of downloading", "weights")
+    )
+    serve.add_argument(
+        "--model-config",
+        metavar="PATH",
+        help=setting_help("extra OpenCLIP model config JSON (file or folder)", "model_config_path"),
+    )
+    serve.add_argument(
+        "--model-dir", metavar="PATH", help=setting_help("a folder written by 'python -m runtime.bake'", "model_dir")
+    )
+    serve.add_argument(
+        "--smoke", action="store_true", default=None, help=setting_help("random weights: no download", "smoke")
+    )
+    serve.add_argument(
+        "--device", choices=typing.get_args(Device), help=setting_help("where the torch engine computes", "device")
+    )
+    serve.add_argument("--engine", choices=["auto", "torch", "onnx"], help=setting_help("inference engine", "engine"))
+    serve.add_argument(
+        "--onnx-precision", choices=["fp32", "int8"], help=setting_help("onnx engine precision", "onnx_precision")
+    )
     serve.add_argument(
         "--no-micro-batching",
         dest="micro_batching",
         action="store_false",
         default=None,
-        help="one forward pass per request, even under concurrency",
+        help="one forward pass per request, even under concurrency (default: micro-batching on)",
     )
-    serve.add_argument("--data-dir", help="where the embedded store keeps image libraries (default ./data)")
+    serve.add_argument(
+        "--data-dir", metavar="PATH", help=setting_help("where the embedded store keeps image libraries", "data_dir")
+    )
     serve.add_argument(
         "--allow-network",
         action="append",
         dest="fetch_allow_networks",
         metavar="CIDR",
-        help="let URL inputs reach this non-public network (e.g. 127.0.0.1/32 for local tests); repeatable",
+        help="let URL inputs reach this non-public network (e.g. 127.0.0.1/32 for local tests); repeatable "
+        "(default: none; env IMSIM_FETCH_ALLOW_NETWORKS, comma-separated)",
     )
-    serve.add_argument("--sagemaker", action="store_true", help="also answer POST /invocations (SageMaker contract)")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--sagemaker", action="store_true", help="also answer POST /invocations (the SageMaker container contract)"
+    )
+    serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="server log level (default: info)")
     return parser
 
 
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
+    return port
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    overrides = {
+    """The environment's settings with the flags given on top; raises ``SettingsError``."""
+    overrides: dict[str, Any] = {
         "model": args.model,
         "pretrained": args.pretrained,
         "weights": args.weights,
-        "model_config": args.model_config,
+        "model_config_path": args.model_config,
         "model_dir": args.model_dir,
-        "smoke": args.smoke or None,
+        "smoke": args.smoke,
         "device": args.device,
         "engine": args.engine,
         "onnx_precision": args.onnx_precision,
@@ -61,23 +145,69 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "data_dir": args.data_dir,
         "fetch_allow_networks": tuple(args.fetch_allow_networks) if args.fetch_allow_networks else None,
     }
-    return Settings.from_env(**overrides)
+    labels = {field: FLAG_OF_FIELD.get(field, "--" + field.replace("_", "-")) for field in overrides}
+    return Settings.from_env(labels=labels, **overrides)
+
+
+def check_data_dir(settings: Settings, flag_given: bool) -> None:
+    """The embedded store (and the on-demand ONNX export) write into ``data_dir``: refuse one that
+    cannot be written now, rather than answer 500 to the first library request."""
+    if settings.store != "local" and settings.engine != "onnx":
+        return
+    name = "--data-dir" if flag_given else "IMSIM_DATA_DIR"
+    folder = Path(settings.data_dir).absolute()
+    existing = folder
+    while not existing.exists():  # the store creates the missing part on first use
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SettingsError(f"{name}={settings.data_dir!r}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SettingsError(f"{name}={settings.data_dir!r}: {existing} cannot be written by this user")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A port in use is refused in one line (uvicorn would log it after loading the model)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SettingsError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
+
+
+def urls(settings: Settings, host: str, port: int) -> list[str]:
+    """What start-up prints: where the API answers, and the explorer when it is on."""
+    from runtime.api.routes.explorer import EXPLORER_PATH
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    lines = [f"Image Similarity API: {base}"]
+    if settings.explorer:
+        lines.append(f"API Explorer:         {base}{EXPLORER_PATH}")
+    return lines
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from runtime.api.app import create_app
-
-    settings = settings_from_args(args)
-    configure_logs(settings.log_format, args.log_level.upper())
     try:
+        settings = settings_from_args(args)
+        configure_logs(settings.log_format, args.log_level.upper())
+        check_data_dir(settings, flag_given=args.data_dir is not None)
+        check_port_free(args.host, args.port)
+        # The checks above import nothing heavy, so they answer at once; the model loads below.
+        from runtime.api.app import create_app
+        from runtime.engines.model_folder import settings_for_model_dir
+
+        settings = settings_for_model_dir(settings)
         app = create_app(settings, sagemaker=args.sagemaker)
-    except ModelUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (SettingsError, ModelUnavailable) as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     if settings.smoke:
         logging.getLogger("runtime").warning("SMOKE MODE: random weights, the vectors mean nothing")
+    print("\n".join(urls(settings, args.host, args.port)), flush=True)
+    import uvicorn
+
     log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG  # json: ours
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, log_config=log_config)
     return 0

@@ -6,6 +6,7 @@ Messages name the field at fault and the reason, so a caller can fix the request
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 MAX_MESSAGE_CHARS = 1000
@@ -78,6 +79,11 @@ class ModelUnavailable(Exception):
     """The model's weights cannot be loaded; raised at start-up, never for a request."""
 
 
+class SettingsError(ValueError):
+    """A setting or flag cannot be used; the message is one line naming it, its value and what is
+    allowed. Raised at start-up, never for a request: the CLI prints it and exits with code 2."""
+
+
 class UpstreamError(ApiError):
     """A backend the runtime depends on (SageMaker, S3 Vectors) failed."""
 
@@ -104,7 +110,7 @@ def unparsable_body(cause: BaseException | None) -> BadRequest | None:
     return None
 
 
-def validation_error(errors: list[dict[str, Any]]) -> BadRequest:
+def validation_error(errors: Sequence[Mapping[str, Any]]) -> BadRequest:
     """The first of pydantic's validation errors, as a 400 that names the field."""
     if not errors:
         return BadRequest("request body: invalid request")

@@ -154,8 +154,6 @@ def lambda_entry(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
     global _emitting
     _emitting = True
     use_json_logs(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
-    # A request with no work to count (a ping, the explorer) has only its request lines.
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
 
     def lambda_handler(event: dict, context: Any) -> Any:  # the trace names it "## lambda_handler"
         return handler(event, context)
@@ -166,4 +164,12 @@ def lambda_entry(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
     wrapped = metrics.log_metrics(wrapped, capture_cold_start_metric=True)
     if tracer is not None:
         wrapped = tracer.capture_lambda_handler(wrapped, capture_response=False)
-    return wrapped
+
+    def entry(event: dict, context: Any) -> Any:
+        # A request with no work to count (a ping, the explorer) has only its request lines, and
+        # Powertools warns when the per-invocation metrics are empty.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
+            return wrapped(event, context)
+
+    return entry

@@ -15,6 +15,25 @@ import pytest  # noqa: E402
 from tests.fakes.model import build_tiny_checkpoint  # noqa: E402
 from tests.fakes.servers import LiveServer  # noqa: E402
 
+SLOW_FIXTURES = {
+    "baked": "runs the image build's bake command (torch load, ONNX export, reload checks)",
+    "exported": "exports the tiny model's ONNX graphs, both precisions",
+    "checked": "synthesizes every template variant and runs cdk-nag on each",
+    "sagemaker_container": "starts the SageMaker container's server in a subprocess",
+    "deployed": "runs the deployed explorer handler in a fresh interpreter",
+    "hostile_server": "a server process that is sent every hostile input (tens of MB each)",
+    "fuzz_server": "hypothesis and schemathesis send hundreds of requests per test",
+    "load_flags": "a load run against a server process (seconds of load, SIGKILL, restart)",
+    "busy_server": "holds requests in flight to fill the server's limit",
+}
+"""Fixtures that take more than a few seconds: a test that uses one is marked ``slow``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
@@ -30,7 +49,7 @@ def tiny_settings(tiny_model, tmp_path_factory):
         model=tiny_model.name,
         pretrained="tiny-random-test",
         weights=str(tiny_model.weights),
-        model_config=str(tiny_model.config),
+        model_config_path=str(tiny_model.config),
         device="cpu",
         data_dir=str(tmp_path_factory.mktemp("data")),
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.bake.export import export_onnx
-from runtime.engines.model_folder import WEIGHTS_FILE, write_manifest
+from runtime.engines.model_folder import WEIGHTS_FILE, settings_for_model_dir, write_manifest
 from runtime.engines.torch_engine import TorchEngine
 from runtime.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, Settings
 
@@ -27,9 +27,9 @@ def bake(settings: Settings, out: Path, *, onnx: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.save(source.model.state_dict(), out / WEIGHTS_FILE)
     extra: dict = {"weights_file": WEIGHTS_FILE}
-    if settings.model_config:
+    if settings.model_config_path:
         config_file = f"{settings.model}.json"  # open_clip names a registered config after its file
-        shutil.copy(settings.model_config, out / config_file)
+        shutil.copy(settings.model_config_path, out / config_file)
         extra["config_file"] = config_file
     if onnx:
         extra["onnx_cosine_vs_torch"] = export_onnx(source, out)
@@ -43,7 +43,7 @@ def bake(settings: Settings, out: Path, *, onnx: bool = True) -> dict:
 
 def check_reload(source: TorchEngine, out: Path) -> None:
     """The baked folder must load through the runtime's loader and give the same vectors."""
-    baked = TorchEngine.load(Settings(model_dir=str(out), device="cpu", engine="torch").with_baked_model())
+    baked = TorchEngine.load(settings_for_model_dir(Settings(model_dir=str(out), device="cpu", engine="torch")))
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(2, source.image_size, source.image_size, 3), dtype=np.uint8)
     texts = ["a photo of a cat", "a diagram"]
@@ -67,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX export")
     args = parser.parse_args(argv)
     settings = Settings(
-        model=args.model, pretrained=args.pretrained, weights=args.weights, model_config=args.model_config, device="cpu"
+        model=args.model,
+        pretrained=args.pretrained,
+        weights=args.weights,
+        model_config_path=args.model_config,
+        device="cpu",
     )
     manifest = bake(settings, args.out, onnx=args.onnx)
     print(f"baked {manifest['model_version']} ({manifest['dimension']}-d, {manifest['image_size']} px) into {args.out}")

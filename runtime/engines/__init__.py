@@ -14,32 +14,52 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from runtime.errors import ModelUnavailable
-from runtime.settings import Settings
+from runtime.vectors import Vectors
 
-ENGINES = ("auto", "torch", "onnx", "sagemaker")
+if TYPE_CHECKING:
+    from runtime.settings import Settings
+
+Pixels = NDArray[np.uint8]
+"""N x size x size x 3 uint8 images, already cropped to the model's input size."""
 
 
 class Engine(Protocol):
-    model_version: str
-    image_size: int
-    dimension: int
+    @property
+    def model_version(self) -> str:
+        """``<architecture>/<pretrained tag>``: vectors of two versions do not compare."""
+        ...
 
-    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+    @property
+    def image_size(self) -> int:
+        """The side, in pixels, of the square images ``encode_images`` takes."""
+        ...
+
+    @property
+    def dimension(self) -> int:
+        """The length of each vector."""
+        ...
+
+    def encode_images(self, pixels: Pixels) -> Vectors:
         """N x size x size x 3 uint8 -> N x dimension float32, L2-normalised."""
         ...
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
+    def encode_texts(self, texts: list[str]) -> Vectors:
         """N strings -> N x dimension float32, L2-normalised."""
         ...
 
 
 def load_engine(settings: Settings) -> Engine:
-    """The configured engine, wrapped in a micro-batcher unless that is switched off."""
+    """The configured engine (with the model of its baked folder, if any), wrapped in a
+    micro-batcher unless that is switched off."""
+    from runtime.engines.model_folder import settings_for_model_dir
+
+    settings = settings_for_model_dir(settings)
     engine = _load(settings)
     if settings.micro_batching and settings.engine != "sagemaker":
         from runtime.engines.batching import MicroBatcher
@@ -52,8 +72,6 @@ def _load(settings: Settings) -> Engine:
     from runtime.engines.model_folder import has_onnx_graphs
 
     kind = settings.engine
-    if kind not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {kind!r}")
     if kind == "auto":
         kind = "onnx" if has_onnx_graphs(settings.model_dir, settings.onnx_precision) else "torch"
     if kind == "sagemaker":
@@ -64,7 +82,7 @@ def _load(settings: Settings) -> Engine:
         from runtime.engines.onnx_engine import OnnxEngine
 
         precision = settings.onnx_precision
-        if has_onnx_graphs(settings.model_dir, precision):
+        if settings.model_dir and has_onnx_graphs(settings.model_dir, precision):
             folder = Path(settings.model_dir)
         elif settings.model_dir and has_onnx_graphs(settings.model_dir, "fp32"):
             raise ModelUnavailable(f"{settings.model_dir} holds no {precision} ONNX graphs; use fp32 or bake them")

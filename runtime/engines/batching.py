@@ -13,19 +13,27 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+from runtime.vectors import Vectors
+
+if TYPE_CHECKING:
+    from runtime.engines import Engine, Pixels
 
 
 @dataclass
 class _Job:
-    kind: str  # "image" or "text"
-    items: np.ndarray | list[str]
-    future: Future = field(default_factory=Future)
+    kind: Literal["image", "text"]
+    items: Pixels | list[str]
+    future: Future[Vectors] = field(default_factory=Future)
 
 
 class MicroBatcher:
-    def __init__(self, engine, *, max_batch: int = 32, max_wait_ms: float = 0.0):
+    """An ``Engine`` that runs the wrapped engine's forward passes on one worker thread."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = 32, max_wait_ms: float = 0.0):
         self.engine = engine
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
@@ -45,17 +53,13 @@ class MicroBatcher:
     def dimension(self) -> int:
         return self.engine.dimension
 
-    @property
-    def spec(self):
-        return self.engine.spec
-
-    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+    def encode_images(self, pixels: Pixels) -> Vectors:
         return self._submit(_Job("image", pixels))
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
+    def encode_texts(self, texts: list[str]) -> Vectors:
         return self._submit(_Job("text", list(texts)))
 
-    def _submit(self, job: _Job) -> np.ndarray:
+    def _submit(self, job: _Job) -> Vectors:
         self._jobs.put(job)
         return job.future.result()
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.engines.torch_engine import TorchEngine
+    from runtime.settings import Settings
 
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.pt"
@@ -25,20 +29,46 @@ def graph_file(graph: str, precision: str) -> str:
 
 def has_onnx_graphs(folder: str | Path | None, precision: str = "fp32") -> bool:
     """Whether ``folder`` holds a complete export for ``precision`` (graphs, tokenizer, manifest)."""
+    if not folder:
+        return False
     graphs = [graph_file(IMAGE_GRAPH, precision), graph_file(TEXT_GRAPH, precision)]
-    names = [*graphs, TOKENIZER_FILE, MANIFEST_FILE]
-    return bool(folder) and all((Path(folder) / name).exists() for name in names)
+    return all((Path(folder) / name).exists() for name in [*graphs, TOKENIZER_FILE, MANIFEST_FILE])
 
 
 def has_manifest(folder: str | Path | None) -> bool:
-    return bool(folder) and (Path(folder) / MANIFEST_FILE).exists()
+    if not folder:
+        return False
+    return (Path(folder) / MANIFEST_FILE).exists()
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     return json.loads((Path(folder) / MANIFEST_FILE).read_text())
 
 
-def write_manifest(folder: Path, settings, engine, **extra) -> dict:
+def settings_for_model_dir(settings: Settings) -> Settings:
+    """``settings`` with the model name, tag, weights and config of its baked ``model_dir``.
+
+    Unchanged without a folder, or when the folder holds no weights manifest (an on-demand export).
+    """
+    if not settings.model_dir or not has_manifest(settings.model_dir):
+        return settings
+    folder = Path(settings.model_dir)
+    manifest = read_manifest(folder)
+    if "weights_file" not in manifest:
+        return settings
+    config = folder / manifest["config_file"] if manifest.get("config_file") else None
+    weights = folder / manifest["weights_file"]
+    return settings.replace(
+        model=manifest["model"],
+        pretrained=manifest["pretrained"],
+        weights=str(weights) if weights.exists() else None,  # the Lambda image keeps only the graphs
+        model_config_path=str(config) if config else settings.model_config_path,
+        image_size=manifest.get("image_size", settings.image_size),
+        smoke=False,
+    )
+
+
+def write_manifest(folder: Path, settings: Settings, engine: TorchEngine, **extra: Any) -> dict[str, Any]:
     spec = engine.spec
     manifest = {
         "model": settings.model,

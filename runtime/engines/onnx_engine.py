@@ -6,17 +6,28 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from runtime.engines.model_folder import IMAGE_GRAPH, PRECISIONS, TEXT_GRAPH, TOKENIZER_FILE, graph_file, read_manifest
 from runtime.engines.tokenizer import ClipTokenizer
 from runtime.inputs.images import ImageSpec, normalize
-from runtime.vectors import l2_normalize
+from runtime.vectors import Vectors, l2_normalize
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+
+    from runtime.engines import Pixels
 
 
 class OnnxEngine:
-    def __init__(self, image_session, text_session, tokenizer: ClipTokenizer, spec: ImageSpec, model_version: str):
+    def __init__(
+        self,
+        image_session: InferenceSession,
+        text_session: InferenceSession,
+        tokenizer: ClipTokenizer,
+        spec: ImageSpec,
+        model_version: str,
+    ):
         self.image_session = image_session
         self.text_session = text_session
         self.tokenizer = tokenizer
@@ -51,7 +62,7 @@ class OnnxEngine:
         # the other requests of the process.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
-        def session(graph: str):
+        def session(graph: str) -> InferenceSession:
             name = graph_file(graph, precision)
             return ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
 
@@ -61,13 +72,13 @@ class OnnxEngine:
             image, text = pool.map(session, (IMAGE_GRAPH, TEXT_GRAPH))
         return cls(image, text, ClipTokenizer(folder / TOKENIZER_FILE), spec, model_version)
 
-    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+    def encode_images(self, pixels: Pixels) -> Vectors:
         batch = normalize(pixels, self.spec)
         with self._lock:
             vectors = self.image_session.run(None, {"pixels": batch})[0]
         return l2_normalize(vectors)
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
+    def encode_texts(self, texts: list[str]) -> Vectors:
         tokens = self.tokenizer(texts)
         with self._lock:
             vectors = self.text_session.run(None, {"tokens": tokens})[0]
@@ -76,5 +87,5 @@ class OnnxEngine:
 
 def _image_spec(folder: Path) -> ImageSpec:
     """Size, mean and std from the folder's manifest."""
-    data = read_manifest(folder)
+    data: dict[str, Any] = read_manifest(folder)
     return ImageSpec(size=data["image_size"], mean=tuple(data["image_mean"]), std=tuple(data["image_std"]))

@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from runtime.errors import Overloaded, UpstreamError
 from runtime.inputs.images import encode_png
 from runtime.settings import Settings
-from runtime.vectors import l2_normalize
+from runtime.vectors import Vectors, l2_normalize
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+
+    from runtime.engines import Pixels
+
+Input = dict[str, str]
+"""One input of the endpoint's batch mode: ``{"img": base64 PNG}`` or ``{"text": ...}``."""
 
 # InvokeEndpoint takes at most 6 MB (6,291,456 bytes); stay well under it with the JSON envelope.
 PAYLOAD_BUDGET = 4_500_000
 
 
 class SageMakerEngine:
-    def __init__(self, settings: Settings, client=None, payload_budget: int | None = None):
+    def __init__(self, settings: Settings, client: Any = None, payload_budget: int | None = None):
         if not settings.sagemaker_endpoint:
             raise ValueError("the sagemaker engine needs IMSIM_SAGEMAKER_ENDPOINT")
         self.endpoint = settings.sagemaker_endpoint
@@ -32,19 +41,19 @@ class SageMakerEngine:
         self._client = client
         self.payload_budget = payload_budget or PAYLOAD_BUDGET
 
-    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+    def encode_images(self, pixels: Pixels) -> Vectors:
         inputs = [{"img": base64.b64encode(encode_png(image)).decode("ascii")} for image in pixels]
         return self._invoke(inputs)
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
+    def encode_texts(self, texts: list[str]) -> Vectors:
         return self._invoke([{"text": text} for text in texts])
 
-    def _invoke(self, inputs: list[dict]) -> np.ndarray:
+    def _invoke(self, inputs: list[Input]) -> Vectors:
         """One InvokeEndpoint call per chunk of inputs that fits SageMaker's payload limit."""
         chunks = payload_chunks(inputs, self.payload_budget)
         return l2_normalize(np.concatenate([self._invoke_once(chunk) for chunk in chunks]))
 
-    def _invoke_once(self, inputs: list[dict]) -> np.ndarray:
+    def _invoke_once(self, inputs: list[Input]) -> Vectors:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -64,7 +73,7 @@ class SageMakerEngine:
         self.model_version = answer.get("model_version", self.model_version)
         return np.asarray(answer["results"], dtype=np.float32)
 
-    def _runtime(self):
+    def _runtime(self) -> Any:  # a boto3 sagemaker-runtime client
         if self._client is None:
             import boto3
 
@@ -72,9 +81,9 @@ class SageMakerEngine:
         return self._client
 
 
-def payload_chunks(inputs: list[dict], budget: int = PAYLOAD_BUDGET) -> list[list[dict]]:
+def payload_chunks(inputs: list[Input], budget: int = PAYLOAD_BUDGET) -> list[list[Input]]:
     """Consecutive groups of inputs whose JSON stays under ``budget`` bytes (one input may exceed it)."""
-    chunks: list[list[dict]] = [[]]
+    chunks: list[list[Input]] = [[]]
     size = 0
     for item in inputs:
         item_size = len(json.dumps(item)) + 2
@@ -86,7 +95,7 @@ def payload_chunks(inputs: list[dict], budget: int = PAYLOAD_BUDGET) -> list[lis
     return chunks
 
 
-def _is_busy(exc) -> bool:
+def _is_busy(exc: ClientError) -> bool:
     """SageMaker throttled the call, or the container answered 503 (its in-flight limit)."""
     error = exc.response.get("Error", {})
     if error.get("Code") in ("ThrottlingException", "ServiceUnavailable"):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 # open_clip's pre-tokenization: contractions, runs of letters, single digits, runs of other symbols.
 CLIP_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
@@ -25,7 +27,7 @@ def clean(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def export_tokenizer(simple_tokenizer, path: Path) -> None:
+def export_tokenizer(simple_tokenizer: Any, path: Path) -> None:
     """Write an open_clip ``SimpleTokenizer``'s vocabulary and merges as a tokenizers JSON file."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
@@ -49,11 +51,17 @@ class ClipTokenizer:
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(path))
-        self.start = self.tokenizer.token_to_id(START)
-        self.end = self.tokenizer.token_to_id(END)
+        self.start = self._id_of(START)
+        self.end = self._id_of(END)
         self.context_length = context_length
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def _id_of(self, token: str) -> int:
+        found = self.tokenizer.token_to_id(token)
+        if found is None:
+            raise ValueError(f"the tokenizer file has no {token} token")
+        return int(found)
+
+    def __call__(self, texts: list[str]) -> NDArray[np.int64]:
         """int64 ids, one row of ``context_length`` per text: start, tokens, end, zero padding."""
         rows = np.zeros((len(texts), self.context_length), dtype=np.int64)
         encodings = self.tokenizer.encode_batch([clean(text) for text in texts], add_special_tokens=False)

@@ -3,35 +3,51 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from runtime.engines.pretrained import pretrained_problem
 from runtime.errors import ModelUnavailable
 from runtime.inputs.images import ImageSpec, normalize
-from runtime.settings import Settings
-from runtime.vectors import l2_normalize
+from runtime.vectors import Vectors, l2_normalize
+
+if TYPE_CHECKING:
+    import torch
+
+    from runtime.engines import Pixels
+    from runtime.settings import Settings
 
 
 def pick_device(requested: str) -> str:
+    """``auto``: CUDA when torch sees a GPU, else the CPU. ``cuda`` without a GPU is refused here,
+    before any weights are looked for, so the error names the real reason."""
     import torch
 
-    if requested != "auto":
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailable("device cuda: torch sees no CUDA GPU on this machine; use --device cpu or auto")
+    return requested
 
 
-def create_openclip(settings: Settings, device: str = "cpu"):
+def create_openclip(settings: Settings, device: str = "cpu") -> tuple[Any, Any, ImageSpec]:
     """The one place OpenCLIP models are built: returns ``(model, tokenizer, image_spec)``."""
     import open_clip
     import torch
 
-    if settings.model_config:
-        open_clip.add_model_config(settings.model_config)
+    if settings.model_config_path:
+        open_clip.add_model_config(settings.model_config_path)
     if settings.smoke:
         pretrained = None
     else:
         pretrained = settings.weights or settings.pretrained
+    if not settings.smoke and not settings.weights:
+        problem = pretrained_problem(settings.model, settings.pretrained)
+        if problem:
+            raise ModelUnavailable(problem)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # smoke mode's random weights are the same at every start
@@ -42,7 +58,7 @@ def create_openclip(settings: Settings, device: str = "cpu"):
     return model, open_clip.get_tokenizer(settings.model), image_spec_of(model)
 
 
-def image_spec_of(model) -> ImageSpec:
+def image_spec_of(model: Any) -> ImageSpec:
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = cfg.get("size", getattr(model.visual, "image_size", 224))
     size = size[0] if isinstance(size, (tuple, list)) else size
@@ -53,8 +69,11 @@ def image_spec_of(model) -> ImageSpec:
 
 
 def _unavailable_message(settings: Settings, exc: Exception) -> str:
+    reason = " ".join(str(exc).split())  # one line: the CLI prints it as its only error line
+    if settings.smoke:
+        return f"Cannot build {settings.model} with random weights: {reason}"
     if settings.weights:
-        return f"Cannot load weights from {settings.weights} for {settings.model}: {exc}"
+        return f"Cannot load weights from {settings.weights} for {settings.model}: {reason}"
     return (
         f"Cannot load pretrained weights '{settings.pretrained}' for {settings.model} "
         f"(offline, or not in open_clip's cache). Pass --weights PATH to a local checkpoint, "
@@ -64,8 +83,8 @@ def _unavailable_message(settings: Settings, exc: Exception) -> str:
 
 @dataclass
 class TorchEngine:
-    model: object
-    tokenizer: object
+    model: Any  # an open_clip CLIP module
+    tokenizer: Any  # open_clip's tokenizer: list of texts -> token tensor
     spec: ImageSpec
     device: str
     model_version: str
@@ -106,18 +125,18 @@ class TorchEngine:
         self.half = worst >= floor
         return worst
 
-    def _forward(self, encode, batch) -> np.ndarray:
+    def _forward(self, encode: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor) -> Vectors:
         import torch
 
         with self._lock, torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
             vectors = encode(batch)
         return l2_normalize(vectors.float().cpu().numpy())
 
-    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+    def encode_images(self, pixels: Pixels) -> Vectors:
         import torch
 
         batch = torch.from_numpy(normalize(pixels, self.spec)).to(self.device)
         return self._forward(self.model.encode_image, batch)
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
+    def encode_texts(self, texts: list[str]) -> Vectors:
         return self._forward(self.model.encode_text, self.tokenizer(texts).to(self.device))

@@ -92,7 +92,7 @@ class UrlFetcher:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise _unreachable(f"{field}: the host {host!r} cannot be resolved") from exc
-        addresses = _unique(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos)
+        addresses = _unique(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos)
         for ip in addresses:
             if not self.allowed(ip):
                 raise _refused(f"{field}: the host {host!r} resolves to {ip}, which is not a public address")

@@ -100,8 +100,8 @@ def prepare_image(image: Image.Image, size: int) -> np.ndarray:
 
 def normalize(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
     """A batch of uint8 NxHxWx3 arrays to the float32 NCHW tensor the model reads."""
-    batch = pixels.astype(np.float32) / 255.0
-    batch = (batch - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
+    scaled = pixels.astype(np.float32) / np.float32(255.0)
+    batch = (scaled - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 
 

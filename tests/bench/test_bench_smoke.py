@@ -18,6 +18,7 @@ BENCHES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,title", BENCHES.items())
 def test_benchmark_smoke_run_prints_its_table(script, title):
     done = subprocess.run(

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_library_benchmark_smoke():
     result = subprocess.run(
         [sys.executable, "bench/bench_libraries.py", "--smoke"],

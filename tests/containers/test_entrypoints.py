@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from runtime import observability
+from runtime.engines.model_folder import settings_for_model_dir
 from runtime.engines.sagemaker_engine import SageMakerEngine
 from runtime.settings import Settings
 from tests.fakes.images import b64, image_bytes
@@ -60,7 +61,7 @@ def lambda_handler(tiny_settings):
         "IMSIM_MODEL": tiny_settings.model,
         "IMSIM_PRETRAINED": tiny_settings.pretrained,
         "IMSIM_WEIGHTS": tiny_settings.weights,
-        "IMSIM_MODEL_CONFIG": tiny_settings.model_config,
+        "IMSIM_MODEL_CONFIG_PATH": tiny_settings.model_config_path,
         "IMSIM_DATA_DIR": tiny_settings.data_dir,
     }
     with pytest.MonkeyPatch.context() as patch:
@@ -183,6 +184,7 @@ def test_busy_endpoint_is_a_retryable_503(tiny_settings):
     assert response.json()["code"] == "overloaded"
 
 
+@pytest.mark.slow
 def test_front_engine_needs_no_torch():
     code = "import sys; import runtime.api.app, runtime.engines.sagemaker_engine; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
@@ -243,7 +245,7 @@ def baked(tiny_settings, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("baked") / "model"
     command = [
         *(sys.executable, "-m", "runtime.bake", "--model", tiny_settings.model, "--pretrained", "tiny-baked"),
-        *("--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config, "--out", str(out)),
+        *("--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config_path, "--out", str(out)),
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -260,7 +262,7 @@ def lambda_image_model_files() -> list[str]:
 def test_bake_step_writes_a_folder_that_serves(baked):
     manifest = json.loads((baked / "manifest.json").read_text())
     assert manifest["dimension"] == 512
-    settings = Settings.from_env({"IMSIM_MODEL_DIR": str(baked)})
+    settings = settings_for_model_dir(Settings.from_env({"IMSIM_MODEL_DIR": str(baked)}))
     assert settings.model_version == "tiny-test-clip/tiny-baked"
     assert Path(settings.weights).exists()
     assert min(manifest["onnx_cosine_vs_torch"].values()) > 0.99

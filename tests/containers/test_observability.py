@@ -134,7 +134,7 @@ def api_run(tiny_settings, tmp_path_factory) -> Run:
         "IMSIM_MODEL": tiny_settings.model,
         "IMSIM_PRETRAINED": tiny_settings.pretrained,
         "IMSIM_WEIGHTS": tiny_settings.weights,
-        "IMSIM_MODEL_CONFIG": tiny_settings.model_config,
+        "IMSIM_MODEL_CONFIG_PATH": tiny_settings.model_config_path,
         "IMSIM_DATA_DIR": str(tmp_path_factory.mktemp("lambda-data")),
         "POWERTOOLS_SERVICE_NAME": "image-similarity",
         "POWERTOOLS_METRICS_NAMESPACE": "ImageSimilarity",
@@ -227,7 +227,7 @@ def explorer_run(tmp_path_factory) -> Run:
         event("/api-explorer", None, method="GET", request_id="apigw-page"),
         event("/ping", None, method="GET", request_id="apigw-ping"),
     ]
-    env = {"IMSIM_AUTH": "NONE", "IMSIM_ENGINE": "sagemaker"}
+    env = {"IMSIM_AUTH": "NONE"}  # as the explorer function is deployed: no engine, no store
     return run_handler("explorer_handler.py", events, env, tmp_path_factory.mktemp("explorer"))
 
 
@@ -254,11 +254,13 @@ class XRayDaemon:
         self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
 
     def documents(self) -> list[dict]:
+        """Every document received until a second passes with none; then the socket is closed."""
         received = []
         while True:
             try:
                 packet = self.sock.recv(65536).decode()
             except TimeoutError:
+                self.sock.close()
                 return received
             header, body = packet.split("\n", 1)
             assert json.loads(header) == {"format": "json", "version": 1}
@@ -276,7 +278,7 @@ def test_active_tracing_sends_fetch_decode_embed_and_store_subsegments(tiny_sett
         "IMSIM_MODEL": tiny_settings.model,
         "IMSIM_PRETRAINED": tiny_settings.pretrained,
         "IMSIM_WEIGHTS": tiny_settings.weights,
-        "IMSIM_MODEL_CONFIG": tiny_settings.model_config,
+        "IMSIM_MODEL_CONFIG_PATH": tiny_settings.model_config_path,
         "IMSIM_DATA_DIR": str(tmp_path / "data"),
         "IMSIM_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
         "LAMBDA_TASK_ROOT": str(ROOT / "lambda_image"),

@@ -688,6 +688,7 @@ def test_cdk_nag_passes_and_every_acknowledgement_has_a_reason(checked):
         assert all("[" in v["acknowledgedId"] for v in acknowledged if "IAM5" in v["ruleName"])
 
 
+@pytest.mark.slow
 def test_cdk_nag_fails_synth_on_an_unacknowledged_wildcard(tmp_path):
     from aws_cdk import aws_iam as iam
 
@@ -760,6 +761,7 @@ def test_cfn_lint_reports_nothing_on_any_template(checked, synths, tmp_path_fact
     assert len(files) >= 14
 
 
+@pytest.mark.slow
 def test_api_gateway_routes_every_path_the_runtime_serves():
     from runtime.api.app import create_app
     from runtime.api.routes.explorer import route_document

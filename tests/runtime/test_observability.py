@@ -20,7 +20,7 @@ SECRET_TEXT = "a photo of the secret dog"
 def serve_and_stop(tiny_settings, log_format: str | None) -> tuple[str, str]:
     """Starts ``python -m runtime serve`` with the tiny model, makes three requests, stops it."""
     model = ("--model", tiny_settings.model, "--pretrained", tiny_settings.pretrained)
-    files = ("--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config)
+    files = ("--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config_path)
     env = {"IMSIM_STORE": "off", **({"IMSIM_LOG_FORMAT": log_format} if log_format else {})}
     process, url = start(*model, *files, env_extra=env)
     try:

@@ -79,11 +79,11 @@ class LibraryWriteRoute(APIRoute):
                 exc.body_status = -1
                 raise
             except StarletteHTTPException as exc:  # a body FastAPI could not parse (see unparsable_body)
-                error = unparsable_body(exc.__cause__)
-                if error is None:
+                unparsable = unparsable_body(exc.__cause__)
+                if unparsable is None:
                     raise
-                error.body_status = -1
-                raise error from exc
+                unparsable.body_status = -1
+                raise unparsable from exc
 
         return write
 

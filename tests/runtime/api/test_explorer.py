@@ -241,7 +241,9 @@ def test_explorer_off_has_no_route(tiny_settings):
 
 def test_app_without_a_model_refuses_model_routes():
     """``serve_model=False`` (the explorer's function) answers 503; it never makes up a vector."""
-    with TestClient(create_app(Settings(engine="sagemaker"), serve_model=False)) as client:
+    with TestClient(
+        create_app(Settings(engine="sagemaker", sagemaker_endpoint="embedder"), serve_model=False)
+    ) as client:
         response = client.post("/image-similarity", json={"text": "a cat"})
     assert response.status_code == 503
     assert response.json()["code"] == "model_not_served"
@@ -328,6 +330,7 @@ def deployed():
         **{k: v for k, v in os.environ.items() if not k.startswith("IMSIM_")},
         "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'lambda_image'}",
         "IMSIM_ENGINE": "sagemaker",
+        "IMSIM_SAGEMAKER_ENDPOINT": "embedder",  # a front function's environment: settings refuse one without it
         "IMSIM_AUTH": "AWS_IAM",
         "IMSIM_EXPLORER": "false",  # the explorer's own function serves it whatever the API's flag says
         "IMSIM_STORE": "s3vectors",  # ... and opens no library store

@@ -35,6 +35,7 @@ def browser():
         browser.close()
 
 
+@pytest.mark.slow
 def test_try_it_out_answers_a_vector(browser, server, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 1500})
     outside, console_errors = [], []

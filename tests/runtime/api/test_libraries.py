@@ -236,6 +236,7 @@ def similarity(server, first: int, second: int) -> float:
     return server.post("/image-similarity", {"img_1": img(first), "img_2": img(second)}).json()["similarity"]
 
 
+@pytest.mark.slow
 def test_concurrent_adds_and_restart(fresh):
     """8 clients x 50 distinct images, dedup off: exactly 400, all searchable, all there after a restart."""
     server = fresh()
@@ -292,7 +293,7 @@ def start_process(tiny_settings, data_dir: Path, port: int) -> subprocess.Popen:
         "--model", tiny_settings.model,
         "--pretrained", tiny_settings.pretrained,
         "--weights", tiny_settings.weights,
-        "--model-config", tiny_settings.model_config,
+        "--model-config", tiny_settings.model_config_path,
         "--device", "cpu",
         "--data-dir", str(data_dir),
         "--log-level", "warning",
@@ -311,6 +312,7 @@ def start_process(tiny_settings, data_dir: Path, port: int) -> subprocess.Popen:
     raise AssertionError("the server did not start")
 
 
+@pytest.mark.slow
 def test_acknowledged_adds_survive_sigkill(tiny_settings, tmp_path):
     """Kill the server (SIGKILL) in the middle of a burst of adds: every acknowledged add is on disk."""
     data_dir, port = tmp_path / "crash-data", free_port()

@@ -10,6 +10,7 @@ import pytest
 from runtime.bake.export import TOKENIZER_FILE, export_onnx
 from runtime.engines import load_engine
 from runtime.engines.batching import MicroBatcher
+from runtime.engines.model_folder import settings_for_model_dir
 from runtime.engines.onnx_engine import OnnxEngine
 from runtime.engines.tokenizer import ClipTokenizer
 from runtime.engines.torch_engine import TorchEngine
@@ -61,11 +62,12 @@ def test_onnx_engine_agrees_with_torch(reference, exported, precision, floor):
     assert image_cos.min() >= floor and text_cos.min() >= floor, (image_cos, text_cos)
 
 
+@pytest.mark.slow
 def test_auto_engine_serves_onnx_from_a_baked_folder(tiny_settings, tmp_path):
     from runtime.bake.bake import bake
 
     bake(tiny_settings, tmp_path)
-    settings = tiny_settings.replace(model_dir=str(tmp_path), micro_batching=False).with_baked_model()
+    settings = settings_for_model_dir(tiny_settings.replace(model_dir=str(tmp_path), micro_batching=False))
     engine = load_engine(settings)
     assert isinstance(engine, OnnxEngine)
     reference = TorchEngine.load(settings)

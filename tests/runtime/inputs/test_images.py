@@ -16,7 +16,7 @@ from tests.fakes.images import image_bytes
 def test_preparation_equals_open_clip_preprocess(tiny_settings, size):
     import open_clip
 
-    open_clip.add_model_config(tiny_settings.model_config)
+    open_clip.add_model_config(tiny_settings.model_config_path)
     _, _, preprocess = open_clip.create_model_and_transforms(tiny_settings.model, pretrained=None)
     image = Image.open(io.BytesIO(image_bytes(11, size=size)))
     expected = preprocess(image).numpy()
@@ -26,6 +26,7 @@ def test_preparation_equals_open_clip_preprocess(tiny_settings, size):
     assert np.abs(ours - expected).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_large_jpeg_is_decoded_at_reduced_scale():
     data = image_bytes(12, size=(4096, 3072), fmt="JPEG", quality=90)
     reduced = decode_image(data, "img", max_side=4096, draft_to=448)

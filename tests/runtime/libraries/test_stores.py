@@ -567,6 +567,7 @@ def test_concurrent_duplicates_add_exactly_one(store):
     assert store.get_library("lib").image_count == 1
 
 
+@pytest.mark.slow
 def test_concurrent_distinct_adds_are_all_kept(store):
     store.create_library("lib", VERSION)
 
