@@ -52,7 +52,20 @@ class Settings:
     """Model input size; used by the ``sagemaker`` engine, which has no model to ask."""
 
     # --- inputs ------------------------------------------------------------------------
-    max_image_side: int = 4096
+    max_image_side: int = 8192
+    """Longest side, px: 8192 takes a 48 MP phone photo (8064x6048); the AI Solution Kit allowed 4096."""
+    max_image_pixels: int = 50_000_000
+    """Pixels an image may have (48 MP photos pass); headers claiming more than twice this are refused
+    as decompression bombs before any decoding."""
+    max_jpeg_scans: int = 32
+    """Scans a JPEG may hold (counted from its markers before decoding); each progressive scan is
+    another pass over every coefficient, so thousands of tiny scans are a CPU bomb. Encoders write 1-12."""
+    decode_threads_per_request: int = 4
+    """Images of one request decoded at once: a client's slow images queue behind each other, not
+    in front of other clients' requests."""
+    decode_memory_mb: int = 1024
+    """Estimated pixel memory all decodes in progress may hold together (the process's bound; one
+    image larger than it waits for the others and then decodes alone)."""
     max_image_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 32 * 1024 * 1024
     max_json_values: int = 100_000
