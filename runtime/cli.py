@@ -67,6 +67,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from runtime.api.app import create_app
+    from runtime.api.connections import server_options
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from_args(args)
@@ -77,7 +78,9 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     if settings.smoke:
         logging.getLogger("runtime").warning("SMOKE MODE: random weights, the vectors mean nothing")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, **server_options(settings)
+    )
     return 0
 
 

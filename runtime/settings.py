@@ -111,8 +111,15 @@ class Settings:
 
     # --- server ------------------------------------------------------------------------
     max_inflight_requests: int = 64
-    """Requests handled at once by one server process (``GET /ping`` aside); more are answered
-    503 with ``Retry-After`` at once instead of queueing without bound (0: no limit)."""
+    """Requests worked on at once by one server process (``GET /ping`` aside; a request counts once
+    its body has arrived); more are answered 503 with ``Retry-After`` at once (0: no limit)."""
+    header_timeout_s: float = 10.0
+    """A connection's next request headers must be complete this long after it opens or after its
+    last answer (a deadline, not reset by trickling bytes); then it is closed."""
+    body_timeout_s: float = 60.0
+    """A request body must arrive whole within this long after its headers; then 408 ``request_timeout``."""
+    keep_alive_timeout_s: float = 5.0
+    """An idle keep-alive connection is closed after this long."""
     explorer: bool = True
     public_base_url: str | None = None
     """Base URL the API Explorer's "Try it out" calls (deployed: the stage URL)."""

@@ -51,7 +51,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.embedder = embedder
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, max_json_values=settings.max_json_values)
+    # Innermost: a request counts against the in-flight limit only once its body has arrived.
+    app.add_middleware(InFlightLimit, max_requests=settings.max_inflight_requests)
     if settings.cors_origin:
         app.add_middleware(
             CORSMiddleware,
@@ -59,8 +60,13 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"],
         )
-    # Added last, so outermost: a request over the in-flight limit is refused before its body is read.
-    app.add_middleware(InFlightLimit, max_requests=settings.max_inflight_requests)
+    # Added last, so outermost: bodies are read (within body_timeout_s) before anything else runs.
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        max_json_values=settings.max_json_values,
+        timeout_s=settings.body_timeout_s,
+    )
     _add_error_handlers(app)
     app.include_router(similarity.router)
     # Image libraries: the store opens lazily (first library request) and closes at shutdown.

@@ -1,7 +1,8 @@
-"""Limits applied before a request reaches the app: body size, JSON size, requests in flight."""
+"""Limits applied before a request reaches the app: body size and time, JSON size, requests in flight."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -12,17 +13,20 @@ RETRY_AFTER_S = 1
 
 
 class BodySizeLimit:
-    """Answers 413 when a body is (or declares itself) larger than ``max_bytes``.
+    """Answers 413 when a body is (or declares itself) larger than ``max_bytes``, 408 when it has
+    not arrived whole within ``timeout_s``.
 
     The body is read here, up to the cap, and replayed to the app, so nothing downstream ever
     holds more than ``max_bytes`` of a request. With ``max_json_values``, a body that may hold
-    more JSON values than that is a 400 before anything parses it.
+    more JSON values than that is a 400 before anything parses it. This middleware sits outside
+    the in-flight limit: a client trickling its body holds no slot.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, max_json_values: int = 0):
+    def __init__(self, app: ASGIApp, max_bytes: int, max_json_values: int = 0, timeout_s: float | None = None):
         self.app = app
         self.max_bytes = max_bytes
         self.max_json_values = max_json_values
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,20 +36,20 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)
             return
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break  # the client went away; let the app see it
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                await self._refuse(send)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                body = await self._read(receive)
+        except TimeoutError:
+            error = ApiError(
+                f"request body: not received within {self.timeout_s:g} s (setting body_timeout_s)",
+                code="request_timeout",
+                status_code=408,
+            )
+            await send_error(send, error, [(b"connection", b"close")])
+            return
+        if body is None:
+            await self._refuse(send)
+            return
         if self.max_json_values and json_values_bound(body) > self.max_json_values:
             error = BadRequest(
                 f"request body: more than {self.max_json_values} JSON values; no request to this API needs that many",
@@ -64,6 +68,22 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body, or None when it is larger than ``max_bytes``."""
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away; let the app see it
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                return None
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
     async def _refuse(self, send: Send) -> None:
         await send_error(send, PayloadTooLarge(f"request body: larger than {self.max_bytes} bytes"))
 
@@ -72,9 +92,10 @@ class InFlightLimit:
     """Answers 503 with ``Retry-After`` at once when ``max_requests`` requests are already in flight.
 
     A burst larger than the server can work through then fails fast, and a client (or API Gateway)
-    retries, instead of every request waiting in an unbounded queue and timing out. Refused
-    requests are answered before their bodies are read. ``exempt`` paths (the health check) are
-    neither counted nor refused.
+    retries, instead of every request waiting in an unbounded queue and timing out. It sits inside
+    ``BodySizeLimit``, so a request counts from the moment its whole body has arrived: clients
+    trickling bodies cannot hold the slots. ``exempt`` paths (the health check) are neither
+    counted nor refused.
     """
 
     def __init__(self, app: ASGIApp, max_requests: int, exempt: tuple[str, ...] = ("/ping",)):
