@@ -60,6 +60,9 @@ class Settings:
     max_jpeg_scans: int = 32
     """Scans a JPEG may hold (counted from its markers before decoding); each progressive scan is
     another pass over every coefficient, so thousands of tiny scans are a CPU bomb. Encoders write 1-12."""
+    max_jpeg_scan_pixels: int = 1_000_000_000
+    """Scans x pixels a JPEG may cost (a 48 MP progressive photo of 12 scans: 585 million); bounds
+    the decoding time of a JPEG of few but large scans (about 12 s of one core at this bound)."""
     decode_threads_per_request: int = 4
     """Images of one request decoded at once: a client's slow images queue behind each other, not
     in front of other clients' requests."""

@@ -67,6 +67,7 @@ class ImageLimits:
     max_side: int = 8192
     max_pixels: int = 50_000_000
     max_jpeg_scans: int = 32
+    max_jpeg_scan_pixels: int = 1_000_000_000
 
 
 def decode_image(
@@ -76,6 +77,7 @@ def decode_image(
     max_side: int,
     max_pixels: int | None = None,
     max_jpeg_scans: int | None = None,
+    max_jpeg_scan_pixels: int | None = None,
     draft_to: int | None = None,
 ) -> Image.Image:
     """Open and fully validate an image (first frame); JPEG and HEIC are decoded at reduced scale when allowed.
@@ -83,7 +85,14 @@ def decode_image(
     ``draft_to`` is the smallest size the shorter side may be reduced to (None: full size).
     Anything malformed inside the file is a 400 ``invalid_image``; broken EXIF is ignored.
     """
-    image = open_image(data, field, max_side=max_side, max_pixels=max_pixels, max_jpeg_scans=max_jpeg_scans)
+    image = open_image(
+        data,
+        field,
+        max_side=max_side,
+        max_pixels=max_pixels,
+        max_jpeg_scans=max_jpeg_scans,
+        max_jpeg_scan_pixels=max_jpeg_scan_pixels,
+    )
     return _load(image, field, draft_to)
 
 
@@ -92,7 +101,12 @@ def image_to_pixels(
 ) -> np.ndarray:
     """Bytes to the model's ``size`` x ``size`` uint8 input; the decode waits its turn in ``budget``."""
     image = open_image(
-        data, field, max_side=limits.max_side, max_pixels=limits.max_pixels, max_jpeg_scans=limits.max_jpeg_scans
+        data,
+        field,
+        max_side=limits.max_side,
+        max_pixels=limits.max_pixels,
+        max_jpeg_scans=limits.max_jpeg_scans,
+        max_jpeg_scan_pixels=limits.max_jpeg_scan_pixels,
     )
     if draft_to:
         _draft(image, draft_to)
@@ -105,19 +119,37 @@ def image_to_pixels(
 
 
 def open_image(
-    data: bytes, field: str, *, max_side: int, max_pixels: int | None = None, max_jpeg_scans: int | None = None
+    data: bytes,
+    field: str,
+    *,
+    max_side: int,
+    max_pixels: int | None = None,
+    max_jpeg_scans: int | None = None,
+    max_jpeg_scan_pixels: int | None = None,
 ) -> Image.Image:
-    """Read an image's header and check it against the limits; no pixel is decoded yet."""
+    """Read an image's header and check it against the limits; no pixel is decoded yet.
+
+    A JPEG's decoding cost is about its scans times its pixels (each progressive scan is a pass
+    over every block, however few bytes it takes: 18 KB of repeated scans cost 12 s), so both
+    the scan count and scans x pixels are bounded.
+    """
     if not data:
         raise InvalidInput(f"{field}: the image is empty (0 bytes)", code="not_an_image")
-    if max_jpeg_scans is not None and data.startswith(b"\xff\xd8"):
-        scans = jpeg_scan_count(data)
-        if scans > max_jpeg_scans:
-            raise InvalidInput(
-                f"{field}: the JPEG has {scans} scans; at most {max_jpeg_scans} (setting max_jpeg_scans)",
-                code="image_too_complex",
-            )
-    return _open(data, field, max_side, max_pixels)
+    scans = jpeg_scan_count(data) if data.startswith(b"\xff\xd8") else 0
+    if max_jpeg_scans is not None and scans > max_jpeg_scans:
+        raise InvalidInput(
+            f"{field}: the JPEG has {scans} scans; at most {max_jpeg_scans} (setting max_jpeg_scans)",
+            code="image_too_complex",
+        )
+    image = _open(data, field, max_side, max_pixels)
+    width, height = image.size
+    if max_jpeg_scan_pixels is not None and scans * width * height > max_jpeg_scan_pixels:
+        raise InvalidInput(
+            f"{field}: the JPEG has {scans} scans of {width}x{height} px; scans x pixels may be at most "
+            f"{max_jpeg_scan_pixels:,} (setting max_jpeg_scan_pixels)",
+            code="image_too_complex",
+        )
+    return image
 
 
 def _draft(image: Image.Image, draft_to: int) -> None:
@@ -153,7 +185,7 @@ def _open(data: bytes, field: str, max_side: int, max_pixels: int | None) -> Ima
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise _bomb(field) from exc
         except UnidentifiedImageError as exc:
-            raise InvalidInput(f"{field}: the data is not an image this API can read", code="not_an_image") from exc
+            raise InvalidInput(f"{field}: the data is not an image Pillow can read", code="not_an_image") from exc
         except Exception as exc:  # noqa: BLE001 (OSError, SyntaxError, ValueError, struct.error... from a header parser)
             raise InvalidInput(f"{field}: the image header is corrupt ({exc})", code="invalid_image") from exc
     if image.format not in ALLOWED_FORMATS:
