@@ -7,10 +7,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.api.middleware import BodySizeLimit, InFlightLimit
+from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightLimit
 from runtime.api.routes import explorer, libraries, similarity
 from runtime.embedder import Embedder
 from runtime.engines import Engine, load_engine
@@ -67,6 +67,7 @@ def create_app(
         max_json_values=settings.max_json_values,
         timeout_s=settings.body_timeout_s,
     )
+    app.add_middleware(EncodedSlashRefusal)
     _add_error_handlers(app)
     app.include_router(similarity.router)
     # Image libraries: the store opens lazily (first library request) and closes at shutdown.
@@ -81,6 +82,45 @@ def create_app(
     return app
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this request's path.
+
+    FastAPI has one route per method and Starlette's 405 names only the first route whose path
+    matched; the routers here are included without a prefix, so each route's own path pattern applies.
+    """
+    path = request.scope["path"]
+    methods = {
+        method
+        for route in _leaf_routes(request.app.router.routes)
+        if route.path_regex.match(path)
+        for method in route.methods
+    }
+    return sorted(methods | {"OPTIONS"})
+
+
+def _leaf_routes(routes: list) -> list:
+    leaves = []
+    for route in routes:
+        if getattr(route, "methods", None) and getattr(route, "path_regex", None):
+            leaves.append(route)
+        children = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)
+        if children:
+            leaves.extend(_leaf_routes(children))
+    return leaves
+
+
+def wrong_method(request: Request) -> Response:
+    """``OPTIONS``: 204 with ``Allow``; any other method a path does not take: 405 with ``Allow``."""
+    allow = ", ".join(allowed_methods(request))
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers={"Allow": allow})
+    body = {
+        "message": f"{request.method} is not allowed on {request.url.path}; allowed: {allow}",
+        "code": "method_not_allowed",
+    }
+    return JSONResponse(body, status_code=405, headers={"Allow": allow})
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -92,12 +132,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error.body(), status_code=error.status_code)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         unparsable = unparsable_body(exc.__cause__)
         if unparsable is not None:
             return JSONResponse(unparsable.body(), status_code=unparsable.status_code)
-        codes = {404: "route_not_found", 405: "method_not_allowed"}
-        body = {"message": str(exc.detail), "code": codes.get(exc.status_code, "http_error")}
+        if exc.status_code == 405:
+            return wrong_method(request)
+        codes = {400: "invalid_request", 404: "route_not_found"}
+        body = {"message": str(exc.detail), "code": codes.get(exc.status_code, "invalid_request")}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import sys
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,6 +59,10 @@ class BodySizeLimit:
                 code="json_too_large",
             )
             await send_error(send, error)
+            return
+        overlong = overlong_integer(body)
+        if overlong is not None:
+            await send_error(send, overlong)
             return
         replayed = False
 
@@ -126,6 +133,75 @@ def json_values_bound(body: bytes) -> int:
     opens with a bracket; commas and brackets inside strings only make the bound looser.
     """
     return body.count(b",") + body.count(b"[") + body.count(b"{") + 1
+
+
+# Python refuses to turn longer digit strings into ints (quadratic time); json.loads then fails
+# without saying where. A regex finds such a run in one C scan; only then is the body parsed
+# again to name the field.
+MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
+
+
+class _Overlong:
+    def __init__(self, digits: int):
+        self.digits = digits
+
+
+def overlong_integer(body: bytes) -> BadRequest | None:
+    """A 400 naming the field that holds a JSON integer longer than Python parses, if any."""
+    if not _LONG_DIGIT_RUN.search(body):
+        return None
+
+    def parse_int(text: str) -> Any:
+        digits = len(text.lstrip("-"))
+        return _Overlong(digits) if digits > MAX_INT_DIGITS else int(text)
+
+    try:
+        document = json.loads(body, parse_int=parse_int)
+    except (ValueError, RecursionError):
+        return None  # not JSON (or the digits were elsewhere): the usual parsing answers
+    found = _find_overlong(document)
+    if found is None:
+        return None
+    field, number = found
+    return BadRequest(
+        f"{field or 'request body'}: a number of {number.digits} digits; numbers have at most {MAX_INT_DIGITS}",
+        code="invalid_value",
+    )
+
+
+def _find_overlong(document: Any) -> tuple[str, _Overlong] | None:
+    pending: list[tuple[str, Any]] = [("", document)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, _Overlong):
+            return path, value
+        if isinstance(value, dict):
+            pending.extend((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return None
+
+
+class EncodedSlashRefusal:
+    """Answers 400 ``invalid_path`` for a path whose segment holds an encoded slash (``%2F``).
+
+    The server decodes the path before routing, so ``/libraries/a%2Fb`` would be routed as
+    ``/libraries/a/b``; no library name or image id can hold a slash, so the request is refused.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and b"%2f" in (scope.get("raw_path") or b"").lower():
+            error = BadRequest(
+                "path: an encoded slash (%2F) in a path segment is not accepted; names and ids cannot hold '/'",
+                code="invalid_path",
+            )
+            await send_error(send, error)
+            return
+        await self.app(scope, receive, send)
 
 
 async def send_error(send: Send, error: ApiError, headers: list[tuple[bytes, bytes]] | None = None) -> None:
