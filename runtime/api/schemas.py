@@ -140,7 +140,8 @@ ERROR_EXAMPLES: dict[int, dict[str, dict]] = {
         ),
         "url_refused": _error(
             "URL to a non-public address (SSRF guard)",
-            "url: the host '169.254.169.254' resolves to 169.254.169.254, which is not a public address",
+            "url: the host '169.254.169.254' resolves to 169.254.169.254, which is not globally reachable "
+            "(169.254.0.0/16: Link Local)",
             "url_refused",
         ),
         "text_too_long": _error("Text too long", "text: the text has 1001 characters; at most 1000", "text_too_long"),
