@@ -26,9 +26,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.fakes import hostile_images as crafted
 from tests.fakes.images import b64, image_bytes
 from tests.fakes.servers import FileServer
-from tests.hardening import crafted
 from tests.hardening.conftest import ANSWER_DEADLINE_S, FETCH_TIMEOUT_S, memory, reset_peak
 
 pytestmark = pytest.mark.slow

@@ -23,6 +23,7 @@ from runtime.inputs.images import (
     jpeg_scan_count,
     prepare_image,
 )
+from tests.fakes.hostile_images import GARBAGE_EXIF, jpeg_with_scans, png_chunk, with_png_chunk
 from tests.fakes.images import image_bytes
 
 LIMITS = ImageLimits(max_side=8192, max_pixels=50_000_000, max_jpeg_scans=32)
@@ -45,16 +46,6 @@ def _status(key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
     raise KeyError(key)
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def with_png_chunk(png: bytes, kind: bytes, payload: bytes) -> bytes:
-    """The PNG with one more chunk just before its first IDAT."""
-    at = png.index(b"IDAT") - 4
-    return png[:at] + png_chunk(kind, payload) + png[at:]
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "TIFF", "AVIF", "HEIF", "WEBP", "BMP", "JPEG"])
@@ -109,14 +100,6 @@ def test_progressive_jpeg_scans_are_counted_from_the_markers():
     assert jpeg_scan_count(with_thumbnail_app) == 1  # SOS bytes inside an APP1 payload are not scans
 
 
-def jpeg_with_scans(scans: int) -> bytes:
-    """A baseline JPEG whose one scan is repeated: decoders take each SOS as another pass."""
-    data = image_bytes(2, size=(64, 64), fmt="JPEG")
-    sos = data.index(b"\xff\xda")
-    eoi = data.rindex(b"\xff\xd9")
-    return data[:sos] + data[sos:eoi] * scans + data[eoi:]
-
-
 def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding():
     bomb = jpeg_with_scans(5000)
     assert jpeg_scan_count(bomb) == 5000
@@ -124,19 +107,6 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding():
         pixels_of(bomb)
     assert refused.value.code == "image_too_complex"
     assert "max_jpeg_scans" in refused.value.message
-
-
-def exif_block(orientation_entry: bytes = b"") -> bytes:
-    return b"MM\x00*\x00\x00\x00\x08" + orientation_entry
-
-
-GARBAGE_EXIF = [
-    b"MM\x00*\x00\x00\x00\x08\xff\xff" + b"\x00" * 12,  # 65535 entries promised, none there
-    b"II*\x00\xff\xff\xff\x7f",  # first IFD far past the end
-    b"MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01\x00\x09\x00\x00",  # orientation 9
-    b"\x00" * 7,
-    b"Exif\x00\x00" + b"\xde\xad" * 50,
-]
 
 
 @pytest.mark.parametrize("payload", GARBAGE_EXIF, ids=range(len(GARBAGE_EXIF)))
