@@ -92,7 +92,10 @@ class BodySizeLimit:
         return b"".join(chunks)
 
     async def _refuse(self, send: Send) -> None:
-        await send_error(send, PayloadTooLarge(f"request body: larger than {self.max_bytes} bytes"))
+        # The rest of the body is never read: closing the connection keeps a client from
+        # trickling it forever on a connection that no deadline watches any more.
+        error = PayloadTooLarge(f"request body: larger than {self.max_bytes} bytes")
+        await send_error(send, error, [(b"connection", b"close")])
 
 
 class InFlightLimit:

@@ -107,3 +107,19 @@ def test_trickling_bodies_hold_no_in_flight_slot_and_end_in_408(attacked_server)
     assert len(answers) == 2 * MAX_IN_FLIGHT
     assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers), answers[:2]
     assert all(b"request_timeout" in answer or b"\r\n\r\n" in answer for answer in answers)
+
+
+def test_a_refused_oversized_body_ends_the_connection(attacked_server):
+    """The unread rest of a refused body cannot be trickled on forever: the 413 closes the connection."""
+    server, _ = attacked_server
+    with connect(server) as sock:
+        sock.sendall(b"POST /image-similarity HTTP/1.1\r\nHost: x\r\nContent-Length: 40000000\r\n\r\n{")
+        answer, start = b"", time.monotonic()
+        while time.monotonic() - start < 3:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break  # closed by the server
+            answer += chunk
+        else:
+            raise AssertionError("the connection stayed open after the 413")
+        assert answer.startswith(b"HTTP/1.1 413") and b"payload_too_large" in answer
