@@ -208,8 +208,18 @@ def serve(args: argparse.Namespace) -> int:
     print("\n".join(urls(settings, args.host, args.port)), flush=True)
     import uvicorn
 
+    from runtime.api.connections import server_options
+
     log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG  # json: ours
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, log_config=log_config)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        log_config=log_config,
+        **server_options(settings),
+    )
     return 0
 
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
 from runtime.engines import Engine
 from runtime.errors import InvalidInput
 from runtime.inputs.fetch import UrlFetcher
-from runtime.inputs.images import configure_pillow, decode_image, prepare_image
+from runtime.inputs.images import DecodeBudget, ImageLimits, configure_pillow, image_to_pixels
 from runtime.observability import record_embedded, span
 from runtime.settings import Settings
 from runtime.vectors import scores_of
@@ -46,7 +46,14 @@ class Embedder:
         # One thread per slot of a full batch: a batch of slow URLs waits for its own deadline only,
         # not for a queue behind other requests' downloads.
         self._readers = ThreadPoolExecutor(max_workers=settings.max_batch, thread_name_prefix="image-reader")
-        configure_pillow(settings.max_image_side)
+        # Decoding is CPU work: each request keeps at most decode_threads_per_request images in this
+        # pool, so a client's slow images queue behind each other, not in front of other clients'.
+        self._decoders = ThreadPoolExecutor(max_workers=settings.max_batch, thread_name_prefix="image-decoder")
+        self._decode_budget = DecodeBudget(settings.decode_memory_mb * 1024 * 1024)
+        self.image_limits = ImageLimits(
+            settings.max_image_side, settings.max_image_pixels, settings.max_jpeg_scans, settings.max_jpeg_scan_pixels
+        )
+        configure_pillow(settings.max_image_pixels)
 
     @property
     def model_version(self) -> str:
@@ -57,7 +64,7 @@ class Embedder:
         texts = [(i, self.check_text(item)) for i, item in enumerate(inputs) if item.kind == "text"]
         images = [(i, item) for i, item in enumerate(inputs) if item.kind != "text"]
         deadline = time.monotonic() + self.settings.fetch_timeout_s  # for all of this request's URLs together
-        pixels = list(self._readers.map(partial(self.read_image, deadline=deadline), [item for _, item in images]))
+        pixels = self.read_images([item for _, item in images], deadline)
         vectors = np.zeros((len(inputs), self.engine.dimension), dtype=np.float32)
         if images:
             with span("embed"):
@@ -79,19 +86,39 @@ class Embedder:
             )
         return text
 
-    def read_image(self, item: Input, deadline: float | None = None) -> np.ndarray:
-        data = self.read_bytes(item, deadline)
+    def read_images(self, items: list[Input], deadline: float | None = None) -> list[np.ndarray]:
+        """Every item's model input, in order: all bytes fetched at once, decoded a few at a time."""
+        downloads = [self._readers.submit(self.read_bytes, item, deadline) for item in items]
+        turns = threading.Semaphore(max(1, self.settings.decode_threads_per_request))
+        decodes: list[Future] = []
+        try:
+            for item, download in zip(items, downloads):
+                data = download.result()
+                turns.acquire()
+                decode = self._decoders.submit(self.decode, item, data)
+                decode.add_done_callback(lambda _: turns.release())
+                decodes.append(decode)
+            return [decode.result() for decode in decodes]
+        finally:
+            for pending in downloads + decodes:
+                pending.cancel()
+
+    def decode(self, item: Input, data: bytes) -> np.ndarray:
         size = self.engine.image_size
         try:
             with span("decode"):
-                image = decode_image(
-                    data, item.field, max_side=self.settings.max_image_side, draft_to=size * self.settings.draft_factor
+                return image_to_pixels(
+                    data,
+                    item.field,
+                    size,
+                    self.image_limits,
+                    draft_to=size * self.settings.draft_factor,
+                    budget=self._decode_budget,
                 )
         except InvalidInput as exc:
             if item.kind == "url" and exc.code == "not_an_image":
                 raise InvalidInput(f"{item.field}: the URL's content is not an image", code="url_not_image") from exc
             raise
-        return prepare_image(image, size)
 
     def read_bytes(self, item: Input, deadline: float | None = None) -> bytes:
         if item.kind == "url":

@@ -90,8 +90,23 @@ class Settings(BaseSettings):
     """Model input size; used by the ``sagemaker`` engine, which has no model to ask."""
 
     # --- inputs ------------------------------------------------------------------------
-    max_image_side: int = Field(4096, ge=1)
-    """Longest side, in pixels, of an image the API accepts."""
+    max_image_side: int = Field(8192, ge=1)
+    """Longest side, px: 8192 takes a 48 MP phone photo (8064x6048); the AI Solution Kit allowed 4096."""
+    max_image_pixels: int = Field(50_000_000, ge=1)
+    """Pixels an image may have (48 MP photos pass); headers claiming more than twice this are refused
+    as decompression bombs before any decoding."""
+    max_jpeg_scans: int = Field(32, ge=1)
+    """Scans a JPEG may hold (counted from its markers before decoding); each progressive scan is
+    another pass over every coefficient, so thousands of tiny scans are a CPU bomb. Encoders write 1-12."""
+    max_jpeg_scan_pixels: int = Field(1_000_000_000, ge=1)
+    """Scans x pixels a JPEG may cost (a 48 MP progressive photo of 12 scans: 585 million); bounds
+    the decoding time of a JPEG of few but large scans (about 12 s of one core at this bound)."""
+    decode_threads_per_request: int = Field(4, ge=1)
+    """Images of one request decoded at once: a client's slow images queue behind each other, not
+    in front of other clients' requests."""
+    decode_memory_mb: int = Field(1024, ge=1)
+    """Estimated pixel memory all decodes in progress may hold together (the process's bound; one
+    image larger than it waits for the others and then decodes alone)."""
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
     """Largest encoded image, in bytes (after base64 decoding, or as fetched)."""
     max_request_bytes: int = Field(32 * 1024 * 1024, ge=1)
@@ -149,8 +164,15 @@ class Settings(BaseSettings):
 
     # --- server ------------------------------------------------------------------------
     max_inflight_requests: int = Field(64, ge=0)
-    """Requests handled at once by one server process (``GET /ping`` aside); more are answered
-    503 with ``Retry-After`` at once instead of queueing without bound (0: no limit)."""
+    """Requests worked on at once by one server process (``GET /ping`` aside; a request counts once
+    its body has arrived); more are answered 503 with ``Retry-After`` at once (0: no limit)."""
+    header_timeout_s: float = Field(10.0, gt=0)
+    """A connection's next request headers must be complete this long after it opens or after its
+    last answer (a deadline, not reset by trickling bytes); then it is closed."""
+    body_timeout_s: float = Field(60.0, gt=0)
+    """A request body must arrive whole within this long after its headers; then 408 ``request_timeout``."""
+    keep_alive_timeout_s: float = Field(5.0, gt=0)
+    """An idle keep-alive connection is closed after this long."""
     explorer: bool = True
     """Serve the API Explorer (Swagger UI) at ``/api-explorer``."""
     public_base_url: str | None = None

@@ -7,10 +7,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.api.middleware import BodySizeLimit, InFlightLimit
+from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightLimit
 from runtime.api.request_log import RequestLog
 from runtime.api.routes import explorer, libraries, similarity
 from runtime.embedder import Embedder
@@ -52,7 +52,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.embedder = embedder
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, max_json_values=settings.max_json_values)
+    # Innermost: a request counts against the in-flight limit only once its body has arrived.
+    app.add_middleware(InFlightLimit, max_requests=settings.max_inflight_requests)
     if settings.cors_origin:
         app.add_middleware(
             CORSMiddleware,
@@ -60,8 +61,14 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"],
         )
-    # Added last, so outermost: a request over the in-flight limit is refused before its body is read.
-    app.add_middleware(InFlightLimit, max_requests=settings.max_inflight_requests)
+    # Added last, so outermost: bodies are read (within body_timeout_s) before anything else runs.
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        max_json_values=settings.max_json_values,
+        timeout_s=settings.body_timeout_s,
+    )
+    app.add_middleware(EncodedSlashRefusal)
     app.add_middleware(RequestLog)  # outermost: logs and counts every answer, the limits' too
     _add_error_handlers(app)
     app.include_router(similarity.router)
@@ -77,6 +84,45 @@ def create_app(
     return app
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this request's path.
+
+    FastAPI has one route per method and Starlette's 405 names only the first route whose path
+    matched; the routers here are included without a prefix, so each route's own path pattern applies.
+    """
+    path = request.scope["path"]
+    methods = {
+        method
+        for route in _leaf_routes(request.app.router.routes)
+        if route.path_regex.match(path)
+        for method in route.methods
+    }
+    return sorted(methods | {"OPTIONS"})
+
+
+def _leaf_routes(routes: list) -> list:
+    leaves = []
+    for route in routes:
+        if getattr(route, "methods", None) and getattr(route, "path_regex", None):
+            leaves.append(route)
+        children = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)
+        if children:
+            leaves.extend(_leaf_routes(children))
+    return leaves
+
+
+def wrong_method(request: Request) -> Response:
+    """``OPTIONS``: 204 with ``Allow``; any other method a path does not take: 405 with ``Allow``."""
+    allow = ", ".join(allowed_methods(request))
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers={"Allow": allow})
+    body = {
+        "message": f"{request.method} is not allowed on {request.url.path}; allowed: {allow}",
+        "code": "method_not_allowed",
+    }
+    return JSONResponse(body, status_code=405, headers={"Allow": allow})
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -88,12 +134,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error.body(), status_code=error.status_code)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         unparsable = unparsable_body(exc.__cause__)
         if unparsable is not None:
             return JSONResponse(unparsable.body(), status_code=unparsable.status_code)
-        codes = {404: "route_not_found", 405: "method_not_allowed"}
-        body = {"message": str(exc.detail), "code": codes.get(exc.status_code, "http_error")}
+        if exc.status_code == 405:
+            return wrong_method(request)
+        codes = {400: "invalid_request", 404: "route_not_found"}
+        body = {"message": str(exc.detail), "code": codes.get(exc.status_code, "invalid_request")}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

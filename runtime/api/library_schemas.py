@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, TEXT_DOC, URL_DOC
+from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, STRICT_REQUEST, TEXT_DOC, URL_DOC
 
 NAME_DOC = "Library name: 1 to 64 letters (any script, Chinese included), digits or underscores; unique."
 ID_DOC = "Image id: 1 to 128 letters, digits or _ - . : @ (not only dots); unique in the library."
@@ -21,7 +21,7 @@ CREATED = "2025-06-01T08:30:00Z"
 
 
 class CreateLibraryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_REQUEST
 
     name: str = Field(description=NAME_DOC)
 
@@ -29,7 +29,7 @@ class CreateLibraryRequest(BaseModel):
 class AddImageRequest(BaseModel):
     """One image (``url`` or ``img``), with an optional id and metadata."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_REQUEST
 
     url: str | None = Field(None, description=URL_DOC)
     img: str | None = Field(None, description=IMG_DOC)
@@ -44,7 +44,7 @@ class AddImageRequest(BaseModel):
 class SearchRequest(BaseModel):
     """Search by an image (``url`` or ``img``) or by ``text``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_REQUEST
 
     url: str | None = Field(None, description=URL_DOC)
     img: str | None = Field(None, description=IMG_DOC)

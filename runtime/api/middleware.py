@@ -1,8 +1,12 @@
-"""Limits applied before a request reaches the app: body size, JSON size, requests in flight."""
+"""Limits applied before a request reaches the app: body size and time, JSON size, requests in flight."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import sys
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,17 +16,20 @@ RETRY_AFTER_S = 1
 
 
 class BodySizeLimit:
-    """Answers 413 when a body is (or declares itself) larger than ``max_bytes``.
+    """Answers 413 when a body is (or declares itself) larger than ``max_bytes``, 408 when it has
+    not arrived whole within ``timeout_s``.
 
     The body is read here, up to the cap, and replayed to the app, so nothing downstream ever
     holds more than ``max_bytes`` of a request. With ``max_json_values``, a body that may hold
-    more JSON values than that is a 400 before anything parses it.
+    more JSON values than that is a 400 before anything parses it. This middleware sits outside
+    the in-flight limit: a client trickling its body holds no slot.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, max_json_values: int = 0):
+    def __init__(self, app: ASGIApp, max_bytes: int, max_json_values: int = 0, timeout_s: float | None = None):
         self.app = app
         self.max_bytes = max_bytes
         self.max_json_values = max_json_values
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,26 +39,30 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)
             return
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break  # the client went away; let the app see it
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                await self._refuse(send)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                body = await self._read(receive)
+        except TimeoutError:
+            error = ApiError(
+                f"request body: not received within {self.timeout_s:g} s (setting body_timeout_s)",
+                code="request_timeout",
+                status_code=408,
+            )
+            await send_error(send, error, [(b"connection", b"close")])
+            return
+        if body is None:
+            await self._refuse(send)
+            return
         if self.max_json_values and json_values_bound(body) > self.max_json_values:
             error = BadRequest(
                 f"request body: more than {self.max_json_values} JSON values; no request to this API needs that many",
                 code="json_too_large",
             )
             await send_error(send, error)
+            return
+        overlong = overlong_integer(body)
+        if overlong is not None:
+            await send_error(send, overlong)
             return
         replayed = False
 
@@ -64,17 +75,37 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body, or None when it is larger than ``max_bytes``."""
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away; let the app see it
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                return None
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
     async def _refuse(self, send: Send) -> None:
-        await send_error(send, PayloadTooLarge(f"request body: larger than {self.max_bytes} bytes"))
+        # The rest of the body is never read: closing the connection keeps a client from
+        # trickling it forever on a connection that no deadline watches any more.
+        error = PayloadTooLarge(f"request body: larger than {self.max_bytes} bytes")
+        await send_error(send, error, [(b"connection", b"close")])
 
 
 class InFlightLimit:
     """Answers 503 with ``Retry-After`` at once when ``max_requests`` requests are already in flight.
 
     A burst larger than the server can work through then fails fast, and a client (or API Gateway)
-    retries, instead of every request waiting in an unbounded queue and timing out. Refused
-    requests are answered before their bodies are read. ``exempt`` paths (the health check) are
-    neither counted nor refused.
+    retries, instead of every request waiting in an unbounded queue and timing out. It sits inside
+    ``BodySizeLimit``, so a request counts from the moment its whole body has arrived: clients
+    trickling bodies cannot hold the slots. ``exempt`` paths (the health check) are neither
+    counted nor refused.
     """
 
     def __init__(self, app: ASGIApp, max_requests: int, exempt: tuple[str, ...] = ("/ping",)):
@@ -105,6 +136,75 @@ def json_values_bound(body: bytes) -> int:
     opens with a bracket; commas and brackets inside strings only make the bound looser.
     """
     return body.count(b",") + body.count(b"[") + body.count(b"{") + 1
+
+
+# Python refuses to turn longer digit strings into ints (quadratic time); json.loads then fails
+# without saying where. A regex finds such a run in one C scan; only then is the body parsed
+# again to name the field.
+MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
+
+
+class _Overlong:
+    def __init__(self, digits: int):
+        self.digits = digits
+
+
+def overlong_integer(body: bytes) -> BadRequest | None:
+    """A 400 naming the field that holds a JSON integer longer than Python parses, if any."""
+    if not _LONG_DIGIT_RUN.search(body):
+        return None
+
+    def parse_int(text: str) -> Any:
+        digits = len(text.lstrip("-"))
+        return _Overlong(digits) if digits > MAX_INT_DIGITS else int(text)
+
+    try:
+        document = json.loads(body, parse_int=parse_int)
+    except (ValueError, RecursionError):
+        return None  # not JSON (or the digits were elsewhere): the usual parsing answers
+    found = _find_overlong(document)
+    if found is None:
+        return None
+    field, number = found
+    return BadRequest(
+        f"{field or 'request body'}: a number of {number.digits} digits; numbers have at most {MAX_INT_DIGITS}",
+        code="invalid_value",
+    )
+
+
+def _find_overlong(document: Any) -> tuple[str, _Overlong] | None:
+    pending: list[tuple[str, Any]] = [("", document)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, _Overlong):
+            return path, value
+        if isinstance(value, dict):
+            pending.extend((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return None
+
+
+class EncodedSlashRefusal:
+    """Answers 400 ``invalid_path`` for a path whose segment holds an encoded slash (``%2F``).
+
+    The server decodes the path before routing, so ``/libraries/a%2Fb`` would be routed as
+    ``/libraries/a/b``; no library name or image id can hold a slash, so the request is refused.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and b"%2f" in (scope.get("raw_path") or b"").lower():
+            error = BadRequest(
+                "path: an encoded slash (%2F) in a path segment is not accepted; names and ids cannot hold '/'",
+                code="invalid_path",
+            )
+            await send_error(send, error)
+            return
+        await self.app(scope, receive, send)
 
 
 async def send_error(send: Send, error: ApiError, headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-URL_DOC = "Image URL: http://, https:// or s3://bucket/key. JPEG, PNG, BMP or WebP; longest side at most 4096 px."
+from runtime.errors import ERROR_CODES
+
+URL_DOC = (
+    "Image URL: http://, https:// or s3://bucket/key. "
+    "JPEG, PNG, BMP, WebP, GIF, TIFF, AVIF or HEIC; longest side at most 8192 px, 50 MP."
+)
 IMG_DOC = "Base64-encoded image (a data: URL prefix is accepted)."
 TEXT_DOC = "Text, embedded in the same space as images (at most 1000 characters)."
+# Request fields take exactly their OpenAPI types: no "false" -> false, no "5" -> 5 (pydantic's strict mode).
+STRICT_REQUEST = ConfigDict(extra="forbid", strict=True)
 EXAMPLE_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGM8ISfHgA0wYRUdtBIA0MoBFD5jqJkAAAAASUVORK5CYII="
 
 
 class Slot(BaseModel):
     """One input: exactly one of ``url``, ``img`` or ``text``."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"url": "https://example.com/cat.jpg"}]})
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"url": "https://example.com/cat.jpg"}]}
+    )
 
     url: str | None = Field(None, description=URL_DOC)
     img: str | None = Field(None, description=IMG_DOC)
@@ -23,7 +32,7 @@ class Slot(BaseModel):
 class SimilarityRequest(BaseModel):
     """Single mode (``url`` | ``img`` | ``text``), pair mode (slot 1 and slot 2) or batch mode (``inputs``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_REQUEST
 
     url: str | None = Field(None, description="Single mode. " + URL_DOC)
     img: str | None = Field(None, description="Single mode. " + IMG_DOC)
@@ -68,9 +77,14 @@ class BatchResponse(BaseModel):
     model_version: str
 
 
+ERROR_CODES_DOC = "A stable machine-readable code. " + "; ".join(
+    f"{status}: {', '.join(codes)}" for status, codes in ERROR_CODES.items()
+)
+
+
 class ErrorResponse(BaseModel):
     message: str = Field(description="What is wrong, naming the field.")
-    code: str = Field(description="A stable machine-readable code, e.g. invalid_base64, url_refused.")
+    code: str = Field(description=ERROR_CODES_DOC)
     status: int | None = Field(None, description="-1 on library writes (the AI Solution Kit convention).")
 
 
@@ -121,12 +135,13 @@ ERROR_EXAMPLES: dict[int, dict[str, dict]] = {
         "not_an_image": _error("Not an image", "img: the data is not an image Pillow can read", "not_an_image"),
         "image_too_large": _error(
             "Image over the size limit",
-            "img: the image is 5000x3000 px; the longest side may be at most 4096 px",
+            "img: the image is 9000x3000 px; the longest side may be at most 8192 px (setting max_image_side)",
             "image_too_large",
         ),
         "url_refused": _error(
             "URL to a non-public address (SSRF guard)",
-            "url: the host '169.254.169.254' resolves to 169.254.169.254, which is not a public address",
+            "url: the host '169.254.169.254' resolves to 169.254.169.254, which is not globally reachable "
+            "(169.254.0.0/16: Link Local)",
             "url_refused",
         ),
         "text_too_long": _error("Text too long", "text: the text has 1001 characters; at most 1000", "text_too_long"),

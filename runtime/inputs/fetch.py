@@ -1,7 +1,8 @@
 """Fetching images from URLs without becoming an SSRF hole.
 
-http(s): the host is resolved once, every address is checked (no loopback, private, link-local,
-multicast, reserved or unspecified address, IPv4-mapped and other embedded IPv4 forms included),
+http(s): the host is resolved once (in a worker, within the fetch deadline), every address is
+checked against the IANA special-purpose registries (``special_addresses``: anything not globally
+reachable is refused, IPv4-mapped and other embedded IPv4 forms included),
 the connection goes to the checked address (no second resolution), each redirect is checked the
 same way, and time and bytes are capped. s3://: boto3 with the caller's own role.
 """
@@ -15,10 +16,13 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import closing, contextmanager
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from runtime.errors import InvalidInput
+from runtime.inputs.special_addresses import not_reachable_block
 from runtime.settings import Settings
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -27,6 +31,9 @@ PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 QUERY_SAFE = PATH_SAFE + "?"
 NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
 USER_AGENT = "image-similarity-fetcher/1"
+# Name lookups of every request; one stuck on a slow resolver holds a worker until the system
+# resolver gives up, never a request past its deadline.
+_RESOLVERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dns")
 
 
 def _refused(message: str) -> InvalidInput:
@@ -53,10 +60,19 @@ def embedded_ipv4(ip: IpAddress) -> ipaddress.IPv4Address | None:
 
 
 def is_public(ip: IpAddress) -> bool:
+    """Globally reachable by the IANA registries, and so is any IPv4 address it carries."""
     inner = embedded_ipv4(ip)
     if inner is not None and not is_public(inner):
         return False
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_loopback)
+    return not_reachable_block(ip) is None
+
+
+def refusal_reason(ip: IpAddress) -> str:
+    inner = embedded_ipv4(ip)
+    if inner is not None and not is_public(inner):
+        return f"it carries {inner}, {refusal_reason(inner)}"
+    block = not_reachable_block(ip)
+    return f"which is not globally reachable ({block.network}: {block.name})" if block else "which is public"
 
 
 class UrlFetcher:
@@ -86,16 +102,29 @@ class UrlFetcher:
     def allowed(self, ip: IpAddress) -> bool:
         return self.in_allowed_network(ip) or is_public(ip)
 
-    def resolve(self, host: str, port: int, field: str) -> IpAddress:
-        """Resolve once and return an address to connect to; refuse if any address is not public."""
+    def resolve(self, host: str, port: int, field: str, deadline: float | None = None) -> IpAddress:
+        """Resolve once and return an address to connect to; refuse if any address is not public.
+
+        The system resolver cannot be interrupted, so it runs in a worker and the fetch stops
+        waiting for it at the deadline (the worker finishes on its own, its answer unused).
+        """
+        lookup = _RESOLVERS.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = lookup.result(timeout=wait)
+        except FutureTimeout as exc:
+            lookup.cancel()
+            raise InvalidInput(
+                f"{field}: resolving {host!r} took longer than the fetch deadline "
+                f"({self.settings.fetch_timeout_s:g} s)",
+                code="url_timeout",
+            ) from exc
         except (socket.gaierror, UnicodeError) as exc:
             raise _unreachable(f"{field}: the host {host!r} cannot be resolved") from exc
         addresses = _unique(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos)
         for ip in addresses:
             if not self.allowed(ip):
-                raise _refused(f"{field}: the host {host!r} resolves to {ip}, which is not a public address")
+                raise _refused(f"{field}: the host {host!r} resolves to {ip}, {refusal_reason(ip)}")
         if not addresses:
             raise _unreachable(f"{field}: the host {host!r} has no address")
         return addresses[0]
@@ -113,7 +142,7 @@ class UrlFetcher:
             port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
         except ValueError as exc:
             raise _refused(f"{field}: the URL's port is not valid") from exc
-        ip = self.resolve(host, port, field)
+        ip = self.resolve(host, port, field, deadline)
         if self.ports and port not in self.ports and not self.in_allowed_network(ip):
             accepted = ", ".join(str(p) for p in sorted(self.ports))
             raise _refused(f"{field}: port {port} is not accepted (only {accepted})")

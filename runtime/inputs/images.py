@@ -1,24 +1,54 @@
 """Bytes to model input: decoding, validation and OpenCLIP's preprocessing, in one place.
 
-Only Pillow and NumPy are used, so the light front function (no torch) can prepare images too.
-The steps match open_clip's default eval transform (resize the shortest side with bicubic
-filtering, centre crop, RGB, scale to [0, 1], normalise); a test checks they agree.
+Only Pillow, pillow-heif and NumPy are used, so the light front function (no torch) can prepare
+images too. The steps match open_clip's default eval transform (resize the shortest side with
+bicubic filtering, centre crop, RGB, scale to [0, 1], normalise); a test checks they agree.
+
+Hostile images are bounded before any pixel is decoded: the header's size against the side and
+pixel limits, a JPEG's scan count against ``max_jpeg_scans`` (each progressive scan is another
+pass over every coefficient). Work after decoding is bounded by what the model needs: only the
+centre square (plus the resampling filter's reach) is converted and resized, whatever the shape.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import math
+import re
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, UnidentifiedImageError
 
 from runtime.errors import InvalidInput
 
-ALLOWED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "BMP": "BMP", "WEBP": "WebP", "MPO": "JPEG"}
+log = logging.getLogger("runtime")
+
+# Pillow's format name -> the name the API's messages use. GIF, TIFF, WebP, AVIF, HEIF: first frame or page.
+ALLOWED_FORMATS = {
+    "JPEG": "JPEG",
+    "MPO": "JPEG",
+    "PNG": "PNG",
+    "BMP": "BMP",
+    "WEBP": "WebP",
+    "GIF": "GIF",
+    "TIFF": "TIFF",
+    "AVIF": "AVIF",
+    "HEIF": "HEIC",
+}
+REDUCED_SCALE_FORMATS = ("JPEG", "MPO", "HEIF")  # libjpeg's 1/2..1/8 scaling; HEIF's faithful thumbnails
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+BICUBIC_REACH = 2  # source pixels a bicubic tap reaches on each side, at scale 1
+
+# Once, at import: HEIC/HEIF through pillow-heif (Pillow reads AVIF itself).
+pillow_heif.register_heif_opener()
 
 
 @dataclass(frozen=True)
@@ -30,28 +60,124 @@ class ImageSpec:
     std: tuple[float, float, float] = OPENAI_STD
 
 
-def decode_image(data: bytes, field: str, *, max_side: int, draft_to: int | None = None) -> Image.Image:
-    """Open and fully validate an image; JPEGs are decoded at reduced scale when allowed.
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an image may claim and cost (the ``runtime.settings`` fields of the same names)."""
+
+    max_side: int = 8192
+    max_pixels: int = 50_000_000
+    max_jpeg_scans: int = 32
+    max_jpeg_scan_pixels: int = 1_000_000_000
+
+
+def decode_image(
+    data: bytes,
+    field: str,
+    *,
+    max_side: int,
+    max_pixels: int | None = None,
+    max_jpeg_scans: int | None = None,
+    max_jpeg_scan_pixels: int | None = None,
+    draft_to: int | None = None,
+) -> Image.Image:
+    """Open and fully validate an image (first frame); JPEG and HEIC are decoded at reduced scale when allowed.
 
     ``draft_to`` is the smallest size the shorter side may be reduced to (None: full size).
+    Anything malformed inside the file is a 400 ``invalid_image``; broken EXIF is ignored.
+    """
+    image = open_image(
+        data,
+        field,
+        max_side=max_side,
+        max_pixels=max_pixels,
+        max_jpeg_scans=max_jpeg_scans,
+        max_jpeg_scan_pixels=max_jpeg_scan_pixels,
+    )
+    return _load(image, field, draft_to)
+
+
+def image_to_pixels(
+    data: bytes, field: str, size: int, limits: ImageLimits, *, draft_to: int | None, budget: DecodeBudget | None
+) -> np.ndarray:
+    """Bytes to the model's ``size`` x ``size`` uint8 input; the decode waits its turn in ``budget``."""
+    image = open_image(
+        data,
+        field,
+        max_side=limits.max_side,
+        max_pixels=limits.max_pixels,
+        max_jpeg_scans=limits.max_jpeg_scans,
+        max_jpeg_scan_pixels=limits.max_jpeg_scan_pixels,
+    )
+    if draft_to:
+        _draft(image, draft_to)
+    with budget.reserve(decode_bytes(image)) if budget else nullcontext():
+        image = _load(image, field, None)
+        try:
+            return prepare_image(image, size)
+        except Exception as exc:  # e.g. a pixel mode with no conversion to RGB
+            raise InvalidInput(f"{field}: the image cannot be converted to RGB ({exc})", code="invalid_image") from exc
+
+
+def open_image(
+    data: bytes,
+    field: str,
+    *,
+    max_side: int,
+    max_pixels: int | None = None,
+    max_jpeg_scans: int | None = None,
+    max_jpeg_scan_pixels: int | None = None,
+) -> Image.Image:
+    """Read an image's header and check it against the limits; no pixel is decoded yet.
+
+    A JPEG's decoding cost is about its scans times its pixels (each progressive scan is a pass
+    over every block, however few bytes it takes: 18 KB of repeated scans cost 12 s), so both
+    the scan count and scans x pixels are bounded.
     """
     if not data:
         raise InvalidInput(f"{field}: the image is empty (0 bytes)", code="not_an_image")
-    image = _open(data, field, max_side)
-    if draft_to and image.format in ("JPEG", "MPO"):
-        # Pillow's draft mode lets libjpeg scale by 1/2, 1/4 or 1/8 while decoding, never
-        # below the requested size, so a 12 MP photo is not decoded in full for a 224 px input.
+    scans = jpeg_scan_count(data) if data.startswith(b"\xff\xd8") else 0
+    if max_jpeg_scans is not None and scans > max_jpeg_scans:
+        raise InvalidInput(
+            f"{field}: the JPEG has {scans} scans; at most {max_jpeg_scans} (setting max_jpeg_scans)",
+            code="image_too_complex",
+        )
+    image = _open(data, field, max_side, max_pixels)
+    width, height = image.size
+    if max_jpeg_scan_pixels is not None and scans * width * height > max_jpeg_scan_pixels:
+        raise InvalidInput(
+            f"{field}: the JPEG has {scans} scans of {width}x{height} px; scans x pixels may be at most "
+            f"{max_jpeg_scan_pixels:,} (setting max_jpeg_scan_pixels)",
+            code="image_too_complex",
+        )
+    return image
+
+
+def _draft(image: Image.Image, draft_to: int) -> None:
+    if image.format in REDUCED_SCALE_FORMATS:
+        # libjpeg scales by 1/2, 1/4 or 1/8 while decoding, never below the requested size, so a
+        # 48 MP photo is not decoded in full for a 224 px input; pillow-heif picks an embedded
+        # thumbnail only when it is a scaled copy of the image (same crop, rotation, profile).
         image.draft("RGB", (draft_to, draft_to))
+
+
+def _load(image: Image.Image, field: str, draft_to: int | None) -> Image.Image:
     try:
+        if draft_to:
+            _draft(image, draft_to)
         image.load()
+        return upright(image)
     except Image.DecompressionBombError as exc:
         raise _bomb(field) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInput(f"{field}: the image data is truncated or corrupt ({exc})", code="invalid_image") from exc
-    return ImageOps.exif_transpose(image)
+    except Exception as exc:  # a decoder is a parser of hostile bytes: any failure is the file's
+        log.warning("image decoder failed on %s: %r", field, exc)
+        raise InvalidInput(
+            f"{field}: the image data is corrupt ({exc.__class__.__name__})", code="invalid_image"
+        ) from exc
 
 
-def _open(data: bytes, field: str, max_side: int) -> Image.Image:
+def _open(data: bytes, field: str, max_side: int, max_pixels: int | None) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -60,17 +186,26 @@ def _open(data: bytes, field: str, max_side: int) -> Image.Image:
             raise _bomb(field) from exc
         except UnidentifiedImageError as exc:
             raise InvalidInput(f"{field}: the data is not an image Pillow can read", code="not_an_image") from exc
-        except (OSError, SyntaxError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 (OSError, SyntaxError, ValueError, struct.error... from a header parser)
             raise InvalidInput(f"{field}: the image header is corrupt ({exc})", code="invalid_image") from exc
     if image.format not in ALLOWED_FORMATS:
-        allowed = ", ".join(sorted(set(ALLOWED_FORMATS.values())))
+        allowed = ", ".join(dict.fromkeys(ALLOWED_FORMATS.values()))
         raise InvalidInput(
             f"{field}: image format {image.format} is not supported (use {allowed})", code="unsupported_format"
         )
     width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidInput(f"{field}: the image is {width}x{height} px", code="invalid_image")
     if max(width, height) > max_side:
         raise InvalidInput(
-            f"{field}: the image is {width}x{height} px; the longest side may be at most {max_side} px",
+            f"{field}: the image is {width}x{height} px; the longest side may be at most {max_side} px "
+            "(setting max_image_side)",
+            code="image_too_large",
+        )
+    if max_pixels is not None and width * height > max_pixels:
+        raise InvalidInput(
+            f"{field}: the image is {width}x{height} px ({width * height / 1e6:.1f} MP); at most "
+            f"{max_pixels / 1e6:.1f} MP (setting max_image_pixels)",
             code="image_too_large",
         )
     return image
@@ -82,20 +217,159 @@ def _bomb(field: str) -> InvalidInput:
     )
 
 
+# --- decoding memory ------------------------------------------------------------------------
+
+
+def decode_bytes(image: Image.Image) -> int:
+    """Estimated peak memory of decoding and preparing an opened image at its (drafted) size.
+
+    Pixels x 4 bytes for the decoded image and again for the converted centre square; libheif
+    also keeps its YUV planes and a copy (measured: about 10 bytes a pixel for a 48 MP HEIC).
+    """
+    width, height = image.size
+    per_pixel = 12 if image.format == "HEIF" else 8
+    return width * height * per_pixel
+
+
+class DecodeBudget:
+    """A process-wide bound on the pixel memory of decodes in progress (first come, first served).
+
+    A decode reserves its estimate before any pixel is decoded and returns it when its image is
+    prepared; one estimate larger than the whole budget waits until nothing else is decoding.
+    """
+
+    def __init__(self, capacity_bytes: int):
+        self.capacity = capacity_bytes
+        self.in_use = 0
+        self._turns = threading.Condition()
+        self._queue: list[object] = []
+
+    @contextmanager
+    def reserve(self, amount: int) -> Iterator[None]:
+        amount = min(amount, self.capacity)
+        ticket = object()
+        with self._turns:
+            self._queue.append(ticket)
+            self._turns.wait_for(lambda: self._queue[0] is ticket and self.in_use + amount <= self.capacity)
+            self._queue.pop(0)
+            self.in_use += amount
+            self._turns.notify_all()
+        try:
+            yield
+        finally:
+            with self._turns:
+                self.in_use -= amount
+                self._turns.notify_all()
+
+
+# --- JPEG structure -----------------------------------------------------------------------
+
+# In entropy-coded data 0xFF is followed by 0x00 (stuffing), 0xD0-0xD7 (restart markers) or another
+# 0xFF (fill); anything else is the next marker.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8}
+SOS, EOI = 0xDA, 0xD9
+
+
+def jpeg_scan_count(data: bytes) -> int:
+    """How many scans (SOS segments) a JPEG holds, read from its markers without decoding.
+
+    Segments are skipped by their lengths and entropy-coded data by one regex search each, so the
+    walk costs one C scan of the file. Scans inside APPn payloads (EXIF thumbnails) are not counted.
+    """
+    scans, pos, end = 0, 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                break
+            pos = found.start()
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == EOI:
+            break
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        pos += 2 + length
+        if marker == SOS:
+            scans += 1
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                break
+            pos = found.start()
+    return scans
+
+
+# --- orientation --------------------------------------------------------------------------
+
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+EXIF_ORIENTATION = 0x0112
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says; EXIF that cannot be read is ignored.
+
+    EXIF arrives in many containers (JPEG APP1, PNG ``eXIf`` and raw-profile text chunks, WebP and
+    HEIC boxes) and each can be garbage; a picture with unreadable EXIF is still a picture.
+    """
+    try:
+        orientation = image.getexif().get(EXIF_ORIENTATION)
+    except Exception as exc:  # noqa: BLE001 (struct.error, SyntaxError, ValueError, TypeError... from EXIF parsing)
+        log.info("ignoring unreadable EXIF: %r", exc)
+        return image
+    method = _TRANSPOSE_FOR_ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(method) if method is not None else image
+
+
+# --- to the model's input -------------------------------------------------------------------
+
+
 def prepare_image(image: Image.Image, size: int) -> np.ndarray:
-    """Shortest side to ``size`` (bicubic), centre crop to ``size`` x ``size``: uint8 HxWx3."""
-    image = image.convert("RGB")
+    """Shortest side to ``size`` (bicubic), centre crop to ``size`` x ``size``: uint8 HxWx3.
+
+    The same pixels as resizing the whole image and then cropping (Pillow's ``box`` maps the
+    output onto the same source coordinates, with the filter reaching past the box), but only the
+    centre square and the filter's reach are converted and resampled: a 1 x 8192 px strip costs
+    no more than a small square, and a 48 MP photo is not copied whole.
+    """
     width, height = image.size
     short, long = (width, height) if width <= height else (height, width)
     new_long = int(size * long / short)
-    new_size = (size, new_long) if width <= height else (new_long, size)
-    if new_size != image.size:
-        image = image.resize(new_size, Image.Resampling.BICUBIC)
-    width, height = image.size
-    left = int(round((width - size) / 2.0))
-    top = int(round((height - size) / 2.0))
-    image = image.crop((left, top, left + size, top + size))
+    new_width, new_height = (size, new_long) if width <= height else (new_long, size)
+    left = int(round((new_width - size) / 2.0))
+    top = int(round((new_height - size) / 2.0))
+    scale_x, scale_y = width / new_width, height / new_height
+    box = (left * scale_x, top * scale_y, (left + size) * scale_x, (top + size) * scale_y)
+    region = _with_filter_reach(box, scale_x, scale_y, width, height)
+    image = image.crop(region).convert("RGB")
+    shifted = (box[0] - region[0], box[1] - region[1], box[2] - region[0], box[3] - region[1])
+    image = image.resize((size, size), Image.Resampling.BICUBIC, box=shifted)
     return np.asarray(image, dtype=np.uint8)
+
+
+def _with_filter_reach(
+    box: tuple[float, float, float, float], scale_x: float, scale_y: float, width: int, height: int
+) -> tuple[int, int, int, int]:
+    reach_x = math.ceil(BICUBIC_REACH * max(scale_x, 1.0)) + 1
+    reach_y = math.ceil(BICUBIC_REACH * max(scale_y, 1.0)) + 1
+    return (
+        max(0, math.floor(box[0]) - reach_x),
+        max(0, math.floor(box[1]) - reach_y),
+        min(width, math.ceil(box[2]) + reach_x),
+        min(height, math.ceil(box[3]) + reach_y),
+    )
 
 
 def normalize(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
@@ -112,10 +386,10 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def configure_pillow(max_side: int) -> None:
-    """Pillow refuses any image with more pixels than four max-size squares before decoding it.
+def configure_pillow(max_pixels: int) -> None:
+    """Pillow refuses any header that claims more than twice ``max_pixels`` before decoding it.
 
-    Images just over the side limit are refused by ``decode_image`` with a message that names
-    the limit; Pillow's own guard catches headers that claim absurd sizes.
+    Images just over the limits are refused by ``decode_image`` with a message that names the
+    limit; Pillow's own guard (every format, pillow-heif's too) catches headers that claim absurd sizes.
     """
-    Image.MAX_IMAGE_PIXELS = (2 * max_side) ** 2
+    Image.MAX_IMAGE_PIXELS = 2 * max_pixels

@@ -163,7 +163,11 @@ def limits_section(settings: Settings) -> str:
     s = settings
     rows = [
         ("Request body", f"at most {s.max_request_bytes:,} bytes (deployed on Lambda: about 6 MB, its payload limit)"),
-        ("Image", f"JPEG, PNG, BMP or WebP; longest side at most {s.max_image_side} px; {s.max_image_bytes:,} bytes"),
+        (
+            "Image",
+            f"JPEG, PNG, BMP, WebP, GIF, TIFF, AVIF or HEIC; longest side at most {s.max_image_side} px; "
+            f"{s.max_image_bytes:,} bytes",
+        ),
         ("Image URL", f"`http(s)://` or `s3://bucket/key`; public hosts only; {s.fetch_timeout_s:g} s to answer"),
         ("Redirects", f"at most {s.fetch_max_redirects}, each checked like the URL itself"),
         ("Text", f"at most {s.max_text_chars} characters"),

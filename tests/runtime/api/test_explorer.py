@@ -159,7 +159,7 @@ def test_request_examples_are_answered_by_the_api(server, name):
 
 def big_png() -> str:
     out = io.BytesIO()
-    Image.new("RGB", (5000, 3000), (200, 30, 30)).save(out, format="PNG")
+    Image.new("RGB", (9000, 3000), (200, 30, 30)).save(out, format="PNG")
     return b64(out.getvalue())
 
 
@@ -215,7 +215,8 @@ def test_page_loads_swagger_ui_from_this_server_only(server):
         assert response.status_code == 200 and response.headers["content-type"].startswith(kind)
         assert len(response.content) > 10_000
     missing = server.client.get("/api-explorer/assets/..%2Fsettings.py")
-    assert missing.status_code == 404 and missing.json()["code"] in {"not_found", "route_not_found"}
+    assert missing.status_code in (400, 404)  # an encoded slash is refused before routing
+    assert missing.json()["code"] in {"not_found", "route_not_found", "invalid_path"}
 
 
 def test_no_iam_note_when_auth_is_none(server, document):
