@@ -43,7 +43,8 @@ from runtime.errors import (
 from runtime.libraries import open_store
 from runtime.libraries.aws.s3vectors import S3VectorsStore
 from runtime.libraries.local import LocalStore
-from runtime.libraries.store import Added, Duplicate, NewImage, is_library_name
+from runtime.libraries.rules import is_library_name
+from runtime.libraries.store import Added, Duplicate, NewImage
 from runtime.settings import Settings
 
 DIM = 16
@@ -86,6 +87,7 @@ class FakeS3Vectors:
         events.register("before-call.s3vectors.CreateIndex", self._create_index)
         events.register("before-call.s3vectors.PutVectors", self._put_vectors)
         events.register("before-call.s3vectors.QueryVectors", self._query_vectors)
+        events.register("before-call.s3vectors.ListVectors", self._list_vectors)
 
     def operations(self, name: str) -> list[dict]:
         return [params for operation, params in self.calls if operation == name]
@@ -159,6 +161,31 @@ class FakeS3Vectors:
             answer["nextToken"] = str(end)
         return AWSResponse("https://fake", 200, {}, None), answer
 
+    def _list_vectors(self, params, **_):
+        """moto lists every vector in one answer; the service pages (maxResults up to 1,000, nextToken).
+        This fake pages in key order with the last key as its token: a model of a service position, not
+        a copy of the service's unpublished order."""
+        body = json.loads(params["body"])
+        index = self._index(body)
+        if isinstance(index, tuple):
+            return index
+        limit = body.get("maxResults", 500)
+        if not 1 <= limit <= 1000:
+            return error("maxResults must be between 1 and 1000")
+        keys = sorted(key for key in index.vectors if key > body.get("nextToken", ""))
+        page = keys[:limit]
+        answer = {"vectors": []}
+        for key in page:
+            found = {"key": key}
+            if body.get("returnMetadata"):
+                found["metadata"] = index.vectors[key].metadata
+            if body.get("returnData"):
+                found["data"] = index.vectors[key].data
+            answer["vectors"].append(found)
+        if len(keys) > limit:
+            answer["nextToken"] = page[-1]
+        return AWSResponse("https://fake", 200, {}, None), answer
+
     def _index(self, body: dict):
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.s3vectors.exceptions import IndexNotFound
@@ -184,25 +211,63 @@ def vector_problem(values: list[float], dimension: int) -> str | None:
 
 
 def passes(metadata: dict, condition: dict | None) -> bool:
+    """The S3 Vectors filter language as its documentation states it, written for this fake only (the
+    store's evaluator lives in runtime/libraries/rules.py and is not used here). Unknown operators and
+    operands of the wrong type are a ValidationException, as the service answers."""
     if not condition:
         return True
-    for key, value in condition.items():
-        if key == "$and":
-            if not all(passes(metadata, clause) for clause in value):
-                return False
-            continue
-        if key.startswith("$"):
-            raise ValueError(f"unsupported operator {key}")
-        wanted = value.get("$eq") if isinstance(value, dict) else value
-        if isinstance(value, dict) and set(value) != {"$eq"}:
-            raise ValueError(f"unsupported operators {sorted(value)}")
-        stored = metadata.get(key)
-        if type(stored) is bool or type(wanted) is bool:
-            if stored is not wanted:
-                return False
-        elif stored != wanted or isinstance(stored, str) != isinstance(wanted, str):
-            return False
-    return True
+    return all(_holds(metadata, key, value) for key, value in condition.items())
+
+
+def _holds(metadata: dict, key: str, value) -> bool:
+    if key in ("$and", "$or"):
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"{key} takes a non-empty array of filters")
+        results = [passes(metadata, clause) for clause in value]
+        return all(results) if key == "$and" else any(results)
+    if key.startswith("$"):
+        raise ValueError(f"unsupported operator {key}")
+    operators = value if isinstance(value, dict) else {"$eq": value}
+    return all(_compare(metadata, key, op, operand) for op, operand in operators.items())
+
+
+def _primitive(value) -> bool:
+    return isinstance(value, (str, int, float, bool))
+
+
+def _compare(metadata: dict, key: str, op: str, operand) -> bool:
+    present = key in metadata
+    stored = metadata.get(key)
+    values = stored if isinstance(stored, list) else [stored]
+    if op in ("$eq", "$ne"):
+        if not _primitive(operand):
+            raise ValueError(f"{op} takes a string, number or boolean")
+        equal = present and any(_json_equal(item, operand) for item in values)
+        return equal if op == "$eq" else not equal
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        if isinstance(operand, bool) or not isinstance(operand, (int, float)):
+            raise ValueError(f"{op} takes a number")
+        numbers = [item for item in values if isinstance(item, (int, float)) and not isinstance(item, bool)]
+        check = {"$gt": float.__gt__, "$gte": float.__ge__, "$lt": float.__lt__, "$lte": float.__le__}[op]
+        return present and any(check(float(item), float(operand)) for item in numbers)
+    if op in ("$in", "$nin"):
+        if not isinstance(operand, list) or not operand or not all(_primitive(item) for item in operand):
+            raise ValueError(f"{op} takes a non-empty array of primitives")
+        found = present and any(_json_equal(item, choice) for item in values for choice in operand)
+        return found if op == "$in" else not found
+    if op == "$exists":
+        if not isinstance(operand, bool):
+            raise ValueError("$exists takes a boolean")
+        return present == operand
+    raise ValueError(f"unsupported operator {op}")
+
+
+def _json_equal(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str) and a == b
+    return a == b
 
 
 def error(message: str, code: str = "ValidationException", status: int = 400):
@@ -475,32 +540,79 @@ def test_top_k_and_min_score(store):
         search(store, "lib", base, min_score=1.5)
 
 
-def test_filter_on_metadata_equality(store):
+FILTER_ROWS = [
+    {"color": "red", "size": 1, "sale": True, "tags": ["new", "summer"]},
+    {"color": "red", "size": 2, "sale": False},
+    {"color": "blue", "size": 1, "sale": True, "tags": ["old"]},
+    {"color": "red", "size": 1.0, "sale": 1},
+    {"color": ["red", "green"], "nested": {"color": "red"}, "size": "1"},
+    {"price": 10.5, "tags": [1, 2]},
+]
+
+# (filter, the images it keeps), each expectation read from the S3 Vectors documentation (see rules.py).
+FILTER_CASES = [
+    ({"color": "red"}, ["r0", "r1", "r3", "r4"]),  # a stored list matches by any element
+    ({"color": {"$eq": "red"}, "size": 1}, ["r0", "r3"]),  # 1 is 1.0; "1" is not 1
+    ({"sale": True}, ["r0", "r2"]),  # true is not 1
+    ({"sale": 1}, ["r3"]),
+    ({"color": "green"}, ["r4"]),
+    ({"color": {"$ne": "red"}}, ["r2", "r5"]),  # a missing key is "not equal"
+    ({"size": {"$gt": 1}}, ["r1"]),
+    ({"size": {"$gte": 1}}, ["r0", "r1", "r2", "r3"]),  # the string "1" is not a number
+    ({"size": {"$lt": 2}}, ["r0", "r2", "r3"]),
+    ({"size": {"$lte": 2}, "price": {"$exists": False}}, ["r0", "r1", "r2", "r3"]),
+    ({"price": {"$gt": 10, "$lt": 11}}, ["r5"]),
+    ({"tags": {"$gte": 2}}, ["r5"]),  # numbers inside a list compare too
+    ({"color": {"$in": ["blue", "green"]}}, ["r2", "r4"]),
+    ({"tags": {"$in": ["summer", 1]}}, ["r0", "r5"]),
+    ({"color": {"$nin": ["red"]}}, ["r2", "r5"]),
+    ({"tags": {"$exists": True}}, ["r0", "r2", "r5"]),
+    ({"nested": {"$exists": True}}, []),  # nested objects are stored, not filterable
+    ({"$or": [{"color": "blue"}, {"price": {"$lte": 10.5}}]}, ["r2", "r5"]),
+    ({"$and": [{"color": "red"}, {"sale": {"$ne": True}}]}, ["r1", "r3", "r4"]),
+    ({"$or": [{"$and": [{"size": 1}, {"sale": True}]}, {"color": "green"}]}, ["r0", "r2", "r4"]),
+    ({}, ["r0", "r1", "r2", "r3", "r4", "r5"]),
+]
+
+
+def test_every_filter_operator_with_the_documented_semantics(store):
     store.create_library("lib", VERSION)
-    rows = [
-        {"color": "red", "size": 1, "sale": True},
-        {"color": "red", "size": 2, "sale": False},
-        {"color": "blue", "size": 1, "sale": True},
-        {"color": "red", "size": 1.0, "sale": 1},
-        {"color": ["red"], "nested": {"color": "red"}},
-    ]
-    for i, metadata in enumerate(rows):
+    for i, metadata in enumerate(FILTER_ROWS):
         add(store, "lib", unit(i), image_id=f"r{i}", metadata=metadata)
     query = unit(50)
+    operators = set()
+    for conditions, expected in FILTER_CASES:
+        found = sorted(match.id for match in search(store, "lib", query, top_k=10, filter=conditions))
+        assert found == expected, conditions
+        operators.update(re.findall(r"\$[a-z]+", json.dumps(conditions)))
+    assert operators == {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$and", "$or"}
 
-    def ids(conditions):
-        return sorted(match.id for match in search(store, "lib", query, top_k=10, filter=conditions))
 
-    assert ids({"color": "red"}) == ["r0", "r1", "r3"]
-    assert ids({"color": "red", "size": 1}) == ["r0", "r3"]
-    assert ids({"sale": True}) == ["r0", "r2"]  # true is not 1
-    assert ids({"sale": 1}) == ["r3"]
-    assert ids({"color": "green"}) == []
-    assert ids({}) == ["r0", "r1", "r2", "r3", "r4"]
-    for bad in ({"nested": {"color": "red"}}, {"color": ["red"]}, {"color": None}):
-        with pytest.raises(BadRequest) as refused:
-            search(store, "lib", query, filter=bad)
-        assert refused.value.code == "invalid_filter"
+BAD_FILTERS = [
+    ({"nested": {"color": "red"}}, "filter.nested.color"),
+    ({"color": ["red"]}, "filter.color"),
+    ({"color": None}, "filter.color"),
+    ({"price": {"$gt": "10"}}, "filter.price.$gt"),
+    ({"price": {"$gt": True}}, "filter.price.$gt"),
+    ({"color": {"$in": []}}, "filter.color.$in"),
+    ({"color": {"$nin": "red"}}, "filter.color.$nin"),
+    ({"color": {"$exists": 1}}, "filter.color.$exists"),
+    ({"color": {"$regex": "r.*"}}, "filter.color.$regex"),
+    ({"$not": {"color": "red"}}, "filter.$not"),
+    ({"$and": []}, "filter.$and"),
+    ({"$or": [{"color": "red"}, {"size": {"$lt": [1]}}]}, "filter.$or[1].size.$lt"),
+    ({"color": {}}, "filter.color"),
+    ({"__imsim__": "x"}, "filter.__imsim__"),
+]
+
+
+@pytest.mark.parametrize(("conditions", "path"), BAD_FILTERS)
+def test_a_bad_filter_names_the_operator_and_its_path(store, conditions, path):
+    store.create_library("lib", VERSION)
+    with pytest.raises(BadRequest) as refused:
+        search(store, "lib", unit(1), filter=conditions)
+    assert refused.value.code == "invalid_filter"
+    assert refused.value.message.startswith(path + ":"), refused.value.message
 
 
 def test_filter_finds_matches_beyond_the_unfiltered_top_k(store):
@@ -607,11 +719,14 @@ def s3_store(aws):
 def test_s3_index_names_are_valid_and_mapped_in_the_registry(s3_store, aws):
     store, fake = s3_store
     store.create_library("商品图库", VERSION)
-    created = fake.operations("CreateIndex")[-1]
-    assert INDEX_NAME.match(created["indexName"]) and len(created["indexName"]) <= 63
+    created, files = fake.operations("CreateIndex")
+    for index in (created, files):
+        assert INDEX_NAME.match(index["indexName"]) and len(index["indexName"]) <= 63
     assert (created["dataType"], created["dimension"], created["distanceMetric"]) == ("float32", DIM, "cosine")
+    assert files["indexName"] == created["indexName"] + "-files" and files["dimension"] == 1
     item = aws[1].get_item(TableName=TABLE, Key={"name": {"S": "商品图库"}})["Item"]
     assert item["index_name"]["S"] == created["indexName"]
+    assert item["files_index"]["S"] == files["indexName"]
     assert item["model_version"]["S"] == VERSION
 
 
