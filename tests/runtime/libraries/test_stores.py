@@ -43,8 +43,8 @@ from runtime.errors import (
 from runtime.libraries import open_store
 from runtime.libraries.aws.s3vectors import S3VectorsStore
 from runtime.libraries.local import LocalStore
-from runtime.libraries.rules import is_library_name
-from runtime.libraries.store import Added, Duplicate, NewImage
+from runtime.libraries.rules import content_hash, is_library_name
+from runtime.libraries.store import Added, Duplicate, NewImage, Refused
 from runtime.settings import Settings
 
 DIM = 16
@@ -906,3 +906,282 @@ def test_the_local_store_opens_lazily(tmp_path):
     assert open_store(Settings(store="off"), DIM) is None
     with pytest.raises(ValueError):
         open_store(Settings(store="redis"), DIM)
+
+
+# --- the library API a catalog team needs: rules, paging, updates, more-like-this, exact duplicates ---
+
+
+def deep(levels: int) -> dict:
+    """Metadata ``levels`` deep, the object itself being level 1 (lists count as levels too)."""
+    value: object = "bottom"
+    for level in range(levels - 1, 0, -1):
+        value = {"down": value} if level % 2 else [value]
+    return {"kind": "deep", "down": value}
+
+
+def test_the_deepest_accepted_metadata_stays_readable_and_searchable(store):
+    store.create_library("lib", VERSION)
+    accepted = deep(10)
+    add(store, "lib", unit(1), image_id="deep", metadata=accepted)
+    assert store.get_image("lib", "deep").metadata == accepted
+    assert search(store, "lib", unit(1), top_k=1, filter={"kind": "deep"})[0].metadata == accepted
+    assert store.list_images("lib").images[0].metadata == accepted
+    for call in (
+        lambda: add(store, "lib", unit(2), image_id="deeper", metadata=deep(11)),
+        lambda: store.update_metadata("lib", "deep", deep(11)),
+        lambda: add(store, "lib", unit(2), metadata={"a": [[[[[[[[[[[1]]]]]]]]]]]}),
+    ):
+        with pytest.raises(BadRequest) as refused:
+            call()
+        assert refused.value.code == "invalid_metadata"
+        assert "nested more than 10 levels deep" in refused.value.message
+    assert store.get_library("lib").image_count == 1
+
+
+def test_metadata_keys_may_not_look_like_operators(store):
+    store.create_library("lib", VERSION)
+    with pytest.raises(BadRequest) as refused:
+        add(store, "lib", unit(1), metadata={"$and": 1})
+    assert refused.value.code == "invalid_metadata" and "'$'" in refused.value.message
+
+
+def test_image_ids_are_nfc_normalised(store):
+    store.create_library("lib", VERSION)
+    decomposed, composed = unicodedata.normalize("NFD", "café-1"), "café-1"
+    assert decomposed != composed
+    assert add(store, "lib", unit(1), image_id=decomposed).id == composed
+    assert store.get_image("lib", composed).id == composed
+    assert store.get_image("lib", decomposed).id == composed
+    with pytest.raises(Conflict):
+        add(store, "lib", unit(2), image_id=composed)
+
+
+@pytest.mark.parametrize("name", ["\u3164", "\u115f\u1160", "\uffa0\u3164", "\u200b", "\u3164\u200b"])
+def test_names_and_ids_of_only_invisible_characters_are_refused(store, name):
+    with pytest.raises(BadRequest) as refused:
+        store.create_library(name, VERSION)
+    assert refused.value.code == "invalid_library_name"
+    store.create_library("lib", VERSION)
+    with pytest.raises(BadRequest) as refused:
+        add(store, "lib", unit(1), image_id=name)
+    assert refused.value.code == "invalid_image_id"
+
+
+def test_a_hangul_filler_beside_visible_letters_is_still_a_name(store):
+    assert store.create_library("한\u3164글", VERSION).name == "한\u3164글"
+
+
+def all_pages(store, name, limit, between=None) -> list[str]:
+    seen, token, page_number = [], None, 0
+    while True:
+        page = store.list_images(name, limit=limit, next_token=token)
+        assert len(page.images) <= limit
+        seen.extend(image.id for image in page.images)
+        if page.next_token is None:
+            return seen
+        if between:
+            between(page_number)
+        token, page_number = page.next_token, page_number + 1
+
+
+def test_list_images_pages_with_metadata_and_create_time(store):
+    store.create_library("lib", VERSION)
+    before = time.time()
+    store.add_images(
+        "lib",
+        [NewImage(unit(i), f"img{i:02d}", {"n": i}) for i in range(25)],
+        model_version=VERSION,
+        dedup_threshold=None,
+    )
+    first = store.list_images("lib", limit=10)
+    assert len(first.images) == 10 and first.next_token
+    image = first.images[0]
+    assert image.metadata == {"n": int(image.id[3:])} and before - 1 <= image.create_time <= time.time() + 1
+    assert sorted(all_pages(store, "lib", 10)) == [f"img{i:02d}" for i in range(25)]
+    assert len(all_pages(store, "lib", 25)) == 25
+    assert store.list_images("lib", limit=1000).next_token is None
+    for bad in (0, 1001):
+        with pytest.raises(BadRequest) as refused:
+            store.list_images("lib", limit=bad)
+        assert refused.value.code == "invalid_value"
+    with pytest.raises(BadRequest) as refused:
+        store.list_images("lib", next_token="not a token!")
+    assert refused.value.code == "invalid_next_token"
+
+
+def test_a_page_token_survives_inserts_and_deletes_between_pages(store):
+    """Every image present from the first page to the last is listed exactly once; a deleted one never
+    comes back; the token resumes where it left off."""
+    store.create_library("lib", VERSION)
+    store.add_images(
+        "lib", [NewImage(unit(i), f"k{i:03d}") for i in range(40)], model_version=VERSION, dedup_threshold=None
+    )
+    deleted, inserted = set(), set()
+
+    def write(page_number: int) -> None:
+        victim = f"k{39 - page_number:03d}"  # ahead of the cursor
+        store.delete_image("lib", victim)
+        deleted.add(victim)
+        for new_id in (f"a-new{page_number}", f"z-new{page_number}"):  # one behind, one ahead of the cursor
+            add(store, "lib", unit(1000 + len(inserted)), image_id=new_id)
+            inserted.add(new_id)
+
+    listed = all_pages(store, "lib", 7, between=write)
+    assert len(listed) == len(set(listed)), "an image was listed twice"
+    kept = {f"k{i:03d}" for i in range(40)} - deleted
+    assert kept <= set(listed), kept - set(listed)
+    assert not deleted & set(listed)
+    assert set(listed) - kept <= inserted
+
+
+def test_update_metadata_replaces_it_and_keeps_the_vector(store):
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), image_id="sku-1", metadata={"color": "red", "price": 5})
+    add(store, "lib", unit(2), image_id="sku-2", metadata={"color": "red"})
+    created = store.get_image("lib", "sku-1").create_time
+    updated = store.update_metadata("lib", "sku-1", {"color": "blue", "tags": ["a"]})
+    assert (updated.id, updated.metadata, updated.create_time) == ("sku-1", {"color": "blue", "tags": ["a"]}, created)
+    assert store.get_image("lib", "sku-1").metadata == {"color": "blue", "tags": ["a"]}
+    best = search(store, "lib", unit(1), top_k=1)[0]
+    assert best.id == "sku-1" and best.score == pytest.approx(1.0, abs=1e-5)
+    assert [m.id for m in search(store, "lib", unit(1), filter={"color": "red"})] == ["sku-2"]
+    assert [m.id for m in search(store, "lib", unit(1), filter={"tags": "a"})] == ["sku-1"]
+    with pytest.raises(NotFound) as missing:
+        store.update_metadata("lib", "sku-9", {})
+    assert missing.value.code == "image_not_found"
+    with pytest.raises(BadRequest):
+        store.update_metadata("lib", "sku-1", {"caption": "x" * 1600})
+    assert store.get_library("lib").image_count == 2
+
+
+def test_search_like_a_stored_image_leaves_it_out(store):
+    store.create_library("lib", VERSION)
+    base = unit(1)
+    images = [NewImage(at_cosine(base, c, seed=100 + i), f"n{i}", {"i": i}) for i, c in enumerate((0.9, 0.8, 0.7))]
+    store.add_images("lib", [NewImage(base, "sku-1"), *images], model_version=VERSION, dedup_threshold=None)
+    like = store.search_like("lib", "sku-1", model_version=VERSION, top_k=2)
+    assert [m.id for m in like] == ["n0", "n1"]
+    assert [m.id for m in store.search_like("lib", "sku-1", model_version=VERSION, filter={"i": {"$gte": 1}})] == [
+        "n1",
+        "n2",
+    ]
+    with pytest.raises(NotFound) as missing:
+        store.search_like("lib", "nope", model_version=VERSION)
+    assert missing.value.code == "image_not_found"
+    with pytest.raises(Conflict):
+        store.search_like("lib", "sku-1", model_version="other/v2")
+
+
+def file_hash(seed: int) -> str:
+    return content_hash(f"image file {seed}".encode())
+
+
+def test_exact_duplicates_are_found_by_content_hash(store):
+    store.create_library("lib", VERSION)
+    first = add(store, "lib", unit(1), image_id="a", metadata={"m": 1}, dedup_threshold=0.97, content_hash=file_hash(1))
+    assert isinstance(first, Added)
+    found = store.find_exact("lib", [file_hash(1), file_hash(2)])
+    assert list(found) == [file_hash(1)]
+    match = found[file_hash(1)]
+    assert (match.id, match.score, match.metadata) == ("a", 1.0, {"m": 1})
+    # The same file is refused whatever its vector (no model work is needed to know it).
+    again = add(store, "lib", unit(7), image_id="b", dedup_threshold=0.97, content_hash=file_hash(1))
+    assert isinstance(again, Duplicate) and again.exact and again.match.id == "a"
+    near = add(store, "lib", unit(1), image_id="c", dedup_threshold=0.97, content_hash=file_hash(3))
+    assert isinstance(near, Duplicate) and not near.exact
+    # Within one call: the second copy of a file is an exact duplicate of the first.
+    batch = store.add_images(
+        "lib",
+        [NewImage(unit(10), "d", content_hash=file_hash(4)), NewImage(unit(11), "e", content_hash=file_hash(4))],
+        model_version=VERSION,
+        dedup_threshold=0.97,
+    )
+    assert isinstance(batch[0], Added) and isinstance(batch[1], Duplicate) and batch[1].exact
+    assert batch[1].match.id == "d"
+    # Dedup off adds the file again; deleting an image frees its file.
+    assert isinstance(add(store, "lib", unit(12), image_id="f", content_hash=file_hash(1)), Added)
+    store.delete_image("lib", "a")
+    store.delete_image("lib", "f")
+    assert store.find_exact("lib", [file_hash(1)]) == {}
+    assert isinstance(add(store, "lib", unit(1), image_id="g", dedup_threshold=0.97, content_hash=file_hash(1)), Added)
+    with pytest.raises(ValueError):
+        add(store, "lib", unit(13), content_hash="not-a-sha256")
+
+
+def test_add_batch_refuses_bad_items_and_adds_the_rest(store):
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), image_id="taken")
+    results = store.add_batch(
+        "lib",
+        [
+            NewImage(unit(2), "ok-1"),
+            NewImage(unit(3), "taken"),
+            NewImage(unit(4), "bad id!"),
+            NewImage(unit(5), "ok-2", {"deep": deep(11)}),
+            NewImage(unit(6), "ok-1"),
+            NewImage(unit(7), "ok-3"),
+        ],
+        model_version=VERSION,
+        dedup_threshold=None,
+    )
+    kinds = [type(result).__name__ for result in results]
+    assert kinds == ["Added", "Refused", "Refused", "Refused", "Refused", "Added"]
+    codes = [result.error.code for result in results if isinstance(result, Refused)]
+    assert codes == ["image_exists", "invalid_image_id", "invalid_metadata", "image_exists"]
+    assert results[2].error.message.startswith("images[2].id")
+    assert store.get_library("lib").image_count == 3
+
+
+def test_s3_filters_go_to_query_vectors_verbatim(s3_store):
+    store, fake = s3_store
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), metadata={"color": "red", "price": 5})
+    conditions = {"$or": [{"color": {"$in": ["red", "blue"]}}, {"price": {"$gt": 10}}], "sold": {"$exists": False}}
+    search(store, "lib", unit(1), filter=conditions)
+    assert fake.operations("QueryVectors")[-1]["filter"] == conditions
+    search(store, "lib", unit(1))
+    assert "filter" not in fake.operations("QueryVectors")[-1]
+
+
+def test_s3_a_library_from_before_exact_screening_gets_its_files_index(s3_store, aws):
+    store, fake = s3_store
+    store.create_library("old", VERSION)
+    aws[1].update_item(TableName=TABLE, Key={"name": {"S": "old"}}, UpdateExpression="REMOVE files_index")
+    add(store, "old", unit(1), image_id="a", content_hash=file_hash(1))
+    item = aws[1].get_item(TableName=TABLE, Key={"name": {"S": "old"}})["Item"]
+    assert item["files_index"]["S"].endswith("-files")
+    assert store.find_exact("old", [file_hash(1)])[file_hash(1)].id == "a"
+
+
+def test_s3_list_images_passes_the_page_size_and_token(s3_store):
+    store, fake = s3_store
+    store.create_library("lib", VERSION)
+    store.add_images("lib", [NewImage(unit(i), f"i{i}") for i in range(5)], model_version=VERSION, dedup_threshold=None)
+    page = store.list_images("lib", limit=2)
+    store.list_images("lib", limit=2, next_token=page.next_token)
+    first, second = fake.operations("ListVectors")[-2:]
+    assert (first["maxResults"], first["returnMetadata"], "nextToken" in first) == (2, True, False)
+    assert second["nextToken"] == "i1"
+
+
+def test_a_data_directory_from_before_content_hashes_is_upgraded(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "libraries.sqlite3")
+    db.executescript(
+        "CREATE TABLE libraries (name TEXT PRIMARY KEY, model_version TEXT NOT NULL, dimension INTEGER NOT NULL,"
+        " create_time REAL NOT NULL);"
+        "CREATE TABLE images (library TEXT NOT NULL, id TEXT NOT NULL, vector BLOB NOT NULL, metadata TEXT NOT NULL,"
+        " create_time REAL NOT NULL, UNIQUE (library, id));"
+    )
+    db.execute("INSERT INTO libraries VALUES ('lib', ?, ?, 1.0)", (VERSION, DIM))
+    db.execute("INSERT INTO images VALUES ('lib', 'old', ?, '{}', 2.0)", (unit(1).astype("<f4").tobytes(),))
+    db.commit()
+    db.close()
+    store = LocalStore(Settings(data_dir=str(folder)), DIM)
+    try:
+        assert store.get_image("lib", "old").create_time == 2.0
+        add(store, "lib", unit(2), image_id="new", dedup_threshold=0.97, content_hash=file_hash(1))
+        assert store.find_exact("lib", [file_hash(1)])[file_hash(1)].id == "new"
+    finally:
+        store.close()
