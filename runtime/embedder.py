@@ -6,19 +6,23 @@ import base64
 import binascii
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
 from runtime.engines import Engine
-from runtime.errors import InvalidInput
+from runtime.errors import ApiError, InvalidInput
 from runtime.inputs.fetch import UrlFetcher
 from runtime.inputs.images import configure_pillow, decode_image, prepare_image
 from runtime.settings import Settings
 from runtime.vectors import scores_of
 
+T = TypeVar("T")
+R = TypeVar("R")
 DATA_URL_PREFIX = re.compile(r"^data:[^,]{0,100};base64,", re.IGNORECASE)
 BASE64_WHITESPACE = b" \t\n\r\v\f"
 
@@ -75,8 +79,9 @@ class Embedder:
             )
         return text
 
-    def read_image(self, item: Input, deadline: float | None = None) -> np.ndarray:
-        data = self.read_bytes(item, deadline)
+    def read_image(self, item: Input, deadline: float | None = None, data: bytes | None = None) -> np.ndarray:
+        """The item decoded and prepared as the model's input (from ``data`` when its bytes were read already)."""
+        data = self.read_bytes(item, deadline) if data is None else data
         size = self.engine.image_size
         try:
             image = decode_image(
@@ -87,6 +92,22 @@ class Embedder:
                 raise InvalidInput(f"{item.field}: the URL's content is not an image", code="url_not_image") from exc
             raise
         return prepare_image(image, size)
+
+    def each(self, work: Callable[[T], R], items: list[T]) -> list[R | ApiError]:
+        """``work`` on each item in the reader threads; an item whose work raises an ApiError gets it as
+        its result (a batch that answers per item, such as a library batch add, goes on without it)."""
+
+        def guarded(item: T) -> R | ApiError:
+            try:
+                return work(item)
+            except ApiError as error:
+                return error
+
+        return list(self._readers.map(guarded, items))
+
+    def encode_pixels(self, pixels: list[np.ndarray]) -> np.ndarray:
+        """Unit vectors of prepared images, in one engine call."""
+        return self.engine.encode_images(np.stack(pixels))
 
     def read_bytes(self, item: Input, deadline: float | None = None) -> bytes:
         if item.kind == "url":
