@@ -56,7 +56,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=[settings.cors_origin],
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"],
         )
     # Added last, so outermost: a request over the in-flight limit is refused before its body is read.

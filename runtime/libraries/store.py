@@ -23,6 +23,7 @@ import numpy as np
 from runtime.errors import ApiError, BadRequest, Conflict, NotFound, QuotaExceeded
 from runtime.libraries.rules import (
     Filter,
+    at,
     check_content_hash,
     check_filter,
     check_image_id,
@@ -136,11 +137,18 @@ class LibraryStore(ABC):
         return [result for result in results if not isinstance(result, Refused)]
 
     def add_batch(
-        self, name: str, images: list[NewImage], *, model_version: str, dedup_threshold: float | None
+        self,
+        name: str,
+        images: list[NewImage],
+        *,
+        model_version: str,
+        dedup_threshold: float | None,
+        labels: list[str] | None = None,
     ) -> list[AddResult | Refused]:
         """As ``add_images``, but an item that breaks a rule (id, metadata, id taken) is ``Refused``
-        and the others go on. Errors of the whole call (library, model, quota) still raise."""
-        return self._add(name, images, model_version, dedup_threshold, strict=False)
+        and the others go on. Errors of the whole call (library, model, quota) still raise.
+        ``labels`` name the items in error messages (default ``images[<position>]``)."""
+        return self._add(name, images, model_version, dedup_threshold, strict=False, labels=labels)
 
     def add_image(
         self,
@@ -163,12 +171,21 @@ class LibraryStore(ABC):
             return self._find_hashes(held, wanted) if wanted else {}
 
     def _add(
-        self, name: str, images: list[NewImage], model_version: str, threshold: float | None, *, strict: bool
+        self,
+        name: str,
+        images: list[NewImage],
+        model_version: str,
+        threshold: float | None,
+        *,
+        strict: bool,
+        labels: list[str] | None = None,
     ) -> list[AddResult | Refused]:
         check_score(threshold, "threshold")
         name = check_library_name(name)
         results: list[AddResult | Refused | None] = [None] * len(images)
-        checked = self._checked(images, results, strict)
+        if labels is None:
+            labels = [f"images[{position}]" if len(images) > 1 else "" for position in range(len(images))]
+        checked = self._checked(images, results, strict, labels)
         if not checked:
             return [result for result in results if result is not None]
         with self._writing(name) as (library, held):
@@ -177,8 +194,8 @@ class LibraryStore(ABC):
             for position, image in checked:
                 if image.id in taken:
                     if strict:
-                        raise image_exists(name, image.id or "")
-                    results[position] = Refused(image_exists(name, image.id or ""))
+                        raise image_exists(name, image.id or "", labels[position])
+                    results[position] = Refused(image_exists(name, image.id or "", labels[position]))
             checked = [(position, image) for position, image in checked if image.id not in taken]
             screened = self._screen(held, [image for _, image in checked], threshold)
             pairs = zip(checked, screened, strict=True)
@@ -191,17 +208,16 @@ class LibraryStore(ABC):
         return [result for result in results if result is not None]
 
     def _checked(
-        self, images: list[NewImage], results: list[AddResult | Refused | None], strict: bool
+        self, images: list[NewImage], results: list[AddResult | Refused | None], strict: bool, labels: list[str]
     ) -> list[tuple[int, NewImage]]:
         """Each image with its id (NFC, or generated), checked metadata and unit vector, by position."""
         checked: list[tuple[int, NewImage]] = []
         seen: set[str] = set()
-        for position, image in enumerate(images):
-            where = f"images[{position}]" if len(images) > 1 else ""
+        for position, (image, where) in enumerate(zip(images, labels, strict=True)):
             try:
                 image_id = check_image_id(image.id, where) if image.id is not None else new_image_id()
                 if image_id in seen:
-                    raise Conflict(f"{where}.id: {image_id!r} is given twice", code="image_exists")
+                    raise Conflict(f"{at(where, 'id')}: {image_id!r} is given twice", code="image_exists")
                 metadata = check_metadata(image.metadata, self.settings.max_metadata_bytes, where)
             except ApiError as error:
                 if strict:
@@ -461,9 +477,10 @@ def library_not_found(name: str) -> NotFound:
     return NotFound(f"library {name!r} does not exist", code="library_not_found")
 
 
-def image_exists(name: str, image_id: str) -> Conflict:
+def image_exists(name: str, image_id: str, where: str = "") -> Conflict:
     return Conflict(
-        f"id: library {name!r} already holds an image with id {image_id!r}; delete it first or use another id",
+        f"{at(where, 'id')}: library {name!r} already holds an image with id {image_id!r}; delete it first or "
+        "use another id",
         code="image_exists",
     )
 
