@@ -17,7 +17,7 @@ from aws_cdk import Aws, Fn
 INTEGRATION_TIMEOUT_MS = 29_000  # API Gateway's limit for a Lambda proxy integration
 API_GATEWAY_MAX_BODY_MB = 10  # API Gateway's hard limit on a REST API's request payload
 CORS_HEADERS = "Content-Type,Authorization,X-Amz-Date,X-Amz-Security-Token,X-Amz-Content-Sha256"
-CORS_METHODS = "GET,POST,DELETE,OPTIONS"
+CORS_METHODS = "GET,POST,PATCH,DELETE,OPTIONS"
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ ROUTES = (
     Route("/ping", ("get",)),
     Route("/libraries", ("get", "post")),
     Route("/libraries/{name}", ("get", "delete")),
-    Route("/libraries/{name}/images", ("post",)),
-    Route("/libraries/{name}/images/{id}", ("get", "delete")),
+    Route("/libraries/{name}/images", ("get", "post")),
+    Route("/libraries/{name}/images/{id}", ("get", "patch", "delete")),
     Route("/libraries/{name}/search", ("post",)),
     Route("/api-explorer", ("get",), explorer=True),
     Route("/api-explorer/{proxy+}", ("get",), explorer=True),
