@@ -110,7 +110,7 @@ class LibraryIndex:
         content_hash = self.hashes[row]
         if content_hash and self.by_hash.get(content_hash) == image_id:
             del self.by_hash[content_hash]
-        columns = (self.ids, self.metadata, self.filterable, self.create_times, self.hashes)
+        columns: tuple[list[Any], ...] = (self.ids, self.metadata, self.filterable, self.create_times, self.hashes)
         if row != last:
             self.vectors[row] = self.vectors[last]
             for column in columns:

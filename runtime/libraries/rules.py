@@ -215,6 +215,8 @@ def _check_clause(clause: Any, path: str, depth: int, counter: list[int]) -> Non
         raise invalid_filter(path, f"nested more than {MAX_FILTER_DEPTH} levels of $and / $or")
     for key, value in clause.items():
         where = f"{path}.{key}"
+        if not isinstance(key, str):
+            raise invalid_filter(where, "keys are strings")
         if key in LOGICAL_OPERATORS:
             if not isinstance(value, list) or not value:
                 raise invalid_filter(where, "takes a non-empty list of filters")

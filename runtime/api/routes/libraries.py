@@ -86,9 +86,9 @@ class LibraryWriteRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                error = validation_error(exc.errors())
-                error.body_status = -1
-                raise error from exc
+                invalid = validation_error(list(exc.errors()))
+                invalid.body_status = -1
+                raise invalid from exc
             except ApiError as exc:
                 exc.body_status = -1
                 raise
@@ -412,15 +412,27 @@ async def search(
     # The store checks these too; first spares the fetch and embedding.
     top_k = store.check_top_k(body.top_k if body.top_k is not None else embedder.settings.default_top_k)
     check_score(body.min_score, "min_score")
-    options = {"model_version": embedder.model_version, "top_k": top_k, "min_score": body.min_score}
+    version, min_score, conditions = embedder.model_version, body.min_score, body.filter
     if body.id is not None:
         if any(value is not None for value in (body.url, body.img, body.text)):
             raise BadRequest("request body: give only one of url or img or text or id", code="ambiguous_input")
-        matches = await run_in_threadpool(lambda: store.search_like(name, body.id or "", filter=body.filter, **options))
+        image_id = body.id
+        matches = await run_in_threadpool(
+            lambda: store.search_like(
+                name, image_id, model_version=version, top_k=top_k, min_score=min_score, filter=conditions
+            )
+        )
     else:
         item = slot_input({"url": body.url, "img": body.img, "text": body.text}, SLOT_FIELDS, "request body")
         matches = await run_in_threadpool(
-            lambda: store.search(name, embed_one(embedder, item), filter=body.filter, **options)
+            lambda: store.search(
+                name,
+                embed_one(embedder, item),
+                model_version=version,
+                top_k=top_k,
+                min_score=min_score,
+                filter=conditions,
+            )
         )
     return {"matches": [match_body(match) for match in matches], "model_version": embedder.model_version}
 
