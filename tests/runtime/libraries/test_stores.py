@@ -2,7 +2,9 @@
 
 The S3 Vectors store runs against moto (S3 Vectors and DynamoDB, in process, through real botocore
 clients: every request passes botocore's parameter validation and serialisation). moto 5.2.5 does not
-implement ``QueryVectors``, so ``FakeS3Vectors`` answers that one operation from moto's own index data,
+implement ``QueryVectors`` nor page ``ListVectors``, so ``FakeS3Vectors`` answers those from moto's own
+index data (its filter evaluator, ``passes``, is written here from the S3 Vectors documentation and
+shares nothing with the store's own in runtime/libraries/rules.py),
 through botocore's ``before-call.s3vectors.QueryVectors`` hook, with the validation the real service
 applies (bucket and index name patterns, vector dimension, no zero or NaN query vector, topK at most 100,
 filter operators). It is exact where the real service is approximate, and it can page its answers to
