@@ -208,7 +208,8 @@ UPDATE_EXAMPLES = {
         "value": {"metadata": {"color": "red", "price": 49, "tags": ["sale", "summer"]}},
     }
 }
-LIST_IMAGES_EXAMPLES = {"first": {"summary": "A page size", "value": 100}}
+LIMIT_EXAMPLES = {"hundred": {"summary": "100 images a page", "value": 100}}
+TOKEN_EXAMPLES = {"next": {"summary": "The next_token of the page before", "value": "eyJhZnRlciI6InNrdS0xMDQyIn0"}}
 SEARCH_EXAMPLES = {
     "image": {"summary": "Search by image", "value": {"url": "https://example.com/query.jpg", "top_k": 5}},
     "text": {"summary": "Search by text", "value": {"text": "a red running shoe", "top_k": 10}},

@@ -29,12 +29,14 @@ from runtime.api.library_schemas import (
     IMAGE_LIST_ANSWERS,
     LIBRARY_ANSWERS,
     LIBRARY_DELETED_ANSWERS,
+    LIMIT_EXAMPLES,
     LIST_ANSWERS,
     MAX_BATCH_ADD,
     NAME_DOC,
     NAME_EXAMPLES,
     SEARCH_ANSWERS,
     SEARCH_EXAMPLES,
+    TOKEN_EXAMPLES,
     UPDATE_EXAMPLES,
     AddImageRequest,
     BatchAddResponse,
@@ -340,8 +342,13 @@ def result_body(result: AddResult | ApiError) -> dict:
 async def list_images(
     request: Request,
     name: LibraryName,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Images per page, 1 to {MAX_PAGE}.")] = 100,
-    next_token: Annotated[str | None, Query(description="The `next_token` of the previous page.")] = None,
+    limit: Annotated[
+        int,
+        Query(ge=1, le=MAX_PAGE, description=f"Images per page, 1 to {MAX_PAGE}.", openapi_examples=LIMIT_EXAMPLES),
+    ] = 100,
+    next_token: Annotated[
+        str | None, Query(description="The `next_token` of the previous page.", openapi_examples=TOKEN_EXAMPLES)
+    ] = None,
 ) -> dict:
     page = await run_in_threadpool(store_of(request).list_images, name, limit=limit, next_token=next_token)
     return {"images": [image_body(image) for image in page.images], "next_token": page.next_token}
