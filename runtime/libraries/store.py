@@ -167,7 +167,7 @@ class LibraryStore(ABC):
     def find_exact(self, name: str, hashes: list[str]) -> dict[str, Match]:
         """The images whose file has one of these content hashes, by hash: asked before any model work."""
         with self._reading(check_library_name(name)) as (_, held):
-            wanted = [hash for hash in hashes if check_content_hash(hash)]
+            wanted = [value for value in hashes if check_content_hash(value)]
             return self._find_hashes(held, wanted) if wanted else {}
 
     def _add(
