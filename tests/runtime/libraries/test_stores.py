@@ -1187,3 +1187,19 @@ def test_a_data_directory_from_before_content_hashes_is_upgraded(tmp_path):
         assert store.find_exact("lib", [file_hash(1)])[file_hash(1)].id == "new"
     finally:
         store.close()
+
+
+def test_concurrent_adds_of_one_file_add_it_once(store):
+    """Requests racing with the same file (each missed it in its pre-check) are screened under the lock."""
+    store.create_library("lib", VERSION)
+
+    def adder(client: int):
+        vector = unit(500 + client)  # different vectors: only the content hash can tell they are one file
+        return add(store, "lib", vector, image_id=f"c{client}", dedup_threshold=0.97, content_hash=file_hash(9))
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(adder, range(6)))
+    added = [result for result in results if isinstance(result, Added)]
+    assert len(added) == 1
+    assert all(result.exact and result.match.id == added[0].id for result in results if isinstance(result, Duplicate))
+    assert store.get_library("lib").image_count == 1
