@@ -20,7 +20,7 @@ API_GATEWAY_MAX_BODY_MB = 10  # API Gateway's hard limit on a REST API's request
 CORS_HEADERS = "Content-Type,Authorization,X-Amz-Date,X-Amz-Security-Token,X-Amz-Content-Sha256,X-Api-Key"
 API_KEY_SCHEME = "api_key"
 API_KEY_HEADER = "x-api-key"
-CORS_METHODS = "GET,POST,DELETE,OPTIONS"
+CORS_METHODS = "GET,POST,PATCH,DELETE,OPTIONS"
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ ROUTES = (
     Route("/ping", ("get",)),
     Route("/libraries", ("get", "post")),
     Route("/libraries/{name}", ("get", "delete")),
-    Route("/libraries/{name}/images", ("post",)),
-    Route("/libraries/{name}/images/{id}", ("get", "delete")),
+    Route("/libraries/{name}/images", ("get", "post")),
+    Route("/libraries/{name}/images/{id}", ("get", "patch", "delete")),
     Route("/libraries/{name}/search", ("post",)),
     Route("/api-explorer", ("get",), explorer=True),
     Route("/api-explorer/{proxy+}", ("get",), explorer=True),

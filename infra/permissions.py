@@ -8,7 +8,15 @@ from aws_cdk import aws_iam as iam
 # Exactly what the runtime's S3 Vectors store calls (one index per library), and its registry table calls.
 VECTOR_ACTIONS = [
     f"s3vectors:{action}"
-    for action in ("CreateIndex", "DeleteIndex", "PutVectors", "GetVectors", "DeleteVectors", "QueryVectors")
+    for action in (
+        "CreateIndex",
+        "DeleteIndex",
+        "PutVectors",
+        "GetVectors",
+        "DeleteVectors",
+        "QueryVectors",
+        "ListVectors",
+    )
 ]
 REGISTRY_ACTIONS = [f"dynamodb:{action}" for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Scan")]
 

@@ -7,19 +7,23 @@ import binascii
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from runtime.engines import Engine
-from runtime.errors import InvalidInput
+from runtime.errors import ApiError, InvalidInput
 from runtime.inputs.fetch import UrlFetcher
 from runtime.inputs.images import DecodeBudget, ImageLimits, configure_pillow, image_to_pixels
 from runtime.observability import record_embedded, span
 from runtime.settings import Settings
 from runtime.vectors import scores_of
 
+T = TypeVar("T")
+R = TypeVar("R")
 DATA_URL_PREFIX = re.compile(r"^data:[^,]{0,100};base64,", re.IGNORECASE)
 BASE64_WHITESPACE = b" \t\n\r\v\f"
 
@@ -103,6 +107,10 @@ class Embedder:
             for pending in downloads + decodes:
                 pending.cancel()
 
+    def read_image(self, item: Input, deadline: float | None = None, data: bytes | None = None) -> np.ndarray:
+        """The item decoded and prepared as the model's input (from ``data`` when its bytes were read already)."""
+        return self.decode(item, self.read_bytes(item, deadline) if data is None else data)
+
     def decode(self, item: Input, data: bytes) -> np.ndarray:
         size = self.engine.image_size
         try:
@@ -119,6 +127,25 @@ class Embedder:
             if item.kind == "url" and exc.code == "not_an_image":
                 raise InvalidInput(f"{item.field}: the URL's content is not an image", code="url_not_image") from exc
             raise
+
+    def each(self, work: Callable[[T], R], items: list[T]) -> list[R | ApiError]:
+        """``work`` on each item in the reader threads; an item whose work raises an ApiError gets it as
+        its result (a batch that answers per item, such as a library batch add, goes on without it)."""
+
+        def guarded(item: T) -> R | ApiError:
+            try:
+                return work(item)
+            except ApiError as error:
+                return error
+
+        return list(self._readers.map(guarded, items))
+
+    def encode_pixels(self, pixels: list[np.ndarray]) -> np.ndarray:
+        """Unit vectors of prepared images, in one engine call."""
+        with span("embed"):
+            vectors = self.engine.encode_images(np.stack(pixels))
+        record_embedded(images=len(pixels), texts=0)
+        return vectors
 
     def read_bytes(self, item: Input, deadline: float | None = None) -> bytes:
         if item.kind == "url":

@@ -139,6 +139,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
         "invalid_metadata",
         "metadata_too_large",
         "invalid_filter",
+        "invalid_next_token",
     ),
     404: ("route_not_found", "not_found", "library_not_found", "image_not_found", "libraries_disabled"),
     405: ("method_not_allowed",),

@@ -27,7 +27,6 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "image-similarity")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ImageSimilarity")
 LOG_FORMATS = ("text", "json")
-EXACT_DUPLICATE_SCORE = 1.0 - 1e-6
 """A duplicate scoring this high is the same image again (re-sent bytes), not a near-copy."""
 
 logger = Logger(service=SERVICE)
@@ -124,9 +123,10 @@ def record_library_adds(results: list) -> list:
     """Counts a library add's outcomes (``ImagesAdded``, ``DuplicatesRefused``,
     ``ExactDuplicatesRefused``) and returns the results unchanged."""
     if _emitting:
-        duplicates = [result.match.score for result in results if hasattr(result, "match")]
-        exact = sum(1 for score in duplicates if score >= EXACT_DUPLICATE_SCORE)
-        metrics.add_metric("ImagesAdded", MetricUnit.Count, len(results) - len(duplicates))
+        duplicates = [result for result in results if hasattr(result, "match")]
+        exact = sum(1 for result in duplicates if getattr(result, "exact", False))
+        added = sum(1 for result in results if type(result).__name__ == "Added")
+        metrics.add_metric("ImagesAdded", MetricUnit.Count, added)
         metrics.add_metric("DuplicatesRefused", MetricUnit.Count, len(duplicates) - exact)
         metrics.add_metric("ExactDuplicatesRefused", MetricUnit.Count, exact)
     return results

@@ -58,7 +58,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=[settings.cors_origin],
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"],
         )
     # Added last, so outermost: bodies are read (within body_timeout_s) before anything else runs.

@@ -10,11 +10,22 @@ from pydantic import BaseModel, Field
 from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, STRICT_REQUEST, TEXT_DOC, URL_DOC
 
 NAME_DOC = "Library name: 1 to 64 letters (any script, Chinese included), digits or underscores; unique."
-ID_DOC = "Image id: 1 to 128 letters, digits or _ - . : @ (not only dots); unique in the library."
-METADATA_DOC = (
-    "A JSON object, at most 4 KB, returned with every match. Its top-level string, number and boolean "
-    "values (at most 40 keys, 1.5 KB) are what `filter` matches; nest long values in an object."
+ID_DOC = (
+    "Image id: 1 to 128 letters, digits or _ - . : @ (not only dots, not only invisible fillers); unique in "
+    "the library. NFC-normalised, like names."
 )
+METADATA_DOC = (
+    "A JSON object, at most 4 KB and 10 levels deep, returned with every match. Top-level keys take 1 to 63 "
+    "characters and may not start with `$`. Its top-level strings, numbers, booleans and lists of them (at "
+    "most 40 keys, 1.5 KB) are what `filter` matches; nest long values in an object (stored, not filterable)."
+)
+FILTER_DOC = (
+    'The S3 Vectors filter language over top-level metadata: `{"color": "red"}` (equality), operators '
+    '`$eq $ne $gt $gte $lt $lte $in $nin $exists` under a key (`{"price": {"$lt": 50}}`), and `$and` / '
+    "`$or` over lists of filters. A stored list matches when any element does; `true` is not `1`. "
+    "The same results on both stores; see docs/libraries.md."
+)
+MAX_BATCH_ADD = 32
 SCORE_DOC = "(1 + cosine) / 2, in [0, 1]: 1 is the same image."
 VERSION = "ViT-B-32/laion2b_s34b_b79k"
 CREATED = "2025-06-01T08:30:00Z"
@@ -26,8 +37,8 @@ class CreateLibraryRequest(BaseModel):
     name: str = Field(description=NAME_DOC)
 
 
-class AddImageRequest(BaseModel):
-    """One image (``url`` or ``img``), with an optional id and metadata."""
+class BatchImage(BaseModel):
+    """One image of a batch add: a single add's image fields."""
 
     model_config = STRICT_REQUEST
 
@@ -35,27 +46,54 @@ class AddImageRequest(BaseModel):
     img: str | None = Field(None, description=IMG_DOC)
     id: str | None = Field(None, description=ID_DOC + " Generated when absent.")
     metadata: dict[str, Any] | None = Field(None, description=METADATA_DOC)
-    dedup: bool = Field(True, description="Refuse the image when the library holds a near-duplicate.")
+
+
+class AddImageRequest(BaseModel):
+    """One image (``url`` or ``img``) with an optional id and metadata, or ``images``: a batch of them."""
+
+    model_config = STRICT_REQUEST
+
+    url: str | None = Field(None, description=URL_DOC)
+    img: str | None = Field(None, description=IMG_DOC)
+    id: str | None = Field(None, description=ID_DOC + " Generated when absent.")
+    metadata: dict[str, Any] | None = Field(None, description=METADATA_DOC)
+    images: list[BatchImage] | None = Field(
+        None,
+        description=f"Batch add: 1 to {MAX_BATCH_ADD} images, embedded in one forward pass; the answer has one "
+        "result per image, in order. `dedup` and `threshold` apply to each.",
+    )
+    dedup: bool = Field(
+        True,
+        description="Refuse the image when the library holds the same file (exact) or a near-duplicate; "
+        "also within a batch.",
+    )
     threshold: float | None = Field(
         None, description="Dedup score threshold, 0 to 1 (default 0.97, setting IMSIM_DEDUP_THRESHOLD)."
     )
 
 
+class UpdateImageRequest(BaseModel):
+    model_config = STRICT_REQUEST
+
+    metadata: dict[str, Any] = Field(description="The new metadata; replaces the old whole. " + METADATA_DOC)
+
+
 class SearchRequest(BaseModel):
-    """Search by an image (``url`` or ``img``) or by ``text``."""
+    """Search by an image (``url`` or ``img``), by ``text``, or by a stored image's ``id``."""
 
     model_config = STRICT_REQUEST
 
     url: str | None = Field(None, description=URL_DOC)
     img: str | None = Field(None, description=IMG_DOC)
     text: str | None = Field(None, description=TEXT_DOC)
+    id: str | None = Field(
+        None, description='"More like this": search by an image of the library, by id; it is left out of the matches.'
+    )
     top_k: int | None = Field(
         None, description="How many matches (default 10): 1 to the server's limit, 100 unless IMSIM_MAX_TOP_K says."
     )
     min_score: float | None = Field(None, description="Leave out matches scoring below this (0 to 1).")
-    filter: dict[str, Any] | None = Field(
-        None, description="Metadata equality: every key must equal its value (a string, number or boolean)."
-    )
+    filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
 
 
 class LibraryResponse(BaseModel):
@@ -93,12 +131,36 @@ class DuplicateResponse(BaseModel):
     status: Literal[0] = 0
     message: str = "Similar image found."
     match: MatchResponse = Field(description="The near-duplicate already in the library; nothing was added.")
+    exact: bool = Field(
+        description="True: the same file (SHA-256 of its bytes) is in the library, found before any model work; "
+        "false: a near-duplicate by score."
+    )
+
+
+class ItemErrorResponse(BaseModel):
+    status: Literal[-1] = -1
+    message: str = Field(description="The field at fault and the reason, as a single add would answer.")
+    code: str
+
+
+class BatchAddResponse(BaseModel):
+    results: list[ImageAddedResponse | DuplicateResponse | ItemErrorResponse] = Field(
+        description="One result per image, in the order given: status 1 added, 0 duplicate, -1 refused."
+    )
 
 
 class ImageResponse(BaseModel):
     id: str
     metadata: dict[str, Any]
     create_time: datetime
+
+
+class ImageListResponse(BaseModel):
+    images: list[ImageResponse] = Field(description="In id order.")
+    next_token: str | None = Field(
+        description="Pass as `next_token` for the next page; null on the last. Images added or deleted between "
+        "pages do not make the listing repeat or skip the others."
+    )
 
 
 class ImageDeletedResponse(BaseModel):
@@ -130,7 +192,24 @@ ADD_EXAMPLES = {
     "img": {"summary": "Add base64, id generated", "value": {"img": EXAMPLE_PNG}},
     "no-dedup": {"summary": "Add without the near-duplicate check", "value": {"img": EXAMPLE_PNG, "dedup": False}},
     "threshold": {"summary": "Stricter duplicates only", "value": {"img": EXAMPLE_PNG, "threshold": 0.99}},
+    "batch": {
+        "summary": "Batch add: up to 32 images, one result each",
+        "value": {
+            "images": [
+                {"url": "https://example.com/shoe.jpg", "id": "sku-1042", "metadata": {"color": "red", "price": 59}},
+                {"img": EXAMPLE_PNG, "id": "sku-1043", "metadata": {"color": "blue", "price": 45}},
+            ]
+        },
+    },
 }
+UPDATE_EXAMPLES = {
+    "replace": {
+        "summary": "Replace an image's metadata",
+        "value": {"metadata": {"color": "red", "price": 49, "tags": ["sale", "summer"]}},
+    }
+}
+LIMIT_EXAMPLES = {"hundred": {"summary": "100 images a page", "value": 100}}
+TOKEN_EXAMPLES = {"next": {"summary": "The next_token of the page before", "value": "eyJhZnRlciI6InNrdS0xMDQyIn0"}}
 SEARCH_EXAMPLES = {
     "image": {"summary": "Search by image", "value": {"url": "https://example.com/query.jpg", "top_k": 5}},
     "text": {"summary": "Search by text", "value": {"text": "a red running shoe", "top_k": 10}},
@@ -138,6 +217,18 @@ SEARCH_EXAMPLES = {
         "summary": "Filter on metadata, minimum score",
         "value": {"img": EXAMPLE_PNG, "filter": {"color": "red"}, "min_score": 0.8},
     },
+    "operators": {
+        "summary": "Filter with operators",
+        "value": {
+            "text": "a red running shoe",
+            "filter": {
+                "price": {"$gte": 20, "$lt": 60},
+                "$or": [{"color": {"$in": ["red", "orange"]}}, {"tags": "sale"}],
+                "discontinued": {"$exists": False},
+            },
+        },
+    },
+    "like": {"summary": "More like a stored image", "value": {"id": "sku-1042", "top_k": 5}},
 }
 LIBRARY = {"name": "products", "create_time": CREATED, "image_count": 1042, "model_version": VERSION}
 MATCH = {"id": "sku-1042", "score": 0.9731, "metadata": {"color": "red", "price": 59}}
@@ -148,11 +239,36 @@ ADD_ANSWERS = {
     "added": {"summary": "Added", "value": {"status": 1, "message": "Image added.", "id": "sku-1042", "score": 0.7412}},
     "duplicate": {
         "summary": "A near-duplicate is in the library: nothing added",
-        "value": {"status": 0, "message": "Similar image found.", "match": MATCH},
+        "value": {"status": 0, "message": "Similar image found.", "match": MATCH, "exact": False},
+    },
+    "exact": {
+        "summary": "The same file is in the library: nothing added, no model work",
+        "value": {"status": 0, "message": "Similar image found.", "match": {**MATCH, "score": 1.0}, "exact": True},
+    },
+    "batch": {
+        "summary": "Batch add: one result per image, in order",
+        "value": {
+            "results": [
+                {"status": 1, "message": "Image added.", "id": "sku-1042", "score": 0.7412},
+                {"status": 0, "message": "Similar image found.", "match": MATCH, "exact": False},
+                {
+                    "status": -1,
+                    "message": "images[2].img: not valid base64 (Incorrect padding)",
+                    "code": "invalid_base64",
+                },
+            ]
+        },
     },
 }
 IMAGE = {"id": "sku-1042", "metadata": MATCH["metadata"], "create_time": CREATED}
 IMAGE_ANSWERS = {"image": {"summary": "An image", "value": IMAGE}}
+IMAGE_LIST_ANSWERS = {
+    "page": {
+        "summary": "A page of images, and the token of the next",
+        "value": {"images": [IMAGE], "next_token": "eyJhZnRlciI6InNrdS0xMDQyIn0"},
+    },
+    "last": {"summary": "The last page", "value": {"images": [IMAGE], "next_token": None}},
+}
 IMAGE_DELETED_ANSWERS = {"deleted": {"summary": "Deleted", "value": {"id": "sku-1042", "deleted": True}}}
 SEARCH_ANSWERS = {
     "matches": {"summary": "Matches, best first", "value": {"matches": [MATCH], "model_version": VERSION}}
@@ -163,14 +279,24 @@ ERROR_TEXTS = {
     "invalid_library_name": (
         400,
         "Not a library name",
-        "name: 'my-library!' is not a library name; use 1 to 64 letters (any script), digits or underscores",
+        "name: 'my-library!' is not a library name; use 1 to 64 letters (any script), digits or underscores, "
+        "at least one of them visible",
     ),
     "metadata_too_large": (400, "Metadata over the limit", "metadata: 5210 bytes of JSON; at most 4096"),
-    "invalid_filter": (
+    "invalid_filter": (400, "Bad filter operand", "filter.tags: takes a string, number or boolean"),
+    "invalid_metadata": (
         400,
-        "Filter on a nested value",
-        "filter.tags: equality filters match top-level metadata values that are a string, number or boolean",
+        "Metadata too deep",
+        "metadata: nested more than 10 levels deep (objects and lists, the metadata object being level 1)",
     ),
+    "invalid_image_id": (
+        400,
+        "Not an image id",
+        "id: 'sku 1042' is not an image id; use 1 to 128 letters, digits or _ - . : @ (not only dots, at least "
+        "one visible character)",
+    ),
+    "invalid_next_token": (400, "Not a page token", "next_token: not a token this API gave"),
+    "batch_too_large": (400, "Too many images", "images: 33 images; at most 32 per request"),
     "library_not_found": (404, "No such library", "library 'products' does not exist"),
     "image_not_found": (404, "No such image", "library 'products' holds no image with id 'sku-1042'"),
     "libraries_disabled": (404, "Libraries off", "libraries are not enabled on this server (setting IMSIM_STORE)"),

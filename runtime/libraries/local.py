@@ -22,25 +22,20 @@ from typing import IO, Any
 
 import numpy as np
 
-from runtime.errors import ApiError
+from runtime.errors import ApiError, BadRequest
+from runtime.libraries.rules import Filter, Predicate, compact_json, compile_filter, filterable_part
 from runtime.libraries.store import (
-    AddResult,
+    EXACT_SCORE,
     Image,
+    ImagePage,
     Library,
     LibraryStore,
     Match,
     NewImage,
-    Scalar,
-    check_image_quota,
     check_library_quota,
-    check_model_version,
-    compact_json,
-    image_exists,
-    image_not_found,
+    encode_token,
     library_exists,
     library_not_found,
-    matches_filter,
-    screen_duplicates,
 )
 from runtime.settings import Settings
 from runtime.vectors import scores_of
@@ -65,13 +60,16 @@ CREATE TABLE IF NOT EXISTS images (
     vector BLOB NOT NULL,
     metadata TEXT NOT NULL,
     create_time REAL NOT NULL,
+    content_hash TEXT,
     UNIQUE (library, id)
 );
 """
+COLUMNS_ADDED = {"content_hash": "ALTER TABLE images ADD COLUMN content_hash TEXT"}
+"""Columns newer than the first release: added in place to a data directory written before them."""
 
 
 class LibraryIndex:
-    """One library in memory: vectors (rows of a matrix), ids, metadata. Guarded by ``lock``."""
+    """One library in memory: vectors (rows of a matrix), ids, metadata, file hashes. Guarded by ``lock``."""
 
     def __init__(self, library: Library, dimension: int):
         self.library = library
@@ -83,7 +81,10 @@ class LibraryIndex:
         self.ids: list[str] = []
         self.rows: dict[str, int] = {}
         self.metadata: list[dict[str, Any]] = []
+        self.filterable: list[dict[str, Any]] = []
         self.create_times: list[float] = []
+        self.hashes: list[str | None] = []
+        self.by_hash: dict[str, str] = {}
 
     def info(self) -> Library:
         return Library(self.library.name, self.library.model_version, self.library.create_time, self.count)
@@ -96,26 +97,45 @@ class LibraryIndex:
             self.rows[image.id] = len(self.ids)
             self.ids.append(image.id)
             self.metadata.append(image.metadata)
+            self.filterable.append(filterable_part(image.metadata))
             self.create_times.append(create_time)
+            self.hashes.append(image.content_hash)
+            if image.content_hash:
+                self.by_hash.setdefault(image.content_hash, image.id)
         self.count += len(images)
 
     def remove(self, image_id: str) -> None:
         """Move the last row into the freed one: O(1), order is not meaningful."""
         row, last = self.rows.pop(image_id), self.count - 1
+        content_hash = self.hashes[row]
+        if content_hash and self.by_hash.get(content_hash) == image_id:
+            del self.by_hash[content_hash]
+        columns: tuple[list[Any], ...] = (self.ids, self.metadata, self.filterable, self.create_times, self.hashes)
         if row != last:
             self.vectors[row] = self.vectors[last]
-            self.ids[row], self.metadata[row], self.create_times[row] = (
-                self.ids[last],
-                self.metadata[last],
-                self.create_times[last],
-            )
+            for column in columns:
+                column[row] = column[last]
             self.rows[self.ids[row]] = row
-        del self.ids[last], self.metadata[last], self.create_times[last]
+        for column in columns:
+            del column[last]
         self.count -= 1
+
+    def set_metadata(self, image_id: str, metadata: dict[str, Any]) -> Image:
+        row = self.rows[image_id]
+        self.metadata[row], self.filterable[row] = metadata, filterable_part(metadata)
+        return Image(image_id, metadata, self.create_times[row])
 
     def image(self, image_id: str) -> Image | None:
         row = self.rows.get(image_id)
         return None if row is None else Image(image_id, self.metadata[row], self.create_times[row])
+
+    def vector(self, image_id: str) -> np.ndarray | None:
+        row = self.rows.get(image_id)
+        return None if row is None else self.vectors[row].copy()
+
+    def exact(self, content_hash: str) -> Match | None:
+        image_id = self.by_hash.get(content_hash)
+        return None if image_id is None else Match(image_id, EXACT_SCORE, self.metadata[self.rows[image_id]])
 
     def best(self, vector: np.ndarray) -> Match | None:
         if self.count == 0:
@@ -125,22 +145,31 @@ class LibraryIndex:
         return self._match(row, float(scores[row]))
 
     def top(
-        self, vector: np.ndarray, top_k: int, min_score: float | None, conditions: dict[str, Scalar]
+        self, vector: np.ndarray, top_k: int, min_score: float | None, conditions: Filter, exclude: str | None
     ) -> list[Match]:
         """The ``top_k`` best rows that pass the filter, best first (exact: every row is scored)."""
         if self.count == 0:
             return []
         scores = scores_of(self.vectors[: self.count] @ vector)
+        passes = compile_filter(conditions) if conditions else None
+        skip = self.rows.get(exclude) if exclude is not None else None
         # With a filter, rank a generous head first and widen it only if too few rows pass.
-        limit = min(self.count, max(16 * top_k, 1024) if conditions else top_k)
+        wanted = top_k + (skip is not None)
+        limit = min(self.count, max(16 * top_k, 1024) if passes else wanted)
         while True:
-            matches, done = self._walk(scores, best_rows(scores, limit), top_k, min_score, conditions)
+            matches, done = self._walk(scores, best_rows(scores, limit), top_k, min_score, passes, skip)
             if done or limit == self.count:
                 return matches
             limit = min(self.count, 8 * limit)
 
     def _walk(
-        self, scores: np.ndarray, rows: np.ndarray, top_k: int, min_score: float | None, conditions: dict[str, Scalar]
+        self,
+        scores: np.ndarray,
+        rows: np.ndarray,
+        top_k: int,
+        min_score: float | None,
+        passes: Predicate | None,
+        skip: int | None,
     ) -> tuple[list[Match], bool]:
         """Matches among ``rows`` (best first), and whether the walk found all it needs."""
         matches: list[Match] = []
@@ -148,7 +177,7 @@ class LibraryIndex:
             score = float(scores[row])
             if min_score is not None and score < min_score:
                 return matches, True
-            if conditions and not matches_filter(self.metadata[row], conditions):
+            if row == skip or (passes is not None and not passes(self.filterable[row])):
                 continue
             matches.append(self._match(int(row), score))
             if len(matches) == top_k:
@@ -197,9 +226,6 @@ class LocalStore(LibraryStore):
     def _list_libraries(self) -> list[Library]:
         return [index.info() for index in list(self._opened().values())]
 
-    def _get_library(self, name: str) -> Library:
-        return self._index(name).info()
-
     def _delete_library(self, name: str) -> None:
         indexes = self._opened()
         with self._registry_lock:
@@ -211,65 +237,85 @@ class LocalStore(LibraryStore):
                 index.deleted = True
                 del indexes[name]
 
-    # --- images ------------------------------------------------------------------------
-    def _add_images(
-        self, name: str, images: list[NewImage], model_version: str, dedup_threshold: float | None
-    ) -> list[AddResult]:
+    # --- primitives: the library's lock serves readers and writers alike ---------------------
+    @contextmanager
+    def _reading(self, name: str) -> Iterator[tuple[Library, LibraryIndex]]:
         index = self._index(name)
         with self._live(index):
-            check_model_version(index.library, model_version)
-            for image in images:
-                if image.id in index.rows:
-                    raise image_exists(name, image.id or "")
-            results, accepted = screen_duplicates(images, dedup_threshold, index.best)
-            if accepted:
-                check_image_quota(name, index.count, len(accepted), self.settings)
-                self._insert(index, accepted)
-        return results
+            yield index.info(), index
 
-    def _insert(self, index: LibraryIndex, images: list[NewImage]) -> None:
+    _writing = _reading
+
+    def _existing_ids(self, held: LibraryIndex, ids: list[str]) -> list[str]:
+        return [image_id for image_id in ids if image_id in held.rows]
+
+    def _find_hashes(self, held: LibraryIndex, hashes: list[str]) -> dict[str, Match]:
+        found = {content_hash: held.exact(content_hash) for content_hash in hashes}
+        return {content_hash: match for content_hash, match in found.items() if match is not None}
+
+    def _nearest(self, held: LibraryIndex, vector: np.ndarray) -> Match | None:
+        return held.best(vector)
+
+    def _insert(self, held: LibraryIndex, images: list[NewImage]) -> None:
         now = time.time()
         vectors = np.stack([image.vector for image in images]).astype("<f4")
         rows = [
-            (index.library.name, image.id, vector.tobytes(), compact_json(image.metadata), now)
+            (held.library.name, image.id, vector.tobytes(), compact_json(image.metadata), now, image.content_hash)
             for image, vector in zip(images, vectors, strict=True)
         ]
         with self._write() as db:
             db.executemany(
-                "INSERT INTO images (library, id, vector, metadata, create_time) VALUES (?, ?, ?, ?, ?)", rows
+                "INSERT INTO images (library, id, vector, metadata, create_time, content_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
             )
-        index.append(images, vectors, [now] * len(images))
+        held.append(images, vectors, [now] * len(images))
 
-    def _get_image(self, name: str, image_id: str) -> Image:
-        index = self._index(name)
-        with self._live(index):
-            image = index.image(image_id)
-        if image is None:
-            raise image_not_found(name, image_id)
-        return image
+    def _image(self, held: LibraryIndex, image_id: str) -> Image | None:
+        return held.image(image_id)
 
-    def _delete_image(self, name: str, image_id: str) -> None:
-        index = self._index(name)
-        with self._live(index):
-            if image_id not in index.rows:
-                raise image_not_found(name, image_id)
-            with self._write() as db:
-                db.execute("DELETE FROM images WHERE library = ? AND id = ?", (name, image_id))
-            index.remove(image_id)
+    def _vector(self, held: LibraryIndex, image_id: str) -> np.ndarray | None:
+        return held.vector(image_id)
 
-    def _search(
+    def _remove(self, held: LibraryIndex, image_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM images WHERE library = ? AND id = ?", (held.library.name, image_id))
+        held.remove(image_id)
+
+    def _replace_metadata(self, held: LibraryIndex, image_id: str, metadata: dict[str, Any]) -> Image:
+        with self._write() as db:
+            db.execute(
+                "UPDATE images SET metadata = ? WHERE library = ? AND id = ?",
+                (compact_json(metadata), held.library.name, image_id),
+            )
+        return held.set_metadata(image_id, metadata)
+
+    def _query(
         self,
-        name: str,
+        held: LibraryIndex,
         vector: np.ndarray,
-        model_version: str,
         top_k: int,
         min_score: float | None,
-        filter: dict[str, Scalar],
+        conditions: Filter,
+        exclude: str | None,
     ) -> list[Match]:
-        index = self._index(name)
-        with self._live(index):
-            check_model_version(index.library, model_version)
-            return index.top(vector, top_k, min_score, filter)
+        return held.top(vector, top_k, min_score, conditions, exclude)
+
+    def _page(self, held: LibraryIndex, limit: int, token: dict[str, Any] | None) -> ImagePage:
+        """Keyset pages in id order (SQLite's byte order of UTF-8 is code point order): the token is the
+        last id served, so an insert or delete between pages neither repeats nor skips another image."""
+        after = token.get("after") if token else None
+        if token is not None and not isinstance(after, str):
+            raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
+        assert self._db is not None
+        with self._db_lock:
+            rows = self._db.execute(
+                "SELECT id, metadata, create_time FROM images WHERE library = ? AND id > ? ORDER BY id LIMIT ?",
+                (held.library.name, after or "", limit + 1),
+            ).fetchall()
+        images = [Image(image_id, json.loads(metadata), created) for image_id, metadata, created in rows[:limit]]
+        more = len(rows) > limit
+        return ImagePage(images, encode_token({"after": images[-1].id}) if more else None)
 
     def close(self) -> None:
         with self._open_lock, self._registry_lock:
@@ -330,6 +376,7 @@ class LocalStore(LibraryStore):
                 raise RuntimeError(f"{self.folder / DB_FILE}: SQLite could not use WAL mode ({mode})")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
+            add_new_columns(db)
             self._indexes = {library.name: self._load(library, dimension) for library, dimension in self._libraries()}
         except BaseException:
             # Left half open, the folder would stay locked and later requests would read "in use by another process".
@@ -344,14 +391,21 @@ class LocalStore(LibraryStore):
     def _load(self, library: Library, dimension: int) -> LibraryIndex:
         assert self._db is not None
         rows = self._db.execute(
-            "SELECT id, vector, metadata, create_time FROM images WHERE library = ?", (library.name,)
+            "SELECT id, vector, metadata, create_time, content_hash FROM images WHERE library = ?", (library.name,)
         ).fetchall()
         index = LibraryIndex(library, dimension)
         if rows:
             vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(len(rows), dimension)
-            images = [NewImage(vectors[i], row[0], json.loads(row[2])) for i, row in enumerate(rows)]
+            images = [NewImage(vectors[i], row[0], json.loads(row[2]), row[4]) for i, row in enumerate(rows)]
             index.append(images, vectors, [row[3] for row in rows])
         return index
+
+
+def add_new_columns(db: sqlite3.Connection) -> None:
+    present = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+    for column, statement in COLUMNS_ADDED.items():
+        if column not in present:
+            db.execute(statement)
 
 
 def best_rows(scores: np.ndarray, count: int) -> np.ndarray:

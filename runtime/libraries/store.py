@@ -1,45 +1,46 @@
-"""The storage interface of image libraries, and the rules every store applies the same way.
+"""The storage interface of image libraries, and the one algorithm every store runs.
 
-A store keeps libraries of unit vectors with an id and a metadata object each. The public methods
-of ``LibraryStore`` validate their arguments here, once, then call the store's own ``_``-methods,
-which own atomicity (a dedup check and its insert happen as one step), quotas and durability.
+A store keeps libraries of unit vectors with an id, a metadata object and (when known) the SHA-256
+of the image file each. ``LibraryStore`` checks arguments with the rules (``rules.py``), then runs the
+algorithm of each operation itself, holding the library the way the store says (``_writing``: the
+local store's lock, the AWS store's lease): model-version check, existing ids, exact duplicates by
+content hash, near duplicates against the library and within the call, quota, insert. The stores
+supply only primitives (the ``_``-methods at the end of the class): find, insert, remove, query, page.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-import math
-import unicodedata
-import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from runtime.errors import BadRequest, Conflict, NotFound, QuotaExceeded
+from runtime.errors import ApiError, BadRequest, Conflict, NotFound, QuotaExceeded
+from runtime.libraries.rules import (
+    Filter,
+    at,
+    check_content_hash,
+    check_filter,
+    check_image_id,
+    check_library_name,
+    check_metadata,
+    check_score,
+    check_vector,
+    new_image_id,
+)
 from runtime.observability import record_library_adds, span
 from runtime.settings import Settings
 from runtime.vectors import scores_of
 
-MAX_NAME_CHARS = 64
-MAX_ID_CHARS = 128
-NAME_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd"})
-"""Letters of any script and decimal digits (of any script). Marks, symbols, punctuation are out."""
-ID_EXTRA_CHARS = frozenset("_-.:@")
-
-# Metadata is stored whole, and its top-level string / number / boolean values are also indexed
-# for ``filter``. On S3 Vectors the indexed part is "filterable metadata": at most 2 KB and 50 keys
-# per vector. Every store applies the same, slightly lower, limits so a library behaves the same
-# locally and on AWS.
-MAX_FILTERABLE_KEYS = 40
-MAX_FILTERABLE_BYTES = 1536
-MAX_METADATA_KEY_CHARS = 63
-RESERVED_METADATA_KEY = "__imsim__"
-"""The S3 Vectors store keeps its own record under this key; user metadata may not use it."""
-
-Scalar = str | int | float | bool
+MAX_PAGE = 1000
+"""Images per page of ``list_images`` (S3 Vectors' ListVectors answers at most 1,000 a call)."""
+EXACT_SCORE = 1.0
+"""The score an exact duplicate (the same file) is answered with."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,13 @@ class Image:
 
 
 @dataclass(frozen=True)
+class ImagePage:
+    images: list[Image]
+    next_token: str | None
+    """Pass it back for the next page; None on the last page."""
+
+
+@dataclass(frozen=True)
 class Match:
     id: str
     score: float
@@ -69,6 +77,8 @@ class NewImage:
     vector: np.ndarray
     id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    content_hash: str | None = None
+    """SHA-256 hex of the image file (``rules.content_hash``): exact duplicates are found by it."""
 
 
 @dataclass(frozen=True)
@@ -81,13 +91,22 @@ class Added:
 @dataclass(frozen=True)
 class Duplicate:
     match: Match
+    exact: bool = False
+    """True: the same file (content hash) is in the library, or earlier in the same call."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """One item of ``add_batch`` that breaks a rule (bad id or metadata, id taken): nothing added for it."""
+
+    error: ApiError
 
 
 AddResult = Added | Duplicate
 
 
 class LibraryStore(ABC):
-    """Libraries of vectors. Arguments are checked here; subclasses implement the ``_`` methods."""
+    """Libraries of vectors. The algorithms are here; subclasses implement the ``_`` primitives."""
 
     def __init__(self, settings: Settings, dimension: int):
         self.settings = settings
@@ -101,34 +120,36 @@ class LibraryStore(ABC):
         return sorted(self._list_libraries(), key=lambda library: (library.create_time, library.name))
 
     def get_library(self, name: str) -> Library:
-        return self._get_library(check_library_name(name))
+        with self._reading(check_library_name(name)) as (library, _):
+            return library
 
     def delete_library(self, name: str) -> None:
         self._delete_library(check_library_name(name))
 
-    # --- images ------------------------------------------------------------------------
+    # --- adding ------------------------------------------------------------------------
     def add_images(
         self, name: str, images: list[NewImage], *, model_version: str, dedup_threshold: float | None
     ) -> list[AddResult]:
-        """Add in order; with a threshold, an image scoring at or above it against the library (or
-        an earlier image of the same call) is not added and its best match is answered instead."""
-        check_score(dedup_threshold, "threshold")
-        checked = []
-        seen: set[str] = set()
-        for position, image in enumerate(images):
-            where = f"images[{position}]" if len(images) > 1 else ""
-            image_id = check_image_id(image.id, where) if image.id is not None else new_image_id()
-            if image_id in seen:
-                raise Conflict(f"{_at(where, 'id')}: {image_id!r} is given twice", code="image_exists")
-            seen.add(image_id)
-            metadata = check_metadata(image.metadata, self.settings.max_metadata_bytes, where)
-            checked.append(NewImage(check_vector(image.vector, self.dimension), image_id, metadata))
-        if not checked:
-            return []
-        with span("store"):
-            return record_library_adds(
-                self._add_images(check_library_name(name), checked, model_version, dedup_threshold)
-            )
+        """Add in order, all or nothing on a broken rule (a 4xx names the item). With a threshold, an
+        image whose file is already in the library (or earlier in the call), or that scores at or above
+        the threshold against the library or an earlier image of the call, is not added: its match is
+        answered instead."""
+        results = self._add(name, images, model_version, dedup_threshold, strict=True)
+        return [result for result in results if not isinstance(result, Refused)]
+
+    def add_batch(
+        self,
+        name: str,
+        images: list[NewImage],
+        *,
+        model_version: str,
+        dedup_threshold: float | None,
+        labels: list[str] | None = None,
+    ) -> list[AddResult | Refused]:
+        """As ``add_images``, but an item that breaks a rule (id, metadata, id taken) is ``Refused``
+        and the others go on. Errors of the whole call (library, model, quota) still raise.
+        ``labels`` name the items in error messages (default ``images[<position>]``)."""
+        return self._add(name, images, model_version, dedup_threshold, strict=False, labels=labels)
 
     def add_image(
         self,
@@ -139,16 +160,135 @@ class LibraryStore(ABC):
         image_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         dedup_threshold: float | None = None,
+        content_hash: str | None = None,
     ) -> AddResult:
-        image = NewImage(vector, image_id, metadata if metadata is not None else {})
+        image = NewImage(vector, image_id, metadata if metadata is not None else {}, content_hash)
         return self.add_images(name, [image], model_version=model_version, dedup_threshold=dedup_threshold)[0]
 
+    def find_exact(self, name: str, hashes: list[str]) -> dict[str, Match]:
+        """The images whose file has one of these content hashes, by hash: asked before any model work."""
+        with self._reading(check_library_name(name)) as (_, held):
+            wanted = [value for value in hashes if check_content_hash(value)]
+            return self._find_hashes(held, wanted) if wanted else {}
+
+    def _add(
+        self,
+        name: str,
+        images: list[NewImage],
+        model_version: str,
+        threshold: float | None,
+        *,
+        strict: bool,
+        labels: list[str] | None = None,
+    ) -> list[AddResult | Refused]:
+        check_score(threshold, "threshold")
+        name = check_library_name(name)
+        results: list[AddResult | Refused | None] = [None] * len(images)
+        if labels is None:
+            labels = [f"images[{position}]" if len(images) > 1 else "" for position in range(len(images))]
+        checked = self._checked(images, results, strict, labels)
+        if not checked:
+            return [result for result in results if result is not None]
+        with span("store"), self._writing(name) as (library, held):
+            check_model_version(library, model_version)
+            taken = set(self._existing_ids(held, [image.id or "" for _, image in checked]))
+            for position, image in checked:
+                if image.id in taken:
+                    if strict:
+                        raise image_exists(name, image.id or "", labels[position])
+                    results[position] = Refused(image_exists(name, image.id or "", labels[position]))
+            checked = [(position, image) for position, image in checked if image.id not in taken]
+            screened = self._screen(held, [image for _, image in checked], threshold)
+            pairs = zip(checked, screened, strict=True)
+            accepted = [image for (_, image), result in pairs if isinstance(result, Added)]
+            if accepted:
+                check_image_quota(name, library.image_count, len(accepted), self.settings)
+                self._insert(held, accepted)
+        for (position, _), result in zip(checked, screened, strict=True):
+            results[position] = result
+        return record_library_adds([result for result in results if result is not None])
+
+    def _checked(
+        self, images: list[NewImage], results: list[AddResult | Refused | None], strict: bool, labels: list[str]
+    ) -> list[tuple[int, NewImage]]:
+        """Each image with its id (NFC, or generated), checked metadata and unit vector, by position."""
+        checked: list[tuple[int, NewImage]] = []
+        seen: set[str] = set()
+        for position, (image, where) in enumerate(zip(images, labels, strict=True)):
+            try:
+                image_id = check_image_id(image.id, where) if image.id is not None else new_image_id()
+                if image_id in seen:
+                    raise Conflict(f"{at(where, 'id')}: {image_id!r} is given twice", code="image_exists")
+                metadata = check_metadata(image.metadata, self.settings.max_metadata_bytes, where)
+            except ApiError as error:
+                if strict:
+                    raise
+                results[position] = Refused(error)
+                continue
+            seen.add(image_id)
+            vector = check_vector(image.vector, self.dimension)
+            checked.append((position, NewImage(vector, image_id, metadata, check_content_hash(image.content_hash))))
+        return checked
+
+    def _screen(self, held: Any, images: list[NewImage], threshold: float | None) -> list[AddResult]:
+        """Each image's result, in order: exact duplicates first (by content hash, no vector work), then
+        near duplicates against the library and the images accepted before it in the call."""
+        if threshold is None:
+            return [Added(image.id or "", None) for image in images]
+        hashes = [image.content_hash for image in images if image.content_hash]
+        stored = self._find_hashes(held, hashes) if hashes else {}
+        accepted: list[NewImage] = []
+        accepted_files: dict[str, NewImage] = {}
+        results: list[AddResult] = []
+        for image in images:
+            exact = exact_match(image, stored, accepted_files)
+            if exact is not None:
+                results.append(Duplicate(exact, exact=True))
+                continue
+            best = better(self._nearest(held, image.vector), best_in_batch(image.vector, accepted))
+            if best is not None and best.score >= threshold:
+                results.append(Duplicate(best))
+                continue
+            accepted.append(image)
+            if image.content_hash:
+                accepted_files[image.content_hash] = image
+            results.append(Added(image.id or "", best.score if best else None))
+        return results
+
+    # --- images ------------------------------------------------------------------------
     def get_image(self, name: str, image_id: str) -> Image:
-        return self._get_image(check_library_name(name), check_image_id(image_id))
+        name, image_id = check_library_name(name), check_image_id(image_id)
+        with self._reading(name) as (_, held):
+            image = self._image(held, image_id)
+        if image is None:
+            raise image_not_found(name, image_id)
+        return image
+
+    def list_images(self, name: str, *, limit: int = 100, next_token: str | None = None) -> ImagePage:
+        """Images in a stable order, ``limit`` at a time; a token resumes after the last image it saw,
+        across inserts and deletes (see each store's ``_page`` for how)."""
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise BadRequest(f"limit: must be between 1 and {MAX_PAGE}", code="invalid_value")
+        with self._reading(check_library_name(name)) as (_, held):
+            return self._page(held, limit, decode_token(next_token) if next_token else None)
+
+    def update_metadata(self, name: str, image_id: str, metadata: dict[str, Any]) -> Image:
+        """Replace an image's metadata (the same rules as at add); its vector and create time stay."""
+        name, image_id = check_library_name(name), check_image_id(image_id)
+        metadata = check_metadata(metadata, self.settings.max_metadata_bytes)
+        with self._writing(name) as (_, held):
+            if not self._existing_ids(held, [image_id]):
+                raise image_not_found(name, image_id)
+            return self._replace_metadata(held, image_id, metadata)
 
     def delete_image(self, name: str, image_id: str) -> None:
-        self._delete_image(check_library_name(name), check_image_id(image_id))
+        name, image_id = check_library_name(name), check_image_id(image_id)
+        with self._writing(name) as (_, held):
+            if not self._existing_ids(held, [image_id]):
+                raise image_not_found(name, image_id)
+            self._remove(held, image_id)
 
+    # --- search ------------------------------------------------------------------------
     def search(
         self,
         name: str,
@@ -157,29 +297,50 @@ class LibraryStore(ABC):
         model_version: str,
         top_k: int = 10,
         min_score: float | None = None,
-        filter: dict[str, Any] | None = None,
+        filter: Filter | None = None,
     ) -> list[Match]:
         """The ``top_k`` best matches, best first, scored (1 + cosine) / 2."""
-        with span("store"):
-            return self._search(
-                check_library_name(name),
-                check_vector(vector, self.dimension),
-                model_version,
-                self.check_top_k(top_k),
-                check_score(min_score, "min_score"),
-                check_filter(filter or {}),
-            )
+        vector = check_vector(vector, self.dimension)
+        top_k, conditions = self.check_top_k(top_k), check_filter(filter)
+        check_score(min_score, "min_score")
+        with self._reading(check_library_name(name)) as (library, held):
+            check_model_version(library, model_version)
+            with span("store"):
+                return self._query(held, vector, top_k, min_score, conditions, None)
+
+    def search_like(
+        self,
+        name: str,
+        image_id: str,
+        *,
+        model_version: str,
+        top_k: int = 10,
+        min_score: float | None = None,
+        filter: Filter | None = None,
+    ) -> list[Match]:
+        """ "More like this": search by a stored image's vector; the image itself is left out."""
+        name, image_id = check_library_name(name), check_image_id(image_id)
+        top_k, conditions = self.check_top_k(top_k), check_filter(filter)
+        check_score(min_score, "min_score")
+        with self._reading(name) as (library, held):
+            check_model_version(library, model_version)
+            vector = self._vector(held, image_id)
+            if vector is None:
+                raise image_not_found(name, image_id)
+            with span("store"):
+                return self._query(held, vector, top_k, min_score, conditions, image_id)
 
     def check_top_k(self, top_k: int) -> int:
         """1 to the ``max_top_k`` setting (the API checks it before embedding the query too)."""
-        if not 1 <= top_k <= self.settings.max_top_k:
+        if not isinstance(top_k, int) or not 1 <= top_k <= self.settings.max_top_k:
             raise BadRequest(f"top_k: must be between 1 and {self.settings.max_top_k}", code="invalid_value")
         return top_k
 
     def close(self) -> None:  # noqa: B027 (optional: a store with nothing to release keeps it)
         """Release files and connections; the store is not used afterwards."""
 
-    # --- what each store implements ------------------------------------------------------
+    # --- the primitives each store implements --------------------------------------------
+    # ``held`` is what ``_reading`` / ``_writing`` yield beside the library: the store's own handle.
     @abstractmethod
     def _create_library(self, name: str, model_version: str) -> Library: ...
 
@@ -187,182 +348,67 @@ class LibraryStore(ABC):
     def _list_libraries(self) -> list[Library]: ...
 
     @abstractmethod
-    def _get_library(self, name: str) -> Library: ...
-
-    @abstractmethod
     def _delete_library(self, name: str) -> None: ...
 
     @abstractmethod
-    def _add_images(
-        self, name: str, images: list[NewImage], model_version: str, dedup_threshold: float | None
-    ) -> list[AddResult]: ...
+    def _reading(self, name: str) -> AbstractContextManager[tuple[Library, Any]]:
+        """The library (404 if missing) and a handle to read it."""
 
     @abstractmethod
-    def _get_image(self, name: str, image_id: str) -> Image: ...
+    def _writing(self, name: str) -> AbstractContextManager[tuple[Library, Any]]:
+        """The library held exclusively against other writers (in every process) for the block."""
 
     @abstractmethod
-    def _delete_image(self, name: str, image_id: str) -> None: ...
+    def _existing_ids(self, held: Any, ids: list[str]) -> list[str]: ...
 
     @abstractmethod
-    def _search(
+    def _find_hashes(self, held: Any, hashes: list[str]) -> dict[str, Match]:
+        """Stored images by content hash (score EXACT_SCORE)."""
+
+    @abstractmethod
+    def _nearest(self, held: Any, vector: np.ndarray) -> Match | None: ...
+
+    @abstractmethod
+    def _insert(self, held: Any, images: list[NewImage]) -> None: ...
+
+    @abstractmethod
+    def _image(self, held: Any, image_id: str) -> Image | None: ...
+
+    @abstractmethod
+    def _vector(self, held: Any, image_id: str) -> np.ndarray | None: ...
+
+    @abstractmethod
+    def _remove(self, held: Any, image_id: str) -> None: ...
+
+    @abstractmethod
+    def _replace_metadata(self, held: Any, image_id: str, metadata: dict[str, Any]) -> Image: ...
+
+    @abstractmethod
+    def _query(
         self,
-        name: str,
+        held: Any,
         vector: np.ndarray,
-        model_version: str,
         top_k: int,
         min_score: float | None,
-        filter: dict[str, Scalar],
-    ) -> list[Match]: ...
+        conditions: Filter,
+        exclude: str | None,
+    ) -> list[Match]:
+        """The ``top_k`` best matches passing ``conditions``, best first, without image ``exclude``."""
+
+    @abstractmethod
+    def _page(self, held: Any, limit: int, token: dict[str, Any] | None) -> ImagePage: ...
 
 
-# --- names, ids, metadata, filters, vectors ---------------------------------------------
+# --- pieces of the algorithms -------------------------------------------------------------
 
 
-def check_score(value: float | None, field: str) -> float | None:
-    """A score bound (``threshold``, ``min_score``): between 0 and 1 (NaN is not)."""
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise BadRequest(f"{field}: must be between 0 and 1", code="invalid_value")
-    return value
-
-
-def is_library_name(name: str) -> bool:
-    """1 to 64 letters (any script), decimal digits or ``_``, once NFC-normalised."""
-    return 1 <= len(name) <= MAX_NAME_CHARS and all(
-        char == "_" or unicodedata.category(char) in NAME_CATEGORIES for char in name
-    )
-
-
-def check_library_name(name: str) -> str:
-    """The name in NFC form (so two spellings of one name are one library), or a 400."""
-    normal = unicodedata.normalize("NFC", name) if isinstance(name, str) else ""
-    if not is_library_name(normal):
-        raise BadRequest(
-            f"name: {name!r} is not a library name; use 1 to {MAX_NAME_CHARS} letters (any script), "
-            "digits or underscores",
-            code="invalid_library_name",
-        )
-    return normal
-
-
-def check_image_id(image_id: str, where: str = "") -> str:
-    valid = (
-        isinstance(image_id, str)
-        and 1 <= len(image_id) <= MAX_ID_CHARS
-        and image_id.strip(".") != ""
-        and all(char in ID_EXTRA_CHARS or unicodedata.category(char) in NAME_CATEGORIES for char in image_id)
-    )
-    if not valid:
-        raise BadRequest(
-            f"{_at(where, 'id')}: {image_id!r} is not an image id; use 1 to {MAX_ID_CHARS} letters, digits "
-            "or _ - . : @ (not only dots)",
-            code="invalid_image_id",
-        )
-    return image_id
-
-
-def new_image_id() -> str:
-    return uuid.uuid4().hex
-
-
-def check_metadata(metadata: Any, max_bytes: int, where: str = "") -> dict[str, Any]:
-    """A JSON object within the size limits (see MAX_FILTERABLE_*), or a 400 naming the limit."""
-    field_name = _at(where, "metadata")
-    if not isinstance(metadata, dict):
-        raise BadRequest(f"{field_name}: must be a JSON object", code="invalid_metadata")
-    try:
-        size = len(compact_json(metadata).encode("utf-8"))
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(f"{field_name}: not valid JSON ({exc})", code="invalid_metadata") from exc
-    if size > max_bytes:
-        raise BadRequest(f"{field_name}: {size} bytes of JSON; at most {max_bytes}", code="metadata_too_large")
-    for key in metadata:
-        if key == RESERVED_METADATA_KEY or not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
-            raise BadRequest(
-                f"{field_name}: key {key!r}: top-level keys take 1 to {MAX_METADATA_KEY_CHARS} characters "
-                f"and may not be {RESERVED_METADATA_KEY!r}",
-                code="invalid_metadata",
-            )
-    indexed = filterable_part(metadata)
-    indexed_size = len(compact_json(indexed).encode("utf-8"))
-    if len(indexed) > MAX_FILTERABLE_KEYS or indexed_size > MAX_FILTERABLE_BYTES:
-        raise BadRequest(
-            f"{field_name}: its top-level string, number and boolean values (the ones filter matches) "
-            f"take {len(indexed)} keys and {indexed_size} bytes; at most {MAX_FILTERABLE_KEYS} keys and "
-            f"{MAX_FILTERABLE_BYTES} bytes. Put long or many values inside a nested object: stored, not filterable",
-            code="metadata_too_large",
-        )
-    return metadata
-
-
-def filterable_part(metadata: dict[str, Any]) -> dict[str, Scalar]:
-    return {key: value for key, value in metadata.items() if is_scalar(value)}
-
-
-def is_scalar(value: Any) -> bool:
-    return isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
-
-
-def check_filter(conditions: Any) -> dict[str, Scalar]:
-    if not isinstance(conditions, dict):
-        raise BadRequest("filter: must be a JSON object of metadata key: value", code="invalid_filter")
-    if len(conditions) > MAX_FILTERABLE_KEYS:
-        raise BadRequest(f"filter: at most {MAX_FILTERABLE_KEYS} keys", code="invalid_filter")
-    for key, value in conditions.items():
-        if not is_scalar(value) or key == RESERVED_METADATA_KEY or not key:
-            raise BadRequest(
-                f"filter.{key}: equality filters match top-level metadata values that are a string, number or boolean",
-                code="invalid_filter",
-            )
-    return conditions
-
-
-def matches_filter(metadata: dict[str, Any], conditions: dict[str, Scalar]) -> bool:
-    """Equality on top-level values; ``true`` and ``1`` differ (as in JSON), ``1`` and ``1.0`` do not."""
-    return all(_same_scalar(metadata.get(key), value) for key, value in conditions.items())
-
-
-def _same_scalar(stored: Any, wanted: Scalar) -> bool:
-    if not is_scalar(stored) or isinstance(stored, bool) != isinstance(wanted, bool):
-        return False
-    return isinstance(stored, str) == isinstance(wanted, str) and stored == wanted
-
-
-def check_vector(vector: np.ndarray, dimension: int) -> np.ndarray:
-    """The vector as float32 of unit length, so a dot product is the cosine.
-
-    Embeddings arrive normalised; a wrong dimension or a zero vector is a bug, not bad input.
-    """
-    vector = np.asarray(vector, dtype=np.float32).reshape(-1)
-    if vector.shape[0] != dimension:
-        raise ValueError(f"vector has {vector.shape[0]} dimensions; the store holds {dimension}")
-    norm = float(np.linalg.norm(vector))
-    if not math.isfinite(norm) or norm == 0.0:
-        raise ValueError("vector must be finite and not zero")
-    return vector / np.float32(norm)
-
-
-def compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def screen_duplicates(
-    images: list[NewImage], dedup_threshold: float | None, nearest_stored: Callable[[np.ndarray], Match | None]
-) -> tuple[list[AddResult], list[NewImage]]:
-    """Each image's result, in order, and the images to store. With a threshold, an image whose best
-    match (in the library, by ``nearest_stored``, or among the images accepted before it) scores at or
-    above it is a ``Duplicate``; the caller holds the library's lock so nothing changes meanwhile."""
-    results: list[AddResult] = []
-    accepted: list[NewImage] = []
-    for image in images:
-        best = None
-        if dedup_threshold is not None:
-            best = better(nearest_stored(image.vector), best_in_batch(image.vector, accepted))
-            if best is not None and best.score >= dedup_threshold:
-                results.append(Duplicate(best))
-                continue
-        accepted.append(image)
-        results.append(Added(image.id or "", best.score if best else None))
-    return results, accepted
+def exact_match(image: NewImage, stored: dict[str, Match], accepted: dict[str, NewImage]) -> Match | None:
+    if not image.content_hash:
+        return None
+    if image.content_hash in stored:
+        return stored[image.content_hash]
+    earlier = accepted.get(image.content_hash)
+    return None if earlier is None else Match(earlier.id or "", EXACT_SCORE, earlier.metadata)
 
 
 def best_in_batch(vector: np.ndarray, accepted: list[NewImage]) -> Match | None:
@@ -378,6 +424,21 @@ def better(first: Match | None, second: Match | None) -> Match | None:
     if first is None or (second is not None and second.score > first.score):
         return second
     return first
+
+
+def encode_token(position: dict[str, Any]) -> str:
+    """An opaque page token: the store's resume position as URL-safe base64 JSON."""
+    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    try:
+        position = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("next_token: not a token this API gave", code="invalid_next_token") from exc
+    if not isinstance(position, dict):
+        raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
+    return position
 
 
 # --- the rules' errors, one wording for every store --------------------------------------
@@ -419,16 +480,13 @@ def library_not_found(name: str) -> NotFound:
     return NotFound(f"library {name!r} does not exist", code="library_not_found")
 
 
-def image_exists(name: str, image_id: str) -> Conflict:
+def image_exists(name: str, image_id: str, where: str = "") -> Conflict:
     return Conflict(
-        f"id: library {name!r} already holds an image with id {image_id!r}; delete it first or use another id",
+        f"{at(where, 'id')}: library {name!r} already holds an image with id {image_id!r}; delete it first or "
+        "use another id",
         code="image_exists",
     )
 
 
 def image_not_found(name: str, image_id: str) -> NotFound:
     return NotFound(f"library {name!r} holds no image with id {image_id!r}", code="image_not_found")
-
-
-def _at(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name

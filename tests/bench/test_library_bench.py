@@ -28,3 +28,5 @@ def test_library_benchmark_smoke():
     assert any(line.startswith("search top-10, 3,000 images") for line in cases)
     assert any(line.startswith("add with dedup, 3,000 images") and line.rstrip().endswith("/s") for line in cases)
     assert any(line.startswith("open data dir, 3,0") for line in cases)
+    for operator in ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$and", "$or"):
+        assert any(line.startswith(f"{operator} (") and "3,000 images" in line for line in cases), operator

@@ -248,7 +248,8 @@ def openapi_schema(fuzz_server):
 
 
 def is_library_write(method: str, path: str) -> bool:
-    return method.upper() in {"POST", "DELETE"} and path.startswith("/libraries") and not path.endswith("/search")
+    writes = {"POST", "PATCH", "DELETE"}
+    return method.upper() in writes and path.startswith("/libraries") and not path.endswith("/search")
 
 
 def fuzz_operation(operation, mode: GenerationMode, server: LiveServer) -> None:

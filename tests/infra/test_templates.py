@@ -347,7 +347,15 @@ def store_actions(service: str, module: str) -> list[str]:
 def test_store_actions_are_read_from_the_code():
     assert store_actions("s3vectors", "s3vectors.py") == [
         f"s3vectors:{op}"
-        for op in ("CreateIndex", "DeleteIndex", "DeleteVectors", "GetVectors", "PutVectors", "QueryVectors")
+        for op in (
+            "CreateIndex",
+            "DeleteIndex",
+            "DeleteVectors",
+            "GetVectors",
+            "ListVectors",
+            "PutVectors",
+            "QueryVectors",
+        )
     ]
     assert store_actions("dynamodb", "registry.py") == [
         f"dynamodb:{op}" for op in ("DeleteItem", "GetItem", "PutItem", "Scan", "UpdateItem")

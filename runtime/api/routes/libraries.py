@@ -6,11 +6,14 @@ writes (create and delete library, add and delete image) carry ``"status": -1``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Request, Response
+import numpy as np
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
@@ -23,24 +26,33 @@ from runtime.api.library_schemas import (
     ID_EXAMPLES,
     IMAGE_ANSWERS,
     IMAGE_DELETED_ANSWERS,
+    IMAGE_LIST_ANSWERS,
     LIBRARY_ANSWERS,
     LIBRARY_DELETED_ANSWERS,
+    LIMIT_EXAMPLES,
     LIST_ANSWERS,
+    MAX_BATCH_ADD,
     NAME_DOC,
     NAME_EXAMPLES,
     SEARCH_ANSWERS,
     SEARCH_EXAMPLES,
+    TOKEN_EXAMPLES,
+    UPDATE_EXAMPLES,
     AddImageRequest,
+    BatchAddResponse,
+    BatchImage,
     CreateLibraryRequest,
     DuplicateResponse,
     ImageAddedResponse,
     ImageDeletedResponse,
+    ImageListResponse,
     ImageResponse,
     LibraryDeletedResponse,
     LibraryListResponse,
     LibraryResponse,
     SearchRequest,
     SearchResponse,
+    UpdateImageRequest,
     error_examples,
 )
 from runtime.api.parsing import slot_input
@@ -48,14 +60,18 @@ from runtime.api.routes.similarity import embedder_of
 from runtime.api.schemas import answer_examples, error_responses
 from runtime.embedder import Embedder, Input
 from runtime.errors import ApiError, BadRequest, NotFound, unparsable_body, validation_error
+from runtime.libraries.rules import check_score, content_hash
 from runtime.libraries.store import (
+    MAX_PAGE,
     Added,
     AddResult,
+    Duplicate,
     Image,
     Library,
     LibraryStore,
     Match,
-    check_score,
+    NewImage,
+    Refused,
 )
 
 SLOT_FIELDS = {"url": "url", "img": "img", "text": "text"}
@@ -72,9 +88,9 @@ class LibraryWriteRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                error = validation_error(exc.errors())
-                error.body_status = -1
-                raise error from exc
+                invalid = validation_error(list(exc.errors()))
+                invalid.body_status = -1
+                raise invalid from exc
             except ApiError as exc:
                 exc.body_status = -1
                 raise
@@ -166,57 +182,176 @@ async def delete_library(request: Request, name: LibraryName) -> dict:
 
 # --- images ------------------------------------------------------------------------------
 
-ADD_DOC = """Embeds the image and adds it, unless `dedup` (default true) finds an image scoring at least
-`threshold` (default 0.97 = cosine 0.94) already in the library: then nothing is added and the answer
-is `status: 0` with that match. An `id` already in the library is a 409 (ids are never overwritten)."""
+ADD_DOC = """Embeds the image and adds it, unless `dedup` (default true) finds the same file (by SHA-256 of its
+bytes, before any model work: `exact: true`) or an image scoring at least `threshold` (default 0.97 = cosine
+0.94) already in the library: then nothing is added and the answer is `status: 0` with that match. An `id`
+already in the library is a 409 (ids are never overwritten).
+
+Batch add: `{"images": [...]}`, 1 to 32 images, each with a single add's image fields; one forward pass; the
+answer is 200 with one result per image, in order: `status` 1 (added), 0 (duplicate, in the library or
+earlier in the batch) or -1 (refused: `message` and `code` as a single add would answer)."""
+
+ADD_ERRORS = [
+    *READ_ERRORS,
+    "invalid_image_id",
+    "invalid_metadata",
+    "metadata_too_large",
+    "batch_too_large",
+    "image_exists",
+    "image_quota_exceeded",
+    "model_version_mismatch",
+    "store_error",
+    "library_busy",
+]
 
 
 @writes.post(
     "/libraries/{name}/images",
-    response_model=ImageAddedResponse | DuplicateResponse,
-    responses=documented(
-        ADD_ANSWERS,
-        [
-            *READ_ERRORS,
-            "metadata_too_large",
-            "image_exists",
-            "image_quota_exceeded",
-            "model_version_mismatch",
-            "store_error",
-            "library_busy",
-        ],
-        write=True,
-    ),
-    summary="Add an image (with near-duplicate check)",
+    response_model=ImageAddedResponse | DuplicateResponse | BatchAddResponse,
+    responses=documented(ADD_ANSWERS, ADD_ERRORS, write=True),
+    summary="Add an image, or a batch of up to 32 (with duplicate checks)",
     description=ADD_DOC,
 )
 async def add_image(
     request: Request, name: LibraryName, body: Annotated[AddImageRequest, Body(openapi_examples=ADD_EXAMPLES)]
 ) -> dict:
     store, embedder = store_of(request), embedder_of(request)
-    if body.url is None and body.img is None:
-        raise BadRequest("request body: give url or img (the image to add)", code="missing_input")
-    item = slot_input({"url": body.url, "img": body.img}, SLOT_FIELDS, "request body")
     check_score(body.threshold, "threshold")  # the store checks it too; first spares the fetch and embedding
     threshold = (
         (body.threshold if body.threshold is not None else embedder.settings.dedup_threshold) if body.dedup else None
     )
+    if body.images is not None:
+        if any(value is not None for value in (body.url, body.img, body.id, body.metadata)):
+            raise BadRequest(
+                "request body: give images (a batch) or url / img with id and metadata (one image), not both",
+                code="ambiguous_input",
+            )
+        items = batch_items(body.images)
+        results = await run_in_threadpool(add_all, store, embedder, name, items, threshold)
+        return {"results": [result_body(result) for result in results]}
+    if body.url is None and body.img is None:
+        raise BadRequest("request body: give url or img (the image to add), or images", code="missing_input")
+    item = NewItem(slot_input({"url": body.url, "img": body.img}, SLOT_FIELDS, "request body"), body.id, body.metadata)
+    [result] = await run_in_threadpool(add_all, store, embedder, name, [item], threshold)
+    if isinstance(result, ApiError):
+        raise result
+    return result_body(result)
 
-    def embed_and_add() -> AddResult:
-        vector = embed_one(embedder, item)
-        return store.add_image(
-            name,
-            vector,
-            model_version=embedder.model_version,
-            image_id=body.id,
-            metadata=body.metadata,
-            dedup_threshold=threshold,
+
+@dataclass(frozen=True)
+class NewItem:
+    input: Input | ApiError
+    """The image to read, or why the item names none."""
+    id: str | None
+    metadata: dict[str, Any] | None
+    label: str = ""
+    """How errors name the item: ``images[3]`` in a batch, nothing for a single add."""
+
+
+def batch_items(images: list[BatchImage]) -> list[NewItem]:
+    if not 1 <= len(images) <= MAX_BATCH_ADD:
+        raise BadRequest(
+            f"images: {len(images)} images; give 1 to {MAX_BATCH_ADD} per request",
+            code="missing_input" if not images else "batch_too_large",
         )
+    items = []
+    for position, image in enumerate(images):
+        label = f"images[{position}]"
+        fields = {kind: f"{label}.{kind}" for kind in SLOT_FIELDS}
+        source: Input | ApiError
+        try:
+            if image.url is None and image.img is None:
+                raise BadRequest(f"{label}: give url or img (the image to add)", code="missing_input")
+            source = slot_input({"url": image.url, "img": image.img}, fields, label)
+        except ApiError as error:
+            source = error  # answered in its place, with status -1
+        items.append(NewItem(source, image.id, image.metadata, label))
+    return items
 
-    result = await run_in_threadpool(embed_and_add)
+
+def add_all(
+    store: LibraryStore, embedder: Embedder, name: str, items: list[NewItem], threshold: float | None
+) -> list[AddResult | ApiError]:
+    """Read every file, answer exact duplicates by content hash before any model work, embed the rest in
+    one forward pass and add them; each item's result or error, in order."""
+    results: list[AddResult | ApiError | None] = [None] * len(items)
+    deadline = time.monotonic() + embedder.settings.fetch_timeout_s  # one fetch deadline for the request
+    files = embedder.each(lambda item: read_file(embedder, item, deadline), items)
+    hashes = {position: content_hash(data) for position, data in enumerate(files) if isinstance(data, bytes)}
+    known = store.find_exact(name, list(set(hashes.values()))) if threshold is not None and hashes else {}
+    for position, data in enumerate(files):
+        if isinstance(data, ApiError):
+            results[position] = data
+        elif hashes[position] in known:
+            results[position] = Duplicate(known[hashes[position]], exact=True)
+    pending = [position for position, result in enumerate(results) if result is None]
+    pixels = embedder.each(lambda position: read_pixels(embedder, items[position], files[position]), pending)
+    for position, prepared in zip(pending, pixels, strict=True):
+        if isinstance(prepared, ApiError):
+            results[position] = prepared
+    ready = [
+        (position, prepared)
+        for position, prepared in zip(pending, pixels, strict=True)
+        if not isinstance(prepared, ApiError)
+    ]
+    if ready:
+        vectors = embedder.encode_pixels([prepared for _, prepared in ready])
+        images = [
+            NewImage(vector, items[position].id, items[position].metadata or {}, hashes[position])
+            for (position, _), vector in zip(ready, vectors, strict=True)
+        ]
+        added = store.add_batch(
+            name,
+            images,
+            model_version=embedder.model_version,
+            dedup_threshold=threshold,
+            labels=[items[position].label for position, _ in ready],
+        )
+        for (position, _), result in zip(ready, added, strict=True):
+            results[position] = result.error if isinstance(result, Refused) else result
+    return [result for result in results if result is not None]
+
+
+def read_file(embedder: Embedder, item: NewItem, deadline: float) -> bytes:
+    if isinstance(item.input, ApiError):
+        raise item.input
+    return embedder.read_bytes(item.input, deadline)
+
+
+def read_pixels(embedder: Embedder, item: NewItem, data: bytes | ApiError) -> np.ndarray:
+    assert isinstance(item.input, Input) and isinstance(data, bytes)  # only items whose file was read get here
+    return embedder.read_image(item.input, data=data)
+
+
+def result_body(result: AddResult | ApiError) -> dict:
+    if isinstance(result, ApiError):
+        return {**result.body(), "status": -1}
     if isinstance(result, Added):
         return {"status": 1, "message": "Image added.", "id": result.id, "score": result.score}
-    return {"status": 0, "message": "Similar image found.", "match": match_body(result.match)}
+    return {"status": 0, "message": "Similar image found.", "match": match_body(result.match), "exact": result.exact}
+
+
+@router.get(
+    "/libraries/{name}/images",
+    response_model=ImageListResponse,
+    responses=documented(IMAGE_LIST_ANSWERS, [*READ_ERRORS, "invalid_next_token"], write=False),
+    summary="List a library's images, a page at a time",
+    description="Ids with metadata and create time, in id order. `next_token` from one answer gives the next "
+    "page; images added or deleted between pages do not make the listing repeat or skip the others.",
+)
+async def list_images(
+    request: Request,
+    name: LibraryName,
+    limit: Annotated[
+        int,
+        Query(ge=1, le=MAX_PAGE, description=f"Images per page, 1 to {MAX_PAGE}.", openapi_examples=LIMIT_EXAMPLES),
+    ] = 100,
+    next_token: Annotated[
+        str | None, Query(description="The `next_token` of the previous page.", openapi_examples=TOKEN_EXAMPLES)
+    ] = None,
+) -> dict:
+    page = await run_in_threadpool(store_of(request).list_images, name, limit=limit, next_token=next_token)
+    return {"images": [image_body(image) for image in page.images], "next_token": page.next_token}
 
 
 @router.get(
@@ -227,6 +362,27 @@ async def add_image(
 )
 async def get_image(request: Request, name: LibraryName, id: ImageId) -> dict:
     return image_body(await run_in_threadpool(store_of(request).get_image, name, id))
+
+
+@writes.patch(
+    "/libraries/{name}/images/{id}",
+    response_model=ImageResponse,
+    responses=documented(
+        IMAGE_ANSWERS,
+        [*READ_ERRORS, "image_not_found", "invalid_metadata", "metadata_too_large", "library_busy"],
+        write=True,
+    ),
+    summary="Replace an image's metadata",
+    description="The metadata is replaced whole, under the same rules as at add; the vector and create time stay.",
+)
+async def update_image(
+    request: Request,
+    name: LibraryName,
+    id: ImageId,
+    body: Annotated[UpdateImageRequest, Body(openapi_examples=UPDATE_EXAMPLES)],
+) -> dict:
+    image = await run_in_threadpool(store_of(request).update_metadata, name, id, body.metadata)
+    return image_body(image)
 
 
 @writes.delete(
@@ -240,40 +396,51 @@ async def delete_image(request: Request, name: LibraryName, id: ImageId) -> dict
     return {"id": id, "deleted": True}
 
 
-SEARCH_DOC = """Search by an image (`url` or `img`) or by `text`: the `top_k` best matches, best first,
-scored (1 + cosine) / 2. `filter` keeps matches whose metadata has every given top-level value."""
+SEARCH_DOC = """Search by an image (`url` or `img`), by `text`, or by a stored image's `id` ("more like this":
+that image is left out): the `top_k` best matches, best first, scored (1 + cosine) / 2. `filter` takes the
+S3 Vectors filter language over top-level metadata (`$eq $ne $gt $gte $lt $lte $in $nin $exists $and $or`)."""
 
 
 @router.post(
     "/libraries/{name}/search",
     response_model=SearchResponse,
     responses=documented(
-        SEARCH_ANSWERS, [*READ_ERRORS, "invalid_filter", "model_version_mismatch", "store_error"], write=False
+        SEARCH_ANSWERS,
+        [*READ_ERRORS, "invalid_filter", "image_not_found", "model_version_mismatch", "store_error"],
+        write=False,
     ),
-    summary="Search a library by image or text",
+    summary="Search a library by image, text or stored image",
     description=SEARCH_DOC,
 )
 async def search(
     request: Request, name: LibraryName, body: Annotated[SearchRequest, Body(openapi_examples=SEARCH_EXAMPLES)]
 ) -> dict:
     store, embedder = store_of(request), embedder_of(request)
-    item = slot_input({"url": body.url, "img": body.img, "text": body.text}, SLOT_FIELDS, "request body")
     # The store checks these too; first spares the fetch and embedding.
     top_k = store.check_top_k(body.top_k if body.top_k is not None else embedder.settings.default_top_k)
     check_score(body.min_score, "min_score")
-
-    def embed_and_search() -> list[Match]:
-        vector = embed_one(embedder, item)
-        return store.search(
-            name,
-            vector,
-            model_version=embedder.model_version,
-            top_k=top_k,
-            min_score=body.min_score,
-            filter=body.filter,
+    version, min_score, conditions = embedder.model_version, body.min_score, body.filter
+    if body.id is not None:
+        if any(value is not None for value in (body.url, body.img, body.text)):
+            raise BadRequest("request body: give only one of url or img or text or id", code="ambiguous_input")
+        image_id = body.id
+        matches = await run_in_threadpool(
+            lambda: store.search_like(
+                name, image_id, model_version=version, top_k=top_k, min_score=min_score, filter=conditions
+            )
         )
-
-    matches = await run_in_threadpool(embed_and_search)
+    else:
+        item = slot_input({"url": body.url, "img": body.img, "text": body.text}, SLOT_FIELDS, "request body")
+        matches = await run_in_threadpool(
+            lambda: store.search(
+                name,
+                embed_one(embedder, item),
+                model_version=version,
+                top_k=top_k,
+                min_score=min_score,
+                filter=conditions,
+            )
+        )
     return {"matches": [match_body(match) for match in matches], "model_version": embedder.model_version}
 
 

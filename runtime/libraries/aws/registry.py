@@ -116,6 +116,18 @@ class Registry:
         )
         lease.deleted = True
 
+    def set_held(self, lease: Lease, key: str, value: str) -> None:
+        """Set one attribute of the library item while holding its lease."""
+        self._call(
+            "UpdateItem",
+            Key=_key(lease.key),
+            UpdateExpression="SET #key = :value",
+            ConditionExpression="lease_owner = :me",
+            ExpressionAttributeNames={"#key": key},
+            ExpressionAttributeValues={":value": {"S": value}, ":me": {"S": lease.owner}},
+        )
+        lease.item[key] = value
+
     def _acquire(self, name: str) -> Lease:
         owner = uuid.uuid4().hex
         free = "(attribute_not_exists(lease_until) OR lease_until < :now)"

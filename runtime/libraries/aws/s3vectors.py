@@ -1,18 +1,22 @@
-"""The AWS store: Amazon S3 Vectors (one vector bucket, one index per library) plus a DynamoDB registry.
+"""The AWS store: Amazon S3 Vectors (one vector bucket, two indexes per library) plus a DynamoDB registry.
 
 - Index names: S3 Vectors allows only ``[a-z0-9-.]``, so each library gets ``lib-<32 hex>`` (random,
   so a deleted library's name can be reused at once); the registry maps names to indexes.
 - Vectors: float32, cosine distance; score = (1 + cosine) / 2 = 1 - distance / 2.
-- Metadata: the whole record (user metadata and create time) is one JSON string under the
-  non-filterable key ``__imsim__``; the top-level string / number / boolean values of the user's
-  metadata are also stored as filterable keys, which ``filter`` matches with ``$eq``.
-- Writes: adds and deletes of one library hold its registry lease (see registry.py), so a dedup
-  check and the insert it allows are one step across all functions; PutVectors and DeleteVectors
-  send at most 500 vectors per call. S3 Vectors queries are approximate nearest neighbour (the
-  local store is exact) and see a write as soon as it returns.
+- Metadata: the whole record (user metadata, create time, content hash) is one JSON string under the
+  non-filterable key ``__imsim__``; the filterable part of the user's metadata (``rules.filterable_part``)
+  is also stored as filterable keys, and ``filter`` goes to QueryVectors exactly as the caller wrote it.
+- Exact duplicates: a second index, ``lib-<32 hex>-files``, keyed by the image file's SHA-256 (a
+  one-dimension vector, the image id as metadata), so a file is found by GetVectors on its hash before
+  any model work. A library created before it existed gets it on its next add.
+- Writes: adds, updates and deletes of one library hold its registry lease (see registry.py), so a
+  dedup check and the insert it allows are one step across all functions; PutVectors and DeleteVectors
+  send at most 500 vectors per call. S3 Vectors queries are approximate nearest neighbour (the local
+  store is exact) and see a write as soon as it returns.
+- Listing: ListVectors pages; the page token is the service's own, wrapped (see ``_page``).
 
-Calls: s3vectors CreateIndex, DeleteIndex, PutVectors, GetVectors, DeleteVectors, QueryVectors, and
-the registry's DynamoDB calls.
+Calls: s3vectors CreateIndex, DeleteIndex, PutVectors, GetVectors, DeleteVectors, QueryVectors,
+ListVectors, and the registry's DynamoDB calls.
 """
 
 from __future__ import annotations
@@ -21,37 +25,35 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime.errors import BadRequest
 from runtime.libraries.aws.registry import (
     REGISTRY_KEY,
+    Lease,
     Registry,
     library_of,
     method_name,
     upstream,
 )
+from runtime.libraries.rules import RESERVED_METADATA_KEY, Filter, compact_json, filterable_part
 from runtime.libraries.store import (
-    RESERVED_METADATA_KEY,
-    AddResult,
+    EXACT_SCORE,
     Image,
+    ImagePage,
     Library,
     LibraryStore,
     Match,
     NewImage,
-    Scalar,
-    check_image_quota,
     check_library_quota,
-    check_model_version,
-    compact_json,
-    filterable_part,
-    image_exists,
-    image_not_found,
+    encode_token,
     library_exists,
     library_not_found,
-    screen_duplicates,
 )
 from runtime.settings import Settings
 from runtime.vectors import scores_of
@@ -59,6 +61,25 @@ from runtime.vectors import scores_of
 MAX_PER_WRITE = 500  # vectors per PutVectors / DeleteVectors call
 MAX_PER_GET = 100  # keys per GetVectors call
 MAX_TOP_K = 100  # QueryVectors topK
+FILES_SUFFIX = "-files"
+"""The exact-duplicate index of a library: its index name plus this."""
+FILE_VECTOR = [1.0]  # the files index stores keys and ids; its one-dimension vectors mean nothing
+
+
+@dataclass
+class Held:
+    """A library's registry item, and the lease when it is held for writing."""
+
+    item: dict[str, Any]
+    lease: Lease | None = None
+
+    @property
+    def index(self) -> str:
+        return self.item["index_name"]
+
+    @property
+    def files(self) -> str | None:
+        return self.item.get("files_index")
 
 
 class S3VectorsStore(LibraryStore):
@@ -94,81 +115,157 @@ class S3VectorsStore(LibraryStore):
                 distanceMetric="cosine",
                 metadataConfiguration={"nonFilterableMetadataKeys": [RESERVED_METADATA_KEY]},
             )
+            files_index = self._create_files_index(index_name)
             item = {
                 "name": name,
                 "index_name": index_name,
+                "files_index": files_index,
                 "model_version": model_version,
                 "create_time": time.time(),
                 "image_count": 0,
             }
             if not self.registry.put_new(item):
                 self._call("DeleteIndex", indexName=index_name)
+                self._call("DeleteIndex", indexName=files_index)
                 raise library_exists(name)
         return library_of(item)
 
     def _list_libraries(self) -> list[Library]:
         return [library_of(item) for item in self.registry.libraries()]
 
-    def _get_library(self, name: str) -> Library:
-        return library_of(self._item(name))
-
     def _delete_library(self, name: str) -> None:
         with self.registry.lease(name) as lease:
             # Index first: should DeleteIndex fail, the library stays listed and a retry finishes the job.
             self._call("DeleteIndex", indexName=lease.item["index_name"], missing_ok=True)
+            if lease.item.get("files_index"):
+                self._call("DeleteIndex", indexName=lease.item["files_index"], missing_ok=True)
             self.registry.delete_held(lease)
 
-    # --- images ------------------------------------------------------------------------
-    def _add_images(
-        self, name: str, images: list[NewImage], model_version: str, dedup_threshold: float | None
-    ) -> list[AddResult]:
-        with self.registry.lease(name) as lease:
-            library, index = library_of(lease.item), lease.item["index_name"]
-            check_model_version(library, model_version)
-            existing = self._get(index, [image.id or "" for image in images], with_metadata=False)
-            if existing:
-                raise image_exists(name, existing[0]["key"])
-            results, accepted = screen_duplicates(images, dedup_threshold, lambda vector: self._nearest(index, vector))
-            if accepted:
-                check_image_quota(name, library.image_count, len(accepted), self.settings)
-                self._put(index, accepted)
-                lease.count_delta = len(accepted)
-        return results
+    def _create_files_index(self, index_name: str) -> str:
+        files_index = index_name + FILES_SUFFIX
+        self._call("CreateIndex", indexName=files_index, dataType="float32", dimension=1, distanceMetric="cosine")
+        return files_index
 
-    def _get_image(self, name: str, image_id: str) -> Image:
-        found = self._get(self._item(name)["index_name"], [image_id], with_metadata=True)
+    # --- primitives ----------------------------------------------------------------------
+    @contextmanager
+    def _reading(self, name: str) -> Iterator[tuple[Library, Held]]:
+        item = self._item(name)
+        yield library_of(item), Held(item)
+
+    @contextmanager
+    def _writing(self, name: str) -> Iterator[tuple[Library, Held]]:
+        with self.registry.lease(name) as lease:
+            yield library_of(lease.item), Held(lease.item, lease)
+
+    def _existing_ids(self, held: Held, ids: list[str]) -> list[str]:
+        return [found["key"] for found in self._get(held.index, ids, with_metadata=False)]
+
+    def _find_hashes(self, held: Held, hashes: list[str]) -> dict[str, Match]:
+        if not held.files:
+            return {}
+        owners = {found["key"]: found["metadata"]["id"] for found in self._get(held.files, hashes, with_metadata=True)}
+        images = {
+            found["key"]: record_of(found) for found in self._get(held.index, list(owners.values()), with_metadata=True)
+        }
+        return {
+            content_hash: Match(image_id, EXACT_SCORE, images[image_id]["metadata"])
+            for content_hash, image_id in owners.items()
+            if image_id in images  # an add that stopped between its two writes left a stale file key
+        }
+
+    def _nearest(self, held: Held, vector: np.ndarray) -> Match | None:
+        found = self._query_index(held.index, vector, top_k=1)
+        return found[0] if found else None
+
+    def _insert(self, held: Held, images: list[NewImage]) -> None:
+        assert held.lease is not None
+        now = time.time()
+        self._put(
+            held.index,
+            [image_vector(image.id or "", image.vector, image.metadata, now, image.content_hash) for image in images],
+        )
+        held.lease.count_delta += len(images)
+        files = [image for image in images if image.content_hash]
+        if files:
+            files_index = held.files or self._add_files_index(held)
+            self._put(files_index, [file_vector(image) for image in files])
+
+    def _add_files_index(self, held: Held) -> str:
+        """A library created before exact-duplicate screening gets its files index now (lease held)."""
+        assert held.lease is not None
+        files_index = self._create_files_index(held.index)
+        self.registry.set_held(held.lease, "files_index", files_index)
+        return files_index
+
+    def _image(self, held: Held, image_id: str) -> Image | None:
+        found = self._get(held.index, [image_id], with_metadata=True)
         if not found:
-            raise image_not_found(name, image_id)
+            return None
         record = record_of(found[0])
         return Image(image_id, record["metadata"], record["create_time"])
 
-    def _delete_image(self, name: str, image_id: str) -> None:
-        with self.registry.lease(name) as lease:
-            index = lease.item["index_name"]
-            if not self._get(index, [image_id], with_metadata=False):
-                raise image_not_found(name, image_id)
-            self._call("DeleteVectors", indexName=index, keys=[image_id])
-            lease.count_delta = -1
+    def _vector(self, held: Held, image_id: str) -> np.ndarray | None:
+        found = self._get(held.index, [image_id], with_metadata=False, with_data=True)
+        return np.asarray(found[0]["data"]["float32"], dtype=np.float32) if found else None
 
-    def _search(
+    def _remove(self, held: Held, image_id: str) -> None:
+        assert held.lease is not None
+        found = self._get(held.index, [image_id], with_metadata=True)
+        content_hash = record_of(found[0]).get("content_hash") if found else None
+        self._call("DeleteVectors", indexName=held.index, keys=[image_id])
+        held.lease.count_delta -= 1
+        if content_hash and held.files:
+            self._call("DeleteVectors", indexName=held.files, keys=[content_hash])
+
+    def _replace_metadata(self, held: Held, image_id: str, metadata: dict[str, Any]) -> Image:
+        """PutVectors overwrites a key whole: the same vector, create time and hash, the new metadata."""
+        found = self._get(held.index, [image_id], with_metadata=True, with_data=True)[0]
+        record = record_of(found)
+        vector = np.asarray(found["data"]["float32"], dtype=np.float32)
+        self._put(
+            held.index,
+            [image_vector(image_id, vector, metadata, record["create_time"], record.get("content_hash"))],
+        )
+        return Image(image_id, metadata, record["create_time"])
+
+    def _query(
         self,
-        name: str,
+        held: Held,
         vector: np.ndarray,
-        model_version: str,
         top_k: int,
         min_score: float | None,
-        filter: dict[str, Scalar],
+        conditions: Filter,
+        exclude: str | None,
     ) -> list[Match]:
-        item = self._item(name)
-        check_model_version(library_of(item), model_version)
-        matches = self._query(item["index_name"], vector, top_k=top_k, conditions=filter)
-        return [match for match in matches if min_score is None or match.score >= min_score]
+        asked = min(top_k + (exclude is not None), MAX_TOP_K)
+        matches = self._query_index(held.index, vector, top_k=asked, conditions=conditions)
+        kept = [m for m in matches if m.id != exclude and (min_score is None or m.score >= min_score)]
+        return kept[:top_k]
+
+    def _page(self, held: Held, limit: int, token: dict[str, Any] | None) -> ImagePage:
+        """One ListVectors call of ``limit`` vectors; the token carries the service's ``nextToken``.
+
+        ListVectors is strongly consistent, and its token is the service's position in the index: how
+        it treats writes between pages is the service's (S3 Vectors does not document its order)."""
+        arguments: dict[str, Any] = {"indexName": held.index, "maxResults": limit, "returnMetadata": True}
+        if token is not None:
+            if not isinstance(token.get("aws"), str):
+                raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
+            arguments["nextToken"] = token["aws"]
+        answer = self._call("ListVectors", **arguments)
+        images = []
+        for found in answer.get("vectors", []):
+            record = record_of(found)
+            images.append(Image(found["key"], record["metadata"], record["create_time"]))
+        following = answer.get("nextToken")
+        return ImagePage(images, encode_token({"aws": following}) if following else None)
 
     # --- S3 Vectors calls ----------------------------------------------------------------
-    def _query(
-        self, index: str, vector: np.ndarray, *, top_k: int, conditions: dict[str, Scalar] | None = None
+    def _query_index(
+        self, index: str, vector: np.ndarray, *, top_k: int, conditions: Filter | None = None
     ) -> list[Match]:
-        """The ``top_k`` nearest, best first; follows ``nextToken`` should the service page them."""
+        """The ``top_k`` nearest, best first; follows ``nextToken`` should the service page them.
+        The filter goes to the service verbatim: its semantics are S3 Vectors' own."""
         arguments: dict[str, Any] = {
             "indexName": index,
             "topK": top_k,
@@ -177,7 +274,7 @@ class S3VectorsStore(LibraryStore):
             "returnMetadata": True,
         }
         if conditions:
-            arguments["filter"] = metadata_filter(conditions)
+            arguments["filter"] = conditions
         matches: list[Match] = []
         for page in self._pages("QueryVectors", arguments):
             for found in page.get("vectors", []):
@@ -188,30 +285,18 @@ class S3VectorsStore(LibraryStore):
                 break
         return sorted(matches, key=lambda match: -match.score)[:top_k]
 
-    def _nearest(self, index: str, vector: np.ndarray) -> Match | None:
-        found = self._query(index, vector, top_k=1)
-        return found[0] if found else None
-
-    def _put(self, index: str, images: list[NewImage]) -> None:
-        now = time.time()
-        vectors = [
-            {
-                "key": image.id,
-                "data": {"float32": image.vector.astype(np.float32).tolist()},
-                "metadata": {
-                    **filterable_part(image.metadata),
-                    RESERVED_METADATA_KEY: compact_json({"metadata": image.metadata, "create_time": now}),
-                },
-            }
-            for image in images
-        ]
+    def _put(self, index: str, vectors: list[dict[str, Any]]) -> None:
         for batch in chunks(vectors, MAX_PER_WRITE):
             self._call("PutVectors", indexName=index, vectors=batch)
 
-    def _get(self, index: str, keys: list[str], *, with_metadata: bool) -> list[dict[str, Any]]:
+    def _get(
+        self, index: str, keys: list[str], with_metadata: bool, *, with_data: bool = False
+    ) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for batch in chunks(keys, MAX_PER_GET):
-            answer = self._call("GetVectors", indexName=index, keys=batch, returnMetadata=with_metadata)
+            answer = self._call(
+                "GetVectors", indexName=index, keys=batch, returnMetadata=with_metadata, returnData=with_data
+            )
             found.extend(answer.get("vectors", []))
         return found
 
@@ -249,9 +334,19 @@ def record_of(vector: dict[str, Any]) -> dict[str, Any]:
     return json.loads(raw) if raw else {"metadata": {}, "create_time": 0.0}
 
 
-def metadata_filter(conditions: dict[str, Scalar]) -> dict[str, Any]:
-    clauses = [{key: {"$eq": value}} for key, value in conditions.items()]
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+def image_vector(
+    image_id: str, vector: np.ndarray, metadata: dict[str, Any], create_time: float, content_hash: str | None
+) -> dict[str, Any]:
+    record = {"metadata": metadata, "create_time": create_time, "content_hash": content_hash}
+    return {
+        "key": image_id,
+        "data": {"float32": vector.astype(np.float32).tolist()},
+        "metadata": {**filterable_part(metadata), RESERVED_METADATA_KEY: compact_json(record)},
+    }
+
+
+def file_vector(image: NewImage) -> dict[str, Any]:
+    return {"key": image.content_hash, "data": {"float32": FILE_VECTOR}, "metadata": {"id": image.id}}
 
 
 def chunks(items: list, size: int) -> Iterator[list]:

@@ -403,3 +403,208 @@ def test_error_examples_are_the_api_s_real_answers(fresh, tiny_settings, tiny_en
     with LiveServer.start(tiny_settings.replace(store="off"), tiny_engine) as off:
         answer = off.client.get("/libraries")
         assert (answer.status_code, answer.json()["message"]) == (404, ERROR_TEXTS["libraries_disabled"][2])
+
+
+# --- the library API a catalog team needs -------------------------------------------------
+
+
+@pytest.fixture
+def forward_passes(tiny_engine, monkeypatch):
+    """Counts the engine's image forward passes (the real engine still computes every vector)."""
+    calls: list[int] = []
+    encode = tiny_engine.encode_images
+
+    def counted(pixels):
+        calls.append(len(pixels))
+        return encode(pixels)
+
+    monkeypatch.setattr(tiny_engine, "encode_images", counted)
+    return calls
+
+
+def deep_metadata(levels: int) -> dict:
+    value: object = "bottom"
+    for _ in range(levels - 1):
+        value = {"down": value}
+    return {"kind": "deep", "down": value}
+
+
+def test_batch_add_answers_each_item_in_order_after_one_forward_pass(fresh, forward_passes):
+    server = fresh()
+    server.post("/libraries", {"name": "batch"})
+    server.post("/libraries/batch/images", {"img": img(1), "id": "taken", "dedup": False})
+    forward_passes.clear()
+    other = different_image(server, 1)
+    forward_passes.clear()
+    answer = server.post(
+        "/libraries/batch/images",
+        {
+            "images": [
+                {"img": img(other), "id": "new-1", "metadata": {"n": 1}},
+                {"img": img(other), "id": "copy"},  # the same file as the one before it
+                {"img": "not base64!"},
+                {"id": "no-image"},
+                {"img": img(other + 100), "id": "too-deep", "metadata": deep_metadata(11)},
+                {"img": img(other + 101), "id": "taken"},
+                {"img": img(1), "id": "file-in-library"},
+                {"img": img(other + 102), "id": "bad id!"},
+            ]
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [result["status"] for result in results] == [1, 0, -1, -1, -1, -1, 0, -1]
+    assert results[0] == {"status": 1, "message": "Image added.", "id": "new-1", "score": results[0]["score"]}
+    assert results[1]["exact"] is True and results[1]["match"]["id"] == "new-1"
+    assert results[6]["exact"] is True and results[6]["match"]["id"] == "taken"
+    codes = [result.get("code") for result in results]
+    assert codes == [
+        None,
+        None,
+        "invalid_base64",
+        "missing_input",
+        "invalid_metadata",
+        "image_exists",
+        None,
+        "invalid_image_id",
+    ]
+    for position in (2, 3, 4, 5, 7):
+        assert results[position]["message"].startswith(f"images[{position}]"), results[position]
+    # One engine call, without the file already in the library and the files that could not be read. (The
+    # second copy of a file within the batch rides in the same pass: the store screens it against the first.)
+    assert forward_passes == [5]
+    listed = server.client.get("/libraries/batch/images").json()["images"]
+    assert sorted(image["id"] for image in listed) == ["new-1", "taken"]
+
+
+def test_batch_add_request_errors(server):
+    server.post("/libraries", {"name": "batch_errors"})
+    too_many = server.post("/libraries/batch_errors/images", {"images": [{"img": img(1)}] * 33})
+    error_of(too_many, 400, "batch_too_large", write=True)
+    error_of(server.post("/libraries/batch_errors/images", {"images": []}), 400, "missing_input", write=True)
+    mixed = server.post("/libraries/batch_errors/images", {"images": [{"img": img(1)}], "img": img(2)})
+    error_of(mixed, 400, "ambiguous_input", write=True)
+    unknown = server.post("/libraries/batch_errors/images", {"images": [{"img": img(1), "dedup": False}]})
+    assert "images[0].dedup" in error_of(unknown, 400, "unknown_field", write=True)["message"]
+    error_of(server.post("/libraries/nope/images", {"images": [{"img": img(1)}]}), 404, "library_not_found", write=True)
+
+
+def test_an_exact_duplicate_needs_no_model_work(fresh, forward_passes):
+    server = fresh()
+    server.post("/libraries", {"name": "exact"})
+    first = server.post("/libraries/exact/images", {"img": img(5), "id": "a", "metadata": {"m": 1}}).json()
+    assert first["status"] == 1
+    forward_passes.clear()
+    again = server.post("/libraries/exact/images", {"img": img(5), "id": "b"}).json()
+    assert again == {
+        "status": 0,
+        "message": "Similar image found.",
+        "match": {"id": "a", "score": 1.0, "metadata": {"m": 1}},
+        "exact": True,
+    }
+    assert forward_passes == []
+    kept = server.post("/libraries/exact/images", {"img": img(5), "id": "c", "dedup": False}).json()
+    assert kept["status"] == 1 and forward_passes == [1]
+
+
+def test_list_images_pages_through_the_api(fresh):
+    server = fresh()
+    server.post("/libraries", {"name": "pages"})
+    added = server.post(
+        "/libraries/pages/images",
+        {
+            "images": [{"img": img(seed), "id": f"p{seed:02d}", "metadata": {"n": seed}} for seed in range(5)],
+            "dedup": False,
+        },
+    )
+    assert [result["status"] for result in added.json()["results"]] == [1] * 5
+    first = server.client.get("/libraries/pages/images", params={"limit": 2}).json()
+    assert [image["id"] for image in first["images"]] == ["p00", "p01"]
+    assert first["images"][1]["metadata"] == {"n": 1} and datetime.fromisoformat(first["images"][1]["create_time"])
+    server.client.delete("/libraries/pages/images/p02")
+    second = server.client.get("/libraries/pages/images", params={"limit": 2, "next_token": first["next_token"]})
+    assert [image["id"] for image in second.json()["images"]] == ["p03", "p04"]
+    assert second.json()["next_token"] is None
+    error_of(server.client.get("/libraries/pages/images", params={"limit": 0}), 400, "invalid_value", write=False)
+    bad_token = server.client.get("/libraries/pages/images", params={"next_token": "%%%"})
+    error_of(bad_token, 400, "invalid_next_token", write=False)
+
+
+def test_patch_replaces_metadata_and_keeps_the_vector(fresh):
+    server = fresh()
+    server.post("/libraries", {"name": "patch"})
+    server.post("/libraries/patch/images", {"img": img(3), "id": "sku-1", "metadata": {"color": "red"}})
+    patched = server.client.patch("/libraries/patch/images/sku-1", json={"metadata": {"color": "blue", "price": 9}})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["metadata"] == {"color": "blue", "price": 9}
+    assert server.client.get("/libraries/patch/images/sku-1").json()["metadata"] == {"color": "blue", "price": 9}
+    found = server.post("/libraries/patch/search", {"img": img(3), "filter": {"price": {"$lt": 10}}}).json()
+    assert found["matches"][0]["id"] == "sku-1" and found["matches"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+    deep = server.client.patch("/libraries/patch/images/sku-1", json={"metadata": deep_metadata(11)})
+    assert "10 levels" in error_of(deep, 400, "invalid_metadata", write=True)["message"]
+    error_of(
+        server.client.patch("/libraries/patch/images/zzz", json={"metadata": {}}), 404, "image_not_found", write=True
+    )
+    error_of(server.client.patch("/libraries/patch/images/sku-1", json={}), 400, "missing_field", write=True)
+
+
+def test_search_by_a_stored_image_leaves_it_out(fresh):
+    server = fresh()
+    server.post("/libraries", {"name": "like"})
+    other = different_image(server, 1)
+    server.post(
+        "/libraries/like/images", {"images": [{"img": img(1), "id": "sku-1"}, {"img": img(other), "id": "sku-2"}]}
+    )
+    like = server.post("/libraries/like/search", {"id": "sku-1"}).json()
+    assert [match["id"] for match in like["matches"]] == ["sku-2"]
+    error_of(server.post("/libraries/like/search", {"id": "nope"}), 404, "image_not_found", write=False)
+    error_of(server.post("/libraries/like/search", {"id": "sku-1", "text": "x"}), 400, "ambiguous_input", write=False)
+
+
+def test_filters_and_bad_filters_through_the_api(fresh):
+    server = fresh()
+    server.post("/libraries", {"name": "filters"})
+    server.post(
+        "/libraries/filters/images",
+        {
+            "images": [{"img": img(seed), "id": f"f{seed}", "metadata": {"price": seed * 10}} for seed in range(4)],
+            "dedup": False,
+        },
+    )
+    cheap = server.post("/libraries/filters/search", {"text": "x", "filter": {"price": {"$lte": 10}}}).json()
+    assert sorted(match["id"] for match in cheap["matches"]) == ["f0", "f1"]
+    either = {"$or": [{"price": 0}, {"price": {"$in": [30]}}]}
+    assert sorted(
+        m["id"] for m in server.post("/libraries/filters/search", {"text": "x", "filter": either}).json()["matches"]
+    ) == ["f0", "f3"]
+    bad = server.post("/libraries/filters/search", {"text": "x", "filter": {"$or": [{"price": {"$gt": "10"}}]}})
+    assert error_of(bad, 400, "invalid_filter", write=False)["message"].startswith("filter.$or[0].price.$gt:")
+
+
+def test_the_deepest_accepted_metadata_survives_a_restart(tiny_settings, tiny_engine, tmp_path):
+    settings = tiny_settings.replace(data_dir=str(tmp_path / "data"))
+    accepted = deep_metadata(10)
+    with LiveServer.start(settings, tiny_engine) as server:
+        server.post("/libraries", {"name": "deep"})
+        added = server.post("/libraries/deep/images", {"img": img(1), "id": "deep", "metadata": accepted})
+        assert added.json()["status"] == 1
+        for levels in (11, 300):
+            refused = server.post("/libraries/deep/images", {"img": img(2), "metadata": deep_metadata(levels)})
+            error_of(refused, 400, "invalid_metadata", write=True)
+    with LiveServer.start(settings, tiny_engine) as server:  # the same data directory, after a restart
+        assert server.client.get("/libraries/deep/images/deep").json()["metadata"] == accepted
+        assert server.post("/libraries/deep/search", {"img": img(1)}).json()["matches"][0]["metadata"] == accepted
+        assert server.client.get("/libraries/deep/images").json()["images"][0]["metadata"] == accepted
+
+
+@pytest.mark.parametrize("name", ["\u3164", "\u115f\u1160", "\u200b"])
+def test_invisible_names_are_refused(server, name):
+    error_of(server.post("/libraries", {"name": name}), 400, "invalid_library_name", write=True)
+
+
+def test_image_ids_are_nfc_normalised_through_the_api(fresh):
+    server = fresh()
+    server.post("/libraries", {"name": "nfc"})
+    added = server.post("/libraries/nfc/images", {"img": img(1), "id": "cafe\u0301"}).json()
+    assert added["id"] == "caf\u00e9"
+    assert server.client.get("/libraries/nfc/images/caf\u00e9").json()["id"] == "caf\u00e9"

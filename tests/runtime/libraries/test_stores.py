@@ -2,7 +2,9 @@
 
 The S3 Vectors store runs against moto (S3 Vectors and DynamoDB, in process, through real botocore
 clients: every request passes botocore's parameter validation and serialisation). moto 5.2.5 does not
-implement ``QueryVectors``, so ``FakeS3Vectors`` answers that one operation from moto's own index data,
+implement ``QueryVectors`` nor page ``ListVectors``, so ``FakeS3Vectors`` answers those from moto's own
+index data (its filter evaluator, ``passes``, is written here from the S3 Vectors documentation and
+shares nothing with the store's own in runtime/libraries/rules.py),
 through botocore's ``before-call.s3vectors.QueryVectors`` hook, with the validation the real service
 applies (bucket and index name patterns, vector dimension, no zero or NaN query vector, topK at most 100,
 filter operators). It is exact where the real service is approximate, and it can page its answers to
@@ -43,7 +45,8 @@ from runtime.errors import (
 from runtime.libraries import open_store
 from runtime.libraries.aws.s3vectors import S3VectorsStore
 from runtime.libraries.local import LocalStore
-from runtime.libraries.store import Added, Duplicate, NewImage, is_library_name
+from runtime.libraries.rules import content_hash, is_library_name
+from runtime.libraries.store import Added, Duplicate, NewImage, Refused
 from runtime.settings import Settings
 
 DIM = 16
@@ -86,6 +89,7 @@ class FakeS3Vectors:
         events.register("before-call.s3vectors.CreateIndex", self._create_index)
         events.register("before-call.s3vectors.PutVectors", self._put_vectors)
         events.register("before-call.s3vectors.QueryVectors", self._query_vectors)
+        events.register("before-call.s3vectors.ListVectors", self._list_vectors)
 
     def operations(self, name: str) -> list[dict]:
         return [params for operation, params in self.calls if operation == name]
@@ -159,6 +163,31 @@ class FakeS3Vectors:
             answer["nextToken"] = str(end)
         return AWSResponse("https://fake", 200, {}, None), answer
 
+    def _list_vectors(self, params, **_):
+        """moto lists every vector in one answer; the service pages (maxResults up to 1,000, nextToken).
+        This fake pages in key order with the last key as its token: a model of a service position, not
+        a copy of the service's unpublished order."""
+        body = json.loads(params["body"])
+        index = self._index(body)
+        if isinstance(index, tuple):
+            return index
+        limit = body.get("maxResults", 500)
+        if not 1 <= limit <= 1000:
+            return error("maxResults must be between 1 and 1000")
+        keys = sorted(key for key in index.vectors if key > body.get("nextToken", ""))
+        page = keys[:limit]
+        answer = {"vectors": []}
+        for key in page:
+            found = {"key": key}
+            if body.get("returnMetadata"):
+                found["metadata"] = index.vectors[key].metadata
+            if body.get("returnData"):
+                found["data"] = index.vectors[key].data
+            answer["vectors"].append(found)
+        if len(keys) > limit:
+            answer["nextToken"] = page[-1]
+        return AWSResponse("https://fake", 200, {}, None), answer
+
     def _index(self, body: dict):
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.s3vectors.exceptions import IndexNotFound
@@ -184,25 +213,63 @@ def vector_problem(values: list[float], dimension: int) -> str | None:
 
 
 def passes(metadata: dict, condition: dict | None) -> bool:
+    """The S3 Vectors filter language as its documentation states it, written for this fake only (the
+    store's evaluator lives in runtime/libraries/rules.py and is not used here). Unknown operators and
+    operands of the wrong type are a ValidationException, as the service answers."""
     if not condition:
         return True
-    for key, value in condition.items():
-        if key == "$and":
-            if not all(passes(metadata, clause) for clause in value):
-                return False
-            continue
-        if key.startswith("$"):
-            raise ValueError(f"unsupported operator {key}")
-        wanted = value.get("$eq") if isinstance(value, dict) else value
-        if isinstance(value, dict) and set(value) != {"$eq"}:
-            raise ValueError(f"unsupported operators {sorted(value)}")
-        stored = metadata.get(key)
-        if type(stored) is bool or type(wanted) is bool:
-            if stored is not wanted:
-                return False
-        elif stored != wanted or isinstance(stored, str) != isinstance(wanted, str):
-            return False
-    return True
+    return all(_holds(metadata, key, value) for key, value in condition.items())
+
+
+def _holds(metadata: dict, key: str, value) -> bool:
+    if key in ("$and", "$or"):
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"{key} takes a non-empty array of filters")
+        results = [passes(metadata, clause) for clause in value]
+        return all(results) if key == "$and" else any(results)
+    if key.startswith("$"):
+        raise ValueError(f"unsupported operator {key}")
+    operators = value if isinstance(value, dict) else {"$eq": value}
+    return all(_compare(metadata, key, op, operand) for op, operand in operators.items())
+
+
+def _primitive(value) -> bool:
+    return isinstance(value, (str, int, float, bool))
+
+
+def _compare(metadata: dict, key: str, op: str, operand) -> bool:
+    present = key in metadata
+    stored = metadata.get(key)
+    values = stored if isinstance(stored, list) else [stored]
+    if op in ("$eq", "$ne"):
+        if not _primitive(operand):
+            raise ValueError(f"{op} takes a string, number or boolean")
+        equal = present and any(_json_equal(item, operand) for item in values)
+        return equal if op == "$eq" else not equal
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        if isinstance(operand, bool) or not isinstance(operand, (int, float)):
+            raise ValueError(f"{op} takes a number")
+        numbers = [item for item in values if isinstance(item, (int, float)) and not isinstance(item, bool)]
+        check = {"$gt": float.__gt__, "$gte": float.__ge__, "$lt": float.__lt__, "$lte": float.__le__}[op]
+        return present and any(check(float(item), float(operand)) for item in numbers)
+    if op in ("$in", "$nin"):
+        if not isinstance(operand, list) or not operand or not all(_primitive(item) for item in operand):
+            raise ValueError(f"{op} takes a non-empty array of primitives")
+        found = present and any(_json_equal(item, choice) for item in values for choice in operand)
+        return found if op == "$in" else not found
+    if op == "$exists":
+        if not isinstance(operand, bool):
+            raise ValueError("$exists takes a boolean")
+        return present == operand
+    raise ValueError(f"unsupported operator {op}")
+
+
+def _json_equal(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str) and a == b
+    return a == b
 
 
 def error(message: str, code: str = "ValidationException", status: int = 400):
@@ -475,32 +542,79 @@ def test_top_k_and_min_score(store):
         search(store, "lib", base, min_score=1.5)
 
 
-def test_filter_on_metadata_equality(store):
+FILTER_ROWS = [
+    {"color": "red", "size": 1, "sale": True, "tags": ["new", "summer"]},
+    {"color": "red", "size": 2, "sale": False},
+    {"color": "blue", "size": 1, "sale": True, "tags": ["old"]},
+    {"color": "red", "size": 1.0, "sale": 1},
+    {"color": ["red", "green"], "nested": {"color": "red"}, "size": "1"},
+    {"price": 10.5, "tags": [1, 2]},
+]
+
+# (filter, the images it keeps), each expectation read from the S3 Vectors documentation (see rules.py).
+FILTER_CASES = [
+    ({"color": "red"}, ["r0", "r1", "r3", "r4"]),  # a stored list matches by any element
+    ({"color": {"$eq": "red"}, "size": 1}, ["r0", "r3"]),  # 1 is 1.0; "1" is not 1
+    ({"sale": True}, ["r0", "r2"]),  # true is not 1
+    ({"sale": 1}, ["r3"]),
+    ({"color": "green"}, ["r4"]),
+    ({"color": {"$ne": "red"}}, ["r2", "r5"]),  # a missing key is "not equal"
+    ({"size": {"$gt": 1}}, ["r1"]),
+    ({"size": {"$gte": 1}}, ["r0", "r1", "r2", "r3"]),  # the string "1" is not a number
+    ({"size": {"$lt": 2}}, ["r0", "r2", "r3"]),
+    ({"size": {"$lte": 2}, "price": {"$exists": False}}, ["r0", "r1", "r2", "r3"]),
+    ({"price": {"$gt": 10, "$lt": 11}}, ["r5"]),
+    ({"tags": {"$gte": 2}}, ["r5"]),  # numbers inside a list compare too
+    ({"color": {"$in": ["blue", "green"]}}, ["r2", "r4"]),
+    ({"tags": {"$in": ["summer", 1]}}, ["r0", "r5"]),
+    ({"color": {"$nin": ["red"]}}, ["r2", "r5"]),
+    ({"tags": {"$exists": True}}, ["r0", "r2", "r5"]),
+    ({"nested": {"$exists": True}}, []),  # nested objects are stored, not filterable
+    ({"$or": [{"color": "blue"}, {"price": {"$lte": 10.5}}]}, ["r2", "r5"]),
+    ({"$and": [{"color": "red"}, {"sale": {"$ne": True}}]}, ["r1", "r3", "r4"]),
+    ({"$or": [{"$and": [{"size": 1}, {"sale": True}]}, {"color": "green"}]}, ["r0", "r2", "r4"]),
+    ({}, ["r0", "r1", "r2", "r3", "r4", "r5"]),
+]
+
+
+def test_every_filter_operator_with_the_documented_semantics(store):
     store.create_library("lib", VERSION)
-    rows = [
-        {"color": "red", "size": 1, "sale": True},
-        {"color": "red", "size": 2, "sale": False},
-        {"color": "blue", "size": 1, "sale": True},
-        {"color": "red", "size": 1.0, "sale": 1},
-        {"color": ["red"], "nested": {"color": "red"}},
-    ]
-    for i, metadata in enumerate(rows):
+    for i, metadata in enumerate(FILTER_ROWS):
         add(store, "lib", unit(i), image_id=f"r{i}", metadata=metadata)
     query = unit(50)
+    operators = set()
+    for conditions, expected in FILTER_CASES:
+        found = sorted(match.id for match in search(store, "lib", query, top_k=10, filter=conditions))
+        assert found == expected, conditions
+        operators.update(re.findall(r"\$[a-z]+", json.dumps(conditions)))
+    assert operators == {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$and", "$or"}
 
-    def ids(conditions):
-        return sorted(match.id for match in search(store, "lib", query, top_k=10, filter=conditions))
 
-    assert ids({"color": "red"}) == ["r0", "r1", "r3"]
-    assert ids({"color": "red", "size": 1}) == ["r0", "r3"]
-    assert ids({"sale": True}) == ["r0", "r2"]  # true is not 1
-    assert ids({"sale": 1}) == ["r3"]
-    assert ids({"color": "green"}) == []
-    assert ids({}) == ["r0", "r1", "r2", "r3", "r4"]
-    for bad in ({"nested": {"color": "red"}}, {"color": ["red"]}, {"color": None}):
-        with pytest.raises(BadRequest) as refused:
-            search(store, "lib", query, filter=bad)
-        assert refused.value.code == "invalid_filter"
+BAD_FILTERS = [
+    ({"nested": {"color": "red"}}, "filter.nested.color"),
+    ({"color": ["red"]}, "filter.color"),
+    ({"color": None}, "filter.color"),
+    ({"price": {"$gt": "10"}}, "filter.price.$gt"),
+    ({"price": {"$gt": True}}, "filter.price.$gt"),
+    ({"color": {"$in": []}}, "filter.color.$in"),
+    ({"color": {"$nin": "red"}}, "filter.color.$nin"),
+    ({"color": {"$exists": 1}}, "filter.color.$exists"),
+    ({"color": {"$regex": "r.*"}}, "filter.color.$regex"),
+    ({"$not": {"color": "red"}}, "filter.$not"),
+    ({"$and": []}, "filter.$and"),
+    ({"$or": [{"color": "red"}, {"size": {"$lt": [1]}}]}, "filter.$or[1].size.$lt"),
+    ({"color": {}}, "filter.color"),
+    ({"__imsim__": "x"}, "filter.__imsim__"),
+]
+
+
+@pytest.mark.parametrize(("conditions", "path"), BAD_FILTERS)
+def test_a_bad_filter_names_the_operator_and_its_path(store, conditions, path):
+    store.create_library("lib", VERSION)
+    with pytest.raises(BadRequest) as refused:
+        search(store, "lib", unit(1), filter=conditions)
+    assert refused.value.code == "invalid_filter"
+    assert refused.value.message.startswith(path + ":"), refused.value.message
 
 
 def test_filter_finds_matches_beyond_the_unfiltered_top_k(store):
@@ -608,11 +722,14 @@ def s3_store(aws):
 def test_s3_index_names_are_valid_and_mapped_in_the_registry(s3_store, aws):
     store, fake = s3_store
     store.create_library("商品图库", VERSION)
-    created = fake.operations("CreateIndex")[-1]
-    assert INDEX_NAME.match(created["indexName"]) and len(created["indexName"]) <= 63
+    created, files = fake.operations("CreateIndex")
+    for index in (created, files):
+        assert INDEX_NAME.match(index["indexName"]) and len(index["indexName"]) <= 63
     assert (created["dataType"], created["dimension"], created["distanceMetric"]) == ("float32", DIM, "cosine")
+    assert files["indexName"] == created["indexName"] + "-files" and files["dimension"] == 1
     item = aws[1].get_item(TableName=TABLE, Key={"name": {"S": "商品图库"}})["Item"]
     assert item["index_name"]["S"] == created["indexName"]
+    assert item["files_index"]["S"] == files["indexName"]
     assert item["model_version"]["S"] == VERSION
 
 
@@ -792,3 +909,298 @@ def test_the_local_store_opens_lazily(tmp_path):
     assert open_store(Settings(store="off"), DIM) is None
     with pytest.raises(ValueError):
         open_store(Settings(store="redis"), DIM)
+
+
+# --- the library API a catalog team needs: rules, paging, updates, more-like-this, exact duplicates ---
+
+
+def deep(levels: int) -> dict:
+    """Metadata ``levels`` deep, the object itself being level 1 (lists count as levels too)."""
+    value: object = "bottom"
+    for level in range(levels - 1, 0, -1):
+        value = {"down": value} if level % 2 else [value]
+    return {"kind": "deep", "down": value}
+
+
+def test_the_deepest_accepted_metadata_stays_readable_and_searchable(store):
+    store.create_library("lib", VERSION)
+    accepted = deep(10)
+    add(store, "lib", unit(1), image_id="deep", metadata=accepted)
+    assert store.get_image("lib", "deep").metadata == accepted
+    assert search(store, "lib", unit(1), top_k=1, filter={"kind": "deep"})[0].metadata == accepted
+    assert store.list_images("lib").images[0].metadata == accepted
+    for call in (
+        lambda: add(store, "lib", unit(2), image_id="deeper", metadata=deep(11)),
+        lambda: store.update_metadata("lib", "deep", deep(11)),
+        lambda: add(store, "lib", unit(2), metadata={"a": [[[[[[[[[[[1]]]]]]]]]]]}),
+    ):
+        with pytest.raises(BadRequest) as refused:
+            call()
+        assert refused.value.code == "invalid_metadata"
+        assert "nested more than 10 levels deep" in refused.value.message
+    assert store.get_library("lib").image_count == 1
+
+
+def test_metadata_keys_may_not_look_like_operators(store):
+    store.create_library("lib", VERSION)
+    with pytest.raises(BadRequest) as refused:
+        add(store, "lib", unit(1), metadata={"$and": 1})
+    assert refused.value.code == "invalid_metadata" and "'$'" in refused.value.message
+
+
+def test_image_ids_are_nfc_normalised(store):
+    store.create_library("lib", VERSION)
+    decomposed, composed = unicodedata.normalize("NFD", "café-1"), "café-1"
+    assert decomposed != composed
+    assert add(store, "lib", unit(1), image_id=decomposed).id == composed
+    assert store.get_image("lib", composed).id == composed
+    assert store.get_image("lib", decomposed).id == composed
+    with pytest.raises(Conflict):
+        add(store, "lib", unit(2), image_id=composed)
+
+
+@pytest.mark.parametrize("name", ["\u3164", "\u115f\u1160", "\uffa0\u3164", "\u200b", "\u3164\u200b"])
+def test_names_and_ids_of_only_invisible_characters_are_refused(store, name):
+    with pytest.raises(BadRequest) as refused:
+        store.create_library(name, VERSION)
+    assert refused.value.code == "invalid_library_name"
+    store.create_library("lib", VERSION)
+    with pytest.raises(BadRequest) as refused:
+        add(store, "lib", unit(1), image_id=name)
+    assert refused.value.code == "invalid_image_id"
+
+
+def test_a_hangul_filler_beside_visible_letters_is_still_a_name(store):
+    assert store.create_library("한\u3164글", VERSION).name == "한\u3164글"
+
+
+def all_pages(store, name, limit, between=None) -> list[str]:
+    seen, token, page_number = [], None, 0
+    while True:
+        page = store.list_images(name, limit=limit, next_token=token)
+        assert len(page.images) <= limit
+        seen.extend(image.id for image in page.images)
+        if page.next_token is None:
+            return seen
+        if between:
+            between(page_number)
+        token, page_number = page.next_token, page_number + 1
+
+
+def test_list_images_pages_with_metadata_and_create_time(store):
+    store.create_library("lib", VERSION)
+    before = time.time()
+    store.add_images(
+        "lib",
+        [NewImage(unit(i), f"img{i:02d}", {"n": i}) for i in range(25)],
+        model_version=VERSION,
+        dedup_threshold=None,
+    )
+    first = store.list_images("lib", limit=10)
+    assert len(first.images) == 10 and first.next_token
+    image = first.images[0]
+    assert image.metadata == {"n": int(image.id[3:])} and before - 1 <= image.create_time <= time.time() + 1
+    assert sorted(all_pages(store, "lib", 10)) == [f"img{i:02d}" for i in range(25)]
+    assert len(all_pages(store, "lib", 25)) == 25
+    assert store.list_images("lib", limit=1000).next_token is None
+    for bad in (0, 1001):
+        with pytest.raises(BadRequest) as refused:
+            store.list_images("lib", limit=bad)
+        assert refused.value.code == "invalid_value"
+    with pytest.raises(BadRequest) as refused:
+        store.list_images("lib", next_token="not a token!")
+    assert refused.value.code == "invalid_next_token"
+
+
+def test_a_page_token_survives_inserts_and_deletes_between_pages(store):
+    """Every image present from the first page to the last is listed exactly once; a deleted one never
+    comes back; the token resumes where it left off."""
+    store.create_library("lib", VERSION)
+    store.add_images(
+        "lib", [NewImage(unit(i), f"k{i:03d}") for i in range(40)], model_version=VERSION, dedup_threshold=None
+    )
+    deleted, inserted = set(), set()
+
+    def write(page_number: int) -> None:
+        victim = f"k{39 - page_number:03d}"  # ahead of the cursor
+        store.delete_image("lib", victim)
+        deleted.add(victim)
+        for new_id in (f"a-new{page_number}", f"z-new{page_number}"):  # one behind, one ahead of the cursor
+            add(store, "lib", unit(1000 + len(inserted)), image_id=new_id)
+            inserted.add(new_id)
+
+    listed = all_pages(store, "lib", 7, between=write)
+    assert len(listed) == len(set(listed)), "an image was listed twice"
+    kept = {f"k{i:03d}" for i in range(40)} - deleted
+    assert kept <= set(listed), kept - set(listed)
+    assert not deleted & set(listed)
+    assert set(listed) - kept <= inserted
+
+
+def test_update_metadata_replaces_it_and_keeps_the_vector(store):
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), image_id="sku-1", metadata={"color": "red", "price": 5})
+    add(store, "lib", unit(2), image_id="sku-2", metadata={"color": "red"})
+    created = store.get_image("lib", "sku-1").create_time
+    updated = store.update_metadata("lib", "sku-1", {"color": "blue", "tags": ["a"]})
+    assert (updated.id, updated.metadata, updated.create_time) == ("sku-1", {"color": "blue", "tags": ["a"]}, created)
+    assert store.get_image("lib", "sku-1").metadata == {"color": "blue", "tags": ["a"]}
+    best = search(store, "lib", unit(1), top_k=1)[0]
+    assert best.id == "sku-1" and best.score == pytest.approx(1.0, abs=1e-5)
+    assert [m.id for m in search(store, "lib", unit(1), filter={"color": "red"})] == ["sku-2"]
+    assert [m.id for m in search(store, "lib", unit(1), filter={"tags": "a"})] == ["sku-1"]
+    with pytest.raises(NotFound) as missing:
+        store.update_metadata("lib", "sku-9", {})
+    assert missing.value.code == "image_not_found"
+    with pytest.raises(BadRequest):
+        store.update_metadata("lib", "sku-1", {"caption": "x" * 1600})
+    assert store.get_library("lib").image_count == 2
+
+
+def test_search_like_a_stored_image_leaves_it_out(store):
+    store.create_library("lib", VERSION)
+    base = unit(1)
+    images = [NewImage(at_cosine(base, c, seed=100 + i), f"n{i}", {"i": i}) for i, c in enumerate((0.9, 0.8, 0.7))]
+    store.add_images("lib", [NewImage(base, "sku-1"), *images], model_version=VERSION, dedup_threshold=None)
+    like = store.search_like("lib", "sku-1", model_version=VERSION, top_k=2)
+    assert [m.id for m in like] == ["n0", "n1"]
+    assert [m.id for m in store.search_like("lib", "sku-1", model_version=VERSION, filter={"i": {"$gte": 1}})] == [
+        "n1",
+        "n2",
+    ]
+    with pytest.raises(NotFound) as missing:
+        store.search_like("lib", "nope", model_version=VERSION)
+    assert missing.value.code == "image_not_found"
+    with pytest.raises(Conflict):
+        store.search_like("lib", "sku-1", model_version="other/v2")
+
+
+def file_hash(seed: int) -> str:
+    return content_hash(f"image file {seed}".encode())
+
+
+def test_exact_duplicates_are_found_by_content_hash(store):
+    store.create_library("lib", VERSION)
+    first = add(store, "lib", unit(1), image_id="a", metadata={"m": 1}, dedup_threshold=0.97, content_hash=file_hash(1))
+    assert isinstance(first, Added)
+    found = store.find_exact("lib", [file_hash(1), file_hash(2)])
+    assert list(found) == [file_hash(1)]
+    match = found[file_hash(1)]
+    assert (match.id, match.score, match.metadata) == ("a", 1.0, {"m": 1})
+    # The same file is refused whatever its vector (no model work is needed to know it).
+    again = add(store, "lib", unit(7), image_id="b", dedup_threshold=0.97, content_hash=file_hash(1))
+    assert isinstance(again, Duplicate) and again.exact and again.match.id == "a"
+    near = add(store, "lib", unit(1), image_id="c", dedup_threshold=0.97, content_hash=file_hash(3))
+    assert isinstance(near, Duplicate) and not near.exact
+    # Within one call: the second copy of a file is an exact duplicate of the first.
+    batch = store.add_images(
+        "lib",
+        [NewImage(unit(10), "d", content_hash=file_hash(4)), NewImage(unit(11), "e", content_hash=file_hash(4))],
+        model_version=VERSION,
+        dedup_threshold=0.97,
+    )
+    assert isinstance(batch[0], Added) and isinstance(batch[1], Duplicate) and batch[1].exact
+    assert batch[1].match.id == "d"
+    # Dedup off adds the file again; deleting an image frees its file.
+    assert isinstance(add(store, "lib", unit(12), image_id="f", content_hash=file_hash(1)), Added)
+    store.delete_image("lib", "a")
+    store.delete_image("lib", "f")
+    assert store.find_exact("lib", [file_hash(1)]) == {}
+    assert isinstance(add(store, "lib", unit(1), image_id="g", dedup_threshold=0.97, content_hash=file_hash(1)), Added)
+    with pytest.raises(ValueError):
+        add(store, "lib", unit(13), content_hash="not-a-sha256")
+
+
+def test_add_batch_refuses_bad_items_and_adds_the_rest(store):
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), image_id="taken")
+    results = store.add_batch(
+        "lib",
+        [
+            NewImage(unit(2), "ok-1"),
+            NewImage(unit(3), "taken"),
+            NewImage(unit(4), "bad id!"),
+            NewImage(unit(5), "ok-2", {"deep": deep(11)}),
+            NewImage(unit(6), "ok-1"),
+            NewImage(unit(7), "ok-3"),
+        ],
+        model_version=VERSION,
+        dedup_threshold=None,
+    )
+    kinds = [type(result).__name__ for result in results]
+    assert kinds == ["Added", "Refused", "Refused", "Refused", "Refused", "Added"]
+    codes = [result.error.code for result in results if isinstance(result, Refused)]
+    assert codes == ["image_exists", "invalid_image_id", "invalid_metadata", "image_exists"]
+    assert results[2].error.message.startswith("images[2].id")
+    assert store.get_library("lib").image_count == 3
+
+
+def test_s3_filters_go_to_query_vectors_verbatim(s3_store):
+    store, fake = s3_store
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), metadata={"color": "red", "price": 5})
+    conditions = {"$or": [{"color": {"$in": ["red", "blue"]}}, {"price": {"$gt": 10}}], "sold": {"$exists": False}}
+    search(store, "lib", unit(1), filter=conditions)
+    assert fake.operations("QueryVectors")[-1]["filter"] == conditions
+    search(store, "lib", unit(1))
+    assert "filter" not in fake.operations("QueryVectors")[-1]
+
+
+def test_s3_a_library_from_before_exact_screening_gets_its_files_index(s3_store, aws):
+    store, fake = s3_store
+    store.create_library("old", VERSION)
+    aws[1].update_item(TableName=TABLE, Key={"name": {"S": "old"}}, UpdateExpression="REMOVE files_index")
+    add(store, "old", unit(1), image_id="a", content_hash=file_hash(1))
+    item = aws[1].get_item(TableName=TABLE, Key={"name": {"S": "old"}})["Item"]
+    assert item["files_index"]["S"].endswith("-files")
+    assert store.find_exact("old", [file_hash(1)])[file_hash(1)].id == "a"
+
+
+def test_s3_list_images_passes_the_page_size_and_token(s3_store):
+    store, fake = s3_store
+    store.create_library("lib", VERSION)
+    store.add_images("lib", [NewImage(unit(i), f"i{i}") for i in range(5)], model_version=VERSION, dedup_threshold=None)
+    page = store.list_images("lib", limit=2)
+    store.list_images("lib", limit=2, next_token=page.next_token)
+    first, second = fake.operations("ListVectors")[-2:]
+    assert (first["maxResults"], first["returnMetadata"], "nextToken" in first) == (2, True, False)
+    assert second["nextToken"] == "i1"
+
+
+def test_a_data_directory_from_before_content_hashes_is_upgraded(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "libraries.sqlite3")
+    db.executescript(
+        "CREATE TABLE libraries (name TEXT PRIMARY KEY, model_version TEXT NOT NULL, dimension INTEGER NOT NULL,"
+        " create_time REAL NOT NULL);"
+        "CREATE TABLE images (library TEXT NOT NULL, id TEXT NOT NULL, vector BLOB NOT NULL, metadata TEXT NOT NULL,"
+        " create_time REAL NOT NULL, UNIQUE (library, id));"
+    )
+    db.execute("INSERT INTO libraries VALUES ('lib', ?, ?, 1.0)", (VERSION, DIM))
+    db.execute("INSERT INTO images VALUES ('lib', 'old', ?, '{}', 2.0)", (unit(1).astype("<f4").tobytes(),))
+    db.commit()
+    db.close()
+    store = LocalStore(Settings(data_dir=str(folder)), DIM)
+    try:
+        assert store.get_image("lib", "old").create_time == 2.0
+        add(store, "lib", unit(2), image_id="new", dedup_threshold=0.97, content_hash=file_hash(1))
+        assert store.find_exact("lib", [file_hash(1)])[file_hash(1)].id == "new"
+    finally:
+        store.close()
+
+
+def test_concurrent_adds_of_one_file_add_it_once(store):
+    """Requests racing with the same file (each missed it in its pre-check) are screened under the lock."""
+    store.create_library("lib", VERSION)
+
+    def adder(client: int):
+        vector = unit(500 + client)  # different vectors: only the content hash can tell they are one file
+        return add(store, "lib", vector, image_id=f"c{client}", dedup_threshold=0.97, content_hash=file_hash(9))
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(adder, range(6)))
+    added = [result for result in results if isinstance(result, Added)]
+    assert len(added) == 1
+    assert all(result.exact and result.match.id == added[0].id for result in results if isinstance(result, Duplicate))
+    assert store.get_library("lib").image_count == 1
