@@ -33,7 +33,7 @@ from runtime.libraries.rules import (
     check_vector,
     new_image_id,
 )
-from runtime.observability import record_library_adds, span
+from runtime.observability import span
 from runtime.settings import Settings
 from runtime.vectors import scores_of
 
@@ -206,7 +206,7 @@ class LibraryStore(ABC):
                 self._insert(held, accepted)
         for (position, _), result in zip(checked, screened, strict=True):
             results[position] = result
-        return record_library_adds([result for result in results if result is not None])
+        return [result for result in results if result is not None]
 
     def _checked(
         self, images: list[NewImage], results: list[AddResult | Refused | None], strict: bool, labels: list[str]

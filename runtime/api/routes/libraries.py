@@ -73,6 +73,7 @@ from runtime.libraries.store import (
     NewImage,
     Refused,
 )
+from runtime.observability import record_library_adds
 
 SLOT_FIELDS = {"url": "url", "img": "img", "text": "text"}
 TAGS: list[str | Any] = ["libraries"]
@@ -309,7 +310,7 @@ def add_all(
         )
         for (position, _), result in zip(ready, added, strict=True):
             results[position] = result.error if isinstance(result, Refused) else result
-    return [result for result in results if result is not None]
+    return record_library_adds([result for result in results if result is not None])
 
 
 def read_file(embedder: Embedder, item: NewItem, deadline: float) -> bytes:
