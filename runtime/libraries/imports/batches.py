@@ -113,33 +113,41 @@ class BatchImporter:
 
     # --- reading -------------------------------------------------------------------------
     def read(self, item: ImportItem) -> Ready | dict[str, str]:
-        """The item ready to embed, or its problem ``{"field", "code", "message"}``."""
+        """The item ready to embed, or its problem ``{"field", "code", "message"}``.
+
+        A local file is reported as a single add of its bytes (``img``) would be; anything else as ``url``.
+        """
         if item.problem is not None:
             return item.problem
+        field_name = "img" if self.is_local(item.location) else "url"
         try:
             data = self.read_bytes(item.location)
             digest = content_hash(data)
             image_id = check_image_id(item.id) if item.id is not None else digest[:HASH_ID_CHARS]
             check_metadata(item.metadata, self.settings.max_metadata_bytes)
-            return Ready(item, image_id, self.prepare(data), digest)
+            return Ready(item, image_id, self.prepare(data, field_name), digest)
         except ApiError as exc:
-            return problem_of(exc, "url")
+            return problem_of(exc, field_name)
         except Exception as exc:  # noqa: BLE001 (one bad item never stops an import)
-            return problem("url", "invalid_image", f"url: the image cannot be read ({exc.__class__.__name__})")
+            message = f"{field_name}: the image cannot be read ({exc.__class__.__name__})"
+            return problem(field_name, "invalid_image", message)
+
+    def is_local(self, location: str) -> bool:
+        return self.local_files and "://" not in location
 
     def read_bytes(self, location: str) -> bytes:
-        if self.local_files and "://" not in location:
+        if self.is_local(location):
             return read_file(location, self.settings.max_image_bytes)
         return self.fetcher.fetch(location, "url")
 
-    def prepare(self, data: bytes) -> np.ndarray:
+    def prepare(self, data: bytes, field_name: str) -> np.ndarray:
         size = self.engine.image_size
         try:
             image = decode_image(
-                data, "url", max_side=self.settings.max_image_side, draft_to=size * self.settings.draft_factor
+                data, field_name, max_side=self.settings.max_image_side, draft_to=size * self.settings.draft_factor
             )
         except InvalidInput as exc:
-            if exc.code == "not_an_image":  # a single add by URL says it this way
+            if exc.code == "not_an_image" and field_name == "url":  # a single add by URL says it this way
                 raise InvalidInput("url: the URL's content is not an image", code="url_not_image") from exc
             raise
         return prepare_image(image, size)
@@ -187,7 +195,7 @@ def read_file(path: str, max_bytes: int) -> bytes:
         with open(Path(path), "rb") as handle:
             data = handle.read(max_bytes + 1)
     except OSError as exc:
-        raise InvalidInput(f"url: {path} cannot be read ({exc.strerror})", code="url_unreachable") from exc
+        raise InvalidInput(f"img: {path} cannot be read ({exc.strerror})", code="file_unreadable") from exc
     if len(data) > max_bytes:
-        raise InvalidInput(f"url: the image is larger than {max_bytes} bytes", code="image_too_large")
+        raise InvalidInput(f"img: the image is larger than {max_bytes} bytes", code="image_too_large")
     return data
