@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 
+import boto3
 import pytest
 
 from tests.fakes.images import image_bytes
+from tests.runtime.libraries.test_stores import REGION, aws  # noqa: F401 (the fixture, used by moto_aws)
 
 BUCKET = "photos"
+JOBS = "imsim-test-imports"
+PHOTOS = "catalog-photos"
 IMAGES = 20
 
 
@@ -21,7 +25,7 @@ def catalog_objects() -> dict[str, bytes]:
     return objects
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def s3_endpoint():
     """moto's S3 as a real server; boto3 in this process (and in child processes) reaches it."""
     import os
@@ -55,3 +59,23 @@ def wait_for_end(client, library: str, import_id: str, timeout: float = 120) -> 
         if job.get("status") != "running" or time.monotonic() > deadline:
             return job
         time.sleep(0.1)
+
+
+@pytest.fixture
+def moto_aws(request, monkeypatch):
+    """moto in process (the store tests' ``aws`` fixture), a bucket of pictures and the job table."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    vectors, dynamodb, fake = request.getfixturevalue("aws")
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=PHOTOS)
+    for n in range(6):
+        s3.put_object(Bucket=PHOTOS, Key=f"2025/{'shoes' if n % 2 else 'bags'}/p{n}.png", Body=image_bytes(n))
+    s3.put_object(Bucket=PHOTOS, Key="2025/index.html", Body=b"<html>")
+    s3.put_object(Bucket=PHOTOS, Key="2025/broken.jpg", Body=b"not a jpeg")
+    dynamodb.create_table(
+        TableName=JOBS,
+        KeySchema=[{"AttributeName": "import_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "import_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return vectors, dynamodb, fake, s3
