@@ -10,7 +10,7 @@ Both run the same ASGI app (``handler.handler``), configured by ``IMSIM_*`` envi
 
 from __future__ import annotations
 
-from aws_cdk import CfnCondition, Duration, Fn
+from aws_cdk import Aws, CfnCondition, Duration, Fn
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -73,6 +73,7 @@ class BackendStack(ParameterizedNestedStack):
             )
         self._grant_libraries()
         self._grant_s3_reads()
+        self._grant_imports()
 
     def _function(self, image, *, memory, version_note: str, engine_env: dict[str, str]) -> ContainerFunction:
         config = self.config
@@ -89,6 +90,10 @@ class BackendStack(ParameterizedNestedStack):
             "IMSIM_AUTH": self.input("Authorization"),
             "IMSIM_EXPLORER": "false",  # the explorer has a function of its own
             "IMSIM_CORS_ORIGIN": config.cors_origin,  # API Gateway answers preflights; the app the rest
+            # Bulk imports run on Step Functions (infra/imports_stack.py); empty when the libraries are off.
+            "IMSIM_IMPORT_STATE_MACHINE": self.input("ImportStateMachineArn"),
+            "IMSIM_IMPORT_TABLE": self.input("ImportTableName"),
+            "IMSIM_IMPORT_RESULTS_BUCKET": self.input("ImportResultsBucket"),
         }
         return ContainerFunction(
             self,
@@ -118,6 +123,12 @@ class BackendStack(ParameterizedNestedStack):
             "this stack's own",
             applies_to=resource_finding(self, statements[0].resources[1]),
         )
+
+    def _grant_imports(self) -> None:
+        """The imports stack's policy for the API (start, follow, cancel imports), when it exists."""
+        role = self.api.role.node.default_child
+        policy = Fn.condition_if(self.has_libraries.logical_id, self.input("ImportPolicyArn"), Aws.NO_VALUE)
+        role.add_property_override("ManagedPolicyArns", [policy])
 
     def _grant_s3_reads(self) -> None:
         buckets = self.config.s3_read_buckets

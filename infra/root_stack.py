@@ -16,6 +16,7 @@ from infra.backend_stack import BackendStack
 from infra.config import Config
 from infra.explorer_stack import ExplorerStack
 from infra.images_stack import ImagesStack
+from infra.imports_stack import ImportsStack
 from infra.logs_stack import LogsStack
 from infra.monitoring_stack import MonitoringStack
 from infra.parameters import RootParameters, add_root_parameters
@@ -64,6 +65,27 @@ class ImageSimilarityStack(Stack):
             condition=params.explorer_on,
             inputs={"Authorization": auth, "LogGroupName": self.logs.explorer_logs.log_group_name},
         )
+        self.imports = ImportsStack(
+            self,
+            "Imports",
+            config=config,
+            images=self.images,
+            condition=params.imports_on,
+            number_inputs=frozenset({"MemorySize"}),
+            inputs={
+                "VectorBucketName": self.storage.vector_bucket_name,
+                "RegistryTableName": self.storage.registry_table_name,
+                "RegistryTableArn": self.storage.registry_table_arn,
+                "MaxConcurrency": params.import_concurrency.value_as_string,
+                "LogGroupName": self.logs.import_worker_logs.log_group_name,
+                "StateMachineLogGroupName": self.logs.import_state_machine_logs.log_group_name,
+                **(logs_inputs or compute_inputs),  # MemorySize (lambda) or EndpointName (sagemaker)
+            },
+        )
+
+        def if_imports(value: str) -> str:
+            return _if(params.imports_on, value)
+
         self.backend = BackendStack(
             self,
             "Backend",
@@ -77,6 +99,10 @@ class ImageSimilarityStack(Stack):
                 "VectorBucketName": if_libraries(self.storage.vector_bucket_name),
                 "RegistryTableName": if_libraries(self.storage.registry_table_name),
                 "RegistryTableArn": if_libraries(self.storage.registry_table_arn),
+                "ImportStateMachineArn": if_imports(self.imports.state_machine_arn),
+                "ImportTableName": if_imports(self.imports.table_name),
+                "ImportResultsBucket": if_imports(self.imports.results_bucket_name),
+                "ImportPolicyArn": if_imports(self.imports.api_policy.managed_policy_arn),
                 **compute_inputs,
             },
         )
