@@ -42,6 +42,8 @@ MAX_CONCURRENCY_RANGE = (1, 40)
 TOLERATED_FAILURE_PERCENTAGE = 5
 """Batches that fail after their retries (not items: a bad image is a failed item in a batch that succeeds)."""
 WORKER_TIMEOUT = Duration.minutes(4)
+LIBRARY_WAIT_S = 120
+"""How long a worker batch waits for the library's write lease (the API's own adds wait 10 s)."""
 WORKER_FRONT_MEMORY_MB = 2048
 RESULTS_DAYS = 30
 RETRIED_ERRORS = [
@@ -198,6 +200,8 @@ class ImportsStack(ParameterizedNestedStack):
             "IMSIM_S3_ALLOWED_BUCKETS": ",".join(config.s3_read_buckets),
             "IMSIM_IMPORT_TABLE": self.table.ref,
             "IMSIM_IMPORT_BATCH": str(BATCH_SIZE),
+            # Batches of one library take turns on its write lease; waiting beats failing and retrying.
+            "IMSIM_LIBRARY_WAIT_S": str(LIBRARY_WAIT_S),
         }
         if config.backend == "lambda":
             image, memory = images.model, self.input_number("MemorySize")
