@@ -20,6 +20,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from runtime.errors import InvalidInput
 from runtime.libraries.imports.jobs import COUNTS, ImportJob, new_import_id, not_found
 from runtime.libraries.imports.runner import check_source
 from runtime.libraries.imports.sources import read_manifest, split_s3
@@ -118,6 +119,13 @@ class StepFunctionsImports:
 
     def start(self, library: str, source: dict[str, str], *, dedup: bool, threshold: float | None) -> ImportJob:
         check_source(source, self.settings)
+        location = next(iter(source.values()), "")
+        if location.lower().startswith("s3://") and not self.settings.s3_allowed_buckets:
+            raise InvalidInput(
+                f"{next(iter(source))}: this deployment may read no S3 bucket; list yours in the "
+                "s3_read_buckets flag and deploy again",
+                code="url_refused",
+            )
         check_score(threshold, "threshold")
         self.store.get_library(library)
         import_id = new_import_id()

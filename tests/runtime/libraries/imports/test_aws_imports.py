@@ -91,3 +91,12 @@ def test_refused_before_any_execution(imports, library, source, code):
     assert refused.value.code == code
     machine = service.machine
     assert sfn.list_executions(stateMachineArn=machine)["executions"] == []
+
+
+def test_with_no_bucket_listed_an_s3_source_is_refused(imports):
+    service, sfn = imports
+    service.settings = service.settings.replace(s3_allowed_buckets=())
+    with pytest.raises(ApiError) as refused:
+        service.start("products", {"source": f"s3://{PHOTOS}/2025/"}, dedup=True, threshold=None)
+    assert refused.value.code == "url_refused" and "s3_read_buckets" in refused.value.message
+    assert sfn.list_executions(stateMachineArn=service.machine)["executions"] == []
