@@ -53,6 +53,8 @@ def install(app: FastAPI) -> None:
     settings = app.state.settings
     if app.state.libraries is not None and not settings.import_state_machine:
         app.router.on_startup.append(lambda: imports_of_app(app).resume())
+        # First at shutdown, before the store closes: running imports pause and resume at the next start.
+        app.router.on_shutdown.insert(0, lambda: imports_of_app(app).stop())
 
 
 def imports_of_app(app: FastAPI):

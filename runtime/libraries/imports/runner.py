@@ -71,8 +71,18 @@ class ImportRunner:
         self.jobs = jobs
         self._job_lock = threading.Lock()
 
-    def run(self, job: ImportJob, *, cancelled: threading.Event | None = None, progress: Progress | None = None):
+    def run(
+        self,
+        job: ImportJob,
+        *,
+        cancelled: threading.Event | None = None,
+        stopping: threading.Event | None = None,
+        progress: Progress | None = None,
+    ) -> ImportJob:
+        """Run to the end, or until ``cancelled`` (the job ends ``cancelled``) or ``stopping`` (the
+        server shuts down: the job stays ``running`` and the next start resumes it)."""
         cancelled = cancelled or threading.Event()
+        stopping = stopping or threading.Event()
         try:
             items = self._items(job)
             job = self.jobs.save(replace(job, total=len(items)))
@@ -81,7 +91,9 @@ class ImportRunner:
             job = replace(job, counts=dict.fromkeys(job.counts, 0))
             for result in done:
                 job = job.with_counts(result)
-            job = self._run_batches(job, items, finished, cancelled, progress)
+            job = self._run_batches(job, items, finished, cancelled, stopping, progress)
+            if stopping.is_set() and not cancelled.is_set():
+                return job
             status = "cancelled" if cancelled.is_set() else "succeeded"
             return self.jobs.save(replace(job, status=status, end_time=time.time()))
         except JobStopped as stop:
@@ -112,6 +124,7 @@ class ImportRunner:
         items: list[ImportItem],
         finished: set[int],
         cancelled: threading.Event,
+        stopping: threading.Event,
         progress: Progress | None,
     ) -> ImportJob:
         threshold = (
@@ -136,7 +149,7 @@ class ImportRunner:
             pending: set[Future] = set()
             queue = iter(todo)
             while True:
-                while len(pending) < in_flight and not cancelled.is_set():
+                while len(pending) < in_flight and not (cancelled.is_set() or stopping.is_set()):
                     n = next(queue, None)
                     if n is None:
                         break
@@ -163,6 +176,7 @@ class LocalImports:
         self.runner = ImportRunner(settings, engine, store, self.jobs)
         self._cancel: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._stopping = threading.Event()
 
     def start(self, library: str, source: dict[str, str], *, dedup: bool, threshold: float | None) -> ImportJob:
         check_source(source, self.settings)
@@ -190,6 +204,12 @@ class LocalImports:
             self._launch(job)
         return [job.import_id for job in running]
 
+    def stop(self, timeout: float = 120) -> None:
+        """At shutdown, before the store closes: the batches in flight finish, the jobs stay running."""
+        self._stopping.set()
+        for thread in list(self._threads.values()):
+            thread.join(timeout)
+
     def get(self, library: str, import_id: str) -> ImportJob:
         return self.jobs.get(library, import_id)
 
@@ -215,7 +235,10 @@ class LocalImports:
     def _launch(self, job: ImportJob) -> None:
         cancelled = self._cancel.setdefault(job.import_id, threading.Event())
         thread = threading.Thread(
-            target=self.runner.run, args=(job,), kwargs={"cancelled": cancelled}, name=f"import-{job.import_id[:8]}"
+            target=self.runner.run,
+            args=(job,),
+            kwargs={"cancelled": cancelled, "stopping": self._stopping},
+            name=f"import-{job.import_id[:8]}",
         )
         thread.daemon = True
         self._threads[job.import_id] = thread

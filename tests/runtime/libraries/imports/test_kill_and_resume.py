@@ -1,8 +1,9 @@
-"""A real server process killed with SIGKILL in the middle of an import: restarted on the same data
-directory, it resumes the job, which completes, and no image is added twice."""
+"""A real server process killed with SIGKILL (or stopped with SIGTERM) in the middle of an import:
+restarted on the same data directory, it resumes the job, which completes, and no image is added twice."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -53,13 +54,20 @@ def start_server(tiny_settings, data_dir: Path, endpoint: str) -> tuple[subproce
         time.sleep(0.1)
 
 
-@pytest.mark.slow
-def test_a_server_killed_mid_import_resumes_it_and_adds_nothing_twice(s3_endpoint, tiny_settings, tmp_path):
+@pytest.fixture(scope="module")
+def big_pictures(s3_endpoint):
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     for n in range(COUNT):
         s3.put_object(Bucket=BUCKET, Key=f"big/{n:03d}.jpg", Body=image_bytes(n, size=(640, 480), fmt="JPEG"))
+    return s3_endpoint
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_server_killed_mid_import_resumes_it_and_adds_nothing_twice(big_pictures, tiny_settings, tmp_path, stop):
+    s3_endpoint = big_pictures
 
     process, client = start_server(tiny_settings, tmp_path, s3_endpoint)
     try:
@@ -72,13 +80,15 @@ def test_a_server_killed_mid_import_resumes_it_and_adds_nothing_twice(s3_endpoin
             if job["counts"]["processed"] >= 8 or job["status"] != "running":
                 break
             time.sleep(0.01)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        os.kill(process.pid, stop)
+        process.wait(timeout=60)
     finally:
         client.close()
         if process.poll() is None:
             process.kill()
     assert job["status"] == "running" and job["counts"]["processed"] < COUNT, "the import ended before the kill"
+    record = json.loads((tmp_path / "imports" / import_id / "job.json").read_text())
+    assert record["status"] == "running"  # a stopped server pauses its imports; it does not fail them
 
     process, client = start_server(tiny_settings, tmp_path, s3_endpoint)
     try:
