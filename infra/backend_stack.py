@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from aws_cdk import CfnCondition, Duration, Fn
+from aws_cdk import Aws, CfnCondition, Duration, Fn
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -49,6 +49,11 @@ class BackendInputs(NestedInputs):
     """sagemaker backend: the endpoint's instance type."""
     endpoint_name: str | None = None
     """sagemaker backend: the endpoint's name."""
+    import_state_machine_arn: str | None = None
+    """Bulk imports (infra/imports_stack.py); empty when they are off (so are the three below)."""
+    import_table_name: str | None = None
+    import_results_bucket: str | None = None
+    import_policy_arn: str | None = None
 
 
 class BackendStack(ParameterizedNestedStack):
@@ -106,6 +111,7 @@ class BackendStack(ParameterizedNestedStack):
             )
         self._grant_libraries()
         self._grant_s3_reads()
+        self._grant_imports()
 
     def _function(
         self,
@@ -129,6 +135,10 @@ class BackendStack(ParameterizedNestedStack):
             auth=self.inputs.authorization,
             explorer="false",  # the explorer has a function of its own
             cors_origin=config.cors_origin,  # API Gateway answers preflights; the app the rest
+            # Bulk imports run on Step Functions (infra/imports_stack.py); empty when the libraries are off.
+            import_state_machine=self.inputs.import_state_machine_arn or "",
+            import_table=self.inputs.import_table_name or "",
+            import_results_bucket=self.inputs.import_results_bucket or "",
         )
         return ContainerFunction(
             self,
@@ -158,6 +168,12 @@ class BackendStack(ParameterizedNestedStack):
             "this stack's own",
             applies_to=resource_finding(self, statements[0].resources[1]),
         )
+
+    def _grant_imports(self) -> None:
+        """The imports stack's policy for the API (start, follow, cancel imports), when it exists."""
+        role = cast(iam.CfnRole, self.api.role.node.default_child)
+        policy = Fn.condition_if(self.has_libraries.logical_id, self.input("ImportPolicyArn"), Aws.NO_VALUE)
+        role.add_property_override("ManagedPolicyArns", [policy])
 
     def _grant_s3_reads(self) -> None:
         buckets = self.config.s3_read_buckets

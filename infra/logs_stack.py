@@ -50,6 +50,8 @@ class LogsStack(ParameterizedNestedStack):
         self.access_logs = retained_log_group(self, "ApiAccessLogs", days)
         self.api_function_logs = retained_log_group(self, "ApiFunctionLogs", days)
         self.explorer_logs = retained_log_group(self, "ExplorerFunctionLogs", days)
+        self.import_worker_logs = retained_log_group(self, "ImportWorkerLogs", days)
+        self.import_state_machine_logs = retained_log_group(self, "ImportStateMachineLogs", days)
         self.endpoint_logs = None
         if config.backend == "sagemaker":
             assert typed.endpoint_name is not None

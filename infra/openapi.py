@@ -40,6 +40,8 @@ ROUTES = (
     Route("/libraries/{name}/images", ("get", "post")),
     Route("/libraries/{name}/images/{id}", ("get", "patch", "delete")),
     Route("/libraries/{name}/search", ("post",)),
+    Route("/libraries/{name}/imports", ("get", "post")),
+    Route("/libraries/{name}/imports/{import_id}", ("get", "delete")),
     Route("/api-explorer", ("get",), explorer=True),
     Route("/api-explorer/{proxy+}", ("get",), explorer=True),
 )

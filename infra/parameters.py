@@ -47,6 +47,9 @@ class RootParameters:
     libraries_on: CfnCondition
     api_key_on: CfnCondition
     waf_on: CfnCondition
+    import_concurrency: CfnParameter
+    """``ImportMaxConcurrency``: batches a bulk import runs at once (infra/imports_stack.py)."""
+    imports_on: CfnCondition
 
 
 def add_root_parameters(stack: Stack, config: Config) -> RootParameters:
@@ -181,6 +184,7 @@ def add_root_parameters(stack: Stack, config: Config) -> RootParameters:
         "WafOn",
         expression=Fn.condition_and(expression(feature_on), Fn.condition_equals(waf.value_as_string, "yes")),
     )
+    import_concurrency, imports_on = _import_parameter(stack, feature_on, libraries_on)
 
     stack.template_options.metadata = {
         "AWS::CloudFormation::Interface": {
@@ -204,6 +208,7 @@ def add_root_parameters(stack: Stack, config: Config) -> RootParameters:
                 },
                 {"Label": {"default": "Firewall (AWS WAF)"}, "Parameters": [waf.logical_id, waf_rate_limit.logical_id]},
                 {"Label": {"default": f"Compute ({config.backend} backend)"}, "Parameters": [compute.logical_id]},
+                {"Label": {"default": "Bulk imports"}, "Parameters": [import_concurrency.logical_id]},
             ],
             "ParameterLabels": {
                 image_similarity.logical_id: {"default": "Image Similarity"},
@@ -221,6 +226,7 @@ def add_root_parameters(stack: Stack, config: Config) -> RootParameters:
                 compute.logical_id: {
                     "default": "Lambda memory (MB)" if config.backend == "lambda" else "SageMaker instance type"
                 },
+                import_concurrency.logical_id: {"default": "Import batches at once"},
             },
         }
     }
@@ -243,7 +249,31 @@ def add_root_parameters(stack: Stack, config: Config) -> RootParameters:
         libraries_on,
         api_key_on,
         waf_on,
+        import_concurrency,
+        imports_on,
     )
+
+
+def _import_parameter(
+    stack: Stack, feature_on: CfnCondition, libraries_on: CfnCondition
+) -> tuple[CfnParameter, CfnCondition]:
+    from infra.imports_stack import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY_RANGE
+
+    low, high = MAX_CONCURRENCY_RANGE
+    concurrency = CfnParameter(
+        stack,
+        "ImportMaxConcurrency",
+        type="Number",
+        default=DEFAULT_MAX_CONCURRENCY,
+        min_value=low,
+        max_value=high,
+        description="Batches of 32 images a bulk import embeds and writes at once (the Distributed Map's "
+        "MaxConcurrency). The default stays under S3 Vectors' write limits per index; see docs/imports.md.",
+    )
+    imports_on = CfnCondition(
+        stack, "ImportsOn", expression=Fn.condition_and(expression(feature_on), expression(libraries_on))
+    )
+    return concurrency, imports_on
 
 
 def _compute_parameter(stack: Stack, config: Config) -> CfnParameter:

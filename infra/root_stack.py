@@ -19,6 +19,7 @@ from infra.backend_stack import BackendInputs, BackendStack
 from infra.config import SOLUTION_NAME, SOLUTION_VERSION, Config
 from infra.explorer_stack import ExplorerInputs, ExplorerStack
 from infra.images_stack import ImagesStack
+from infra.imports_stack import ImportsStack
 from infra.logs_stack import LogsInputs, LogsStack
 from infra.monitoring_stack import MonitoringStack
 from infra.parameters import RootParameters, add_root_parameters
@@ -63,6 +64,27 @@ class ImageSimilarityStack(Stack):
             condition=params.explorer_on,
             inputs=ExplorerInputs(authorization=auth, log_group_name=self.logs.explorer_logs.log_group_name),
         )
+        self.imports = ImportsStack(
+            self,
+            "Imports",
+            config=config,
+            images=self.images,
+            condition=params.imports_on,
+            number_inputs=frozenset({"MemorySize"}),
+            inputs={
+                "VectorBucketName": self.storage.vector_bucket_name,
+                "RegistryTableName": self.storage.registry_table_name,
+                "RegistryTableArn": self.storage.registry_table_arn,
+                "MaxConcurrency": params.import_concurrency.value_as_string,
+                "LogGroupName": self.logs.import_worker_logs.log_group_name,
+                "StateMachineLogGroupName": self.logs.import_state_machine_logs.log_group_name,
+                **({"MemorySize": compute} if config.backend == "lambda" else {"EndpointName": endpoint}),
+            },
+        )
+
+        def if_imports(value: str) -> str:
+            return _if(params.imports_on, value)
+
         self.backend = BackendStack(
             self,
             "Backend",
@@ -78,6 +100,10 @@ class ImageSimilarityStack(Stack):
                 memory_size=compute if config.backend == "lambda" else None,
                 instance_type=compute if config.backend == "sagemaker" else None,
                 endpoint_name=endpoint,
+                import_state_machine_arn=if_imports(self.imports.state_machine_arn),
+                import_table_name=if_imports(self.imports.table_name),
+                import_results_bucket=if_imports(self.imports.results_bucket_name),
+                import_policy_arn=if_imports(self.imports.api_policy.managed_policy_arn),
             ),
         )
         self.api = ApiStack(

@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--sagemaker", action="store_true", help="also answer POST /invocations (the SageMaker container contract)"
     )
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="server log level (default: info)")
+    from runtime import import_command
+
+    import_command.add_arguments(commands.add_parser("import", help="import many images into a library"))
     return parser
 
 
@@ -227,4 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "import":
+        from runtime import import_command
+
+        return import_command.run(args)
     return 1

@@ -162,6 +162,22 @@ class Settings(BaseSettings):
     library_wait_s: float = Field(10.0, ge=0)
     """``s3vectors`` store: how long a write waits for a busy library before answering 503."""
 
+    # --- bulk imports ------------------------------------------------------------------
+    import_batch: int = Field(32, ge=1, le=500)
+    """Images per batch of a bulk import: one forward pass, one store write (see docs/imports.md)."""
+    import_batches_in_flight: int = Field(3, ge=1)
+    """Local imports: batches read, embedded and written at once, so the engine never waits for a fetch."""
+    import_readers: int = Field(8, ge=1)
+    """Local imports: threads that fetch and decode images."""
+    max_manifest_bytes: int = Field(256 * 1024 * 1024, ge=1)
+    """Largest JSONL manifest an import reads (about 2 million lines of 120 bytes)."""
+    import_state_machine: str | None = None
+    """AWS: the Step Functions state machine (ARN) that runs imports; unset: imports run in this process."""
+    import_table: str | None = None
+    """AWS: DynamoDB table (partition key ``import_id``, type S) of the import job records."""
+    import_results_bucket: str | None = None
+    """AWS: the bucket where the state machine's ResultWriter puts each import's per-item results."""
+
     # --- server ------------------------------------------------------------------------
     max_inflight_requests: int = Field(64, ge=0)
     """Requests worked on at once by one server process (``GET /ping`` aside; a request counts once

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightLimit
 from runtime.api.request_log import RequestLog
-from runtime.api.routes import explorer, libraries, similarity
+from runtime.api.routes import explorer, imports, libraries, similarity
 from runtime.embedder import Embedder
 from runtime.engines import Engine, load_engine
 from runtime.errors import ApiError, unparsable_body, validation_error
@@ -77,6 +77,7 @@ def create_app(
     if app.state.libraries is not None:
         app.router.on_shutdown.append(app.state.libraries.close)
     app.include_router(libraries.router)
+    imports.install(app)  # bulk imports: /libraries/{name}/imports
     if sagemaker:
         app.include_router(similarity.sagemaker_router)
     if settings.explorer:

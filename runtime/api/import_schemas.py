@@ -1,0 +1,96 @@
+"""Request and response bodies of bulk imports, with the examples the API Explorer shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SOURCE_DOC = (
+    "Every image object under this S3 prefix (.jpg .jpeg .png .bmp .webp; other objects are ignored). "
+    "An image's id is its key relative to the prefix, with `/` written `:` (`shoes/red.jpg` -> `shoes:red.jpg`)."
+)
+MANIFEST_DOC = (
+    "A JSONL file (s3:// or https://, fetched under the same rules as image URLs): one JSON object per line, "
+    'each a single add\'s fields: `{"url": "...", "id": "sku-1", "metadata": {...}}`. '
+    "An image without an id is named by its content hash."
+)
+
+
+class ImportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(None, description=SOURCE_DOC)
+    manifest: str | None = Field(None, description=MANIFEST_DOC)
+    dedup: bool = Field(True, description="Leave out near-duplicates of the library's images and of each other.")
+    threshold: float | None = Field(
+        None, description="Dedup score threshold, 0 to 1 (default 0.97, setting IMSIM_DEDUP_THRESHOLD)."
+    )
+
+
+class ImportCounts(BaseModel):
+    total: int | None = Field(None, description="Items in the source, once listed (null until then).")
+    processed: int
+    added: int
+    duplicates: int = Field(description="Exact (same bytes) or near duplicates: not added.")
+    skipped: int = Field(description="Ids the library already held (a re-run): not added again.")
+    failed: int = Field(description="Items that could not be added; each is listed in `failures`.")
+
+
+class ImportFailure(BaseModel):
+    item: str = Field(description="The item: its id, its URL, or its manifest line.")
+    field: str
+    code: str
+    message: str = Field(description="The reason, in the words a single add uses.")
+
+
+class ImportResponse(BaseModel):
+    import_id: str
+    library: str
+    status: Literal["running", "succeeded", "failed", "cancelled"]
+    source: dict[str, str]
+    dedup: bool
+    threshold: float | None
+    counts: ImportCounts
+    start_time: datetime
+    end_time: datetime | None
+    results: str | None = Field(description="Where the per-item results are (a file, or an s3:// prefix on AWS).")
+    error: str | None = Field(description="Why a failed import stopped (not an item's problem: those are failures).")
+    failures: list[ImportFailure] = Field(description="The first failed items (all of them are in `results`).")
+
+
+class ImportListResponse(BaseModel):
+    imports: list[ImportResponse]
+
+
+IMPORT_EXAMPLES: dict[str, Any] = {
+    "prefix": {"summary": "Every image under an S3 prefix", "value": {"source": "s3://my-photos/catalog/2025/"}},
+    "manifest": {
+        "summary": "A JSONL manifest",
+        "value": {"manifest": "s3://my-photos/catalog.jsonl", "dedup": True, "threshold": 0.97},
+    },
+}
+RUNNING = {
+    "import_id": "5f0c6e0a9b8d4c1e8f7a6b5c4d3e2f10",
+    "library": "products",
+    "status": "running",
+    "source": {"source": "s3://my-photos/catalog/2025/"},
+    "dedup": True,
+    "threshold": None,
+    "counts": {"total": 120000, "processed": 6400, "added": 6310, "duplicates": 71, "skipped": 0, "failed": 19},
+    "start_time": "2025-06-01T08:30:00Z",
+    "end_time": None,
+    "results": "s3://imsim-import-results/imports/5f0c6e0a9b8d4c1e8f7a6b5c4d3e2f10/",
+    "error": None,
+    "failures": [
+        {
+            "item": "shoes:red.jpg",
+            "field": "url",
+            "code": "url_not_image",
+            "message": "url: the URL's content is not an image",
+        }
+    ],
+}
+IMPORT_ANSWERS = {"running": {"summary": "An import", "value": RUNNING}}
+LIST_ANSWERS = {"imports": {"summary": "The library's imports", "value": {"imports": [RUNNING]}}}

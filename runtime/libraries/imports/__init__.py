@@ -1,0 +1,1 @@
+"""Bulk imports: many images into a library in one job (sources, job records, batches, runners)."""

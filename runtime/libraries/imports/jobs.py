@@ -1,0 +1,164 @@
+"""Import job records: what was asked, where it stands, its counts; and the local, durable keeping of them.
+
+Locally each job is a folder ``<data_dir>/imports/<import_id>/``:
+
+- ``job.json``: the record, replaced atomically (written to a scratch file, synced, renamed);
+- ``items.jsonl``: the source's items, listed once when the job starts (a resumed job reads them
+  again from here, so it sees the same list);
+- ``results.jsonl``: one line per finished batch (its counts and its failed items), appended and
+  synced after the batch's images are committed to the store. A resumed job skips the batches listed
+  here; a batch finished in the store but not yet listed is redone, and its images, present by id,
+  are skipped, so no image is added twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import NotFound
+
+STATUSES = ("running", "succeeded", "failed", "cancelled")
+COUNTS = ("processed", "added", "duplicates", "skipped", "failed")
+"""``skipped``: an image whose id the library already holds (a re-run, or a resumed batch)."""
+JOB_FILE, ITEMS_FILE, RESULTS_FILE = "job.json", "items.jsonl", "results.jsonl"
+
+
+@dataclass(frozen=True)
+class ImportJob:
+    import_id: str
+    library: str
+    source: dict[str, str]
+    """``{"source": "s3://..."}``, ``{"manifest": "..."}`` or (the CLI) ``{"folder": "..."}``."""
+    dedup: bool = True
+    threshold: float | None = None
+    batch_size: int = 32
+    status: str = "running"
+    total: int | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    start_time: float = field(default_factory=time.time)
+    end_time: float | None = None
+    results: str | None = None
+    """Where the per-item results are (a file, or an ``s3://`` prefix on AWS)."""
+    error: str | None = None
+    """Why a failed job stopped (a request-level problem: the library went away, the source vanished)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+    def with_counts(self, added: dict[str, int]) -> ImportJob:
+        return replace(self, counts={name: self.counts.get(name, 0) + added.get(name, 0) for name in COUNTS})
+
+
+def new_import_id() -> str:
+    return uuid.uuid4().hex
+
+
+def not_found(library: str, import_id: str) -> NotFound:
+    return NotFound(f"library {library!r} has no import with id {import_id!r}", code="import_not_found")
+
+
+class FileJobs:
+    """Job records in ``<data_dir>/imports``, durable across a crash of the process or the machine."""
+
+    def __init__(self, data_dir: str | Path):
+        self.folder = Path(data_dir) / "imports"
+        self._lock = threading.Lock()
+
+    def folder_of(self, import_id: str) -> Path:
+        return self.folder / import_id
+
+    def save(self, job: ImportJob) -> ImportJob:
+        folder = self.folder_of(job.import_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder / JOB_FILE, json.dumps(asdict(job)).encode())
+        return job
+
+    def get(self, library: str, import_id: str) -> ImportJob:
+        path = self.folder_of(import_id) / JOB_FILE
+        if not import_id.isalnum() or not path.exists():
+            raise not_found(library, import_id)
+        job = ImportJob(**json.loads(path.read_bytes()))
+        if job.library != library:
+            raise not_found(library, import_id)
+        return job
+
+    def all(self) -> list[ImportJob]:
+        if not self.folder.is_dir():
+            return []
+        paths = (folder / JOB_FILE for folder in self.folder.iterdir())
+        jobs = [ImportJob(**json.loads(path.read_bytes())) for path in paths if path.exists()]
+        return sorted(jobs, key=lambda job: job.start_time)
+
+    def list_jobs(self, library: str) -> list[ImportJob]:
+        return [job for job in self.all() if job.library == library]
+
+    # --- items and results -----------------------------------------------------------------
+    def write_items(self, import_id: str, lines: Iterator[str]) -> int:
+        """Write the listed items (one JSON per line) whole, or not at all; their number."""
+        scratch = self.folder_of(import_id) / (ITEMS_FILE + ".partial")
+        count = 0
+        with open(scratch, "w", encoding="utf-8") as out:
+            for line in lines:
+                out.write(line + "\n")
+                count += 1
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(scratch, self.folder_of(import_id) / ITEMS_FILE)
+        return count
+
+    def read_items(self, import_id: str) -> list[dict[str, Any]] | None:
+        path = self.folder_of(import_id) / ITEMS_FILE
+        if not path.exists():
+            return None
+        with open(path, encoding="utf-8") as lines:
+            return [json.loads(line) for line in lines]
+
+    def append_result(self, import_id: str, result: dict[str, Any]) -> None:
+        with self._lock, open(self.folder_of(import_id) / RESULTS_FILE, "a", encoding="utf-8") as out:
+            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+    def read_results(self, import_id: str) -> list[dict[str, Any]]:
+        """The finished batches; a last line cut short by a crash is left out (that batch is redone)."""
+        path = self.folder_of(import_id) / RESULTS_FILE
+        if not path.exists():
+            return []
+        results = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                results.append(json.loads(line))
+            except ValueError:
+                break
+        return results
+
+    def failures(self, import_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for result in self.read_results(import_id):
+            found.extend(result.get("failures", []))
+            if limit is not None and len(found) >= limit:
+                return found[:limit]
+        return found
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    scratch = path.with_name(path.name + ".partial")
+    with open(scratch, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(scratch, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -1,0 +1,193 @@
+"""What an import reads: a local folder, an ``s3://`` prefix, or a JSONL manifest, as a list of items.
+
+Each item is one image to add: where its bytes are (``location``: a file path, an ``s3://`` or an
+``https://`` URL), its id (or None: the image's content hash becomes its id, so adding it twice is
+idempotent) and its metadata. A manifest line that cannot be used is still an item, carrying its
+``problem``: the import reports it and goes on.
+
+Request-level problems (a bucket outside the allow list, a manifest that cannot be fetched) raise
+an ``ApiError`` before anything is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from runtime.errors import ApiError, BadRequest, InvalidInput
+from runtime.inputs.fetch import UrlFetcher
+from runtime.settings import Settings
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".mpo"})
+"""Files and objects with these endings are images to import; anything else under a folder or prefix is ignored."""
+MANIFEST_FIELDS = frozenset({"url", "id", "metadata"})
+PATH_SEPARATOR_IN_ID = ":"
+"""Image ids may not hold ``/``: a key ``shoes/red.jpg`` under the prefix becomes the id ``shoes:red.jpg``."""
+
+
+@dataclass(frozen=True)
+class ImportItem:
+    position: int
+    """0-based order in the source (a manifest's line number is ``position + 1``)."""
+    location: str = ""
+    id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    problem: dict[str, str] | None = None
+    """A manifest line that cannot be used: ``{"field", "code", "message"}``."""
+
+    @property
+    def name(self) -> str:
+        """How results name the item: its id, else its location, else its line."""
+        return self.id or self.location or f"line {self.position + 1}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: value for key, value in vars(self).items() if value not in (None, "", {})} | {
+            "position": self.position
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImportItem:
+        return cls(**data)
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def id_of_path(relative: str) -> str:
+    """The image id of a file or object: its path relative to the folder or prefix."""
+    return relative.strip("/").replace("/", PATH_SEPARATOR_IN_ID)
+
+
+# --- local folder --------------------------------------------------------------------------
+
+
+def folder_items(folder: str | Path) -> Iterator[ImportItem]:
+    """Every image file under ``folder`` (recursive, sorted, symlinked folders not followed)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise BadRequest(f"source: {folder} is not a folder", code="invalid_source")
+    position = 0
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories.sort()
+        for name in sorted(files):
+            if is_image_name(name):
+                path = Path(directory) / name
+                yield ImportItem(position, str(path), id_of_path(path.relative_to(root).as_posix()))
+                position += 1
+
+
+# --- s3:// prefix --------------------------------------------------------------------------
+
+
+def split_s3(url: str, field_name: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise BadRequest(f"{field_name}: an S3 location is s3://bucket/prefix", code="invalid_source")
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def check_bucket(bucket: str, settings: Settings, field_name: str) -> None:
+    allowed = settings.s3_allowed_buckets
+    if allowed and bucket not in allowed:
+        raise InvalidInput(
+            f"{field_name}: bucket {bucket!r} is not one this deployment may read (setting IMSIM_S3_ALLOWED_BUCKETS)",
+            code="url_refused",
+        )
+
+
+def s3_prefix_items(url: str, settings: Settings, s3: Any = None) -> Iterator[ImportItem]:
+    """Every image object under the prefix, in key order; the id is the key relative to the prefix."""
+    bucket, prefix = split_s3(url, "source")
+    check_bucket(bucket, settings, "source")
+    s3 = s3 or s3_client()
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    position = 0
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if is_image_name(key):
+                    yield ImportItem(position, f"s3://{bucket}/{key}", id_of_path(key[len(prefix) :]))
+                    position += 1
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise InvalidInput(f"source: bucket {bucket!r} does not exist", code="s3_not_found") from exc
+        if code in ("AccessDenied", "AllAccessDisabled"):
+            raise InvalidInput(f"source: listing s3://{bucket}/{prefix} is denied", code="s3_access_denied") from exc
+        raise InvalidInput(f"source: S3 answered {code}", code="url_unreachable") from exc
+    except BotoCoreError as exc:
+        raise InvalidInput(f"source: S3 cannot be reached ({exc.__class__.__name__})", code="url_unreachable") from exc
+
+
+def s3_client() -> Any:
+    import boto3
+
+    return boto3.client("s3")
+
+
+# --- JSONL manifest ------------------------------------------------------------------------
+
+
+def read_manifest(location: str, settings: Settings) -> bytes:
+    """The manifest's bytes: ``s3://`` and ``http(s)://`` under the image URLs' fetch rules, or a local
+    file (the CLI only; ``local_files`` is never set for a request)."""
+    scheme = urlsplit(location).scheme.lower()
+    if scheme == "s3":
+        check_bucket(split_s3(location, "manifest")[0], settings, "manifest")
+    if scheme in ("s3", "http", "https"):
+        fetcher = UrlFetcher(settings.replace(max_image_bytes=settings.max_manifest_bytes))
+        return fetcher.fetch(location, "manifest")
+    raise BadRequest("manifest: give an s3:// or https:// URL of a JSONL file", code="invalid_source")
+
+
+def manifest_items(data: bytes) -> Iterator[ImportItem]:
+    """One item per non-empty line; a line that is not a usable JSON object is an item with a problem."""
+    for position, raw in enumerate(data.splitlines()):
+        if raw.strip():
+            yield manifest_item(position, raw)
+
+
+def manifest_item(position: int, raw: bytes | str) -> ImportItem:
+    line = f"line {position + 1}"
+    try:
+        entry = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return ImportItem(position, problem=problem(line, "invalid_json", f"{line}: not valid JSON ({exc})"))
+    if not isinstance(entry, dict):
+        return ImportItem(position, problem=problem(line, "invalid_json", f"{line}: must be a JSON object"))
+    return item_of_entry(position, entry)
+
+
+def item_of_entry(position: int, entry: dict[str, Any]) -> ImportItem:
+    """A manifest entry (``url``, optional ``id`` and ``metadata``) as an item, or an item with a problem."""
+    line = f"line {position + 1}"
+    unknown = sorted(set(entry) - MANIFEST_FIELDS)
+    if unknown:
+        return ImportItem(position, problem=problem(unknown[0], "unknown_field", f"{unknown[0]}: unknown field"))
+    url, image_id, metadata = entry.get("url"), entry.get("id"), entry.get("metadata", {})
+    if not isinstance(url, str) or not url.strip():
+        return ImportItem(position, problem=problem("url", "missing_input", f"{line}: url: give the image's URL"))
+    if image_id is not None and not isinstance(image_id, str):
+        return ImportItem(position, url, problem=problem("id", "invalid_image_id", "id: must be a string"))
+    if not isinstance(metadata, dict):
+        return ImportItem(
+            position, url, image_id, problem=problem("metadata", "invalid_metadata", "metadata: must be a JSON object")
+        )
+    return ImportItem(position, url.strip(), image_id, metadata)
+
+
+def problem(field_name: str, code: str, message: str) -> dict[str, str]:
+    return {"field": field_name, "code": code, "message": message}
+
+
+def problem_of(error: ApiError, field_name: str) -> dict[str, str]:
+    """An error of a single add, in the same words, as an item's problem."""
+    return problem(error.message.split(":", 1)[0] if ":" in error.message else field_name, error.code, error.message)

@@ -1,0 +1,110 @@
+"""The AWS import worker: one Distributed Map batch, ``{"Items": [...], "BatchInput": {...}}``, per call.
+
+Items are what the state machine's ItemReader gives: S3 ListObjectsV2 entries (``{"Key", "Size",
+...}``) for a prefix, or the parsed lines of a JSONL manifest (``{"url", "id", "metadata"}``).
+``BatchInput`` carries the job: ``import_id``, ``library``, ``dedup``, ``threshold`` and, for a
+prefix, ``bucket`` and ``prefix``. The batch is read in parallel, embedded in one forward pass and
+written with PutVectors (500 vectors a call at most) through the s3vectors store; the answer is
+the batch's counts and failures, which the state machine's ResultWriter keeps in S3.
+
+Errors Step Functions sees (by their names, in the state machine's Retry): ``StoreBusy`` (S3
+Vectors throttled after the client's own retries, or the library's write lease busy) is retried
+with backoff; ``ImportStopped`` (the library is gone, full, or of another model) is not.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from runtime.engines import Engine
+from runtime.errors import Overloaded, UpstreamError
+from runtime.libraries.imports.batches import BatchImporter, JobStopped
+from runtime.libraries.imports.sources import ImportItem, id_of_path, is_image_name, item_of_entry
+from runtime.libraries.store import LibraryStore
+from runtime.settings import Settings
+
+log = logging.getLogger("runtime.imports")
+CLIENT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
+"""S3 Vectors and DynamoDB calls back off and retry throttling themselves before a batch gives up."""
+
+
+class StoreBusy(Exception):
+    """The store stayed throttled or busy: the state machine retries the batch (ids make it idempotent)."""
+
+
+class ImportStopped(Exception):
+    """No batch of this import can succeed: the library is gone, full, or holds another model's vectors."""
+
+
+def items_of_event(event: dict[str, Any]) -> list[ImportItem]:
+    batch_input = event.get("BatchInput") or {}
+    prefix = batch_input.get("prefix", "")
+    bucket = batch_input.get("bucket")
+    items = []
+    for position, raw in enumerate(event.get("Items") or []):
+        if isinstance(raw, dict) and "Key" in raw and bucket:  # an object listed by ListObjectsV2
+            if is_image_name(raw["Key"]):
+                items.append(ImportItem(position, f"s3://{bucket}/{raw['Key']}", id_of_path(raw["Key"][len(prefix) :])))
+        elif isinstance(raw, dict):  # a line of the manifest
+            items.append(item_of_entry(position, raw))
+        else:
+            items.append(item_of_entry(position, {"url": None}))
+    return items
+
+
+class Worker:
+    def __init__(self, settings: Settings, engine: Engine, store: LibraryStore, jobs: Any = None):
+        self.settings = settings
+        self.readers = ThreadPoolExecutor(settings.import_readers, thread_name_prefix="import-reader")
+        self.importer = BatchImporter(settings, engine, store, self.readers)
+        self.jobs = jobs
+        """The import job records (``runtime.libraries.imports.aws.JobTable``), whose counts each batch adds to."""
+
+    @classmethod
+    def from_env(cls) -> Worker:
+        import boto3
+        from botocore.config import Config
+
+        from runtime.engines import load_engine
+        from runtime.libraries.aws.s3vectors import S3VectorsStore
+        from runtime.libraries.imports.aws import JobTable
+
+        settings = Settings.from_env()
+        engine = load_engine(settings.replace(micro_batching=False))  # one batch per call: nothing to share
+        config = Config(retries=CLIENT_RETRIES)
+        store = S3VectorsStore(
+            settings,
+            engine.dimension,
+            s3vectors=boto3.client("s3vectors", config=config),
+            dynamodb=boto3.client("dynamodb", config=config),
+        )
+        jobs = (
+            JobTable(settings.import_table, boto3.client("dynamodb", config=config)) if settings.import_table else None
+        )
+        return cls(settings, engine, store, jobs)
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        batch_input = event.get("BatchInput") or {}
+        library, import_id = batch_input["library"], batch_input.get("import_id", "")
+        threshold = None
+        if batch_input.get("dedup", True):
+            given = batch_input.get("threshold")
+            threshold = float(given) if given is not None else self.settings.dedup_threshold
+        items = items_of_event(event)
+        try:
+            result = self.importer.run(library, items, threshold=threshold)
+        except JobStopped as stop:
+            raise ImportStopped(stop.error.message) from stop
+        except (Overloaded, UpstreamError) as exc:
+            raise StoreBusy(exc.message) from exc
+        result["ignored"] = len(event.get("Items") or []) - len(items)
+        # positions are within the batch, which means nothing to the reader of the results
+        result["failures"] = [{k: v for k, v in failure.items() if k != "position"} for failure in result["failures"]]
+        if self.jobs is not None and import_id:
+            self.jobs.add_counts(import_id, result)
+        log.info(
+            "import %s: batch of %d: %s", import_id, len(items), {k: v for k, v in result.items() if k != "failures"}
+        )
+        return {"import_id": import_id, **result}

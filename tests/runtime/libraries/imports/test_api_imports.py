@@ -1,0 +1,186 @@
+"""Imports through the API, on a real loopback server with the tiny model: an S3 prefix on moto's
+server, a JSONL manifest over http, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fakes.images import image_bytes
+from tests.fakes.servers import FileServer, LiveServer
+from tests.runtime.libraries.imports.conftest import BUCKET, IMAGES, wait_for_end
+
+
+@pytest.fixture(scope="module")
+def api(s3_endpoint, tiny_settings, tiny_engine, tmp_path_factory):
+    settings = tiny_settings.replace(
+        data_dir=str(tmp_path_factory.mktemp("imports-data")),
+        s3_allowed_buckets=(BUCKET,),
+        fetch_allow_networks=("127.0.0.1/32",),
+        import_batch=4,
+    )
+    with LiveServer.start(settings, tiny_engine) as live:
+        yield live
+
+
+def new_library(api, name: str) -> None:
+    assert api.post("/libraries", {"name": name}).status_code == 201
+
+
+def run_to_end(api, library: str, body: dict) -> dict:
+    return wait_for_end(api.client, library, start(api, library, body)["import_id"])
+
+
+def start(api, library: str, body: dict) -> dict:
+    answer = api.post(f"/libraries/{library}/imports", body)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "running"
+    return answer.json()
+
+
+def test_prefix_import_adds_every_image_once_and_reports_the_bad_one(api):
+    new_library(api, "catalog")
+    started = start(api, "catalog", {"source": f"s3://{BUCKET}/catalog/", "dedup": False})
+    job = wait_for_end(api.client, "catalog", started["import_id"])
+    assert job["status"] == "succeeded", job
+    # README.txt is not an image file: not an item. The copy has the same bytes as p00: an exact duplicate.
+    assert job["counts"] == {
+        "total": IMAGES + 2,
+        "processed": IMAGES + 2,
+        "added": IMAGES,
+        "duplicates": 1,
+        "skipped": 0,
+        "failed": 1,
+    }
+    assert job["failures"] == [
+        {
+            "item": "broken.jpg",
+            "field": "url",
+            "code": "url_not_image",
+            "message": "url: the URL's content is not an image",
+        }
+    ]
+    assert job["end_time"] is not None and job["results"].endswith("results.jsonl")
+    assert api.client.get("/libraries/catalog").json()["image_count"] == IMAGES
+    image = api.client.get("/libraries/catalog/images/shoes:p01.png")
+    assert image.status_code == 200, image.text
+    listed = api.client.get("/libraries/catalog/imports").json()["imports"]
+    assert [one["import_id"] for one in listed] == [started["import_id"]]
+
+
+def test_running_the_same_import_again_skips_what_is_there(api):
+    new_library(api, "again")
+    first = wait_for_end(
+        api.client,
+        "again",
+        start(api, "again", {"source": f"s3://{BUCKET}/catalog/bags/", "dedup": False})["import_id"],
+    )
+    assert first["counts"]["added"] == IMAGES // 2
+    second = wait_for_end(
+        api.client,
+        "again",
+        start(api, "again", {"source": f"s3://{BUCKET}/catalog/bags/", "dedup": False})["import_id"],
+    )
+    assert second["status"] == "succeeded"
+    assert second["counts"]["skipped"] == IMAGES // 2 and second["counts"]["added"] == 0
+    assert api.client.get("/libraries/again").json()["image_count"] == IMAGES // 2
+
+
+def test_manifest_lines_fail_one_by_one_and_the_import_goes_on(api):
+    files = FileServer(
+        {
+            "/a.png": (200, {}, image_bytes(101)),
+            "/b.jpg": (200, {}, image_bytes(102, fmt="JPEG")),
+            "/text.png": (200, {}, b"hello"),
+        }
+    )
+    lines = [
+        json.dumps({"url": f"{files.base}/a.png", "id": "a", "metadata": {"price": 10}}),
+        "{not json",
+        "[1, 2]",
+        json.dumps({"url": f"{files.base}/b.jpg"}),  # no id: named by its content hash
+        json.dumps({"url": f"{files.base}/missing.png", "id": "gone"}),
+        json.dumps({"url": f"{files.base}/text.png", "id": "text"}),
+        json.dumps({"url": f"{files.base}/a.png", "id": "bad id!"}),
+        json.dumps({"url": f"{files.base}/a.png", "id": "c", "colour": "red"}),
+        json.dumps({"url": f"{files.base}/a.png", "id": "big", "metadata": {"x": "y" * 5000}}),
+        "",
+    ]
+    files.routes["/manifest.jsonl"] = (200, {}, "\n".join(lines).encode())
+    try:
+        new_library(api, "manifested")
+        started = start(api, "manifested", {"manifest": f"{files.base}/manifest.jsonl", "dedup": False})
+        job = wait_for_end(api.client, "manifested", started["import_id"])
+    finally:
+        files.close()
+    assert job["status"] == "succeeded", job
+    assert job["counts"]["added"] == 2 and job["counts"]["failed"] == 7 and job["counts"]["total"] == 9
+    by_item = {failure["item"]: failure for failure in job["failures"]}
+    assert by_item["line 2"]["code"] == "invalid_json" and by_item["line 2"]["message"].startswith(
+        "line 2: not valid JSON"
+    )
+    assert by_item["line 3"]["message"] == "line 3: must be a JSON object"
+    assert by_item["gone"] == {
+        "item": "gone",
+        "field": "url",
+        "code": "url_unreachable",
+        "message": "url: the server answered HTTP 404",
+    }
+    assert by_item["text"]["code"] == "url_not_image"
+    assert by_item["bad id!"]["field"] == "id" and by_item["bad id!"]["code"] == "invalid_image_id"
+    assert by_item["line 8"]["code"] == "unknown_field" and by_item["line 8"]["field"] == "colour"
+    assert by_item["big"]["field"] == "metadata" and by_item["big"]["code"] == "metadata_too_large"
+    assert api.client.get("/libraries/manifested/images/a").json()["metadata"] == {"price": 10}
+
+
+@pytest.mark.parametrize(
+    "body,status,code",
+    [
+        ({"source": "s3://elsewhere/catalog/"}, 400, "url_refused"),  # not on the allow list
+        ({"manifest": "s3://elsewhere/list.jsonl"}, 400, "url_refused"),
+        ({"manifest": "/etc/passwd"}, 400, "invalid_source"),  # a request never reads the server's files
+        ({"source": "https://example.com/"}, 400, "invalid_source"),
+        ({}, 400, "missing_input"),
+        ({"source": f"s3://{BUCKET}/a/", "manifest": f"s3://{BUCKET}/m.jsonl"}, 400, "missing_input"),
+        ({"source": f"s3://{BUCKET}/a/", "colour": "red"}, 400, "unknown_field"),
+        ({"source": f"s3://{BUCKET}/a/", "threshold": 2}, 400, "invalid_value"),
+    ],
+)
+def test_bad_requests_are_refused_before_a_job_starts(api, body, status, code):
+    new_library(api, "refusing") if api.client.get("/libraries/refusing").status_code == 404 else None
+    answer = api.post("/libraries/refusing/imports", body)
+    assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
+    assert api.client.get("/libraries/refusing/imports").json()["imports"] == []
+
+
+def test_an_import_into_a_missing_library_is_a_404(api):
+    answer = api.post("/libraries/nowhere/imports", {"source": f"s3://{BUCKET}/catalog/"})
+    assert (answer.status_code, answer.json()["code"]) == (404, "library_not_found")
+    assert api.client.get("/libraries/nowhere/imports/0123abcd").json()["code"] == "library_not_found"
+
+
+def test_unknown_import_and_cancelling_a_finished_one(api):
+    new_library(api, "cancelling")
+    missing = api.client.get("/libraries/cancelling/imports/0123abcd")
+    assert (missing.status_code, missing.json()["code"]) == (404, "import_not_found")
+    assert api.client.delete("/libraries/cancelling/imports/0123abcd").status_code == 404
+    job = run_to_end(api, "cancelling", {"source": f"s3://{BUCKET}/catalog/shoes/"})
+    finished = api.client.delete(f"/libraries/cancelling/imports/{job['import_id']}")
+    assert (finished.status_code, finished.json()["code"]) == (409, "import_finished")
+
+
+def test_an_import_into_a_full_library_stops_with_the_quota_error(s3_endpoint, tiny_settings, tiny_engine, tmp_path):
+    settings = tiny_settings.replace(
+        data_dir=str(tmp_path), s3_allowed_buckets=(BUCKET,), import_batch=4, max_images_per_library=6
+    )
+    with LiveServer.start(settings, tiny_engine) as live:
+        new_library(live, "small")
+        job = wait_for_end(
+            live.client,
+            "small",
+            start(live, "small", {"source": f"s3://{BUCKET}/catalog/", "dedup": False})["import_id"],
+        )
+        assert job["status"] == "failed"
+        assert "the quota is 6 images per library" in job["error"]
+        assert live.client.get("/libraries/small").json()["image_count"] <= 6

@@ -1,0 +1,107 @@
+"""A real server process killed with SIGKILL (or stopped with SIGTERM) in the middle of an import:
+restarted on the same data directory, it resumes the job, which completes, and no image is added twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fakes.images import image_bytes
+from tests.fakes.servers import free_port
+from tests.runtime.libraries.imports.conftest import BUCKET, wait_for_end
+
+ROOT = Path(__file__).resolve().parents[4]
+COUNT = 120
+
+
+def start_server(tiny_settings, data_dir: Path, endpoint: str) -> tuple[subprocess.Popen, httpx.Client]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "IMSIM_S3_ALLOWED_BUCKETS": BUCKET,
+        "IMSIM_IMPORT_BATCH": "4",
+        "IMSIM_IMPORT_BATCHES_IN_FLIGHT": "1",
+        "IMSIM_IMPORT_READERS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    command = [
+        *(sys.executable, "-m", "runtime", "serve", "--port", str(port), "--data-dir", str(data_dir)),
+        *("--model", tiny_settings.model, "--pretrained", tiny_settings.pretrained),
+        *("--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config, "--device", "cpu"),
+        *("--log-level", "warning"),
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if client.get("/ping").status_code == 200:
+                return process, client
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server did not start: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def big_pictures(s3_endpoint):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    for n in range(COUNT):
+        s3.put_object(Bucket=BUCKET, Key=f"big/{n:03d}.jpg", Body=image_bytes(n, size=(640, 480), fmt="JPEG"))
+    return s3_endpoint
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_server_killed_mid_import_resumes_it_and_adds_nothing_twice(big_pictures, tiny_settings, tmp_path, stop):
+    s3_endpoint = big_pictures
+
+    process, client = start_server(tiny_settings, tmp_path, s3_endpoint)
+    try:
+        assert client.post("/libraries", json={"name": "resumed"}).status_code == 201
+        started = client.post("/libraries/resumed/imports", json={"source": f"s3://{BUCKET}/big/", "dedup": False})
+        assert started.status_code == 202, started.text
+        import_id = started.json()["import_id"]
+        while True:  # kill it once some batches are in, long before the end
+            job = client.get(f"/libraries/resumed/imports/{import_id}").json()
+            if job["counts"]["processed"] >= 8 or job["status"] != "running":
+                break
+            time.sleep(0.01)
+        os.kill(process.pid, stop)
+        process.wait(timeout=60)
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.kill()
+    assert job["status"] == "running" and job["counts"]["processed"] < COUNT, "the import ended before the kill"
+    record = json.loads((tmp_path / "imports" / import_id / "job.json").read_text())
+    assert record["status"] == "running"  # a stopped server pauses its imports; it does not fail them
+
+    process, client = start_server(tiny_settings, tmp_path, s3_endpoint)
+    try:
+        job = wait_for_end(client, "resumed", import_id)
+        assert job["status"] == "succeeded", job
+        assert job["counts"]["total"] == COUNT and job["counts"]["processed"] == COUNT
+        # a batch committed to the store but not yet recorded when the process died is redone: skipped by id
+        assert job["counts"]["added"] + job["counts"]["skipped"] == COUNT
+        assert client.get("/libraries/resumed").json()["image_count"] == COUNT
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=30)
+    with sqlite3.connect(tmp_path / "libraries.sqlite3") as db:
+        ids = [row[0] for row in db.execute("SELECT id FROM images WHERE library = 'resumed'")]
+    assert sorted(ids) == [f"{n:03d}.jpg" for n in range(COUNT)]  # each once, none lost

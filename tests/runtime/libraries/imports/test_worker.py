@@ -1,0 +1,113 @@
+"""The AWS import worker on realistic Distributed Map batch events, against moto (S3, S3 Vectors with the
+store tests' fake for QueryVectors, DynamoDB) through real botocore clients, with the tiny model."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from runtime.libraries.aws.s3vectors import S3VectorsStore
+from runtime.libraries.imports.aws import JobTable
+from runtime.libraries.imports.worker import ImportStopped, StoreBusy, Worker
+from tests.runtime.libraries.imports.conftest import JOBS, PHOTOS
+from tests.runtime.libraries.test_stores import BUCKET as VECTOR_BUCKET
+from tests.runtime.libraries.test_stores import REGION, TABLE, FakeS3Vectors, error
+
+
+def make_worker(tiny_settings, tiny_engine, vectors, dynamodb) -> Worker:
+    settings = tiny_settings.replace(
+        store="s3vectors", vector_bucket=VECTOR_BUCKET, registry_table=TABLE, s3_allowed_buckets=(PHOTOS,)
+    )
+    store = S3VectorsStore(settings, tiny_engine.dimension, s3vectors=vectors, dynamodb=dynamodb)
+    return Worker(settings, tiny_engine, store, JobTable(JOBS, dynamodb))
+
+
+def listed(s3, prefix: str) -> list[dict]:
+    """The items as Step Functions' S3 ItemReader gives them (ListObjectsV2 entries)."""
+    objects = s3.list_objects_v2(Bucket=PHOTOS, Prefix=prefix)["Contents"]
+    return [
+        {"Key": o["Key"], "Size": o["Size"], "ETag": o["ETag"], "LastModified": str(o["LastModified"])} for o in objects
+    ]
+
+
+def batch_input(**extra) -> dict:
+    return {"import_id": "job1", "library": "products", "dedup": False, "threshold": None, **extra}
+
+
+def test_a_prefix_batch_is_embedded_written_and_counted(moto_aws, tiny_settings, tiny_engine):
+    vectors, dynamodb, fake, s3 = moto_aws
+    worker = make_worker(tiny_settings, tiny_engine, vectors, dynamodb)
+    worker.importer.store.create_library("products", tiny_engine.model_version)
+    event = {"Items": listed(s3, "2025/"), "BatchInput": batch_input(kind="prefix", bucket=PHOTOS, prefix="2025/")}
+
+    answer = worker.handle(event)
+
+    assert {k: answer[k] for k in ("processed", "added", "duplicates", "skipped", "failed", "ignored")} == {
+        "processed": 7,
+        "added": 6,
+        "duplicates": 0,
+        "skipped": 0,
+        "failed": 1,
+        "ignored": 1,
+    }
+    assert answer["failures"] == [
+        {
+            "item": "broken.jpg",
+            "field": "url",
+            "code": "url_not_image",
+            "message": "url: the URL's content is not an image",
+        }
+    ]
+    # One write for the batch into the library's index, one into its index of file hashes.
+    puts = [put for put in fake.operations("PutVectors") if not put["indexName"].endswith("-files")]
+    assert len(puts) == 1 and len(puts[0]["vectors"]) == 6
+    assert worker.importer.store.get_image("products", "shoes:p1.png").id == "shoes:p1.png"
+    record = dynamodb.get_item(TableName=JOBS, Key={"import_id": {"S": "job1"}})["Item"]
+    assert (record["added"]["N"], record["failed"]["N"], record["processed"]["N"]) == ("6", "1", "7")
+
+    again = worker.handle(event)  # a retried batch: nothing is written twice
+    assert (again["added"], again["skipped"]) == (0, 6)
+    assert len([put for put in fake.operations("PutVectors") if not put["indexName"].endswith("-files")]) == 1
+    assert worker.importer.store.get_library("products").image_count == 6
+
+
+def test_a_manifest_batch_names_each_bad_line(moto_aws, tiny_settings, tiny_engine):
+    vectors, dynamodb, _, _ = moto_aws
+    worker = make_worker(tiny_settings, tiny_engine, vectors, dynamodb)
+    worker.importer.store.create_library("products", tiny_engine.model_version)
+    items = [
+        {"url": f"s3://{PHOTOS}/2025/bags/p0.png", "id": "sku-1", "metadata": {"price": 12}},
+        {"url": f"s3://{PHOTOS}/2025/missing.png", "id": "sku-2"},
+        {"url": "s3://someone-elses-bucket/a.png", "id": "sku-3"},
+        {"url": f"s3://{PHOTOS}/2025/shoes/p1.png"},  # no id: named by its content hash
+        {"id": "sku-5"},
+    ]
+    answer = worker.handle({"Items": items, "BatchInput": batch_input(kind="manifest")})
+    assert answer["added"] == 2 and answer["failed"] == 3
+    codes = {failure["item"]: failure["code"] for failure in answer["failures"]}
+    assert codes == {"sku-2": "s3_not_found", "sku-3": "url_refused", "line 5": "missing_input"}
+    assert worker.importer.store.get_image("products", "sku-1").metadata == {"price": 12}
+
+
+def test_a_missing_library_stops_the_import(moto_aws, tiny_settings, tiny_engine):
+    vectors, dynamodb, _, s3 = moto_aws
+    worker = make_worker(tiny_settings, tiny_engine, vectors, dynamodb)
+    event = {"Items": listed(s3, "2025/bags/"), "BatchInput": batch_input(kind="prefix", bucket=PHOTOS, prefix="2025/")}
+    with pytest.raises(ImportStopped, match="library 'products' does not exist"):
+        worker.handle(event)
+
+
+def test_throttling_that_outlasts_the_client_retries_makes_the_batch_retryable(moto_aws, tiny_settings, tiny_engine):
+    _, dynamodb, _, s3 = moto_aws
+    vectors = boto3.client("s3vectors", region_name=REGION, config=Config(retries={"max_attempts": 1}))
+    FakeS3Vectors(vectors)
+    vectors.meta.events.register(
+        "before-call.s3vectors.PutVectors",
+        lambda **_: error("Rate exceeded", code="ThrottlingException", status=429),
+    )
+    worker = make_worker(tiny_settings, tiny_engine, vectors, dynamodb)
+    worker.importer.store.create_library("products", tiny_engine.model_version)
+    event = {"Items": listed(s3, "2025/bags/"), "BatchInput": batch_input(kind="prefix", bucket=PHOTOS, prefix="2025/")}
+    with pytest.raises(StoreBusy, match="ThrottlingException"):
+        worker.handle(event)
