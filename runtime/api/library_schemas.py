@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, TEXT_DOC, URL_DOC
+from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, TEXT_DOC, URL_DOC, ImageValue
 
 NAME_DOC = "Library name: 1 to 64 letters (any script, Chinese included), digits or underscores; unique."
 ID_DOC = "Image id: 1 to 128 letters, digits or _ - . : @ (not only dots); unique in the library."
@@ -32,7 +32,7 @@ class AddImageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(None, description=URL_DOC)
-    img: str | None = Field(None, description=IMG_DOC)
+    img: ImageValue = Field(None, description=IMG_DOC)
     id: str | None = Field(None, description=ID_DOC + " Generated when absent.")
     metadata: dict[str, Any] | None = Field(None, description=METADATA_DOC)
     dedup: bool = Field(True, description="Refuse the image when the library holds a near-duplicate.")
@@ -47,7 +47,7 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(None, description=URL_DOC)
-    img: str | None = Field(None, description=IMG_DOC)
+    img: ImageValue = Field(None, description=IMG_DOC)
     text: str | None = Field(None, description=TEXT_DOC)
     top_k: int | None = Field(
         None, description="How many matches (default 10): 1 to the server's limit, 100 unless IMSIM_MAX_TOP_K says."

@@ -6,6 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runtime.api.bodies import JSON, body_kind, content_type_of
 from runtime.errors import ApiError, BadRequest, Overloaded, PayloadTooLarge
 
 RETRY_AFTER_S = 1
@@ -46,7 +47,9 @@ class BodySizeLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if self.max_json_values and json_values_bound(body) > self.max_json_values:
+        # Only bodies read as JSON are bounded here; an upload's JSON text parts are bounded where they are read.
+        read_as_json = body_kind(content_type_of(scope)) == JSON
+        if self.max_json_values and read_as_json and json_values_bound(body) > self.max_json_values:
             error = BadRequest(
                 f"request body: more than {self.max_json_values} JSON values; no request to this API needs that many",
                 code="json_too_large",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 URL_DOC = "Image URL: http://, https:// or s3://bucket/key. JPEG, PNG, BMP or WebP; longest side at most 4096 px."
 IMG_DOC = "Base64-encoded image (a data: URL prefix is accepted)."
 TEXT_DOC = "Text, embedded in the same space as images (at most 1000 characters)."
+# An image slot holds base64 text in JSON, or the raw bytes of an upload (runtime/api/bodies.py).
+ImageValue = Annotated[str | bytes | None, WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})]
 EXAMPLE_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGM8ISfHgA0wYRUdtBIA0MoBFD5jqJkAAAAASUVORK5CYII="
 
 
@@ -16,7 +20,7 @@ class Slot(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"url": "https://example.com/cat.jpg"}]})
 
     url: str | None = Field(None, description=URL_DOC)
-    img: str | None = Field(None, description=IMG_DOC)
+    img: ImageValue = Field(None, description=IMG_DOC)
     text: str | None = Field(None, description=TEXT_DOC)
 
 
@@ -26,13 +30,13 @@ class SimilarityRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(None, description="Single mode. " + URL_DOC)
-    img: str | None = Field(None, description="Single mode. " + IMG_DOC)
+    img: ImageValue = Field(None, description="Single mode. " + IMG_DOC)
     text: str | None = Field(None, description="Single mode. " + TEXT_DOC)
     url_1: str | None = Field(None, description="Pair mode, first slot. " + URL_DOC)
-    img_1: str | None = Field(None, description="Pair mode, first slot. " + IMG_DOC)
+    img_1: ImageValue = Field(None, description="Pair mode, first slot. " + IMG_DOC)
     text_1: str | None = Field(None, description="Pair mode, first slot. " + TEXT_DOC)
     url_2: str | None = Field(None, description="Pair mode, second slot. " + URL_DOC)
-    img_2: str | None = Field(None, description="Pair mode, second slot. " + IMG_DOC)
+    img_2: ImageValue = Field(None, description="Pair mode, second slot. " + IMG_DOC)
     text_2: str | None = Field(None, description="Pair mode, second slot. " + TEXT_DOC)
     inputs: list[Slot] | None = Field(None, description="Batch mode: up to 32 slots, answered in order.")
 

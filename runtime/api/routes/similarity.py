@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 
+from runtime.api.bodies import BodyRoute
 from runtime.api.parsing import parse_request
 from runtime.api.schemas import (
     PING_EXAMPLES,
@@ -23,8 +24,8 @@ from runtime.api.schemas import (
 from runtime.embedder import Embedder, similarity
 from runtime.errors import ApiError
 
-router = APIRouter()
-sagemaker_router = APIRouter()
+router = APIRouter(route_class=BodyRoute)  # JSON whatever the Content-Type, raw images, forms
+sagemaker_router = APIRouter(route_class=BodyRoute)
 
 ERRORS = error_responses(400, 413, 502, 503)
 SIMILARITY_RESPONSES = {**answer_examples(SIMILARITY_ANSWER_EXAMPLES), **ERRORS}
