@@ -49,7 +49,9 @@ def _tower(model, method: str):
         def forward(self, x):
             return getattr(self.model, method)(x)
 
-    return Tower()
+    # In eval mode: the exporter restores the mode it found, and Tower() starts in training mode, which
+    # would switch the model's dropout on (XLM-RoBERTa's text tower has some) for every later call.
+    return Tower().eval()
 
 
 def _export(module, example, path: Path, input_name: str) -> None:
