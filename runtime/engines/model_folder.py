@@ -39,6 +39,8 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 
 
 def write_manifest(folder: Path, settings, engine, **extra) -> dict:
+    from runtime.engines.tokenizer import tokenizer_kind
+
     spec = engine.spec
     manifest = {
         "model": settings.model,
@@ -48,6 +50,7 @@ def write_manifest(folder: Path, settings, engine, **extra) -> dict:
         "image_mean": list(spec.mean),
         "image_std": list(spec.std),
         "dimension": engine.dimension,
+        "tokenizer": tokenizer_kind(engine.tokenizer),  # which tokenizer.json the onnx engine loads
         **extra,
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))

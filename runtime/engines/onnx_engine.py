@@ -9,14 +9,24 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engines.model_folder import IMAGE_GRAPH, PRECISIONS, TEXT_GRAPH, TOKENIZER_FILE, graph_file, read_manifest
-from runtime.engines.tokenizer import ClipTokenizer
+from runtime.engines.model_folder import (
+    IMAGE_GRAPH,
+    PRECISIONS,
+    TEXT_GRAPH,
+    TOKENIZER_FILE,
+    graph_file,
+    has_manifest,
+    read_manifest,
+)
+from runtime.engines.tokenizer import ClipTokenizer, HfTokenizer, load_tokenizer
 from runtime.inputs.images import ImageSpec, normalize
 from runtime.vectors import l2_normalize
 
 
 class OnnxEngine:
-    def __init__(self, image_session, text_session, tokenizer: ClipTokenizer, spec: ImageSpec, model_version: str):
+    def __init__(
+        self, image_session, text_session, tokenizer: ClipTokenizer | HfTokenizer, spec: ImageSpec, model_version: str
+    ):
         self.image_session = image_session
         self.text_session = text_session
         self.tokenizer = tokenizer
@@ -39,7 +49,9 @@ class OnnxEngine:
         precision: str = "fp32",
         spec: ImageSpec | None = None,
         threads: int | None = None,
+        tokenizer: str | None = None,
     ) -> OnnxEngine:
+        """``spec`` and ``tokenizer`` (its kind: ``clip`` or ``hf``) default to the folder's manifest."""
         import onnxruntime as ort
 
         if precision not in PRECISIONS:
@@ -59,7 +71,8 @@ class OnnxEngine:
         # The two graphs load (and are optimised) in parallel: most of a cold start's load time.
         with ThreadPoolExecutor(max_workers=2) as pool:
             image, text = pool.map(session, (IMAGE_GRAPH, TEXT_GRAPH))
-        return cls(image, text, ClipTokenizer(folder / TOKENIZER_FILE), spec, model_version)
+        kind = tokenizer or _tokenizer_kind(folder)
+        return cls(image, text, load_tokenizer(folder / TOKENIZER_FILE, kind), spec, model_version)
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         batch = normalize(pixels, self.spec)
@@ -72,6 +85,11 @@ class OnnxEngine:
         with self._lock:
             vectors = self.text_session.run(None, {"tokens": tokens})[0]
         return l2_normalize(vectors)
+
+
+def _tokenizer_kind(folder: Path) -> str:
+    """The manifest's tokenizer kind; ``clip`` for folders written before there were two kinds."""
+    return read_manifest(folder).get("tokenizer", "clip") if has_manifest(folder) else "clip"
 
 
 def _image_spec(folder: Path) -> ImageSpec:
