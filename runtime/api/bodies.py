@@ -54,7 +54,19 @@ def content_type_of(scope: dict) -> str | None:
 
 
 class BodyRoute(APIRoute):
-    """A route whose body model may also arrive as raw image bytes or as a multipart form."""
+    """A route whose body model may also arrive as raw image bytes or as a multipart form.
+
+    The OpenAPI document lists those bodies after the JSON one (Swagger UI then offers a file upload).
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        model = body_model(endpoint)
+        content = upload_content(model) if model is not None else {}
+        if content:  # FastAPI merges openapi_extra into the generated operation
+            extra = dict(self.openapi_extra or {})
+            extra["requestBody"] = {**extra.get("requestBody", {}), "content": content}
+            self.openapi_extra = extra
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -112,12 +124,21 @@ async def upload_fields(request: Request, kind: str, model: type[BaseModel]) -> 
     fields: dict[str, Any] = {}
     for name, value in form.multi_items():
         part = f"part '{name}'"
+        if is_blank(value):
+            continue  # an HTML form sends every field, the ones left empty too
         if name not in names:
             raise BadRequest(f"{part}: unknown part; this route takes {', '.join(names)}", code="unknown_field")
         if name in fields:
             raise BadRequest(f"{part}: given twice; send one value per part", code="duplicate_part")
         fields[name] = await part_value(name, value, model, settings)
     return fields
+
+
+def is_blank(value: UploadFile | str) -> bool:
+    """An empty text field, or a file input with no file chosen (no file name, no bytes)."""
+    if isinstance(value, UploadFile):
+        return not value.filename and not value.size
+    return value == ""
 
 
 async def part_value(name: str, value: UploadFile | str, model: type[BaseModel], settings) -> Any:
@@ -150,6 +171,42 @@ def json_part(name: str, text: str, max_values: int) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"{part}: not JSON ({exc})", code="invalid_json") from exc
+
+
+# --- the OpenAPI document ----------------------------------------------------------------------
+
+FORM_VALUE_KINDS = {int: "an integer", float: "a number", bool: "true or false"}
+BINARY_SCHEMA = {"type": "string", "format": "binary"}
+
+
+def upload_content(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody.content`` entries for the uploads a route's model accepts (may be none)."""
+    names = list(model.model_fields)
+    content: dict[str, Any] = {}
+    if BINARY_SLOT in names:
+        binary = {"schema": {**BINARY_SCHEMA, "description": "The image itself (single mode: as the img field)."}}
+        content.update({media_type: binary for media_type in BINARY_TYPES})
+    if any(slot in names for slot in IMAGE_SLOTS):
+        properties = {name: part_schema(name, field) for name, field in model.model_fields.items()}
+        content["multipart/form-data"] = {"schema": {"type": "object", "properties": properties}}
+    return content
+
+
+def part_schema(name: str, field) -> dict[str, Any]:
+    """A form field: text (its value's type said in words; an empty field counts as not given), or a file."""
+    if name in IMAGE_SLOTS:
+        return {**BINARY_SCHEMA, "description": "An image file (its base64 as text is accepted too)."}
+    if wants_json(field.annotation):
+        kind = "a JSON string"
+    else:
+        kinds = [kind for kind in typing.get_args(field.annotation) or (field.annotation,) if kind is not type(None)]
+        kind = FORM_VALUE_KINDS.get(kinds[0], "text") if kinds else "text"
+    # "example": "" keeps Swagger UI from filling the field with a placeholder value it would then send.
+    return {
+        "type": "string",
+        "description": f"{(field.description or name).rstrip('.')}. As a form field: {kind}.",
+        "example": "",
+    }
 
 
 def unsupported(names: list[str]) -> ApiError:

@@ -184,6 +184,27 @@ def test_multipart_text_parts_hold_urls_texts_base64_and_json(server):
     np.testing.assert_allclose(response.json()["results"][0], base64_vector(server, PNG), atol=1e-6)
 
 
+def test_blank_form_fields_count_as_not_given(server):
+    """An HTML form sends every field: empty text fields, and file inputs with no file chosen."""
+    response = server.client.post(
+        "/image-similarity",
+        files=[("img", ("a.png", PNG, "image/png")), ("url", (None, "")), ("text", (None, "")), ("img_1", ("", b""))],
+    )
+    np.testing.assert_allclose(result_of(response), base64_vector(server, PNG), atol=1e-6)
+
+
+def test_the_openapi_document_offers_the_uploads(server):
+    document = server.client.get("/api-explorer/openapi.json").json()
+    for path in ("/image-similarity", "/text_similarity", "/libraries/{name}/images", "/libraries/{name}/search"):
+        content = document["paths"][path]["post"]["requestBody"]["content"]
+        assert list(content) == ["application/json", "image/*", "application/octet-stream", "multipart/form-data"]
+        assert content["application/octet-stream"]["schema"]["format"] == "binary"
+        assert content["multipart/form-data"]["schema"]["properties"]["img"]["format"] == "binary"
+    assert list(document["paths"]["/libraries"]["post"]["requestBody"]["content"]) == ["application/json"]
+    form = document["paths"]["/libraries/{name}/images"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert "a JSON string" in form["schema"]["properties"]["metadata"]["description"]
+
+
 def test_library_add_and_search_by_multipart(server):
     assert server.post("/libraries", {"name": "forms"}).status_code == 201
     added = server.client.post(
