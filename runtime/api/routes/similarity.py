@@ -33,7 +33,9 @@ RESPONSE_MODEL = VectorResponse | PairResponse | BatchResponse
 SimilarityBody = Annotated[SimilarityRequest, Body(openapi_examples=SIMILARITY_EXAMPLES)]
 SIMILARITY_DOC = """Single mode (`url` | `img` | `text`) answers the vector; pair mode (slot 1 and slot 2, each
 `url_N` | `img_N` | `text_N`) answers `similarity` = (1 + cosine) / 2; batch mode (`inputs`, up to 32
-slots) answers the vectors in order. Images: JPEG, PNG, BMP or WebP, longest side at most 4096 px."""
+slots) answers the vectors in order. Images: JPEG, PNG, BMP or WebP, longest side at most 4096 px.
+The body may also be the image itself (`image/*` or `application/octet-stream`: single mode) or a
+multipart form (file parts `img`, `img_1`, `img_2`; text parts for the other fields)."""
 
 
 def embedder_of(request: Request) -> Embedder:
