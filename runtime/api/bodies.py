@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from runtime.errors import ApiError, BadRequest, InvalidInput
 
@@ -49,7 +50,7 @@ def body_kind(content_type: str | None) -> str:
     return JSON
 
 
-def content_type_of(scope: dict) -> str | None:
+def content_type_of(scope: Scope) -> str | None:
     return Headers(scope=scope).get("content-type")
 
 
