@@ -126,6 +126,15 @@ def test_json_bodies_reach_lambda_as_text_and_are_read_whatever_their_type(lambd
 
 
 @pytest.mark.slow
+def test_json_without_a_header_is_read_even_if_it_arrives_base64_encoded(lambda_handler, binary_media_types):
+    """Whichever way API Gateway passes a body without Content-Type, it is read as JSON."""
+    body = json.dumps({"text": "a photo of a cat"}).encode()
+    as_text = proxy_event("/text_similarity", body, None, binary_media_types)
+    as_base64 = {**as_text, "body": base64.b64encode(body).decode(), "isBase64Encoded": True}
+    np.testing.assert_allclose(invoke(lambda_handler, as_base64)["result"], invoke(lambda_handler, as_text)["result"])
+
+
+@pytest.mark.slow
 def test_binary_and_multipart_bodies_are_decoded_from_base64(lambda_handler, binary_media_types):
     as_json = proxy_event(
         "/image-similarity", json.dumps({"img": b64(PNG)}).encode(), "application/json", binary_media_types

@@ -141,3 +141,25 @@ def test_the_api_answers_multilingual_text_on_onnx_without_torch_or_transformers
     cosines = np.sum(vectors * reference.encode_texts(texts), axis=1)
     assert cosines.min() > 0.99999, cosines
     assert answers[0]["model_version"] == "tiny-xlm-test-clip/tiny-xlm-random"
+
+
+def requirement_names(path: Path) -> set[str]:
+    """Package names a requirements file installs, following its ``-r`` includes."""
+    names: set[str] = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r"):
+            names |= requirement_names(path.parent / line[2:].strip())
+        elif line:
+            names.add(line.split("==", 1)[0].strip().lower())
+    return names
+
+
+@pytest.mark.parametrize("file", ["requirements-onnx.txt", "requirements-front.txt"])
+def test_the_lambda_images_install_neither_torch_nor_transformers(file):
+    """The Lambda images install these files only (lambda_image/Dockerfile); bake and the torch path
+    get transformers from runtime/requirements.txt."""
+    names = requirement_names(ROOT / "runtime" / file)
+    assert not names & {"torch", "torchvision", "transformers", "open_clip_torch"}
+    assert file == "requirements-front.txt" or "tokenizers" in names
+    assert "transformers" in requirement_names(ROOT / "runtime" / "requirements.txt")
