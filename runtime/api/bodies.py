@@ -150,7 +150,10 @@ async def part_value(name: str, value: UploadFile | str, model: type[BaseModel],
         if value.size is not None and value.size > settings.max_image_bytes:
             message = f"{part}: the image is larger than {settings.max_image_bytes} bytes"
             raise InvalidInput(message, code="image_too_large")
-        return await value.read()
+        try:
+            return await value.read()
+        finally:
+            await value.close()  # a large part is spooled to a temporary file
     if wants_json(model.model_fields[name].annotation):
         return json_part(name, value, settings.max_json_values)
     return value

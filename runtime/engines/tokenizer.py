@@ -113,7 +113,9 @@ class HfTokenizer:
     def __call__(self, texts: list[str]) -> np.ndarray:
         """int64 ids, one row of ``context_length`` per text, as open_clip's ``HFTokenizer`` gives them."""
         encodings = self.tokenizer.encode_batch([clean_whitespace(text) for text in texts])
-        return np.array([encoding.ids for encoding in encodings], dtype=np.int64).reshape(len(texts), -1)
+        return np.array([encoding.ids for encoding in encodings], dtype=np.int64).reshape(
+            len(texts), self.context_length
+        )
 
 
 class ClipTokenizer:

@@ -90,6 +90,7 @@ def test_token_ids_match_open_clip(reference, baked):
     assert np.array_equal(ours, expected)
     truncated = ours[TEXTS.index("猫の写真 " * 40)]
     assert truncated[0] == 0 and truncated[-1] == 2  # <s> ... </s>, as open_clip truncates
+    assert HfTokenizer(baked / TOKENIZER_FILE)([]).shape == (0, 77)
 
 
 @pytest.mark.parametrize(("precision", "floor"), [("fp32", 0.99999), ("int8", 0.99)])
