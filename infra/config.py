@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.engines import catalog
+
 SOLUTION_NAME = "Image Similarity API"
 SOLUTION_VERSION = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
     "version"
@@ -52,19 +54,6 @@ FALSE_WORDS = ("false", "no")
 # Context keys that are not flags of this app: CDK feature flags ("@aws-cdk/..."), keys the CLI
 # adds ("aws:cdk:...") and cached lookups ("availability-zones:account=...") all hold "@" or ":".
 CLI_CONTEXT_KEYS = ("acknowledged-issue-numbers",)
-
-# OpenCLIP architectures whose vectors are 512-d (the API's contract), with their input size.
-MODEL_IMAGE_SIZES = {
-    "ViT-B-32": 224,
-    "ViT-B-32-quickgelu": 224,
-    "ViT-B-32-256": 256,
-    "ViT-B-16": 224,
-    "ViT-B-16-quickgelu": 224,
-    "xlm-roberta-base-ViT-B-32": 224,
-}
-# Architectures whose text tower uses a Hugging Face tokenizer: the Lambda image's ONNX engine
-# carries only OpenCLIP's CLIP tokenizer, so these run on the SageMaker backend (torch) only.
-TORCH_ONLY_MODELS = ("xlm-roberta-base-ViT-B-32",)
 
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (
@@ -141,8 +130,15 @@ class Config:
         return f"{self.model_arch}/{self.model_pretrained}"
 
     @property
+    def model(self) -> catalog.CatalogModel:
+        """The model's row in the catalog (runtime/engines/catalog.csv): size, tokenizer, engines."""
+        model = catalog.find(self.model_arch, self.model_pretrained)
+        assert model is not None, "load_config only accepts catalogued models"
+        return model
+
+    @property
     def image_size(self) -> int:
-        return MODEL_IMAGE_SIZES[self.model_arch]
+        return self.model.image_size
 
     @property
     def api_name(self) -> str:
@@ -209,11 +205,10 @@ def load_config(get_context: Callable[[str], Any]) -> Config:
 
 
 def _check_together(config: Config) -> None:
-    if config.backend == "lambda" and config.model_arch in TORCH_ONLY_MODELS:
+    if config.backend == "lambda" and not config.model.runs_on(LAMBDA_ENGINE):
         raise ConfigError(
-            f"context flag 'model' ({config.model_version}) needs -c backend=sagemaker: the lambda backend's "
-            f"ONNX engine supports the architectures with OpenCLIP's CLIP tokenizer "
-            f"({' | '.join(a for a in MODEL_IMAGE_SIZES if a not in TORCH_ONLY_MODELS)})"
+            f"context flag 'model' ({config.model_version}) needs -c backend=sagemaker: the catalog "
+            f"(runtime/engines/catalog.csv) does not list the lambda backend's {LAMBDA_ENGINE} engine for it"
         )
     if config.sagemaker_min_instances > config.sagemaker_max_instances:
         raise ConfigError(
@@ -287,9 +282,9 @@ def _retention(value: Any) -> int:
 
 
 def _model(value: Any) -> tuple[str, str]:
-    allowed = "<arch>/<pretrained> with arch one of " + " | ".join(MODEL_IMAGE_SIZES)
+    allowed = "<arch>/<pretrained> listed in runtime/engines/catalog.csv: " + " | ".join(catalog.versions())
     arch, _, pretrained = str(value).partition("/")
-    if arch not in MODEL_IMAGE_SIZES or not re.fullmatch(PRETRAINED_PATTERN, pretrained):
+    if catalog.find(arch, pretrained) is None:
         raise _fail("model", value, allowed)
     return arch, pretrained
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from aws_cdk import Aws, Fn
 
+from runtime.api.bodies import UPLOAD_TYPES
+
 INTEGRATION_TIMEOUT_MS = 29_000  # API Gateway's limit for a Lambda proxy integration
 API_GATEWAY_MAX_BODY_MB = 10  # API Gateway's hard limit on a REST API's request payload
 CORS_HEADERS = "Content-Type,Authorization,X-Amz-Date,X-Amz-Security-Token,X-Amz-Content-Sha256,X-Api-Key"
@@ -78,6 +80,9 @@ def api_definition(
         "components": {"securitySchemes": {API_KEY_SCHEME: {"type": "apiKey", "name": API_KEY_HEADER, "in": "header"}}},
         "x-amazon-apigateway-api-key-source": "HEADER",
         "x-amazon-apigateway-gateway-responses": _gateway_responses(cors_origin),
+        # Bodies of these types reach Lambda base64-encoded, byte for byte (the runtime decodes them);
+        # any other type, JSON included, stays text.
+        "x-amazon-apigateway-binary-media-types": list(UPLOAD_TYPES),
     }
 
 

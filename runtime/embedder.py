@@ -31,7 +31,7 @@ BASE64_WHITESPACE = b" \t\n\r\v\f"
 @dataclass(frozen=True)
 class Input:
     kind: str  # "url", "img" or "text"
-    value: str
+    value: str | bytes  # bytes: an image uploaded as such (runtime/api/bodies.py), not base64
     field: str  # the request field it came from, for error messages
 
 
@@ -80,7 +80,7 @@ class Embedder:
         return vectors
 
     def check_text(self, item: Input) -> str:
-        text = item.value.strip()
+        text = str(item.value).strip()
         if not text:
             raise InvalidInput(f"{item.field}: the text is empty", code="text_empty")
         if len(text) > self.settings.max_text_chars:
@@ -152,7 +152,12 @@ class Embedder:
             if not item.value.strip():
                 raise InvalidInput(f"{item.field}: the URL is empty", code="invalid_url")
             with span("fetch"):
-                return self.fetcher.fetch(item.value.strip(), item.field, deadline)
+                return self.fetcher.fetch(str(item.value).strip(), item.field, deadline)
+        if isinstance(item.value, bytes):
+            if len(item.value) > self.settings.max_image_bytes:
+                message = f"{item.field}: the image is larger than {self.settings.max_image_bytes} bytes"
+                raise InvalidInput(message, code="image_too_large")
+            return item.value
         return decode_base64(item.value, item.field, self.settings.max_image_bytes)
 
 

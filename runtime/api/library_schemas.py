@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, STRICT_REQUEST, TEXT_DOC, URL_DOC
+from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, STRICT_REQUEST, TEXT_DOC, URL_DOC, ImageValue
 
 NAME_DOC = "Library name: 1 to 64 letters (any script, Chinese included), digits or underscores; unique."
 ID_DOC = (
@@ -43,7 +43,7 @@ class BatchImage(BaseModel):
     model_config = STRICT_REQUEST
 
     url: str | None = Field(None, description=URL_DOC)
-    img: str | None = Field(None, description=IMG_DOC)
+    img: ImageValue = Field(None, description=IMG_DOC)
     id: str | None = Field(None, description=ID_DOC + " Generated when absent.")
     metadata: dict[str, Any] | None = Field(None, description=METADATA_DOC)
 
@@ -54,7 +54,7 @@ class AddImageRequest(BaseModel):
     model_config = STRICT_REQUEST
 
     url: str | None = Field(None, description=URL_DOC)
-    img: str | None = Field(None, description=IMG_DOC)
+    img: ImageValue = Field(None, description=IMG_DOC)
     id: str | None = Field(None, description=ID_DOC + " Generated when absent.")
     metadata: dict[str, Any] | None = Field(None, description=METADATA_DOC)
     images: list[BatchImage] | None = Field(
@@ -84,7 +84,7 @@ class SearchRequest(BaseModel):
     model_config = STRICT_REQUEST
 
     url: str | None = Field(None, description=URL_DOC)
-    img: str | None = Field(None, description=IMG_DOC)
+    img: ImageValue = Field(None, description=IMG_DOC)
     text: str | None = Field(None, description=TEXT_DOC)
     id: str | None = Field(
         None, description='"More like this": search by an image of the library, by id; it is left out of the matches.'

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runtime.api.bodies import JSON, body_kind, content_type_of
 from runtime.errors import ApiError, BadRequest, Overloaded, PayloadTooLarge
 
 RETRY_AFTER_S = 1
@@ -53,7 +54,9 @@ class BodySizeLimit:
         if body is None:
             await self._refuse(send)
             return
-        if self.max_json_values and json_values_bound(body) > self.max_json_values:
+        # Only bodies read as JSON are bounded here; an upload's JSON text parts are bounded where they are read.
+        read_as_json = body_kind(content_type_of(scope)) == JSON
+        if self.max_json_values and read_as_json and json_values_bound(body) > self.max_json_values:
             error = BadRequest(
                 f"request body: more than {self.max_json_values} JSON values; no request to this API needs that many",
                 code="json_too_large",

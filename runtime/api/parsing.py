@@ -12,7 +12,7 @@ from runtime.errors import BadRequest
 SLOT_KINDS = ("url", "img", "text")
 
 
-def slot_input(values: dict[str, str | None], fields: dict[str, str], where: str) -> Input:
+def slot_input(values: dict[str, str | bytes | None], fields: dict[str, str], where: str) -> Input:
     """Exactly one of url / img / text; ``fields`` maps each kind to its request field name."""
     given = [kind for kind in SLOT_KINDS if values.get(kind) is not None]
     names = " or ".join(fields[kind] for kind in SLOT_KINDS)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from runtime.errors import ERROR_CODES
 
@@ -14,6 +16,8 @@ IMG_DOC = "Base64-encoded image (a data: URL prefix is accepted)."
 TEXT_DOC = "Text, embedded in the same space as images (at most 1000 characters)."
 # Request fields take exactly their OpenAPI types: no "false" -> false, no "5" -> 5 (pydantic's strict mode).
 STRICT_REQUEST = ConfigDict(extra="forbid", strict=True)
+# An image slot holds base64 text in JSON, or the raw bytes of an upload (runtime/api/bodies.py).
+ImageValue = Annotated[str | bytes | None, WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})]
 EXAMPLE_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGM8ISfHgA0wYRUdtBIA0MoBFD5jqJkAAAAASUVORK5CYII="
 
 
@@ -25,7 +29,7 @@ class Slot(BaseModel):
     )
 
     url: str | None = Field(None, description=URL_DOC)
-    img: str | None = Field(None, description=IMG_DOC)
+    img: ImageValue = Field(None, description=IMG_DOC)
     text: str | None = Field(None, description=TEXT_DOC)
 
 
@@ -35,13 +39,13 @@ class SimilarityRequest(BaseModel):
     model_config = STRICT_REQUEST
 
     url: str | None = Field(None, description="Single mode. " + URL_DOC)
-    img: str | None = Field(None, description="Single mode. " + IMG_DOC)
+    img: ImageValue = Field(None, description="Single mode. " + IMG_DOC)
     text: str | None = Field(None, description="Single mode. " + TEXT_DOC)
     url_1: str | None = Field(None, description="Pair mode, first slot. " + URL_DOC)
-    img_1: str | None = Field(None, description="Pair mode, first slot. " + IMG_DOC)
+    img_1: ImageValue = Field(None, description="Pair mode, first slot. " + IMG_DOC)
     text_1: str | None = Field(None, description="Pair mode, first slot. " + TEXT_DOC)
     url_2: str | None = Field(None, description="Pair mode, second slot. " + URL_DOC)
-    img_2: str | None = Field(None, description="Pair mode, second slot. " + IMG_DOC)
+    img_2: ImageValue = Field(None, description="Pair mode, second slot. " + IMG_DOC)
     text_2: str | None = Field(None, description="Pair mode, second slot. " + TEXT_DOC)
     inputs: list[Slot] | None = Field(None, description="Batch mode: up to 32 slots, answered in order.")
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from runtime.bake.export import export_onnx
+from runtime.engines.catalog import find
 from runtime.engines.model_folder import WEIGHTS_FILE, settings_for_model_dir, write_manifest
+from runtime.engines.tokenizer import tokenizer_kind
 from runtime.engines.torch_engine import TorchEngine
 from runtime.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, Settings
 
@@ -24,6 +26,7 @@ def bake(settings: Settings, out: Path, *, onnx: bool = True) -> dict:
     import torch
 
     source = TorchEngine.load(settings)
+    check_catalog(settings, source)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(source.model.state_dict(), out / WEIGHTS_FILE)
     extra: dict = {"weights_file": WEIGHTS_FILE}
@@ -39,6 +42,20 @@ def bake(settings: Settings, out: Path, *, onnx: bool = True) -> dict:
     manifest = write_manifest(out, settings, source, **extra)
     check_reload(source, out)
     return manifest
+
+
+def check_catalog(settings: Settings, source: TorchEngine) -> None:
+    """A catalogued model must be what its row says: the CDK app and the front engine trust the row."""
+    listed = find(settings.model, settings.pretrained)
+    if listed is None:
+        return
+    actual = (source.dimension, source.image_size, tokenizer_kind(source.tokenizer))
+    if actual != (listed.dimension, listed.image_size, listed.tokenizer):
+        raise SystemExit(
+            f"bake: {listed.version} is {actual[0]}-d, {actual[1]} px, tokenizer {actual[2]}; "
+            f"the catalog (runtime/engines/catalog.csv) says {listed.dimension}-d, {listed.image_size} px, "
+            f"tokenizer {listed.tokenizer}"
+        )
 
 
 def check_reload(source: TorchEngine, out: Path) -> None:

@@ -69,6 +69,8 @@ def settings_for_model_dir(settings: Settings) -> Settings:
 
 
 def write_manifest(folder: Path, settings: Settings, engine: TorchEngine, **extra: Any) -> dict[str, Any]:
+    from runtime.engines.tokenizer import tokenizer_kind
+
     spec = engine.spec
     manifest = {
         "model": settings.model,
@@ -78,6 +80,7 @@ def write_manifest(folder: Path, settings: Settings, engine: TorchEngine, **extr
         "image_mean": list(spec.mean),
         "image_std": list(spec.std),
         "dimension": engine.dimension,
+        "tokenizer": tokenizer_kind(engine.tokenizer),  # which tokenizer.json the onnx engine loads
         **extra,
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))

@@ -8,8 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.engines.model_folder import IMAGE_GRAPH, PRECISIONS, TEXT_GRAPH, TOKENIZER_FILE, graph_file, read_manifest
-from runtime.engines.tokenizer import ClipTokenizer
+from runtime.engines.model_folder import (
+    IMAGE_GRAPH,
+    PRECISIONS,
+    TEXT_GRAPH,
+    TOKENIZER_FILE,
+    graph_file,
+    has_manifest,
+    read_manifest,
+)
+from runtime.engines.tokenizer import ClipTokenizer, HfTokenizer, load_tokenizer
 from runtime.inputs.images import ImageSpec, normalize
 from runtime.vectors import Vectors, l2_normalize
 
@@ -24,7 +32,7 @@ class OnnxEngine:
         self,
         image_session: InferenceSession,
         text_session: InferenceSession,
-        tokenizer: ClipTokenizer,
+        tokenizer: ClipTokenizer | HfTokenizer,
         spec: ImageSpec,
         model_version: str,
     ):
@@ -50,7 +58,9 @@ class OnnxEngine:
         precision: str = "fp32",
         spec: ImageSpec | None = None,
         threads: int | None = None,
+        tokenizer: str | None = None,
     ) -> OnnxEngine:
+        """``spec`` and ``tokenizer`` (its kind: ``clip`` or ``hf``) default to the folder's manifest."""
         import onnxruntime as ort
 
         if precision not in PRECISIONS:
@@ -70,7 +80,8 @@ class OnnxEngine:
         # The two graphs load (and are optimised) in parallel: most of a cold start's load time.
         with ThreadPoolExecutor(max_workers=2) as pool:
             image, text = pool.map(session, (IMAGE_GRAPH, TEXT_GRAPH))
-        return cls(image, text, ClipTokenizer(folder / TOKENIZER_FILE), spec, model_version)
+        kind = tokenizer or _tokenizer_kind(folder)
+        return cls(image, text, load_tokenizer(folder / TOKENIZER_FILE, kind), spec, model_version)
 
     def encode_images(self, pixels: Pixels) -> Vectors:
         batch = normalize(pixels, self.spec)
@@ -83,6 +94,11 @@ class OnnxEngine:
         with self._lock:
             vectors = self.text_session.run(None, {"tokens": tokens})[0]
         return l2_normalize(vectors)
+
+
+def _tokenizer_kind(folder: Path) -> str:
+    """The manifest's tokenizer kind; ``clip`` for folders written before there were two kinds."""
+    return read_manifest(folder).get("tokenizer", "clip") if has_manifest(folder) else "clip"
 
 
 def _image_spec(folder: Path) -> ImageSpec:

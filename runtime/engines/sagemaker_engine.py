@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from runtime.engines.catalog import find
 from runtime.errors import Overloaded, UpstreamError
 from runtime.inputs.images import encode_png
 from runtime.settings import Settings
@@ -35,9 +36,12 @@ class SageMakerEngine:
         if not settings.sagemaker_endpoint:
             raise ValueError("the sagemaker engine needs IMSIM_SAGEMAKER_ENDPOINT")
         self.endpoint = settings.sagemaker_endpoint
-        self.image_size = settings.image_size
+        # The endpoint's model is not in this process: its facts come from the catalog when it lists
+        # the model, else from the settings (IMSIM_IMAGE_SIZE) and the API's 512-d contract.
+        listed = find(settings.model, settings.pretrained)
+        self.image_size = listed.image_size if listed else settings.image_size
         self.model_version = settings.model_version
-        self.dimension = 512
+        self.dimension = listed.dimension if listed else 512
         self._client = client
         self.payload_budget = payload_budget or PAYLOAD_BUDGET
 

@@ -1,8 +1,15 @@
-"""OpenCLIP's text tokenizer without torch: the same BPE, run by the ``tokenizers`` library.
+"""OpenCLIP's text tokenizers without torch or transformers, run by the ``tokenizers`` library.
 
-``export_tokenizer`` (bake time, where open_clip is installed) writes open_clip's vocabulary and
-merges as a ``tokenizer.json``; ``ClipTokenizer`` loads it in a few milliseconds and gives the
-same token ids as ``open_clip.get_tokenizer`` (a test checks this on a corpus).
+Two kinds (the ``tokenizer`` column of the model catalog):
+
+- ``clip``: open_clip's own BPE. ``export_tokenizer`` writes its vocabulary and merges as a
+  ``tokenizer.json``; ``ClipTokenizer`` gives the same ids as ``open_clip.get_tokenizer``.
+- ``hf``: a Hugging Face tokenizer (XLM-RoBERTa's for ``xlm-roberta-base-ViT-B-32``: 100 languages).
+  Its fast tokenizer already is a ``tokenizers`` pipeline; it is saved with open_clip's padding and
+  truncation, and ``HfTokenizer`` gives the same ids as open_clip's ``HFTokenizer``.
+
+Export runs at bake time (open_clip, and transformers for ``hf``, installed); loading needs only
+``tokenizers`` and ``ftfy``. Tests check both kinds against open_clip on a corpus.
 """
 
 from __future__ import annotations
@@ -17,17 +24,64 @@ from numpy.typing import NDArray
 # open_clip's pre-tokenization: contractions, runs of letters, single digits, runs of other symbols.
 CLIP_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 START, END = "<start_of_text>", "<end_of_text>"
+KINDS = ("clip", "hf")
 
 
 def clean(text: str) -> str:
     """open_clip's 'lower' cleaning: fix mojibake, unescape HTML twice, fold white space, lower case."""
+    return clean_whitespace(text).lower()
+
+
+def clean_whitespace(text: str) -> str:
+    """open_clip's 'whitespace' cleaning (its HF tokenizers' default): as ``clean``, case kept."""
     import ftfy
 
     text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
-    return " ".join(text.split()).lower()
+    return " ".join(text.split())
 
 
-def export_tokenizer(simple_tokenizer: Any, path: Path) -> None:
+def tokenizer_kind(tokenizer: Any) -> str:
+    """``clip`` or ``hf`` for a tokenizer from ``open_clip.get_tokenizer``."""
+    if hasattr(getattr(tokenizer, "tokenizer", None), "backend_tokenizer"):
+        return "hf"
+    if hasattr(getattr(tokenizer, "tokenizer", tokenizer), "bpe_ranks"):
+        return "clip"
+    raise ValueError(f"the onnx engine has no tokenizer like open_clip's {type(tokenizer).__name__}")
+
+
+def export_tokenizer(tokenizer: Any, path: Path) -> str:
+    """Write an ``open_clip.get_tokenizer`` tokenizer as a tokenizers JSON file; returns its kind."""
+    kind = tokenizer_kind(tokenizer)
+    if kind == "hf":
+        export_hf_tokenizer(tokenizer, path)
+    else:
+        export_clip_tokenizer(getattr(tokenizer, "tokenizer", tokenizer), path)
+    return kind
+
+
+def load_tokenizer(path: Path, kind: str) -> ClipTokenizer | HfTokenizer:
+    if kind not in KINDS:
+        raise ValueError(f"tokenizer kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    return HfTokenizer(path) if kind == "hf" else ClipTokenizer(path)
+
+
+def export_hf_tokenizer(tokenizer: Any, path: Path) -> None:
+    """An open_clip ``HFTokenizer``: its fast tokenizer's pipeline, padded and truncated as open_clip does
+    (``padding='max_length'``, ``truncation=True``: special tokens kept, then the pad id)."""
+    from tokenizers import Tokenizer
+
+    if getattr(tokenizer, "tokenizer_mode", "") or getattr(tokenizer, "strip_sep_token", False):
+        raise ValueError("the onnx engine supports open_clip HF tokenizers in their standard mode only")
+    if getattr(tokenizer.clean_fn, "__name__", "") != "_clean_whitespace":
+        raise ValueError("the onnx engine supports open_clip HF tokenizers with 'whitespace' cleaning only")
+    fast = tokenizer.tokenizer
+    pipeline = Tokenizer.from_str(fast.backend_tokenizer.to_str())  # a copy: the original stays as it was
+    pipeline.enable_truncation(max_length=tokenizer.context_length)
+    pipeline.enable_padding(length=tokenizer.context_length, pad_id=fast.pad_token_id, pad_token=fast.pad_token)
+    pipeline.save(str(path))
+
+
+def export_clip_tokenizer(simple_tokenizer: Any, path: Path) -> None:
     """Write an open_clip ``SimpleTokenizer``'s vocabulary and merges as a tokenizers JSON file."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
@@ -44,6 +98,26 @@ def export_tokenizer(simple_tokenizer: Any, path: Path) -> None:
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens([START, END])
     tokenizer.save(str(path))
+
+
+class HfTokenizer:
+    """A Hugging Face tokenizer saved by ``export_hf_tokenizer``: padding and truncation are in the file."""
+
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(path))
+        padding = self.tokenizer.padding
+        if not padding or not padding.get("length"):
+            raise ValueError(f"{path}: a Hugging Face tokenizer.json without fixed-length padding (not from bake)")
+        self.context_length = int(padding["length"])
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        """int64 ids, one row of ``context_length`` per text, as open_clip's ``HFTokenizer`` gives them."""
+        encodings = self.tokenizer.encode_batch([clean_whitespace(text) for text in texts])
+        return np.array([encoding.ids for encoding in encodings], dtype=np.int64).reshape(
+            len(texts), self.context_length
+        )
 
 
 class ClipTokenizer:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import FLAG_DEFAULTS, MODEL_IMAGE_SIZES, ConfigError, check_flag_names, load_config
+from infra.config import FLAG_DEFAULTS, ConfigError, check_flag_names, load_config
+from runtime.engines.catalog import find
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +47,7 @@ def test_cli_strings_are_parsed():
     )
     assert config.explorer is False and config.lambda_memory == 3008 and config.throttle_rate == 2.5
     assert config.s3_read_buckets == ("a-b", "c.d")
-    assert config.image_size == MODEL_IMAGE_SIZES["ViT-B-32-256"] == 256
+    assert config.image_size == find("ViT-B-32-256", "datacomp_s34b_b86k").image_size == 256
 
 
 @pytest.mark.parametrize(
@@ -113,8 +114,7 @@ def test_flags_that_must_agree():
         config_of(sagemaker_min_instances=3, sagemaker_max_instances=2)
     with pytest.raises(ConfigError, match="provisioned_concurrency"):
         config_of(provisioned_concurrency=5, reserved_concurrency=2)
-    with pytest.raises(ConfigError, match="needs -c backend=sagemaker"):
-        config_of(model="xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k", backend="lambda")
+    assert config_of(model="xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k", backend="lambda").image_size == 224
     assert config_of(model="xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k", backend="sagemaker").image_size == 224
 
 

@@ -15,10 +15,10 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runtime.api.bodies import BodyRoute
 from runtime.api.library_schemas import (
     ADD_ANSWERS,
     ADD_EXAMPLES,
@@ -79,7 +79,7 @@ SLOT_FIELDS = {"url": "url", "img": "img", "text": "text"}
 TAGS: list[str | Any] = ["libraries"]
 
 
-class LibraryWriteRoute(APIRoute):
+class LibraryWriteRoute(BodyRoute):
     """A library write: its errors, request validation included, carry ``"status": -1``."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -105,7 +105,7 @@ class LibraryWriteRoute(APIRoute):
         return write
 
 
-router = APIRouter(tags=TAGS)
+router = APIRouter(tags=TAGS, route_class=BodyRoute)  # bodies by Content-Type (runtime/api/bodies.py)
 writes = APIRouter(tags=TAGS, route_class=LibraryWriteRoute)
 
 LibraryName = Annotated[str, Path(description=NAME_DOC, openapi_examples=NAME_EXAMPLES)]

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 
+from runtime.api.bodies import BodyRoute
 from runtime.api.parsing import parse_request
 from runtime.api.schemas import (
     PING_EXAMPLES,
@@ -23,8 +24,8 @@ from runtime.api.schemas import (
 from runtime.embedder import Embedder, similarity
 from runtime.errors import ApiError
 
-router = APIRouter()
-sagemaker_router = APIRouter()
+router = APIRouter(route_class=BodyRoute)  # JSON whatever the Content-Type, raw images, forms
+sagemaker_router = APIRouter(route_class=BodyRoute)
 
 ERRORS = error_responses(400, 413, 502, 503)
 SIMILARITY_RESPONSES = {**answer_examples(SIMILARITY_ANSWER_EXAMPLES), **ERRORS}
@@ -33,7 +34,8 @@ SimilarityBody = Annotated[SimilarityRequest, Body(openapi_examples=SIMILARITY_E
 SIMILARITY_DOC = """Single mode (`url` | `img` | `text`) answers the vector; pair mode (slot 1 and slot 2, each
 `url_N` | `img_N` | `text_N`) answers `similarity` = (1 + cosine) / 2; batch mode (`inputs`, up to 32
 slots) answers the vectors in order. Images: JPEG, PNG, BMP, WebP, GIF, TIFF, AVIF or HEIC, longest side at
-most 8192 px."""
+most 8192 px. The body may also be the image itself (`image/*` or `application/octet-stream`: single
+mode) or a multipart form (file parts `img`, `img_1`, `img_2`; text parts for the other fields)."""
 
 
 def embedder_of(request: Request) -> Embedder:

@@ -94,3 +94,38 @@ def test_try_it_out_sends_the_api_key_when_the_authorization_is_api_key(browser,
         response.locator(".response-col_status").filter(has_text="200").wait_for(timeout=30_000)
         assert [headers.get("x-api-key") for headers in sent] == ["partner-key-123"]
         page.close()
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "application/octet-stream"])
+def test_try_it_out_uploads_a_file(browser, server, tmp_path, content_type):
+    """The file upload Swagger UI offers for the upload bodies (runtime/api/bodies.py) answers a vector,
+    the same one the image's base64 gives."""
+    picture = image_bytes(6, size=(40, 30), fmt="JPEG", quality=90)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(picture)
+    page = browser.new_page(viewport={"width": 1280, "height": 1500})
+    console_errors: list[str] = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    page.goto(f"{server.url}/api-explorer")
+
+    operation = page.locator(OPERATION)
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.locator("select.content-type").first.select_option(content_type)
+    file_inputs = operation.locator(".opblock-section-request-body input[type=file]")
+    if content_type == "multipart/form-data":
+        row = operation.locator(".opblock-section-request-body tr").filter(has_text="img").first
+        row.locator("input[type=file]").set_input_files(str(photo))
+    else:
+        assert file_inputs.count() == 1
+        file_inputs.set_input_files(str(photo))
+    operation.get_by_role("button", name="Execute").click()
+
+    response = operation.locator(".live-responses-table .response").first
+    response.locator(".response-col_status").filter(has_text="200").wait_for(timeout=30_000)
+    answer = json.loads(response.locator(".response-col_description pre").first.inner_text())
+    expected = server.post("/image-similarity", {"img": b64(picture)}).json()["result"]
+    assert len(answer["result"]) == 512
+    assert max(abs(a - b) for a, b in zip(answer["result"], expected)) < 1e-6
+    assert console_errors == []
+    page.close()

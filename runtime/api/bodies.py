@@ -1,0 +1,241 @@
+"""Reading a request body by its Content-Type: JSON, raw image bytes, or multipart/form-data.
+
+- ``image/*`` or ``application/octet-stream``: the body is the image, as if sent in ``img``.
+- ``multipart/form-data``: file parts fill the image slots (``img``, ``img_1``, ``img_2``), text
+  parts the other fields (``metadata``, ``filter``, ``inputs`` as JSON strings).
+- Anything else (no Content-Type, ``text/plain``, the form type ``curl -d`` sends) is read as JSON,
+  so clients that never set the header, like the AI Solution Kit's examples, work unchanged.
+
+``BodyRoute`` applies this to every route of a router: an upload becomes the same request model a
+JSON body gives, with the image slots holding the raw bytes (never base64), so one validation and
+one decoder serve every kind of body.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import Callable, Coroutine
+from email.message import Message
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
+
+from runtime.errors import ApiError, BadRequest, InvalidInput
+
+JSON, BINARY, MULTIPART = "json", "binary", "multipart"
+IMAGE_SLOTS = ("img", "img_1", "img_2")
+BINARY_SLOT = "img"
+BINARY_TYPES = ("image/*", "application/octet-stream")
+UPLOAD_TYPES = (*BINARY_TYPES, "multipart/form-data")
+"""The media types read as something other than JSON (API Gateway passes these as binary)."""
+
+
+def body_kind(content_type: str | None) -> str:
+    """``binary``, ``multipart`` or ``json`` (every other type, or none, is read as JSON)."""
+    if not content_type:
+        return JSON
+    message = Message()
+    message["content-type"] = content_type
+    media_type = message.get_content_type()  # lower case, parameters dropped; "text/plain" when unparsable
+    if media_type.startswith("image/") or media_type == "application/octet-stream":
+        return BINARY
+    if media_type == "multipart/form-data":
+        return MULTIPART
+    return JSON
+
+
+def content_type_of(scope: Scope) -> str | None:
+    return Headers(scope=scope).get("content-type")
+
+
+class BodyRoute(APIRoute):
+    """A route whose body model may also arrive as raw image bytes or as a multipart form.
+
+    The OpenAPI document lists those bodies after the JSON one (Swagger UI then offers a file upload).
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        model = body_model(endpoint)
+        content = upload_content(model) if model is not None else {}
+        if content:  # FastAPI merges openapi_extra into the generated operation
+            extra = dict(self.openapi_extra or {})
+            extra["requestBody"] = {**extra.get("requestBody", {}), "content": content}
+            self.openapi_extra = extra
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        model = body_model(self.endpoint)
+
+        async def read_by_content_type(request: Request) -> Response:
+            kind = body_kind(content_type_of(request.scope))
+            if model is not None and kind != JSON:
+                fields = await upload_fields(request, kind, model)
+                # FastAPI validates what request.json() returns; handing it the fields (bytes in the
+                # image slots) gives uploads the same validation and errors as JSON bodies.
+                request._json = fields  # noqa: SLF001 (Starlette's cache of the parsed body)
+            if model is not None:
+                as_json(request)
+            return await handler(request)
+
+        return read_by_content_type
+
+
+def as_json(request: Request) -> None:
+    """Make FastAPI parse the body as JSON whatever its declared type."""
+    headers = [(name, value) for name, value in request.scope["headers"] if name != b"content-type"]
+    request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
+    request.__dict__.pop("_headers", None)  # Starlette caches the headers it has read
+
+
+def body_model(endpoint: Callable) -> type[BaseModel] | None:
+    """The request model of an endpoint's ``body`` parameter, if it has one."""
+    hint = typing.get_type_hints(endpoint, include_extras=True).get("body")
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+
+
+async def upload_fields(request: Request, kind: str, model: type[BaseModel]) -> dict[str, Any]:
+    """The request model's fields from a binary or multipart body."""
+    names = list(model.model_fields)
+    settings = request.app.state.settings
+    if kind == BINARY:
+        if BINARY_SLOT not in names:
+            raise unsupported(names)
+        data = await request.body()
+        if not data:
+            raise InvalidInput("request body: the image is empty (0 bytes)", code="not_an_image")
+        return {BINARY_SLOT: data}
+    if not any(slot in names for slot in IMAGE_SLOTS):
+        raise unsupported(names)
+    await request.body()  # kept, so FastAPI finds a body to validate
+    try:
+        form = await request.form(
+            max_files=len(IMAGE_SLOTS), max_fields=len(names), max_part_size=settings.max_request_bytes
+        )
+    except StarletteHTTPException as exc:  # Starlette's message says which limit or what is malformed
+        raise BadRequest(f"multipart body: {exc.detail}", code="invalid_multipart") from exc
+    fields: dict[str, Any] = {}
+    try:
+        for name, value in form.multi_items():
+            part = f"part '{name}'"
+            if is_blank(value):
+                continue  # an HTML form sends every field, the ones left empty too
+            if name not in names:
+                raise BadRequest(f"{part}: unknown part; this route takes {', '.join(names)}", code="unknown_field")
+            if name in fields:
+                raise BadRequest(f"{part}: given twice; send one value per part", code="duplicate_part")
+            fields[name] = await part_value(name, value, model, settings)
+    finally:
+        await form.close()  # large parts are spooled to temporary files
+    return fields
+
+
+def is_blank(value: UploadFile | str) -> bool:
+    """An empty text field, or a file input with no file chosen (no file name, no bytes)."""
+    if isinstance(value, UploadFile):
+        return not value.filename and not value.size
+    return value == ""
+
+
+async def part_value(name: str, value: UploadFile | str, model: type[BaseModel], settings) -> Any:
+    part = f"part '{name}'"
+    if isinstance(value, UploadFile):
+        if name not in IMAGE_SLOTS:
+            raise BadRequest(f"{part}: a file is only accepted in {', '.join(IMAGE_SLOTS)}", code="invalid_part")
+        if value.size is not None and value.size > settings.max_image_bytes:
+            message = f"{part}: the image is larger than {settings.max_image_bytes} bytes"
+            raise InvalidInput(message, code="image_too_large")
+        try:
+            return await value.read()
+        finally:
+            await value.close()  # a large part is spooled to a temporary file
+    annotation = model.model_fields[name].annotation
+    if wants_json(annotation):
+        return json_part(name, value, settings.max_json_values)
+    return form_scalar(value, annotation)
+
+
+def form_scalar(text: str, annotation: Any) -> Any:
+    """A form's text as the field's JSON type: a form carries only text, so ``top_k=5`` and ``dedup=false``
+    are numbers and booleans there (JSON bodies take exactly their types). Text that is not one stays
+    text, and the model's validation names the field."""
+    kinds = set(typing.get_args(annotation)) or {annotation}
+    if bool in kinds and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        if kind in kinds:
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+    return text
+
+
+def wants_json(annotation: Any) -> bool:
+    """Whether a field holds an object or a list (sent as a JSON string in a form)."""
+    kinds = typing.get_args(annotation) or (annotation,)
+    return any(typing.get_origin(kind) in (dict, list) or kind in (dict, list) for kind in kinds)
+
+
+def json_part(name: str, text: str, max_values: int) -> Any:
+    from runtime.api.middleware import json_values_bound  # middleware imports this module
+
+    part = f"part '{name}'"
+    if json_values_bound(text.encode()) > max_values:
+        raise BadRequest(f"{part}: more than {max_values} JSON values", code="json_too_large")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"{part}: not JSON ({exc})", code="invalid_json") from exc
+
+
+# --- the OpenAPI document ----------------------------------------------------------------------
+
+FORM_VALUE_KINDS = {int: "an integer", float: "a number", bool: "true or false"}
+BINARY_SCHEMA = {"type": "string", "format": "binary"}
+
+
+def upload_content(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody.content`` entries for the uploads a route's model accepts (may be none)."""
+    names = list(model.model_fields)
+    content: dict[str, Any] = {}
+    if BINARY_SLOT in names:
+        binary = {"schema": {**BINARY_SCHEMA, "description": "The image itself (single mode: as the img field)."}}
+        content.update({media_type: binary for media_type in BINARY_TYPES})
+    if any(slot in names for slot in IMAGE_SLOTS):
+        properties = {name: part_schema(name, field) for name, field in model.model_fields.items()}
+        content["multipart/form-data"] = {"schema": {"type": "object", "properties": properties}}
+    return content
+
+
+def part_schema(name: str, field) -> dict[str, Any]:
+    """A form field: text (its value's type said in words; an empty field counts as not given), or a file."""
+    if name in IMAGE_SLOTS:
+        return {**BINARY_SCHEMA, "description": "An image file (its base64 as text is accepted too)."}
+    if wants_json(field.annotation):
+        kind = "a JSON string"
+    else:
+        kinds = [kind for kind in typing.get_args(field.annotation) or (field.annotation,) if kind is not type(None)]
+        kind = FORM_VALUE_KINDS.get(kinds[0], "text") if kinds else "text"
+    # "example": "" keeps Swagger UI from filling the field with a placeholder value it would then send.
+    return {
+        "type": "string",
+        "description": f"{(field.description or name).rstrip('.')}. As a form field: {kind}.",
+        "example": "",
+    }
+
+
+def unsupported(names: list[str]) -> ApiError:
+    return ApiError(
+        f"request body: this route takes a JSON body ({', '.join(names)}), not an upload",
+        code="unsupported_media_type",
+        status_code=415,
+    )

@@ -1,0 +1,24 @@
+"""bench/bench_upload.py runs end to end in its smoke mode (figures are not asserted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_upload_benchmark_smoke_run_prints_its_table():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_upload.py"), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = done.stdout.split("Upload ways", 1)[1]
+    for way in ("base64 JSON", "binary (image/jpeg)", "multipart/form-data"):
+        assert re.search(rf"{re.escape(way)}\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+x", table), table
