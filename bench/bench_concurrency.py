@@ -17,10 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
-from tests.fakes.images import b64, image_bytes  # noqa: E402
 
 from bench.common import ServerProcess, model_settings, p50, p95, parser, print_table, server_args  # noqa: E402
 from bench.limits import measure  # noqa: E402
+from tests.fakes.images import b64, image_bytes  # noqa: E402
 
 
 def run_clients(url: str, clients: int, seconds: float, bodies: list[dict]) -> tuple[float, list[float], int]:

@@ -4,8 +4,8 @@
     .venv/bin/python bench/bench_engines.py --smoke    # tiny model, seconds (CI)
 
 The baseline is torch eager fp32, measured in the same run, and so is the machine's limit
-(bench/limits.py): image throughput is also printed as a fraction of the fp32 ceiling. ONNX graphs are exported once into
-.bench-cache/ (about 35 s for ViT-B-32) and reused by later runs.
+(bench/limits.py): image throughput is also printed as a fraction of the fp32 ceiling. ONNX graphs
+are exported once into .bench-cache/ (about 35 s for ViT-B-32) and reused by later runs.
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
-from tests.fakes.images import b64, image_bytes  # noqa: E402
-from tests.fakes.servers import FileServer  # noqa: E402
 
 from bench.common import ServerProcess, model_settings, p50, p95, parser, print_table, server_args, timed  # noqa: E402
+from tests.fakes.images import b64, image_bytes  # noqa: E402
+from tests.fakes.servers import FileServer  # noqa: E402
 
 
 def main() -> None:
