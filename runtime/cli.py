@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--smoke", action="store_true", help="random weights: try the API offline, no download")
     serve.add_argument("--device", help="cpu, cuda or auto (default)")
     serve.add_argument("--engine", choices=["auto", "torch", "onnx"], help="inference engine (default auto)")
-    serve.add_argument("--onnx-precision", choices=["fp32", "int8"], help="onnx engine precision (default fp32)")
+    serve.add_argument(
+        "--onnx-precision", choices=["auto", "fp32", "int8"], help="onnx engine precision (default auto: as baked)"
+    )
     serve.add_argument(
         "--no-micro-batching",
         dest="micro_batching",

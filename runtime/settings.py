@@ -37,8 +37,8 @@ class Settings:
     """Random weights, for trying the API without any download. Says so in every answer."""
     engine: str = "auto"
     """``auto``, ``torch``, ``onnx`` or ``sagemaker``: see ``runtime.engines``."""
-    onnx_precision: str = "fp32"
-    """``fp32`` or ``int8`` (opt-in: dynamic int8 weights, ~2x faster, not yet checked on real weights)."""
+    onnx_precision: str = "auto"
+    """``auto`` (int8 where bake measured that it agrees with fp32, see ``runtime.bake.int8``), ``fp32`` or ``int8``."""
     micro_batching: bool = True
     """Concurrent requests share forward passes (``runtime.engines.batching``)."""
     batch_wait_ms: float = 0.0

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.bake.export import export_onnx
+from runtime.bake.int8 import bake_int8
 from runtime.engines.model_folder import WEIGHTS_FILE, write_manifest
 from runtime.engines.torch_engine import TorchEngine
 from runtime.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, Settings
@@ -32,10 +33,11 @@ def bake(settings: Settings, out: Path, *, onnx: bool = True) -> dict:
         shutil.copy(settings.model_config, out / config_file)
         extra["config_file"] = config_file
     if onnx:
-        extra["onnx_cosine_vs_torch"] = export_onnx(source, out)
+        extra["onnx_cosine_vs_torch"] = export_onnx(source, out, int8=False)
         worst = min(extra["onnx_cosine_vs_torch"][key] for key in ("image-fp32", "text-fp32"))
         if worst < 0.99999:
             raise SystemExit(f"bake: the fp32 ONNX graphs drift from torch (cosine {worst:.6f})")
+        extra["int8"] = bake_int8(out, source.spec, settings.model_version)
     manifest = write_manifest(out, settings, source, **extra)
     check_reload(source, out)
     return manifest
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     manifest = bake(settings, args.out, onnx=args.onnx)
     print(f"baked {manifest['model_version']} ({manifest['dimension']}-d, {manifest['image_size']} px) into {args.out}")
+    if "int8" in manifest:
+        chosen = manifest["int8"]["chosen"]
+        print(f"int8: {'serves ' + chosen if chosen else 'no variant kept the agreement; serves fp32'} (manifest.json)")
     return 0
 
 

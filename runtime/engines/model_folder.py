@@ -30,6 +30,16 @@ def has_onnx_graphs(folder: str | Path | None, precision: str = "fp32") -> bool:
     return bool(folder) and all((Path(folder) / name).exists() for name in names)
 
 
+def served_precision(folder: str | Path | None, asked: str) -> str:
+    """``auto``: int8 where bake measured a variant that keeps the agreement with fp32, else fp32."""
+    if asked != "auto":
+        return asked
+    if not has_onnx_graphs(folder, "int8"):
+        return "fp32"
+    assert folder is not None
+    return "int8" if read_manifest(folder).get("int8", {}).get("chosen") else "fp32"
+
+
 def has_manifest(folder: str | Path | None) -> bool:
     return bool(folder) and (Path(folder) / MANIFEST_FILE).exists()
 

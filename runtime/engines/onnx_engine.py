@@ -40,10 +40,31 @@ class OnnxEngine:
         spec: ImageSpec | None = None,
         threads: int | None = None,
     ) -> OnnxEngine:
-        import onnxruntime as ort
-
+        """The engine of a model folder's graphs at ``precision`` (``fp32`` or ``int8``)."""
         if precision not in PRECISIONS:
             raise ValueError(f"onnx precision must be one of {PRECISIONS}, not {precision!r}")
+        return cls.from_files(
+            folder / graph_file(IMAGE_GRAPH, precision),
+            folder / graph_file(TEXT_GRAPH, precision),
+            folder / TOKENIZER_FILE,
+            spec=spec or _image_spec(folder),
+            model_version=model_version,
+            threads=threads,
+        )
+
+    @classmethod
+    def from_files(
+        cls,
+        image_graph: Path,
+        text_graph: Path,
+        tokenizer: Path,
+        *,
+        spec: ImageSpec,
+        model_version: str,
+        threads: int | None = None,
+    ) -> OnnxEngine:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -51,15 +72,13 @@ class OnnxEngine:
         # the other requests of the process.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
-        def session(graph: str):
-            name = graph_file(graph, precision)
-            return ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+        def session(path: Path):
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-        spec = spec or _image_spec(folder)
         # The two graphs load (and are optimised) in parallel: most of a cold start's load time.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            image, text = pool.map(session, (IMAGE_GRAPH, TEXT_GRAPH))
-        return cls(image, text, ClipTokenizer(folder / TOKENIZER_FILE), spec, model_version)
+            image, text = pool.map(session, (image_graph, text_graph))
+        return cls(image, text, ClipTokenizer(tokenizer), spec, model_version)
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         batch = normalize(pixels, self.spec)
