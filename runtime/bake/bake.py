@@ -16,7 +16,8 @@ import numpy as np
 
 from runtime.bake.export import export_onnx
 from runtime.bake.int8 import bake_int8
-from runtime.engines.model_folder import WEIGHTS_FILE, write_manifest
+from runtime.bake.optimize import optimize_graphs
+from runtime.engines.model_folder import GRAPHS_OPTIMIZED_BY, IMAGE_GRAPH, TEXT_GRAPH, WEIGHTS_FILE, write_manifest
 from runtime.engines.torch_engine import TorchEngine
 from runtime.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, Settings
 
@@ -37,10 +38,23 @@ def bake(settings: Settings, out: Path, *, onnx: bool = True) -> dict:
         worst = min(extra["onnx_cosine_vs_torch"][key] for key in ("image-fp32", "text-fp32"))
         if worst < 0.99999:
             raise SystemExit(f"bake: the fp32 ONNX graphs drift from torch (cosine {worst:.6f})")
-        extra["int8"] = bake_int8(out, source.spec, settings.model_version)
+        extra.update(bake_graphs(out, source))
     manifest = write_manifest(out, settings, source, **extra)
     check_reload(source, out)
     return manifest
+
+
+def bake_graphs(out: Path, source: TorchEngine) -> dict:
+    """Optimise the fp32 graphs for fast loading, then measure and keep the int8 variant (runtime.bake.int8)."""
+    raw = out / "exported"
+    raw.mkdir()
+    for graph in (IMAGE_GRAPH, TEXT_GRAPH):
+        shutil.copy(out / graph, raw / graph)
+    try:
+        optimized_by = optimize_graphs(out, source.image_size, ("fp32",))
+        return {GRAPHS_OPTIMIZED_BY: optimized_by, "int8": bake_int8(out, raw, source.spec, source.model_version)}
+    finally:
+        shutil.rmtree(raw)
 
 
 def check_reload(source: TorchEngine, out: Path) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.bake.optimize import optimize_graphs
 from runtime.engines.model_folder import IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE, int8_name
 
 AGREEMENT = {"cosine_min": 0.995, "top10_overlap": 0.95}
@@ -167,26 +168,33 @@ def seconds_per_batch(engine, batch: np.ndarray, repeat: int = 3) -> float:
     return float(np.median(samples))
 
 
-def bake_int8(folder: Path, spec, model_version: str) -> dict[str, Any]:
-    """Measure every variant on ``folder``'s fp32 graphs and keep the chosen one as the int8 graphs.
+def bake_int8(folder: Path, raw: Path, spec, model_version: str) -> dict[str, Any]:
+    """Measure every variant against ``folder``'s (optimised) fp32 graphs; keep the chosen one as the int8 graphs.
 
-    When none is chosen the int8 graphs are plain dynamic per-tensor ones, served only when asked for
-    (``IMSIM_ONNX_PRECISION=int8``)."""
+    Variants are quantized from the exported graphs in ``raw`` and optimised as the served graphs are,
+    so the recorded figures are those of the graphs served. When none is chosen the int8 graphs are
+    plain dynamic per-tensor ones, served only when asked for (``IMSIM_ONNX_PRECISION=int8``)."""
     from runtime.bake.export import quantize_int8
     from runtime.engines.onnx_engine import OnnxEngine
 
     fp32 = OnnxEngine.from_files(
-        folder / IMAGE_GRAPH, folder / TEXT_GRAPH, folder / TOKENIZER_FILE, spec=spec, model_version=model_version
+        folder / IMAGE_GRAPH,
+        folder / TEXT_GRAPH,
+        folder / TOKENIZER_FILE,
+        spec=spec,
+        model_version=model_version,
+        optimized=True,
     )
-    decision = decide_int8(folder, fp32, fp32.tokenizer)
+    decision = decide_int8(folder, raw, fp32, fp32.tokenizer)
     if decision["chosen"] is None:
         for graph in (IMAGE_GRAPH, TEXT_GRAPH):
-            quantize_int8(folder / graph, folder / int8_name(graph))
+            quantize_int8(raw / graph, folder / int8_name(graph))
+        optimize_graphs(folder, spec.size, ("int8",))
     return decision
 
 
-def decide_int8(folder: Path, fp32_engine, tokenize: Callable[[list[str]], np.ndarray]) -> dict[str, Any]:
-    """Try every variant on ``folder``'s fp32 graphs; move the chosen one into place as the int8 graphs."""
+def decide_int8(folder: Path, raw: Path, fp32_engine, tokenize: Callable[[list[str]], np.ndarray]) -> dict[str, Any]:
+    """Try every variant; move the chosen one into ``folder`` as the int8 graphs."""
     from runtime.engines.onnx_engine import OnnxEngine
 
     size = fp32_engine.image_size
@@ -207,13 +215,15 @@ def decide_int8(folder: Path, fp32_engine, tokenize: Callable[[list[str]], np.nd
             for graph, input_name in ((IMAGE_GRAPH, "pixels"), (TEXT_GRAPH, "tokens")):
                 with warnings.catch_warnings():  # the quantizer warns about constant tensors it leaves as they are
                     warnings.simplefilter("ignore")
-                    variant.quantize(folder / graph, trial / int8_name(graph), input_name, calibration[input_name])
+                    variant.quantize(raw / graph, trial / int8_name(graph), input_name, calibration[input_name])
+            optimize_graphs(trial, fp32_engine.image_size, ("int8",))
             candidate = OnnxEngine.from_files(
                 trial / int8_name(IMAGE_GRAPH),
                 trial / int8_name(TEXT_GRAPH),
                 folder / TOKENIZER_FILE,
                 spec=fp32_engine.spec,
                 model_version=fp32_engine.model_version,
+                optimized=True,
             )
             figures = agreement(fp32_engine, candidate, library, queries, PROBE_TEXTS)
             figures["speedup"] = round(fp32_seconds / seconds_per_batch(candidate, speed_batch), 3)

@@ -13,6 +13,8 @@ MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.pt"
 IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE = "image.onnx", "text.onnx", "tokenizer.json"
 PRECISIONS = ("fp32", "int8")
+GRAPHS_OPTIMIZED_BY = "graphs_optimized_by"
+"""Manifest key: the ONNX Runtime version that optimised the graphs at bake time (runtime.bake.optimize)."""
 
 
 def int8_name(graph: str) -> str:

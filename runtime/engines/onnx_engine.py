@@ -9,7 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engines.model_folder import IMAGE_GRAPH, PRECISIONS, TEXT_GRAPH, TOKENIZER_FILE, graph_file, read_manifest
+from runtime.engines.model_folder import (
+    GRAPHS_OPTIMIZED_BY,
+    IMAGE_GRAPH,
+    PRECISIONS,
+    TEXT_GRAPH,
+    TOKENIZER_FILE,
+    graph_file,
+    has_manifest,
+    read_manifest,
+)
 from runtime.engines.tokenizer import ClipTokenizer
 from runtime.inputs.images import ImageSpec, normalize
 from runtime.vectors import l2_normalize
@@ -41,15 +50,19 @@ class OnnxEngine:
         threads: int | None = None,
     ) -> OnnxEngine:
         """The engine of a model folder's graphs at ``precision`` (``fp32`` or ``int8``)."""
+        import onnxruntime as ort
+
         if precision not in PRECISIONS:
             raise ValueError(f"onnx precision must be one of {PRECISIONS}, not {precision!r}")
+        manifest = read_manifest(folder) if has_manifest(folder) else {}  # the export checks before it writes one
         return cls.from_files(
             folder / graph_file(IMAGE_GRAPH, precision),
             folder / graph_file(TEXT_GRAPH, precision),
             folder / TOKENIZER_FILE,
-            spec=spec or _image_spec(folder),
+            spec=spec or _image_spec(manifest),
             model_version=model_version,
             threads=threads,
+            optimized=manifest.get(GRAPHS_OPTIMIZED_BY) == ort.__version__,
         )
 
     @classmethod
@@ -62,12 +75,16 @@ class OnnxEngine:
         spec: ImageSpec,
         model_version: str,
         threads: int | None = None,
+        optimized: bool = False,
     ) -> OnnxEngine:
+        """``optimized``: the graphs were optimised at bake time by this ONNX Runtime version, so loading
+        skips that work (a cold start's largest part after the imports)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        level = ort.GraphOptimizationLevel
+        options.graph_optimization_level = level.ORT_DISABLE_ALL if optimized else level.ORT_ENABLE_ALL
         # Idle worker threads sleep instead of spinning, leaving the cores to image decoding and to
         # the other requests of the process.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -93,7 +110,6 @@ class OnnxEngine:
         return l2_normalize(vectors)
 
 
-def _image_spec(folder: Path) -> ImageSpec:
-    """Size, mean and std from the folder's manifest."""
-    data = read_manifest(folder)
+def _image_spec(data: dict) -> ImageSpec:
+    """Size, mean and std from a model folder's manifest."""
     return ImageSpec(size=data["image_size"], mean=tuple(data["image_mean"]), std=tuple(data["image_std"]))
