@@ -16,6 +16,7 @@ BENCHES = {
     "bench_concurrency.py": "Concurrency",
     "bench_coldstart.py": "Cold start",
     "gpu_check.py": "GPU check",
+    "bench_openvino.py": "OpenVINO vs ONNX Runtime",
 }
 
 
