@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_concurrency.py [--engine onnx|torch] [--seconds 15] [--smoke]
 
 Each client sends single-image requests (a 1024x768 JPEG, base64) back to back for a fixed time.
-The baseline is one client with micro-batching off, measured in the same run.
+The baseline is one client with micro-batching off, measured in the same run; the machine's limit
+(bench/limits.py) is measured in the same run too, and throughput is printed as a fraction of it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from bench.common import ServerProcess, model_settings, p50, p95, parser, print_table, server_args  # noqa: E402
+from bench.limits import measure  # noqa: E402
 from tests.fakes.images import b64, image_bytes  # noqa: E402
 
 
@@ -61,6 +63,9 @@ def main() -> None:
     from runtime.engines import load_engine
 
     load_engine(settings.replace(micro_batching=False))  # export ONNX graphs once, before timing
+    from runtime.engines.torch_engine import TorchEngine
+
+    limit = measure(TorchEngine.load(settings.replace(device="cpu")), seconds=0.3 if args.smoke else 2.0)
     bodies = [{"img": b64(image_bytes(i, size=(1024, 768), fmt="JPEG", quality=90))} for i in range(16)]
     rows, baseline = [], None
     for batching in (False, True):
@@ -80,14 +85,16 @@ def main() -> None:
                         p50(latencies),
                         p95(latencies),
                         f"{throughput / baseline:.2f}x",
+                        limit.fraction(throughput),
                         errors,
                     ]
                 )
     print_table(
         f"Concurrency ({settings.model_version}, engine {args.engine}, {seconds:g} s per level)",
-        ["micro-batching", "clients", "requests/s", "p50 ms", "p95 ms", "throughput vs 1 client (off)", "errors"],
+        ["micro-batching", "clients", "requests/s", "p50 ms", "p95 ms", "vs 1 client (off)", "of fp32 limit", "errors"],
         rows,
     )
+    print(limit.describe())
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--engine", choices=["auto", "torch", "onnx"], help=setting_help("inference engine", "engine"))
     serve.add_argument(
-        "--onnx-precision", choices=["fp32", "int8"], help=setting_help("onnx engine precision", "onnx_precision")
+        "--onnx-precision",
+        choices=["auto", "fp32", "int8"],
+        help=setting_help("onnx engine precision", "onnx_precision"),
     )
     serve.add_argument(
         "--no-micro-batching",

@@ -30,7 +30,7 @@ DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 SMOKE_VERSION_TAG = "RANDOM-WEIGHTS-SMOKE-TEST-NOT-A-REAL-MODEL"
 
 EngineKind = Literal["auto", "torch", "onnx", "sagemaker"]
-OnnxPrecision = Literal["fp32", "int8"]
+OnnxPrecision = Literal["auto", "fp32", "int8"]
 Device = Literal["auto", "cpu", "cuda"]
 StoreKind = Literal["local", "s3vectors", "off"]
 AuthType = Literal["NONE", "AWS_IAM", "API_KEY"]
@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     """Random weights, for trying the API without any download. Says so in every answer."""
     engine: EngineKind = "auto"
     """``auto`` (``onnx`` when the model folder holds graphs, else ``torch``), ``torch``, ``onnx`` or ``sagemaker``."""
-    onnx_precision: OnnxPrecision = "fp32"
-    """``int8`` is opt-in: dynamic int8 weights, ~2x faster, not yet checked on real weights."""
+    onnx_precision: OnnxPrecision = "auto"
+    """``auto`` (int8 where bake measured that it agrees with fp32, see ``runtime.bake.int8``), ``fp32`` or ``int8``."""
     micro_batching: bool = True
     """Concurrent requests share forward passes (``runtime.engines.batching``)."""
     batch_wait_ms: float = Field(0.0, ge=0, le=1000)

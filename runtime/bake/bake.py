@@ -15,8 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from runtime.bake.export import export_onnx
+from runtime.bake.int8 import bake_int8
+from runtime.bake.optimize import optimize_graphs
 from runtime.engines.catalog import find
-from runtime.engines.model_folder import WEIGHTS_FILE, settings_for_model_dir, write_manifest
+from runtime.engines.model_folder import (
+    GRAPHS_OPTIMIZED_BY,
+    IMAGE_GRAPH,
+    TEXT_GRAPH,
+    WEIGHTS_FILE,
+    settings_for_model_dir,
+    write_manifest,
+)
 from runtime.engines.tokenizer import tokenizer_kind
 from runtime.engines.torch_engine import TorchEngine
 from runtime.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, Settings
@@ -35,10 +44,11 @@ def bake(settings: Settings, out: Path, *, onnx: bool = True) -> dict:
         shutil.copy(settings.model_config_path, out / config_file)
         extra["config_file"] = config_file
     if onnx:
-        extra["onnx_cosine_vs_torch"] = export_onnx(source, out)
+        extra["onnx_cosine_vs_torch"] = export_onnx(source, out, int8=False)
         worst = min(extra["onnx_cosine_vs_torch"][key] for key in ("image-fp32", "text-fp32"))
         if worst < 0.99999:
             raise SystemExit(f"bake: the fp32 ONNX graphs drift from torch (cosine {worst:.6f})")
+        extra.update(bake_graphs(out, source))
     manifest = write_manifest(out, settings, source, **extra)
     check_reload(source, out)
     return manifest
@@ -56,6 +66,20 @@ def check_catalog(settings: Settings, source: TorchEngine) -> None:
             f"the catalog (runtime/engines/catalog.csv) says {listed.dimension}-d, {listed.image_size} px, "
             f"tokenizer {listed.tokenizer}"
         )
+
+
+def bake_graphs(out: Path, source: TorchEngine) -> dict:
+    """Optimise the fp32 graphs for fast loading, then measure and keep the int8 variant (runtime.bake.int8)."""
+    raw = out / "exported"
+    raw.mkdir()
+    for graph in (IMAGE_GRAPH, TEXT_GRAPH):
+        shutil.copy(out / graph, raw / graph)
+    try:
+        optimized_by = optimize_graphs(out, source.image_size, ("fp32",))
+        kind = tokenizer_kind(source.tokenizer)
+        return {GRAPHS_OPTIMIZED_BY: optimized_by, "int8": bake_int8(out, raw, source.spec, source.model_version, kind)}
+    finally:
+        shutil.rmtree(raw)
 
 
 def check_reload(source: TorchEngine, out: Path) -> None:
@@ -92,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     manifest = bake(settings, args.out, onnx=args.onnx)
     print(f"baked {manifest['model_version']} ({manifest['dimension']}-d, {manifest['image_size']} px) into {args.out}")
+    if "int8" in manifest:
+        chosen = manifest["int8"]["chosen"]
+        print(f"int8: {'serves ' + chosen if chosen else 'no variant kept the agreement; serves fp32'} (manifest.json)")
     return 0
 
 

@@ -69,11 +69,12 @@ def load_engine(settings: Settings) -> Engine:
 
 
 def _load(settings: Settings) -> Engine:
-    from runtime.engines.model_folder import has_onnx_graphs
+    from runtime.engines.model_folder import has_onnx_graphs, served_precision
 
     kind = settings.engine
+    precision = served_precision(settings.model_dir, settings.onnx_precision)
     if kind == "auto":
-        kind = "onnx" if has_onnx_graphs(settings.model_dir, settings.onnx_precision) else "torch"
+        kind = "onnx" if has_onnx_graphs(settings.model_dir, precision) else "torch"
     if kind == "sagemaker":
         from runtime.engines.sagemaker_engine import SageMakerEngine
 
@@ -81,13 +82,13 @@ def _load(settings: Settings) -> Engine:
     if kind == "onnx":
         from runtime.engines.onnx_engine import OnnxEngine
 
-        precision = settings.onnx_precision
         if settings.model_dir and has_onnx_graphs(settings.model_dir, precision):
             folder = Path(settings.model_dir)
         elif settings.model_dir and has_onnx_graphs(settings.model_dir, "fp32"):
             raise ModelUnavailable(f"{settings.model_dir} holds no {precision} ONNX graphs; use fp32 or bake them")
         else:
             folder = _export_on_demand(settings)
+            precision = served_precision(folder, settings.onnx_precision)
         return OnnxEngine.load(folder, model_version=settings.model_version, precision=precision)
     from runtime.engines.torch_engine import TorchEngine
 
@@ -101,7 +102,7 @@ def _export_on_demand(settings: Settings) -> Path:
     from runtime.engines.torch_engine import TorchEngine
 
     folder = Path(settings.data_dir) / "onnx-cache" / settings.cache_key()
-    if not has_onnx_graphs(folder, settings.onnx_precision):
+    if not has_onnx_graphs(folder, "int8"):  # the export writes both precisions
         # Export both precisions into a scratch folder and move it into place whole, so an
         # interrupted export never leaves a folder that looks complete.
         scratch = folder.with_name(folder.name + ".partial")

@@ -17,6 +17,8 @@ MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.pt"
 IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE = "image.onnx", "text.onnx", "tokenizer.json"
 PRECISIONS = ("fp32", "int8")
+GRAPHS_OPTIMIZED_BY = "graphs_optimized_by"
+"""Manifest key: the ONNX Runtime version that optimised the graphs at bake time (runtime.bake.optimize)."""
 
 
 def int8_name(graph: str) -> str:
@@ -33,6 +35,16 @@ def has_onnx_graphs(folder: str | Path | None, precision: str = "fp32") -> bool:
         return False
     graphs = [graph_file(IMAGE_GRAPH, precision), graph_file(TEXT_GRAPH, precision)]
     return all((Path(folder) / name).exists() for name in [*graphs, TOKENIZER_FILE, MANIFEST_FILE])
+
+
+def served_precision(folder: str | Path | None, asked: str) -> str:
+    """``auto``: int8 where bake measured a variant that keeps the agreement with fp32, else fp32."""
+    if asked != "auto":
+        return asked
+    if not has_onnx_graphs(folder, "int8"):
+        return "fp32"
+    assert folder is not None
+    return "int8" if read_manifest(folder).get("int8", {}).get("chosen") else "fp32"
 
 
 def has_manifest(folder: str | Path | None) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime.engines.model_folder import (
+    GRAPHS_OPTIMIZED_BY,
     IMAGE_GRAPH,
     PRECISIONS,
     TEXT_GRAPH,
@@ -60,28 +61,56 @@ class OnnxEngine:
         threads: int | None = None,
         tokenizer: str | None = None,
     ) -> OnnxEngine:
-        """``spec`` and ``tokenizer`` (its kind: ``clip`` or ``hf``) default to the folder's manifest."""
+        """The engine of a model folder's graphs at ``precision`` (``fp32`` or ``int8``); ``spec`` and
+        ``tokenizer`` (its kind: ``clip`` or ``hf``) default to the folder's manifest."""
         import onnxruntime as ort
 
         if precision not in PRECISIONS:
             raise ValueError(f"onnx precision must be one of {PRECISIONS}, not {precision!r}")
+        manifest = read_manifest(folder) if has_manifest(folder) else {}  # the export checks before it writes one
+        return cls.from_files(
+            folder / graph_file(IMAGE_GRAPH, precision),
+            folder / graph_file(TEXT_GRAPH, precision),
+            folder / TOKENIZER_FILE,
+            spec=spec or _image_spec(manifest),
+            model_version=model_version,
+            threads=threads,
+            tokenizer=tokenizer or manifest.get("tokenizer", "clip"),  # clip: folders from before two kinds
+            optimized=manifest.get(GRAPHS_OPTIMIZED_BY) == ort.__version__,
+        )
+
+    @classmethod
+    def from_files(
+        cls,
+        image_graph: Path,
+        text_graph: Path,
+        tokenizer_file: Path,
+        *,
+        spec: ImageSpec,
+        model_version: str,
+        threads: int | None = None,
+        tokenizer: str = "clip",
+        optimized: bool = False,
+    ) -> OnnxEngine:
+        """``optimized``: the graphs were optimised at bake time by this ONNX Runtime version, so loading
+        skips that work (a cold start's largest part after the imports)."""
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        level = ort.GraphOptimizationLevel
+        options.graph_optimization_level = level.ORT_DISABLE_ALL if optimized else level.ORT_ENABLE_ALL
         # Idle worker threads sleep instead of spinning, leaving the cores to image decoding and to
         # the other requests of the process.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
-        def session(graph: str) -> InferenceSession:
-            name = graph_file(graph, precision)
-            return ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+        def session(path: Path) -> InferenceSession:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-        spec = spec or _image_spec(folder)
         # The two graphs load (and are optimised) in parallel: most of a cold start's load time.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            image, text = pool.map(session, (IMAGE_GRAPH, TEXT_GRAPH))
-        kind = tokenizer or _tokenizer_kind(folder)
-        return cls(image, text, load_tokenizer(folder / TOKENIZER_FILE, kind), spec, model_version)
+            image, text = pool.map(session, (image_graph, text_graph))
+        return cls(image, text, load_tokenizer(tokenizer_file, tokenizer), spec, model_version)
 
     def encode_images(self, pixels: Pixels) -> Vectors:
         batch = normalize(pixels, self.spec)
@@ -96,12 +125,6 @@ class OnnxEngine:
         return l2_normalize(vectors)
 
 
-def _tokenizer_kind(folder: Path) -> str:
-    """The manifest's tokenizer kind; ``clip`` for folders written before there were two kinds."""
-    return read_manifest(folder).get("tokenizer", "clip") if has_manifest(folder) else "clip"
-
-
-def _image_spec(folder: Path) -> ImageSpec:
-    """Size, mean and std from the folder's manifest."""
-    data: dict[str, Any] = read_manifest(folder)
-    return ImageSpec(size=data["image_size"], mean=tuple(data["image_mean"]), std=tuple(data["image_std"]))
+def _image_spec(manifest: dict[str, Any]) -> ImageSpec:
+    """Size, mean and std from a model folder's manifest."""
+    return ImageSpec(size=manifest["image_size"], mean=tuple(manifest["image_mean"]), std=tuple(manifest["image_std"]))

@@ -15,6 +15,8 @@ BENCHES = {
     "bench_request.py": "Request path",
     "bench_concurrency.py": "Concurrency",
     "bench_coldstart.py": "Cold start",
+    "gpu_check.py": "GPU check",
+    "bench_openvino.py": "OpenVINO vs ONNX Runtime",
 }
 
 

@@ -78,7 +78,7 @@ def test_the_process_environment_is_read_only_by_from_env(monkeypatch):
     [
         ({"IMSIM_EXPLORER": "ture"}, "IMSIM_EXPLORER='ture': should be true/false, yes/no, on/off or 1/0"),
         ({"IMSIM_ENGINE": "onxx"}, "IMSIM_ENGINE='onxx': should be 'auto', 'torch', 'onnx' or 'sagemaker'"),
-        ({"IMSIM_ONNX_PRECISION": "int4"}, "IMSIM_ONNX_PRECISION='int4': should be 'fp32' or 'int8'"),
+        ({"IMSIM_ONNX_PRECISION": "int4"}, "IMSIM_ONNX_PRECISION='int4': should be 'auto', 'fp32' or 'int8'"),
         ({"IMSIM_DEVICE": "gpu"}, "IMSIM_DEVICE='gpu': should be 'auto', 'cpu' or 'cuda'"),
         ({"IMSIM_STORE": "redis"}, "IMSIM_STORE='redis': should be 'local', 's3vectors' or 'off'"),
         ({"IMSIM_AUTH": "iam"}, "IMSIM_AUTH='iam': should be 'NONE', 'AWS_IAM' or 'API_KEY'"),

@@ -68,7 +68,7 @@ def test_auto_engine_serves_onnx_from_a_baked_folder(tiny_settings, tmp_path):
 
     bake(tiny_settings, tmp_path)
     settings = settings_for_model_dir(tiny_settings.replace(model_dir=str(tmp_path), micro_batching=False))
-    engine = load_engine(settings)
+    engine = load_engine(settings.replace(onnx_precision="fp32"))  # int8 by default is tests/runtime/bake's
     assert isinstance(engine, OnnxEngine)
     reference = TorchEngine.load(settings)
     images = pixels(2, engine.image_size)
