@@ -193,6 +193,15 @@ def urls(settings: Settings, host: str, port: int) -> list[str]:
     return lines
 
 
+def show_urls(lines: list[str], log_format: str) -> None:
+    """Printed as they are; with JSON logs, logged instead, since stdout then carries only JSON lines."""
+    if log_format == "json":
+        for line in lines:
+            logging.getLogger("runtime").info(line)
+    else:
+        print("\n".join(lines), flush=True)
+
+
 def serve(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
@@ -210,7 +219,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     if settings.smoke:
         logging.getLogger("runtime").warning("SMOKE MODE: random weights, the vectors mean nothing")
-    print("\n".join(urls(settings, args.host, args.port)), flush=True)
+    show_urls(urls(settings, args.host, args.port), settings.log_format)
     import uvicorn
 
     from runtime.api.connections import server_options

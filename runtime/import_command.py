@@ -50,10 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     results_path = Path(args.results or f"import-results-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
+    from runtime.errors import ModelUnavailable, SettingsError
+
     try:
         summary = via_api(args) if args.api else direct(args)
-    except ImportFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ImportFailed, SettingsError, ModelUnavailable) as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     failures = summary.pop("failures")
     with open(results_path, "w", encoding="utf-8") as out:
@@ -98,11 +100,18 @@ def direct(args: argparse.Namespace) -> dict[str, Any]:
     from runtime.libraries.imports.runner import ImportRunner
     from runtime.libraries.local import LocalStore
 
-    overrides = {
-        name: getattr(args, name)
-        for name in ("model", "pretrained", "weights", "model_config", "model_dir", "device", "engine", "data_dir")
+    flag_of_field = {
+        "model": "--model",
+        "pretrained": "--pretrained",
+        "weights": "--weights",
+        "model_config_path": "--model-config",
+        "model_dir": "--model-dir",
+        "device": "--device",
+        "engine": "--engine",
+        "data_dir": "--data-dir",
     }
-    settings = Settings.from_env(**overrides, smoke=args.smoke or None)
+    overrides = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in flag_of_field.items()}
+    settings = Settings.from_env(labels=flag_of_field, **overrides, smoke=args.smoke or None)
     engine = load_engine(settings)
     store = LocalStore(settings, engine.dimension)
     try:

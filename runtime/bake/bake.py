@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.bake.export import export_onnx
-from runtime.bake.int8 import bake_int8
+from runtime.bake.int8 import PROBE_TEXTS, bake_int8
 from runtime.bake.optimize import optimize_graphs
 from runtime.engines.catalog import find
 from runtime.engines.model_folder import (
@@ -75,7 +75,8 @@ def bake_graphs(out: Path, source: TorchEngine) -> dict:
     for graph in (IMAGE_GRAPH, TEXT_GRAPH):
         shutil.copy(out / graph, raw / graph)
     try:
-        optimized_by = optimize_graphs(out, source.image_size, ("fp32",))
+        tokens = np.asarray(source.tokenizer(PROBE_TEXTS))
+        optimized_by = optimize_graphs(out, source.image_size, ("fp32",), tokens=tokens)
         kind = tokenizer_kind(source.tokenizer)
         return {GRAPHS_OPTIMIZED_BY: optimized_by, "int8": bake_int8(out, raw, source.spec, source.model_version, kind)}
     finally:

@@ -190,7 +190,7 @@ def bake_int8(folder: Path, raw: Path, spec: Any, model_version: str, tokenizer:
     if decision["chosen"] is None:
         for graph in (IMAGE_GRAPH, TEXT_GRAPH):
             quantize_int8(raw / graph, folder / int8_name(graph))
-        optimize_graphs(folder, spec.size, ("int8",))
+        optimize_graphs(folder, spec.size, ("int8",), tokens=fp32.tokenizer(PROBE_TEXTS))
     return decision
 
 
@@ -219,7 +219,7 @@ def decide_int8(
                 with warnings.catch_warnings():  # the quantizer warns about constant tensors it leaves as they are
                     warnings.simplefilter("ignore")
                     variant.quantize(raw / graph, trial / int8_name(graph), input_name, calibration[input_name])
-            optimize_graphs(trial, fp32_engine.image_size, ("int8",))
+            optimize_graphs(trial, fp32_engine.image_size, ("int8",), tokens=calibration["tokens"])
             candidate = OnnxEngine.from_files(
                 trial / int8_name(IMAGE_GRAPH),
                 trial / int8_name(TEXT_GRAPH),

@@ -17,13 +17,18 @@ import numpy as np
 from runtime.engines.model_folder import IMAGE_GRAPH, TEXT_GRAPH, graph_file
 
 
-def optimize_graphs(folder: Path, image_size: int, precisions: tuple[str, ...] = ("fp32", "int8")) -> str:
-    """Replace each graph in ``folder`` by its optimised form; returns the ONNX Runtime version."""
+def optimize_graphs(
+    folder: Path, image_size: int, precisions: tuple[str, ...] = ("fp32", "int8"), *, tokens: np.ndarray
+) -> str:
+    """Replace each graph in ``folder`` by its optimised form; returns the ONNX Runtime version.
+
+    ``tokens`` are probe texts put through the model's own tokenizer: token ids outside its vocabulary
+    (which differs between the CLIP BPE and an HF tokenizer) would not run through the text graph."""
     import onnxruntime as ort
 
     probes: dict[str, np.ndarray] = {
         "pixels": np.random.default_rng(0).normal(size=(2, 3, image_size, image_size)).astype(np.float32),
-        "tokens": np.random.default_rng(0).integers(1, 400, size=(2, 77)).astype(np.int64),
+        "tokens": np.asarray(tokens, dtype=np.int64),
     }
     for precision in precisions:
         for graph, input_name in ((IMAGE_GRAPH, "pixels"), (TEXT_GRAPH, "tokens")):

@@ -318,7 +318,7 @@ def library_rule_cases() -> list[Hostile]:
             case(
                 f"library name {name[:3].encode('unicode_escape').decode()}",
                 {"name": name},
-                "invalid_name",
+                "invalid_library_name",  # one code for every bad library name
                 path="/libraries",
                 **rules,
             )

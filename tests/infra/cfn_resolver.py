@@ -255,3 +255,25 @@ def _opaque(value: Any) -> bool:
 
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+DEPLOY_TIME_TEXT = "known-at-deploy-time"
+
+
+def runtime_environment(variables: dict[str, Any]) -> dict[str, str]:
+    """A function's ``IMSIM_*`` variables as the runtime reads them: a value CloudFormation fills in at
+    deploy time (a Ref, a GetAtt) becomes a placeholder where the setting takes free text, and is left
+    out where it does not (the runtime's default stands in for it)."""
+    import typing
+
+    from runtime.settings import Settings
+
+    readable: dict[str, str] = {}
+    for name, value in variables.items():
+        if isinstance(value, str):
+            readable[name] = value
+            continue
+        field = Settings.model_fields.get(name.removeprefix("IMSIM_").lower())
+        if field is not None and (field.annotation is str or str in typing.get_args(field.annotation)):
+            readable[name] = DEPLOY_TIME_TEXT
+    return readable

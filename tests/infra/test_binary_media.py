@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from infra.builder import build_app
+from tests.containers.test_entrypoints import LambdaContext
 from tests.fakes.images import b64, image_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +64,7 @@ def lambda_handler(tiny_settings):
         "IMSIM_MODEL": tiny_settings.model,
         "IMSIM_PRETRAINED": tiny_settings.pretrained,
         "IMSIM_WEIGHTS": tiny_settings.weights,
-        "IMSIM_MODEL_CONFIG": tiny_settings.model_config,
+        "IMSIM_MODEL_CONFIG_PATH": tiny_settings.model_config_path,
         "IMSIM_DATA_DIR": tiny_settings.data_dir,
     }
     with pytest.MonkeyPatch.context() as patch:
@@ -107,7 +108,7 @@ def proxy_event(path: str, body: bytes, content_type: str | None, media_types: l
 
 
 def invoke(handler, event: dict) -> dict:
-    answer = handler(event, None)
+    answer = handler(event, LambdaContext())  # Lambda always passes its context; Powertools reads it
     assert answer["statusCode"] == 200, answer
     assert not answer.get("isBase64Encoded"), "a JSON answer goes back as text"
     return json.loads(answer["body"])

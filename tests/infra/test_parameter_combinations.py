@@ -20,7 +20,7 @@ import pytest
 from infra.builder import build_app
 from infra.openapi import ROUTES
 from runtime.settings import Settings
-from tests.infra.cfn_resolver import Deployment, Evaluated, SynthesizedApp, TemplateError
+from tests.infra.cfn_resolver import Deployment, Evaluated, SynthesizedApp, TemplateError, runtime_environment
 
 BACKENDS = ("lambda", "sagemaker")
 AUTHORIZATIONS = ("AWS_IAM", "API_KEY", "NONE")
@@ -58,6 +58,8 @@ class Combination:
                 stacks.add("Explorer")
             if self.waf:
                 stacks.add("Firewall")
+            if self.libraries:
+                stacks.add("Imports")  # bulk imports need the feature and the libraries
         return stacks
 
     def routes(self) -> dict[tuple[str, str], tuple[str, bool]]:
@@ -210,7 +212,7 @@ def test_each_combination_makes_what_its_parameters_say(deploy, backend, combina
     # The runtime accepts what each function is given (the values known before deploy time).
     for stack in ("Backend", "Explorer") if combination.explorer else ("Backend",):
         variables = deployment.stack(stack).only("AWS::Lambda::Function")[1]["Properties"]["Environment"]["Variables"]
-        Settings.from_env({name: value for name, value in variables.items() if isinstance(value, str)})
+        Settings.from_env(runtime_environment({k: v for k, v in variables.items() if k.startswith("IMSIM_")}))
 
     if combination.waf:
         firewall = deployment.stack("Firewall")

@@ -104,7 +104,7 @@ def _sessions_of_a_model_with_other_weights(tmp_for):
     folder = tmp_for.parent / "other"
     folder.mkdir(exist_ok=True)
     tiny = build_tiny_checkpoint(folder, seed=7)
-    settings = Settings(model=tiny.name, weights=str(tiny.weights), model_config=str(tiny.config), device="cpu")
+    settings = Settings(model=tiny.name, weights=str(tiny.weights), model_config_path=str(tiny.config), device="cpu")
     export_onnx(TorchEngine.load(settings), folder, int8=False)
     other = OnnxEngine.load(folder, model_version="v", precision="fp32", spec=TorchEngine.load(settings).spec)
     return other.image_session, other.text_session

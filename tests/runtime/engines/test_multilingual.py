@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from runtime.engines import load_engine
-from runtime.engines.model_folder import TOKENIZER_FILE, read_manifest
+from runtime.engines.model_folder import TOKENIZER_FILE, read_manifest, settings_for_model_dir
 from runtime.engines.onnx_engine import OnnxEngine
 from runtime.engines.tokenizer import HfTokenizer
 from runtime.engines.torch_engine import TorchEngine
@@ -44,7 +44,7 @@ def multilingual_settings(tmp_path_factory):
         model=model.name,
         pretrained="tiny-xlm-random",
         weights=str(model.weights),
-        model_config=str(model.config),
+        model_config_path=str(model.config),
         device="cpu",
         micro_batching=False,
         data_dir=str(tmp_path_factory.mktemp("data")),
@@ -107,7 +107,7 @@ def test_onnx_engine_vectors_match_torch(reference, baked, precision, floor):
 def reference_settings(folder: Path, **overrides):
     from runtime.settings import Settings
 
-    return Settings(model_dir=str(folder), device="cpu", micro_batching=False, **overrides).with_baked_model()
+    return settings_for_model_dir(Settings(model_dir=str(folder), device="cpu", micro_batching=False, **overrides))
 
 
 LAMBDA_LIKE = """
@@ -116,10 +116,13 @@ sys.modules["torch"] = None  # as in the Lambda image: neither is installed ther
 sys.modules["transformers"] = None
 sys.modules["open_clip"] = None
 from runtime.api.app import create_app
+from runtime.engines.model_folder import settings_for_model_dir
 from runtime.settings import Settings
 from fastapi.testclient import TestClient
 
-settings = Settings(model_dir=sys.argv[1], engine="onnx", data_dir=sys.argv[2], store="off").with_baked_model()
+# fp32 pinned: the default (auto) serves the int8 graphs bake chose; their agreement is tested above
+settings = Settings(model_dir=sys.argv[1], engine="onnx", onnx_precision="fp32", data_dir=sys.argv[2], store="off")
+settings = settings_for_model_dir(settings)
 client = TestClient(create_app(settings))
 texts = json.loads(sys.argv[3])
 answers = [client.post("/text_similarity", content=json.dumps({"text": text})).json() for text in texts]

@@ -32,7 +32,7 @@ def folder(tmp_path) -> Path:
 def model_flags(settings) -> list[str]:
     return [
         *("--model", settings.model, "--pretrained", settings.pretrained, "--device", "cpu"),
-        *("--weights", settings.weights, "--model-config", settings.model_config),
+        *("--weights", settings.weights, "--model-config", settings.model_config_path),
     ]
 
 

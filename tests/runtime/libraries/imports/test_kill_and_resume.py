@@ -37,7 +37,7 @@ def start_server(tiny_settings, data_dir: Path, endpoint: str) -> tuple[subproce
     command = [
         *(sys.executable, "-m", "runtime", "serve", "--port", str(port), "--data-dir", str(data_dir)),
         *("--model", tiny_settings.model, "--pretrained", tiny_settings.pretrained),
-        *("--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config, "--device", "cpu"),
+        *("--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config_path, "--device", "cpu"),
         *("--log-level", "warning"),
     ]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -86,6 +86,7 @@ def test_a_server_killed_mid_import_resumes_it_and_adds_nothing_twice(big_pictur
         client.close()
         if process.poll() is None:
             process.kill()
+        process.stderr.close()
     assert job["status"] == "running" and job["counts"]["processed"] < COUNT, "the import ended before the kill"
     record = json.loads((tmp_path / "imports" / import_id / "job.json").read_text())
     assert record["status"] == "running"  # a stopped server pauses its imports; it does not fail them
@@ -102,6 +103,7 @@ def test_a_server_killed_mid_import_resumes_it_and_adds_nothing_twice(big_pictur
         client.close()
         process.terminate()
         process.wait(timeout=30)
+        process.stderr.close()
     with sqlite3.connect(tmp_path / "libraries.sqlite3") as db:
         ids = [row[0] for row in db.execute("SELECT id FROM images WHERE library = 'resumed'")]
     assert sorted(ids) == [f"{n:03d}.jpg" for n in range(COUNT)]  # each once, none lost
