@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup would stall ~47 s before failing
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
@@ -76,3 +79,29 @@ def strict_server(tiny_settings, tiny_engine):
     """The API as deployed: no non-public address may be fetched."""
     with LiveServer.start(tiny_settings.replace(fetch_allow_networks=()), tiny_engine) as live:
         yield live
+
+
+@pytest.fixture(scope="module")
+def lambda_handler(tiny_settings):
+    """The deployed Lambda handler (lambda_image/handler.py), loaded in this process on the tiny model."""
+    from runtime import observability
+
+    env = {
+        "IMSIM_MODEL": tiny_settings.model,
+        "IMSIM_PRETRAINED": tiny_settings.pretrained,
+        "IMSIM_WEIGHTS": tiny_settings.weights,
+        "IMSIM_MODEL_CONFIG_PATH": tiny_settings.model_config_path,
+        "IMSIM_DATA_DIR": tiny_settings.data_dir,
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        handler_file = Path(__file__).resolve().parents[1] / "lambda_image" / "handler.py"
+        spec = importlib.util.spec_from_file_location("lambda_handler_under_test", handler_file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    yield module.handler
+    # Loading the handler set this process up as a Lambda function (EMF on, JSON logs): undo it.
+    observability._emitting = False
+    for name in ("runtime", "uvicorn"):
+        logging.getLogger(name).handlers, logging.getLogger(name).propagate = [], True

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import logging
 import os
 import re
 import shutil
@@ -16,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime import observability
 from runtime.engines.model_folder import settings_for_model_dir
 from runtime.engines.sagemaker_engine import SageMakerEngine
 from runtime.settings import Settings
@@ -53,28 +50,6 @@ def api_gateway_event(path: str, body: dict, stage: str = "prod", method: str = 
         "body": raw,
         "isBase64Encoded": True,
     }
-
-
-@pytest.fixture(scope="module")
-def lambda_handler(tiny_settings):
-    env = {
-        "IMSIM_MODEL": tiny_settings.model,
-        "IMSIM_PRETRAINED": tiny_settings.pretrained,
-        "IMSIM_WEIGHTS": tiny_settings.weights,
-        "IMSIM_MODEL_CONFIG_PATH": tiny_settings.model_config_path,
-        "IMSIM_DATA_DIR": tiny_settings.data_dir,
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        spec = importlib.util.spec_from_file_location("lambda_handler_under_test", ROOT / "lambda_image" / "handler.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    yield module.handler
-    # Loading the handler set this process up as a Lambda function (EMF on, JSON logs): undo it.
-    observability._emitting = False
-    for name in ("runtime", "uvicorn"):
-        logging.getLogger(name).handlers, logging.getLogger(name).propagate = [], True
 
 
 class LambdaContext:

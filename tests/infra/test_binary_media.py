@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import fnmatch
-import importlib.util
 import json
 from pathlib import Path
 
@@ -56,24 +55,6 @@ def test_uploads_are_binary_and_json_stays_text(binary_media_types):
 
 
 # --- the Lambda handler with API Gateway's events ------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def lambda_handler(tiny_settings):
-    env = {
-        "IMSIM_MODEL": tiny_settings.model,
-        "IMSIM_PRETRAINED": tiny_settings.pretrained,
-        "IMSIM_WEIGHTS": tiny_settings.weights,
-        "IMSIM_MODEL_CONFIG_PATH": tiny_settings.model_config_path,
-        "IMSIM_DATA_DIR": tiny_settings.data_dir,
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        spec = importlib.util.spec_from_file_location("lambda_handler_bodies", ROOT / "lambda_image" / "handler.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module.handler
 
 
 def proxy_event(path: str, body: bytes, content_type: str | None, media_types: list[str]) -> dict:
