@@ -21,7 +21,6 @@ import os
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,7 +31,7 @@ import numpy as np  # noqa: E402
 from bench.common import ServerProcess, model_settings, parser, print_table, server_args  # noqa: E402
 from bench.limits import measure  # noqa: E402
 from tests.fakes.images import b64, image_bytes  # noqa: E402
-from tests.fakes.servers import free_port  # noqa: E402
+from tests.fakes.servers import SageMakerRuntime  # noqa: E402
 
 CLIP_AS_SERVICE_IMAGES_PER_S = 286.0  # ViT-B-32 on a TITAN RTX, clip-as-service's published benchmark
 BATCHES = (1, 8, 32, 64)
@@ -91,36 +90,6 @@ def throughput(url: str, path: str, batch: int, clients: int, seconds: float, bo
     return images / (time.perf_counter() - started), errors
 
 
-class SageMakerShim:
-    """Loopback stand-in for the SageMaker runtime service: forwards InvokeEndpoint to the container."""
-
-    def __init__(self, container_url: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        shim = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                answer = shim.http.post("/invocations", content=body, headers={"content-type": "application/json"})
-                self.send_response(answer.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            def log_message(self, *args):
-                pass
-
-        self.http = httpx.Client(base_url=container_url, timeout=120, limits=httpx.Limits(max_connections=64))
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.http.close()
-
-
 def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("--seconds", type=float, default=8.0, help="per batch size and path")
@@ -146,7 +115,7 @@ def main() -> None:
             throughput(container.url, "/invocations", batch, clients, min(1.0, seconds), photos)  # warm up
             rate, errors = throughput(container.url, "/invocations", batch, clients, seconds, photos)
             rows.append(_row("container /invocations", batch, rate, errors, limit))
-        shim = SageMakerShim(container.url)
+        shim = SageMakerRuntime(container.url)
         front_env = {
             **env,
             "IMSIM_ENGINE": "sagemaker",

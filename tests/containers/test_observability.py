@@ -11,16 +11,14 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.containers.test_entrypoints import api_gateway_event
 from tests.fakes.images import b64, image_bytes
-from tests.fakes.servers import FileServer, LiveServer
+from tests.fakes.servers import FileServer, LiveServer, SageMakerRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -306,43 +304,13 @@ def test_active_tracing_sends_fetch_decode_embed_and_store_subsegments(tiny_sett
     assert all(line["xray_trace_id"] == TRACE_ID for line in run.request_logs)
 
 
-class SageMakerRuntime:
-    """SageMaker Runtime's InvokeEndpoint on loopback, answered by a real container (``/invocations``)."""
-
-    def __init__(self, container: LiveServer):
-        self.endpoints: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                outer.endpoints.append(self.path.split("/")[2])  # /endpoints/{name}/invocations
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                answer = container.post("/invocations", body)
-                self.send_response(answer.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_front_handler_on_the_sagemaker_engine_logs_and_counts_like_the_lambda_backend(
     tiny_settings, tiny_engine, tmp_path
 ):
     """The SageMaker backend's front function (handler.py, sagemaker engine, no model), its endpoint
     a real container behind a loopback SageMaker Runtime."""
     with LiveServer.start(tiny_settings, tiny_engine, sagemaker=True) as container:
-        runtime = SageMakerRuntime(container)
+        runtime = SageMakerRuntime(container.url)
         env = {
             "IMSIM_ENGINE": "sagemaker",
             "IMSIM_SAGEMAKER_ENDPOINT": "image-similarity-endpoint",

@@ -115,3 +115,36 @@ class ConnectionCounter:
         self._stop = True
         self.thread.join(timeout=2)
         self.sock.close()
+
+
+class SageMakerRuntime:
+    """SageMaker Runtime's InvokeEndpoint on loopback, answered by a real container's ``/invocations``:
+    point boto3 at it with ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=<url>``."""
+
+    def __init__(self, container_url: str):
+        self.endpoints: list[str] = []
+        self.http = httpx.Client(base_url=container_url, timeout=120, limits=httpx.Limits(max_connections=64))
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                outer.endpoints.append(self.path.split("/")[2])  # /endpoints/{name}/invocations
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                answer = outer.http.post("/invocations", content=body, headers={"content-type": "application/json"})
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.http.close()
