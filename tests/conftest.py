@@ -28,6 +28,10 @@ SLOW_FIXTURES = {
     "fuzz_server": "hypothesis and schemathesis send hundreds of requests per test",
     "load_flags": "a load run against a server process (seconds of load, SIGKILL, restart)",
     "busy_server": "holds requests in flight to fill the server's limit",
+    "browser": "drives headless Chromium",
+    "lambda_handler": "loads the deployed Lambda handler (bake-style model load, Powertools)",
+    "api_run": "runs the deployed API handler in a fresh interpreter",
+    "explorer_run": "runs the deployed explorer handler in a fresh interpreter",
 }
 """Fixtures that take more than a few seconds: a test that uses one is marked ``slow``."""
 

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_upload_benchmark_smoke_run_prints_its_table():
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_upload.py"), "--smoke"],

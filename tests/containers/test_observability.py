@@ -268,6 +268,7 @@ class XRayDaemon:
 TRACE_ID = "1-5759e988-bd862e3fe1be46a994272793"
 
 
+@pytest.mark.slow
 def test_active_tracing_sends_fetch_decode_embed_and_store_subsegments(tiny_settings, tmp_path):
     """Lambda's environment with active tracing: the real X-Ray SDK sends to a loopback "daemon"."""
     files = FileServer({"/cat.png": (200, {"Content-Type": "image/png"}, image_bytes(5, fmt="PNG"))})
@@ -304,6 +305,7 @@ def test_active_tracing_sends_fetch_decode_embed_and_store_subsegments(tiny_sett
     assert all(line["xray_trace_id"] == TRACE_ID for line in run.request_logs)
 
 
+@pytest.mark.slow
 def test_front_handler_on_the_sagemaker_engine_logs_and_counts_like_the_lambda_backend(
     tiny_settings, tiny_engine, tmp_path
 ):

@@ -35,7 +35,6 @@ def browser():
         browser.close()
 
 
-@pytest.mark.slow
 def test_try_it_out_answers_a_vector(browser, server, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 1500})
     outside, console_errors = [], []
@@ -68,7 +67,6 @@ def test_try_it_out_answers_a_vector(browser, server, tmp_path):
     page.close()
 
 
-@pytest.mark.slow
 def test_try_it_out_sends_the_api_key_when_the_authorization_is_api_key(browser, tiny_settings, tiny_engine):
     """Deployed with ApiAuthorization API_KEY (API Gateway checks the key): Authorize takes the key and
     Try it out sends it in ``x-api-key``."""

@@ -149,6 +149,7 @@ def test_size_limits_are_read_from_the_header(size, code):
     assert refused.value.code == (code or "decompression_bomb")
 
 
+@pytest.mark.slow
 def test_a_48_megapixel_jpeg_is_accepted_and_decoded_at_reduced_scale():
     photo = image_bytes(9, size=(8064, 6048), fmt="JPEG", quality=85)
     image = decode_image(photo, "img", max_side=LIMITS.max_side, max_pixels=LIMITS.max_pixels, draft_to=224)
