@@ -21,7 +21,6 @@ import json
 from typing import Any, cast
 
 from aws_cdk import Aws, CfnOutput, CfnResource, Duration, Fn, RemovalPolicy
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
@@ -33,6 +32,7 @@ from infra.images_stack import ImagesStack
 from infra.nag import acknowledge, resource_finding
 from infra.nested import ParameterizedNestedStack
 from infra.permissions import library_statements, log_group_arn, s3_objects_arn
+from infra.storage_stack import keyed_table
 
 BATCH_SIZE = 32
 """Images per batch: one forward pass and one PutVectors call (S3 Vectors takes up to 500)."""
@@ -149,18 +149,7 @@ class ImportsStack(ParameterizedNestedStack):
         super().__init__(scope, construct_id, description="Image Similarity: bulk imports (Step Functions)", **kwargs)
         self.config = config
         self.results = self._results_bucket()
-        self.table = dynamodb.CfnTable(
-            self,
-            "JobTable",
-            key_schema=[dynamodb.CfnTable.KeySchemaProperty(attribute_name="import_id", key_type="HASH")],
-            attribute_definitions=[
-                dynamodb.CfnTable.AttributeDefinitionProperty(attribute_name="import_id", attribute_type="S")
-            ],
-            billing_mode="PAY_PER_REQUEST",
-            point_in_time_recovery_specification=dynamodb.CfnTable.PointInTimeRecoverySpecificationProperty(
-                point_in_time_recovery_enabled=True
-            ),
-        )
+        self.table = keyed_table(self, "JobTable", key="import_id")
         self.table.apply_removal_policy(RemovalPolicy.DESTROY)
         self.worker = self._worker(images)
         self.state_machine = self._state_machine()

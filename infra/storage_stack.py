@@ -15,6 +15,20 @@ from constructs import Construct
 from infra.nested import ParameterizedNestedStack
 
 
+def keyed_table(scope: Construct, construct_id: str, *, key: str) -> dynamodb.CfnTable:
+    """A DynamoDB table of records keyed by one string attribute: on-demand, point-in-time recovery on."""
+    return dynamodb.CfnTable(
+        scope,
+        construct_id,
+        key_schema=[dynamodb.CfnTable.KeySchemaProperty(attribute_name=key, key_type="HASH")],
+        attribute_definitions=[dynamodb.CfnTable.AttributeDefinitionProperty(attribute_name=key, attribute_type="S")],
+        billing_mode="PAY_PER_REQUEST",
+        point_in_time_recovery_specification=dynamodb.CfnTable.PointInTimeRecoverySpecificationProperty(
+            point_in_time_recovery_enabled=True
+        ),
+    )
+
+
 class StorageStack(ParameterizedNestedStack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs) -> None:
         super().__init__(
@@ -31,18 +45,7 @@ class StorageStack(ParameterizedNestedStack):
         # The ARN ends in ":bucket/<name>"; the runtime's calls take the name.
         self.vector_bucket_name = Fn.select(1, Fn.split(":bucket/", bucket.attr_vector_bucket_arn))
 
-        table = dynamodb.CfnTable(
-            self,
-            "RegistryTable",
-            key_schema=[dynamodb.CfnTable.KeySchemaProperty(attribute_name="name", key_type="HASH")],
-            attribute_definitions=[
-                dynamodb.CfnTable.AttributeDefinitionProperty(attribute_name="name", attribute_type="S")
-            ],
-            billing_mode="PAY_PER_REQUEST",
-            point_in_time_recovery_specification=dynamodb.CfnTable.PointInTimeRecoverySpecificationProperty(
-                point_in_time_recovery_enabled=True
-            ),
-        )
+        table = keyed_table(self, "RegistryTable", key="name")
         table.apply_removal_policy(RemovalPolicy.RETAIN)
         self.registry_table_name = table.ref
         self.registry_table_arn = table.attr_arn

@@ -7,7 +7,7 @@ import binascii
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -93,23 +93,31 @@ class Embedder:
     def read_images(self, items: list[Input], deadline: float | None = None) -> list[np.ndarray]:
         """Every item's model input, in order: all bytes fetched at once, decoded a few at a time."""
         downloads = [self._readers.submit(self.read_bytes, item, deadline) for item in items]
-        turns = threading.Semaphore(max(1, self.settings.decode_threads_per_request))
         decodes: list[Future] = []
         try:
-            for item, download in zip(items, downloads):
-                data = download.result()
-                turns.acquire()
-                decode = self._decoders.submit(self.decode, item, data)
-                decode.add_done_callback(lambda _: turns.release())
-                decodes.append(decode)
+            self.start_decodes(((item, download.result()) for item, download in zip(items, downloads)), decodes)
             return [decode.result() for decode in decodes]
         finally:
             for pending in downloads + decodes:
                 pending.cancel()
 
-    def read_image(self, item: Input, deadline: float | None = None, data: bytes | None = None) -> np.ndarray:
-        """The item decoded and prepared as the model's input (from ``data`` when its bytes were read already)."""
-        return self.decode(item, self.read_bytes(item, deadline) if data is None else data)
+    def decode_each(self, files: list[tuple[Input, bytes]]) -> list[np.ndarray | ApiError]:
+        """Each file's model input, in order, decoded a few at a time; a file that cannot be decoded gets its
+        ApiError as its result (a batch that answers per item, such as a library batch add, goes on without it)."""
+        decodes: list[Future] = []
+        self.start_decodes(files, decodes)
+        return [result_or_error(decode) for decode in decodes]
+
+    def start_decodes(self, files: Iterable[tuple[Input, bytes]], started: list[Future]) -> None:
+        """Starts decoding each file, holding one request to decode_threads_per_request decodes at once: the
+        next file is taken only when a turn is free. Each decode joins ``started`` as it starts, so the caller
+        can cancel those already started when ``files`` raises (a download that failed)."""
+        turns = threading.Semaphore(self.settings.decode_threads_per_request)
+        for item, data in files:
+            turns.acquire()
+            decode = self._decoders.submit(self.decode, item, data)
+            decode.add_done_callback(lambda _: turns.release())
+            started.append(decode)
 
     def decode(self, item: Input, data: bytes) -> np.ndarray:
         size = self.engine.image_size
@@ -128,17 +136,11 @@ class Embedder:
                 raise InvalidInput(f"{item.field}: the URL's content is not an image", code="url_not_image") from exc
             raise
 
-    def each(self, work: Callable[[T], R], items: list[T]) -> list[R | ApiError]:
-        """``work`` on each item in the reader threads; an item whose work raises an ApiError gets it as
-        its result (a batch that answers per item, such as a library batch add, goes on without it)."""
-
-        def guarded(item: T) -> R | ApiError:
-            try:
-                return work(item)
-            except ApiError as error:
-                return error
-
-        return list(self._readers.map(guarded, items))
+    def read_each(self, items: list[T], read: Callable[[T], bytes]) -> list[bytes | ApiError]:
+        """``read`` on each item in the reader threads; an item whose read raises an ApiError gets it as its
+        result (a batch that answers per item, such as a library batch add, goes on without it)."""
+        reads: list[Future] = [self._readers.submit(read, item) for item in items]
+        return [result_or_error(one) for one in reads]
 
     def encode_pixels(self, pixels: list[np.ndarray]) -> np.ndarray:
         """Unit vectors of prepared images, in one engine call."""
@@ -159,6 +161,14 @@ class Embedder:
                 raise InvalidInput(message, code="image_too_large")
             return item.value
         return decode_base64(item.value, item.field, self.settings.max_image_bytes)
+
+
+def result_or_error(future: Future[R]) -> R | ApiError:
+    """The future's result, or the ApiError it raised (an item answered in its place)."""
+    try:
+        return future.result()
+    except ApiError as error:
+        return error
 
 
 def decode_base64(value: str, field: str, max_bytes: int) -> bytes:

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runtime.api.library_schemas import DedupThreshold
+
 SOURCE_DOC = (
     "Every image object under this S3 prefix (.jpg .jpeg .png .bmp .webp; other objects are ignored). "
     "An image's id is its key relative to the prefix, with `/` written `:` (`shoes/red.jpg` -> `shoes:red.jpg`)."
@@ -24,9 +26,7 @@ class ImportRequest(BaseModel):
     source: str | None = Field(None, description=SOURCE_DOC)
     manifest: str | None = Field(None, description=MANIFEST_DOC)
     dedup: bool = Field(True, description="Leave out near-duplicates of the library's images and of each other.")
-    threshold: float | None = Field(
-        None, description="Dedup score threshold, 0 to 1 (default 0.97, setting IMSIM_DEDUP_THRESHOLD)."
-    )
+    threshold: DedupThreshold = None
 
 
 class ImportCounts(BaseModel):

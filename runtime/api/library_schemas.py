@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -26,6 +26,10 @@ FILTER_DOC = (
     "The same results on both stores; see docs/libraries.md."
 )
 MAX_BATCH_ADD = 32
+DedupThreshold = Annotated[
+    float | None, Field(description="Dedup score threshold, 0 to 1 (default 0.97, setting IMSIM_DEDUP_THRESHOLD).")
+]
+"""The ``threshold`` of an add and of an import."""
 SCORE_DOC = "(1 + cosine) / 2, in [0, 1]: 1 is the same image."
 VERSION = "ViT-B-32/laion2b_s34b_b79k"
 CREATED = "2025-06-01T08:30:00Z"
@@ -37,26 +41,24 @@ class CreateLibraryRequest(BaseModel):
     name: str = Field(description=NAME_DOC)
 
 
-class BatchImage(BaseModel):
+class NewImageFields(BaseModel):
+    """The fields of one image to add, in a single add and in each image of a batch."""
+
+    model_config = STRICT_REQUEST
+
+    url: str | None = Field(None, description=URL_DOC)
+    img: ImageValue = Field(None, description=IMG_DOC)
+    id: str | None = Field(None, description=ID_DOC + " Generated when absent.")
+    metadata: dict[str, Any] | None = Field(None, description=METADATA_DOC)
+
+
+class BatchImage(NewImageFields):
     """One image of a batch add: a single add's image fields."""
 
-    model_config = STRICT_REQUEST
 
-    url: str | None = Field(None, description=URL_DOC)
-    img: ImageValue = Field(None, description=IMG_DOC)
-    id: str | None = Field(None, description=ID_DOC + " Generated when absent.")
-    metadata: dict[str, Any] | None = Field(None, description=METADATA_DOC)
-
-
-class AddImageRequest(BaseModel):
+class AddImageRequest(NewImageFields):
     """One image (``url`` or ``img``) with an optional id and metadata, or ``images``: a batch of them."""
 
-    model_config = STRICT_REQUEST
-
-    url: str | None = Field(None, description=URL_DOC)
-    img: ImageValue = Field(None, description=IMG_DOC)
-    id: str | None = Field(None, description=ID_DOC + " Generated when absent.")
-    metadata: dict[str, Any] | None = Field(None, description=METADATA_DOC)
     images: list[BatchImage] | None = Field(
         None,
         description=f"Batch add: 1 to {MAX_BATCH_ADD} images, embedded in one forward pass; the answer has one "
@@ -67,9 +69,7 @@ class AddImageRequest(BaseModel):
         description="Refuse the image when the library holds the same file (exact) or a near-duplicate; "
         "also within a batch.",
     )
-    threshold: float | None = Field(
-        None, description="Dedup score threshold, 0 to 1 (default 0.97, setting IMSIM_DEDUP_THRESHOLD)."
-    )
+    threshold: DedupThreshold = None
 
 
 class UpdateImageRequest(BaseModel):

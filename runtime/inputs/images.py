@@ -62,52 +62,28 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class ImageLimits:
-    """What an image may claim and cost (the ``runtime.settings`` fields of the same names)."""
+    """What an image may claim and cost (the ``runtime.settings`` fields of the same names); None: not checked."""
 
     max_side: int = 8192
-    max_pixels: int = 50_000_000
-    max_jpeg_scans: int = 32
-    max_jpeg_scan_pixels: int = 1_000_000_000
+    max_pixels: int | None = 50_000_000
+    max_jpeg_scans: int | None = 32
+    max_jpeg_scan_pixels: int | None = 1_000_000_000
 
 
-def decode_image(
-    data: bytes,
-    field: str,
-    *,
-    max_side: int,
-    max_pixels: int | None = None,
-    max_jpeg_scans: int | None = None,
-    max_jpeg_scan_pixels: int | None = None,
-    draft_to: int | None = None,
-) -> Image.Image:
+def decode_image(data: bytes, field: str, limits: ImageLimits, *, draft_to: int | None = None) -> Image.Image:
     """Open and fully validate an image (first frame); JPEG and HEIC are decoded at reduced scale when allowed.
 
     ``draft_to`` is the smallest size the shorter side may be reduced to (None: full size).
     Anything malformed inside the file is a 400 ``invalid_image``; broken EXIF is ignored.
     """
-    image = open_image(
-        data,
-        field,
-        max_side=max_side,
-        max_pixels=max_pixels,
-        max_jpeg_scans=max_jpeg_scans,
-        max_jpeg_scan_pixels=max_jpeg_scan_pixels,
-    )
-    return _load(image, field, draft_to)
+    return _load(open_image(data, field, limits), field, draft_to)
 
 
 def image_to_pixels(
     data: bytes, field: str, size: int, limits: ImageLimits, *, draft_to: int | None, budget: DecodeBudget | None
 ) -> np.ndarray:
     """Bytes to the model's ``size`` x ``size`` uint8 input; the decode waits its turn in ``budget``."""
-    image = open_image(
-        data,
-        field,
-        max_side=limits.max_side,
-        max_pixels=limits.max_pixels,
-        max_jpeg_scans=limits.max_jpeg_scans,
-        max_jpeg_scan_pixels=limits.max_jpeg_scan_pixels,
-    )
+    image = open_image(data, field, limits)
     if draft_to:
         _draft(image, draft_to)
     with budget.reserve(decode_bytes(image)) if budget else nullcontext():
@@ -118,15 +94,7 @@ def image_to_pixels(
             raise InvalidInput(f"{field}: the image cannot be converted to RGB ({exc})", code="invalid_image") from exc
 
 
-def open_image(
-    data: bytes,
-    field: str,
-    *,
-    max_side: int,
-    max_pixels: int | None = None,
-    max_jpeg_scans: int | None = None,
-    max_jpeg_scan_pixels: int | None = None,
-) -> Image.Image:
+def open_image(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
     """Read an image's header and check it against the limits; no pixel is decoded yet.
 
     A JPEG's decoding cost is about its scans times its pixels (each progressive scan is a pass
@@ -136,17 +104,17 @@ def open_image(
     if not data:
         raise InvalidInput(f"{field}: the image is empty (0 bytes)", code="not_an_image")
     scans = jpeg_scan_count(data) if data.startswith(b"\xff\xd8") else 0
-    if max_jpeg_scans is not None and scans > max_jpeg_scans:
+    if limits.max_jpeg_scans is not None and scans > limits.max_jpeg_scans:
         raise InvalidInput(
-            f"{field}: the JPEG has {scans} scans; at most {max_jpeg_scans} (setting max_jpeg_scans)",
+            f"{field}: the JPEG has {scans} scans; at most {limits.max_jpeg_scans} (setting max_jpeg_scans)",
             code="image_too_complex",
         )
-    image = _open(data, field, max_side, max_pixels)
+    image = _open(data, field, limits)
     width, height = image.size
-    if max_jpeg_scan_pixels is not None and scans * width * height > max_jpeg_scan_pixels:
+    if limits.max_jpeg_scan_pixels is not None and scans * width * height > limits.max_jpeg_scan_pixels:
         raise InvalidInput(
             f"{field}: the JPEG has {scans} scans of {width}x{height} px; scans x pixels may be at most "
-            f"{max_jpeg_scan_pixels:,} (setting max_jpeg_scan_pixels)",
+            f"{limits.max_jpeg_scan_pixels:,} (setting max_jpeg_scan_pixels)",
             code="image_too_complex",
         )
     return image
@@ -177,7 +145,7 @@ def _load(image: Image.Image, field: str, draft_to: int | None) -> Image.Image:
         ) from exc
 
 
-def _open(data: bytes, field: str, max_side: int, max_pixels: int | None) -> Image.Image:
+def _open(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -196,16 +164,16 @@ def _open(data: bytes, field: str, max_side: int, max_pixels: int | None) -> Ima
     width, height = image.size
     if width < 1 or height < 1:
         raise InvalidInput(f"{field}: the image is {width}x{height} px", code="invalid_image")
-    if max(width, height) > max_side:
+    if max(width, height) > limits.max_side:
         raise InvalidInput(
-            f"{field}: the image is {width}x{height} px; the longest side may be at most {max_side} px "
+            f"{field}: the image is {width}x{height} px; the longest side may be at most {limits.max_side} px "
             "(setting max_image_side)",
             code="image_too_large",
         )
-    if max_pixels is not None and width * height > max_pixels:
+    if limits.max_pixels is not None and width * height > limits.max_pixels:
         raise InvalidInput(
             f"{field}: the image is {width}x{height} px ({width * height / 1e6:.1f} MP); at most "
-            f"{max_pixels / 1e6:.1f} MP (setting max_image_pixels)",
+            f"{limits.max_pixels / 1e6:.1f} MP (setting max_image_pixels)",
             code="image_too_large",
         )
     return image

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
@@ -277,7 +276,7 @@ def add_all(
     one forward pass and add them; each item's result or error, in order."""
     results: list[AddResult | ApiError | None] = [None] * len(items)
     deadline = time.monotonic() + embedder.settings.fetch_timeout_s  # one fetch deadline for the request
-    files = embedder.each(lambda item: read_file(embedder, item, deadline), items)
+    files = embedder.read_each(items, lambda item: read_file(embedder, item, deadline))
     hashes = {position: content_hash(data) for position, data in enumerate(files) if isinstance(data, bytes)}
     known = store.find_exact(name, list(set(hashes.values()))) if threshold is not None and hashes else {}
     for position, data in enumerate(files):
@@ -286,7 +285,7 @@ def add_all(
         elif hashes[position] in known:
             results[position] = Duplicate(known[hashes[position]], exact=True)
     pending = [position for position, result in enumerate(results) if result is None]
-    pixels = embedder.each(lambda position: read_pixels(embedder, items[position], files[position]), pending)
+    pixels = embedder.decode_each([to_decode(items[position], files[position]) for position in pending])
     for position, prepared in zip(pending, pixels, strict=True):
         if isinstance(prepared, ApiError):
             results[position] = prepared
@@ -319,9 +318,9 @@ def read_file(embedder: Embedder, item: NewItem, deadline: float) -> bytes:
     return embedder.read_bytes(item.input, deadline)
 
 
-def read_pixels(embedder: Embedder, item: NewItem, data: bytes | ApiError) -> np.ndarray:
+def to_decode(item: NewItem, data: bytes | ApiError) -> tuple[Input, bytes]:
     assert isinstance(item.input, Input) and isinstance(data, bytes)  # only items whose file was read get here
-    return embedder.read_image(item.input, data=data)
+    return item.input, data
 
 
 def result_body(result: AddResult | ApiError) -> dict:

@@ -24,7 +24,7 @@ import numpy as np
 from runtime.engines import Engine
 from runtime.errors import ApiError, InvalidInput
 from runtime.inputs.fetch import UrlFetcher
-from runtime.inputs.images import decode_image, prepare_image
+from runtime.inputs.images import ImageLimits, decode_image, prepare_image
 from runtime.libraries.imports.sources import ImportItem, problem, problem_of
 from runtime.libraries.store import Added, LibraryStore, NewImage, check_image_id, check_metadata
 from runtime.settings import Settings
@@ -84,6 +84,10 @@ class BatchImporter:
         self.store = store
         self.readers = readers
         self.fetcher = UrlFetcher(settings)
+        # Imports check the longest side only (the API checks every limit).
+        self.image_limits = ImageLimits(
+            settings.max_image_side, max_pixels=None, max_jpeg_scans=None, max_jpeg_scan_pixels=None
+        )
         self.local_files = local_files
         """Locations may be file paths (the CLI's folder source); never for a request's items."""
 
@@ -143,9 +147,7 @@ class BatchImporter:
     def prepare(self, data: bytes, field_name: str) -> np.ndarray:
         size = self.engine.image_size
         try:
-            image = decode_image(
-                data, field_name, max_side=self.settings.max_image_side, draft_to=size * self.settings.draft_factor
-            )
+            image = decode_image(data, field_name, self.image_limits, draft_to=size * self.settings.draft_factor)
         except InvalidInput as exc:
             if exc.code == "not_an_image" and field_name == "url":  # a single add by URL says it this way
                 raise InvalidInput("url: the URL's content is not an image", code="url_not_image") from exc

@@ -131,7 +131,7 @@ def test_a_valid_exif_orientation_still_turns_the_picture():
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     out = io.BytesIO()
     image.save(out, format="JPEG", exif=exif)
-    assert decode_image(out.getvalue(), "img", max_side=8192).size == (30, 60)
+    assert decode_image(out.getvalue(), "img", ImageLimits(max_side=8192)).size == (30, 60)
 
 
 @pytest.mark.parametrize(
@@ -152,7 +152,7 @@ def test_size_limits_are_read_from_the_header(size, code):
 @pytest.mark.slow
 def test_a_48_megapixel_jpeg_is_accepted_and_decoded_at_reduced_scale():
     photo = image_bytes(9, size=(8064, 6048), fmt="JPEG", quality=85)
-    image = decode_image(photo, "img", max_side=LIMITS.max_side, max_pixels=LIMITS.max_pixels, draft_to=224)
+    image = decode_image(photo, "img", LIMITS, draft_to=224)
     assert image.size == (1008, 756)  # libjpeg's 1/8 scale: 3 MB of pixels instead of 195 MB
 
 

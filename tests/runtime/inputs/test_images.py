@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.inputs.images import ImageSpec, decode_image, normalize, prepare_image
+from runtime.inputs.images import ImageLimits, ImageSpec, decode_image, normalize, prepare_image
 from tests.fakes.images import image_bytes
 
 
@@ -29,9 +29,9 @@ def test_preparation_equals_open_clip_preprocess(tiny_settings, size):
 @pytest.mark.slow
 def test_large_jpeg_is_decoded_at_reduced_scale():
     data = image_bytes(12, size=(4096, 3072), fmt="JPEG", quality=90)
-    reduced = decode_image(data, "img", max_side=4096, draft_to=448)
+    reduced = decode_image(data, "img", ImageLimits(max_side=4096), draft_to=448)
     assert reduced.size == (1024, 768)  # libjpeg scaled by 1/4 while decoding, never below 448
-    full = decode_image(data, "img", max_side=4096)
+    full = decode_image(data, "img", ImageLimits(max_side=4096))
     assert full.size == (4096, 3072)
     a = prepare_image(reduced, 224).astype(np.float32) / 255
     b = prepare_image(full, 224).astype(np.float32) / 255
@@ -40,12 +40,12 @@ def test_large_jpeg_is_decoded_at_reduced_scale():
 
 def test_small_jpeg_is_not_reduced():
     data = image_bytes(13, size=(640, 480), fmt="JPEG")
-    assert decode_image(data, "img", max_side=4096, draft_to=448).size == (640, 480)
+    assert decode_image(data, "img", ImageLimits(max_side=4096), draft_to=448).size == (640, 480)
 
 
 def test_transparent_and_grey_images_become_rgb():
     for mode in ("RGBA", "L", "P", "LA"):
         out = io.BytesIO()
         Image.new(mode, (40, 30)).save(out, format="PNG")
-        image = decode_image(out.getvalue(), "img", max_side=4096)
+        image = decode_image(out.getvalue(), "img", ImageLimits(max_side=4096))
         assert prepare_image(image, 32).shape == (32, 32, 3)
