@@ -54,9 +54,7 @@ class Embedder:
         # pool, so a client's slow images queue behind each other, not in front of other clients'.
         self._decoders = ThreadPoolExecutor(max_workers=settings.max_batch, thread_name_prefix="image-decoder")
         self._decode_budget = DecodeBudget(settings.decode_memory_mb * 1024 * 1024)
-        self.image_limits = ImageLimits(
-            settings.max_image_side, settings.max_image_pixels, settings.max_jpeg_scans, settings.max_jpeg_scan_pixels
-        )
+        self.image_limits = ImageLimits.of(settings)
         configure_pillow(settings.max_image_pixels)
 
     @property

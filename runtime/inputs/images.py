@@ -27,6 +27,7 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from runtime.errors import InvalidInput
+from runtime.settings import Settings
 
 log = logging.getLogger("runtime")
 
@@ -68,6 +69,13 @@ class ImageLimits:
     max_pixels: int | None = 50_000_000
     max_jpeg_scans: int | None = 32
     max_jpeg_scan_pixels: int | None = 1_000_000_000
+
+    @classmethod
+    def of(cls, settings: Settings) -> ImageLimits:
+        """The limits the settings give (every input path, requests and imports alike, applies these)."""
+        return cls(
+            settings.max_image_side, settings.max_image_pixels, settings.max_jpeg_scans, settings.max_jpeg_scan_pixels
+        )
 
 
 def decode_image(data: bytes, field: str, limits: ImageLimits, *, draft_to: int | None = None) -> Image.Image:

@@ -84,10 +84,7 @@ class BatchImporter:
         self.store = store
         self.readers = readers
         self.fetcher = UrlFetcher(settings)
-        # Imports check the longest side only (the API checks every limit).
-        self.image_limits = ImageLimits(
-            settings.max_image_side, max_pixels=None, max_jpeg_scans=None, max_jpeg_scan_pixels=None
-        )
+        self.image_limits = ImageLimits.of(settings)
         self.local_files = local_files
         """Locations may be file paths (the CLI's folder source); never for a request's items."""
 

@@ -72,6 +72,19 @@ def test_a_prefix_batch_is_embedded_written_and_counted(moto_aws, tiny_settings,
     assert worker.importer.store.get_library("products").image_count == 6
 
 
+def test_imports_apply_the_same_image_limits_as_requests(moto_aws, tiny_settings, tiny_engine):
+    vectors, dynamodb, _, s3 = moto_aws
+    worker = make_worker(tiny_settings.replace(max_image_pixels=3000), tiny_engine, vectors, dynamodb)
+    worker.importer.store.create_library("products", tiny_engine.model_version)
+    event = {"Items": listed(s3, "2025/"), "BatchInput": batch_input(kind="prefix", bucket=PHOTOS, prefix="2025/")}
+
+    answer = worker.handle(event)
+
+    assert (answer["added"], answer["failed"]) == (0, 7)  # every picture is 64x48: 3,072 pixels
+    too_large = [failure for failure in answer["failures"] if failure["code"] == "image_too_large"]
+    assert len(too_large) == 6 and "setting max_image_pixels" in too_large[0]["message"]
+
+
 def test_a_manifest_batch_names_each_bad_line(moto_aws, tiny_settings, tiny_engine):
     vectors, dynamodb, _, _ = moto_aws
     worker = make_worker(tiny_settings, tiny_engine, vectors, dynamodb)
