@@ -24,4 +24,6 @@ def test_upload_benchmark_smoke_run_prints_its_table():
     assert done.returncode == 0, done.stderr[-3000:]
     table = done.stdout.split("Upload ways", 1)[1]
     for way in ("base64 JSON", "binary (image/jpeg)", "multipart/form-data"):
-        assert re.search(rf"{re.escape(way)}\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+x", table), table
+        figures = r"\s+\d+\.\d+" * 4 + r"\s+\d+\.\d+x"
+        row = rf"{re.escape(way)}{figures}\s+(1\.15?x met|1\.15?x missed|no target)"
+        assert re.search(row, table), table
