@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, ROOT, ServerProcess, model_flags, model_settings, parser, print_table  # noqa: E402
+from bench.common import ROOT, ServerProcess, baked_folder, model_settings, parser, print_table  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -90,30 +90,6 @@ def lambda_cold_start(folder: Path, precision: str) -> tuple[float, dict]:
     if child.returncode:
         raise SystemExit(child.stderr[-3000:])
     return total, json.loads(child.stdout.strip().splitlines()[-1])
-
-
-def baked_folder(settings) -> Path:
-    """A folder as the image build bakes it (weights + ONNX graphs), made once."""
-    folder = CACHE / f"baked-{settings.cache_key()}"
-    if not (folder / "manifest.json").exists():
-        subprocess.run(
-            [sys.executable, "-m", "runtime.bake", "--out", str(folder), *bake_args(settings)], cwd=ROOT, check=True
-        )
-    return folder
-
-
-def bake_args(settings) -> list[str]:
-    if settings.smoke:  # real-size model with seeded random weights: save them as a checkpoint first
-        import torch
-
-        weights = CACHE / "smoke-random.pt"
-        if not weights.exists():
-            from runtime.engines.torch_engine import TorchEngine
-
-            CACHE.mkdir(exist_ok=True)
-            torch.save(TorchEngine.load(settings).model.state_dict(), weights)
-        return ["--model", settings.model, "--pretrained", "random-seed-0", "--weights", str(weights)]
-    return model_flags(settings)
 
 
 def main() -> None:

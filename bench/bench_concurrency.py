@@ -2,9 +2,12 @@
 
     .venv/bin/python bench/bench_concurrency.py [--engine onnx|torch] [--seconds 15] [--smoke]
 
-Each client sends single-image requests (a 1024x768 JPEG, base64) back to back for a fixed time.
-The baseline is one client with micro-batching off, measured in the same run; the machine's limit
-(bench/limits.py) is measured in the same run too, and throughput is printed as a fraction of it.
+Each client sends single-image requests (a 1024x768 JPEG, base64) back to back for a fixed time to a
+server of a baked folder (as the images serve it). With ONNX it is served twice: in fp32, with
+micro-batching off and on, and as deployed (``--onnx-precision auto``: int8 where bake measured that
+it agrees with fp32). The baseline is one client, fp32, micro-batching off, measured in the same run;
+the machine's fp32 limit (bench/limits.py) is measured in the same run too, and throughput is
+printed as a fraction of it.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from bench.common import ServerProcess, model_settings, p50, p95, parser, print_table, server_args  # noqa: E402
+from bench.common import ServerProcess, baked_folder, model_settings, p50, p95, parser, print_table  # noqa: E402
 from bench.limits import measure  # noqa: E402
+from runtime.engines.model_folder import served_precision  # noqa: E402
 from tests.fakes.images import b64, image_bytes  # noqa: E402
 
 
@@ -60,16 +64,18 @@ def main() -> None:
     seconds = 1.0 if args.smoke else args.seconds
     levels = (1, 4) if args.smoke else (1, 4, 8, 16)
     settings = model_settings(args.smoke).replace(engine=args.engine)
-    from runtime.engines import load_engine
-
-    load_engine(settings.replace(micro_batching=False))  # export ONNX graphs once, before timing
+    folder = baked_folder(settings)
     from runtime.engines.torch_engine import TorchEngine
 
     limit = measure(TorchEngine.load(settings.replace(device="cpu")), seconds=0.3 if args.smoke else 2.0)
     bodies = [{"img": b64(image_bytes(i, size=(1024, 768), fmt="JPEG", quality=90))} for i in range(16)]
+    servings = [("fp32", False), ("fp32", True)]
+    if args.engine == "onnx":
+        servings.append((f"auto: {served_precision(folder, 'auto')}", True))
     rows, baseline = [], None
-    for batching in (False, True):
-        flags = [*server_args(settings), "--engine", args.engine]
+    for precision, batching in servings:
+        flags = ["--model-dir", str(folder), "--data-dir", settings.data_dir, "--engine", args.engine]
+        flags += ["--onnx-precision", precision.split(":")[0]]
         if not batching:
             flags.append("--no-micro-batching")
         with ServerProcess(*flags) as server:
@@ -79,6 +85,7 @@ def main() -> None:
                 baseline = baseline or throughput
                 rows.append(
                     [
+                        precision,
                         "on" if batching else "off",
                         clients,
                         throughput,
@@ -91,7 +98,8 @@ def main() -> None:
                 )
     print_table(
         f"Concurrency ({settings.model_version}, engine {args.engine}, {seconds:g} s per level)",
-        ["micro-batching", "clients", "requests/s", "p50 ms", "p95 ms", "vs 1 client (off)", "of fp32 limit", "errors"],
+        ["precision", "micro-batching", "clients", "requests/s", "p50 ms", "p95 ms", "vs 1 client", "of fp32 limit"]
+        + ["errors"],
         rows,
     )
     print(limit.describe())

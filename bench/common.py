@@ -57,6 +57,30 @@ def server_args(settings) -> list[str]:
     return [*model_flags(settings), "--data-dir", settings.data_dir]
 
 
+def baked_folder(settings) -> Path:
+    """A folder as the image build bakes it (weights + ONNX graphs), made once."""
+    folder = CACHE / f"baked-{settings.cache_key()}"
+    if not (folder / "manifest.json").exists():
+        subprocess.run(
+            [sys.executable, "-m", "runtime.bake", "--out", str(folder), *bake_args(settings)], cwd=ROOT, check=True
+        )
+    return folder
+
+
+def bake_args(settings) -> list[str]:
+    if settings.smoke:  # real-size model with seeded random weights: save them as a checkpoint first
+        import torch
+
+        weights = CACHE / "smoke-random.pt"
+        if not weights.exists():
+            from runtime.engines.torch_engine import TorchEngine
+
+            CACHE.mkdir(exist_ok=True)
+            torch.save(TorchEngine.load(settings).model.state_dict(), weights)
+        return ["--model", settings.model, "--pretrained", "random-seed-0", "--weights", str(weights)]
+    return model_flags(settings)
+
+
 def timed(function, repeat: int, warmup: int = 1) -> list[float]:
     """Milliseconds per call."""
     for _ in range(warmup):
