@@ -1,6 +1,6 @@
 """Cold start added by the Powertools wiring: init (handler module loaded) and first event, fresh processes.
 
-    .venv/bin/python bench/bench_powertools.py [--baseline REV] [--runs N]
+    .venv/bin/python bench/bench_powertools.py [--baseline REV] [--runs N] [--smoke]
 
 The baseline is a revision without Powertools (``git archive`` of it into a temporary folder), run
 by the same interpreter. Handlers with no model (the explorer's ``GET /api-explorer``, the front
@@ -80,30 +80,45 @@ def run_once(tree: Path, handler: str, path: str, env: dict[str, str]) -> dict[s
     return {**result, "process": process}
 
 
+def extract(revision: str, folder: Path, *, required: bool) -> bool:
+    """The tree of ``revision`` into ``folder``; False when the clone lacks it and it is not required."""
+    archive = subprocess.run(["git", "archive", revision], cwd=ROOT, capture_output=True, check=required)
+    if archive.returncode:
+        return False
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return True
+
+
 def main() -> None:
     options = argparse.ArgumentParser(description=__doc__)
     options.add_argument("--baseline", default="d66ad00", help="a revision without Powertools")
     options.add_argument("--runs", type=int, default=5)
+    options.add_argument("--smoke", action="store_true", help="one run each; no baseline if the clone lacks it")
     args = options.parse_args()
+    repeats = 1 if args.smoke else args.runs
     with tempfile.TemporaryDirectory() as folder:
-        baseline = Path(folder)
-        archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
         tracing_env = {"LAMBDA_TASK_ROOT": str(ROOT / "lambda_image"), "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9"}
-        variants = {"baseline": (baseline, {}), "powertools": (ROOT, {}), "powertools+tracing": (ROOT, tracing_env)}
+        variants = {"powertools": (ROOT, {}), "powertools+tracing": (ROOT, tracing_env)}
+        if extract(args.baseline, Path(folder), required=not args.smoke):
+            variants = {"baseline": (Path(folder), {}), **variants}
+        else:
+            print(f"baseline {args.baseline} is not in this clone (a shallow one?): measured without it")
         for name, (handler, path, env) in HANDLERS.items():
             results: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
-            for _ in range(args.runs):
+            for _ in range(repeats):
                 for variant, (tree, extra) in variants.items():
                     results[variant].append(run_once(tree, handler, path, {**env, **extra}))
-            print(f"\n{name} handler, {args.runs} fresh processes each, median (min-max) in ms")
-            print(f"{'variant':<20}{'init':>22}{'first event':>22}{'whole process':>22}")
+            print(f"\n{name} handler, {repeats} fresh processes each, median (min-max) in ms")
+            first = next(iter(variants))
+            print(f"{'variant':<20}{'init':>22}{'first event':>22}{'whole process':>22}{'vs ' + first:>24}")
+            reference = statistics.median(run["process"] for run in results[first])
             for variant, runs in results.items():
                 cells = []
                 for key in ("init", "first event", "process"):
                     values = [run[key] * 1000 for run in runs]
                     cells.append(f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})")
-                print(f"{variant:<20}" + "".join(f"{cell:>22}" for cell in cells))
+                cells.append(f"{statistics.median(run['process'] for run in runs) / reference:.2f}x")
+                print(f"{variant:<20}" + "".join(f"{cell:>22}" for cell in cells[:3]) + f"{cells[3]:>24}")
 
 
 if __name__ == "__main__":

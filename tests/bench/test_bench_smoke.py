@@ -17,6 +17,7 @@ BENCHES = {
     "bench_coldstart.py": "Cold start",
     "gpu_check.py": "GPU check",
     "bench_openvino.py": "OpenVINO vs ONNX Runtime",
+    "bench_powertools.py": "explorer handler",
 }
 
 
