@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from runtime.bake.optimize import optimize_graphs
-from runtime.engines.model_folder import IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE, int8_name
+from runtime.engines.model_folder import IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE, int8_name, weights_data_file
 
 AGREEMENT = {"cosine_min": 0.995, "top10_overlap": 0.95}
 """What a variant must keep, on images and texts alike, to be served by default."""
@@ -239,7 +239,8 @@ def decide_int8(
     if chosen is not None:
         trial = scratch / str([v.name for v in VARIANTS].index(chosen))
         for graph in (IMAGE_GRAPH, TEXT_GRAPH):
-            shutil.move(str(trial / int8_name(graph)), str(folder / int8_name(graph)))
+            for name in (int8_name(graph), weights_data_file(int8_name(graph))):
+                shutil.move(str(trial / name), str(folder / name))
     shutil.rmtree(scratch, ignore_errors=True)
     return {
         "thresholds": AGREEMENT,

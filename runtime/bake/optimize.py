@@ -5,6 +5,8 @@ a session is created: most of the engine's load time at a cold start. The portab
 rewrites (``ORT_ENABLE_EXTENDED``; the higher level adds layout changes for the build machine's CPU)
 is applied here and saved over each graph; the engine then loads it with optimisations off. The
 manifest records the ONNX Runtime version that did it: another version re-optimises at load instead.
+Each optimised graph keeps its weights in a file beside it (``model_folder.weights_data_file``),
+which ONNX Runtime maps into memory at load instead of copying.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engines.model_folder import IMAGE_GRAPH, TEXT_GRAPH, graph_file
+from runtime.engines.model_folder import IMAGE_GRAPH, TEXT_GRAPH, graph_file, weights_data_file
 
 
 def optimize_graphs(
@@ -45,6 +47,10 @@ def _optimize(path: Path, probe: dict[str, np.ndarray]) -> None:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(scratch)
+    # The weights go to the data file the graph keeps (named after the final graph, which refers to it).
+    external = "session.optimized_model_external_initializers_"
+    options.add_session_config_entry(external + "file_name", weights_data_file(path.name))
+    options.add_session_config_entry(external + "min_size_in_bytes", "1024")
     before = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, probe)[0]
     plain = ort.SessionOptions()
     plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -11,7 +11,7 @@ import pytest
 
 from runtime.bake.export import export_onnx
 from runtime.bake.optimize import optimize_graphs
-from runtime.engines.model_folder import IMAGE_GRAPH, TEXT_GRAPH
+from runtime.engines.model_folder import IMAGE_GRAPH, TEXT_GRAPH, weights_data_file
 from runtime.engines.onnx_engine import OnnxEngine
 from runtime.engines.torch_engine import TorchEngine
 
@@ -32,6 +32,9 @@ def test_optimised_graphs_are_smaller_and_give_the_same_vectors(tiny_settings, t
         before = len(onnx.load(str(exported / graph)).graph.node)
         after = len(onnx.load(str(optimized / graph)).graph.node)
         assert after < before, graph  # fusions happened
+        # The weights live beside the graph, for ONNX Runtime to map into memory at load.
+        weights = optimized / weights_data_file(graph)
+        assert weights.stat().st_size > 10 * (optimized / graph).stat().st_size, graph
     spec, version = torch_engine.spec, torch_engine.model_version
     plain = OnnxEngine.load(exported, model_version=version, spec=spec)
     fast = OnnxEngine.from_files(

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import json
 
-from runtime.engines.model_folder import MANIFEST_FILE, WEIGHTS_FILE, settings_for_model_dir
+from runtime.engines.model_folder import (
+    IMAGE_GRAPH,
+    MANIFEST_FILE,
+    TEXT_GRAPH,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    has_onnx_graphs,
+    settings_for_model_dir,
+    weights_data_file,
+)
 from runtime.settings import Settings
 
 
@@ -44,3 +53,13 @@ def test_settings_without_a_baked_folder_are_unchanged(tmp_path):
     exported = Settings(model_dir=str(tmp_path / "export"))
     assert settings_for_model_dir(exported) == exported
     assert settings_for_model_dir(Settings()) == Settings()
+
+
+def test_an_optimised_folder_without_a_graph_s_weights_file_is_incomplete(tmp_path):
+    write_folder(tmp_path, model="tiny", graphs_optimized_by="1.32.0")
+    for name in (IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE):
+        (tmp_path / name).write_bytes(b"graph")
+    (tmp_path / weights_data_file(IMAGE_GRAPH)).write_bytes(b"weights")
+    assert not has_onnx_graphs(tmp_path)  # the text graph's weights are missing
+    (tmp_path / weights_data_file(TEXT_GRAPH)).write_bytes(b"weights")
+    assert has_onnx_graphs(tmp_path)
