@@ -4,7 +4,8 @@
 
 For each request (single 1024x768 and 4096x3072 JPEG by base64 and by URL, a pair, a batch of 8,
 a text) it prints p50/p95 and the overhead ratio: request p50 / the engine's forward p50 at the
-same batch size, measured in this process on the same model while the server is idle.
+same batch size, measured in this process on the same model while the server is idle, in turns with
+the requests (one of each per round).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import ServerProcess, model_settings, p50, p95, parser, print_table, server_args, timed  # noqa: E402
+from bench.common import ServerProcess, interleaved, model_settings, p50, p95, parser, print_table, server_args  # noqa: E402
 from tests.fakes.images import b64, image_bytes  # noqa: E402
 from tests.fakes.servers import FileServer  # noqa: E402
 
@@ -26,20 +27,16 @@ def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("--engine", default="onnx", choices=["onnx", "torch"])
     args = cli.parse_args()
-    repeat = 3 if args.smoke else 15
+    rounds = 3 if args.smoke else 15
     settings = model_settings(args.smoke).replace(engine=args.engine, micro_batching=False)
     from runtime.engines import load_engine
 
     engine = load_engine(settings)  # also exports the ONNX graphs the server will reuse
     size = engine.image_size
     rng = np.random.default_rng(0)
-    forward = {
-        n: p50(
-            timed(lambda n=n: engine.encode_images(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)), repeat)
-        )
-        for n in (1, 2, 8)
-    }
-    forward["text"] = p50(timed(lambda: engine.encode_texts(["a photo of a cat on a sofa"]), repeat))
+    batches = {n: rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8) for n in (1, 2, 8)}
+    forwards = {n: (lambda n=n: engine.encode_images(batches[n])) for n in (1, 2, 8)}
+    forwards["text"] = lambda: engine.encode_texts(["a photo of a cat on a sofa"])
 
     small = image_bytes(1, size=(1024, 768), fmt="JPEG", quality=90)
     large = image_bytes(2, size=(4096, 3072), fmt="JPEG", quality=90)
@@ -57,18 +54,21 @@ def main() -> None:
         ),
         ("text", {"text": "a photo of a cat on a sofa"}, "text"),
     ]
-    rows = []
     flags = [*server_args(settings), "--engine", args.engine, "--no-micro-batching", "--allow-network", "127.0.0.1/32"]
     with ServerProcess(*flags) as server, httpx.Client(base_url=server.url, timeout=120) as client:
-        for name, body, batch in cases:
 
-            def send(body=body):
-                response = client.post("/image-similarity", json=body)
-                response.raise_for_status()
+        def sender(body: dict):
+            return lambda: client.post("/image-similarity", json=body).raise_for_status()
 
-            samples = timed(send, repeat, warmup=2)
-            rows.append([name, p50(samples), p95(samples), forward[batch], f"{p50(samples) / forward[batch]:.2f}x"])
+        functions = {f"forward {n}": forward for n, forward in forwards.items()}
+        functions.update({name: sender(body) for name, body, _ in cases})
+        samples = interleaved(functions, rounds, warmup=2)
     files.close()
+    rows = []
+    for name, _, batch in cases:
+        forward = p50(samples[f"forward {batch}"])
+        request = samples[name]
+        rows.append([name, p50(request), p95(request), forward, f"{p50(request) / forward:.2f}x"])
     print_table(
         f"Request path ({settings.model_version}, engine {args.engine}, one client)",
         ["request", "p50 ms", "p95 ms", "engine forward ms", "overhead ratio"],

@@ -4,7 +4,8 @@
 
 A 4032x3024 JPEG (photo-like noise, so it is as large as a camera's) is sent to ``/image-similarity``
 by one client as base64 JSON, as the raw bytes and as a multipart form. Each way's p50 is divided by
-the work measured in this process on the same model and photo, in the same run:
+the work measured in this process on the same model and photo, in turns with the requests (one of
+each per round), so both see the machine in the same state:
 
 - base64 JSON: base64 decoding + image decoding (the runtime's own path: reduced-scale JPEG decode,
   resize, crop) + the engine's forward pass; target at most 1.15x;
@@ -29,7 +30,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.common import ServerProcess, model_settings, p50, p95, parser, print_table, server_args, timed  # noqa: E402
+from bench.common import ServerProcess, interleaved, model_settings, p50, p95, parser, print_table, server_args  # noqa: E402
 
 PHOTO_SIZE = (4032, 3024)
 
@@ -51,7 +52,7 @@ def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("--engine", default="onnx", choices=["onnx", "torch"])
     args = cli.parse_args()
-    repeat = 3 if args.smoke else 15
+    rounds = 3 if args.smoke else 15
     settings = model_settings(args.smoke).replace(engine=args.engine, micro_batching=False)
     from runtime.embedder import Embedder, Input, decode_base64
     from runtime.engines import load_engine
@@ -61,16 +62,6 @@ def main() -> None:
     encoded = base64.b64encode(photo).decode("ascii")
     embedder = Embedder(settings, engine)
     pixels = embedder.decode(Input("img", photo, "img"), photo)
-    work = {
-        "base64": p50(timed(lambda: decode_base64(encoded, "img", settings.max_image_bytes), repeat)),
-        "decode": p50(timed(lambda: embedder.decode(Input("img", photo, "img"), photo), repeat)),
-        "forward": p50(timed(lambda: engine.encode_images(pixels[None]), repeat)),
-    }
-    unavoidable = {
-        "base64 JSON": (work["base64"] + work["decode"] + work["forward"], 1.15),
-        "binary (image/jpeg)": (work["decode"] + work["forward"], 1.1),
-        "multipart/form-data": (work["decode"] + work["forward"], None),  # Starlette spools the part to a file
-    }
     boundary = "bench-upload-boundary"
     form = (
         (
@@ -80,26 +71,42 @@ def main() -> None:
         + photo
         + f"\r\n--{boundary}--\r\n".encode()
     )
-    ways = [
-        ("base64 JSON", json.dumps({"img": encoded}).encode(), "application/json"),
-        ("binary (image/jpeg)", photo, "image/jpeg"),
-        ("multipart/form-data", form, f"multipart/form-data; boundary={boundary}"),
-    ]
-    rows = []
+    ways = {
+        "base64 JSON": (json.dumps({"img": encoded}).encode(), "application/json"),
+        "binary (image/jpeg)": (photo, "image/jpeg"),
+        "multipart/form-data": (form, f"multipart/form-data; boundary={boundary}"),
+    }
     flags = [*server_args(settings), "--engine", args.engine, "--no-micro-batching"]
     with ServerProcess(*flags) as server, httpx.Client(base_url=server.url, timeout=120) as client:
-        for name, body, content_type in ways:
 
-            def send(body=body, content_type=content_type):
-                response = client.post("/image-similarity", content=body, headers={"content-type": content_type})
-                response.raise_for_status()
+        def sender(body: bytes, content_type: str):
+            return lambda: client.post(
+                "/image-similarity", content=body, headers={"content-type": content_type}
+            ).raise_for_status()
 
-            samples = timed(send, repeat, warmup=2)
-            floor, target = unavoidable[name]
-            ratio = p50(samples) / floor
-            verdict = "no target" if target is None else f"{target}x " + ("met" if ratio <= target else "missed")
-            sent = f"{len(body) / 1e6:.2f}"
-            rows.append([name, sent, p50(samples), p95(samples), floor, f"{ratio:.2f}x", verdict])
+        samples = interleaved(
+            {
+                "base64": lambda: decode_base64(encoded, "img", settings.max_image_bytes),
+                "decode": lambda: embedder.decode(Input("img", photo, "img"), photo),
+                "forward": lambda: engine.encode_images(pixels[None]),
+                **{name: sender(*way) for name, way in ways.items()},
+            },
+            rounds,
+            warmup=2,
+        )
+    work = {name: p50(samples[name]) for name in ("base64", "decode", "forward")}
+    unavoidable = {
+        "base64 JSON": (work["base64"] + work["decode"] + work["forward"], 1.15),
+        "binary (image/jpeg)": (work["decode"] + work["forward"], 1.1),
+        "multipart/form-data": (work["decode"] + work["forward"], None),  # Starlette spools the part to a file
+    }
+    rows = []
+    for name, (body, _) in ways.items():
+        floor, target = unavoidable[name]
+        ratio = p50(samples[name]) / floor
+        verdict = "no target" if target is None else f"{target}x " + ("met" if ratio <= target else "missed")
+        sent = f"{len(body) / 1e6:.2f}"
+        rows.append([name, sent, p50(samples[name]), p95(samples[name]), floor, f"{ratio:.2f}x", verdict])
     width, height = Image.open(io.BytesIO(photo)).size
     print(
         f"\nIn this process: base64 decode {work['base64']:.1f} ms, image decode {work['decode']:.1f} ms, "

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -90,6 +91,21 @@ def timed(function, repeat: int, warmup: int = 1) -> list[float]:
         start = time.perf_counter()
         function()
         samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def interleaved(functions: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Milliseconds per call of each function, taken in turns (one call of each per round), so that a
+    ratio between two of them is not skewed by the machine slowing down between two blocks of calls."""
+    for _ in range(warmup):
+        for function in functions.values():
+            function()
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            samples[name].append((time.perf_counter() - start) * 1000)
     return samples
 
 
