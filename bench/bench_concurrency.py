@@ -3,10 +3,10 @@
     .venv/bin/python bench/bench_concurrency.py [--engine onnx|torch] [--seconds 15] [--smoke]
 
 Each client sends single-image requests (a 1024x768 JPEG, base64) back to back for a fixed time to a
-server of a baked folder (as the images serve it). With ONNX it is served twice: in fp32, with
-micro-batching off and on, and as deployed (``--onnx-precision auto``: int8 where bake measured that
-it agrees with fp32). The baseline is one client, fp32, micro-batching off, measured in the same run;
-the machine's fp32 limit (bench/limits.py) is measured in the same run too, and throughput is
+server of a baked folder (as the images serve it): in fp32 with micro-batching off and on, and, with
+ONNX, as deployed (``--onnx-precision auto``: int8 where bake measured that it agrees with fp32) when
+that is not fp32 already. The baseline is one client, fp32, micro-batching off, measured in the same
+run; the machine's fp32 limit (bench/limits.py) is measured in the same run too, and throughput is
 printed as a fraction of it.
 """
 
@@ -70,8 +70,9 @@ def main() -> None:
     limit = measure(TorchEngine.load(settings.replace(device="cpu")), seconds=0.3 if args.smoke else 2.0)
     bodies = [{"img": b64(image_bytes(i, size=(1024, 768), fmt="JPEG", quality=90))} for i in range(16)]
     servings = [("fp32", False), ("fp32", True)]
-    if args.engine == "onnx":
-        servings.append((f"auto: {served_precision(folder, 'auto')}", True))
+    deployed = served_precision(folder, "auto")
+    if args.engine == "onnx" and deployed != "fp32":
+        servings.append((f"auto: {deployed}", True))
     rows, baseline = [], None
     for precision, batching in servings:
         flags = ["--model-dir", str(folder), "--data-dir", settings.data_dir, "--engine", args.engine]
@@ -103,6 +104,8 @@ def main() -> None:
         rows,
     )
     print(limit.describe())
+    if args.engine == "onnx" and deployed == "fp32":
+        print("as deployed (--onnx-precision auto) this folder serves fp32: bake kept no int8 variant")
 
 
 if __name__ == "__main__":
