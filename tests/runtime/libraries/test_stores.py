@@ -33,6 +33,8 @@ import boto3
 import numpy as np
 import pytest
 from botocore.awsrequest import AWSResponse
+from moto import mock_aws
+from moto.core.botocore_stubber import BotocoreStubber
 
 from runtime.errors import (
     ApiError,
@@ -280,11 +282,14 @@ def error(message: str, code: str = "ValidationException", status: int = 400):
 # --- fixtures ----------------------------------------------------------------------------
 
 
+CLIENTS = boto3.session.Session()  # after moto's import: its botocore handlers are in every new session
+"""Makes each test's clients. mock_aws() replaces boto3's default session on every start, so clients
+made from it would load their service models again: 0.2 s a test. This session's loader keeps them."""
+
+
 @pytest.fixture
 def aws(monkeypatch):
     """moto's S3 Vectors and DynamoDB, a vector bucket, a registry table and real botocore clients."""
-    from moto import mock_aws
-    from moto.core.botocore_stubber import BotocoreStubber
 
     one_at_a_time = threading.Lock()
     handle = BotocoreStubber.process_request
@@ -295,8 +300,8 @@ def aws(monkeypatch):
 
     monkeypatch.setattr(BotocoreStubber, "process_request", atomic)
     with mock_aws():
-        vectors = boto3.client("s3vectors", region_name=REGION)
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        vectors = CLIENTS.client("s3vectors", region_name=REGION)
+        dynamodb = CLIENTS.client("dynamodb", region_name=REGION)
         vectors.create_vector_bucket(vectorBucketName=BUCKET)
         dynamodb.create_table(
             TableName=TABLE,
