@@ -27,12 +27,29 @@ def with_png_chunk(png: bytes, kind: bytes, payload: bytes) -> bytes:
 
 @cache
 def png_zeros(width: int, height: int, rows: int | None = None) -> bytes:
-    """A greyscale PNG of zeros: a few KB that inflate to width x height bytes (``rows`` of them)."""
-    packer = zlib.compressobj(9)
-    row = b"\x00" * (width + 1)  # filter byte + pixels
-    idat = b"".join(packer.compress(row) for _ in range(height if rows is None else rows)) + packer.flush()
+    """A greyscale PNG of zeros: a few hundred KB that inflate to width x height bytes (``rows`` of them)."""
+    idat = zeros_deflated((width + 1) * (height if rows is None else rows))  # each row: filter byte + pixels
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def zeros_deflated(size: int) -> bytes:
+    """zlib data that inflates to ``size`` zero bytes, made in milliseconds: one megabyte is compressed
+    and its compressed form repeated (a full flush after each makes every copy inflate on its own), then
+    the stream ends with the checksum of the whole. Compressing 400 MB took 2.3 s here."""
+    chunk = bytes(1 << 20)
+    copies, rest = divmod(size, len(chunk))
+    packer = zlib.compressobj(9)
+    if copies < 2:
+        return packer.compress(bytes(size)) + packer.flush()
+    first = packer.compress(chunk) + packer.flush(zlib.Z_FULL_FLUSH)  # with the zlib header
+    again = packer.compress(chunk) + packer.flush(zlib.Z_FULL_FLUSH)  # any later megabyte
+    ending = packer.compress(bytes(rest)) + packer.flush()
+    checksum = 1
+    for _ in range(copies):
+        checksum = zlib.adler32(chunk, checksum)
+    checksum = zlib.adler32(bytes(rest), checksum)
+    return first + again * (copies - 1) + ending[:-4] + struct.pack(">I", checksum)
 
 
 def saved(image: Image.Image, fmt: str, **args) -> bytes:
