@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -18,59 +17,21 @@ from runtime.engines.model_folder import settings_for_model_dir
 from runtime.engines.sagemaker_engine import SageMakerEngine
 from runtime.settings import Settings
 from tests.fakes.images import b64, image_bytes
+from tests.fakes.lambda_events import LambdaContext, proxy_event
 from tests.fakes.servers import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def api_gateway_event(path: str, body: dict, stage: str = "prod", method: str = "POST") -> dict:
-    """A REST API (v1) Lambda proxy event as API Gateway sends it: stage in the request context."""
-    raw = base64.b64encode(json.dumps(body).encode()).decode()
-    headers = {"Content-Type": "application/json", "Host": "abc123.execute-api.us-east-1.amazonaws.com"}
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": method,
-            "path": f"/{stage}{path}",
-            "stage": stage,
-            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-            "apiId": "abc123",
-            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
-            "identity": {"sourceIp": "203.0.113.7", "userAgent": "pytest"},
-        },
-        "body": raw,
-        "isBase64Encoded": True,
-    }
-
-
-class LambdaContext:
-    function_name = "image-similarity"
-    aws_request_id = "req-1"
-    memory_limit_in_mb = 3008
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:image-similarity"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
-
-
 def test_lambda_handler_answers_single_and_pair_mode(lambda_handler, server):
-    single = lambda_handler(api_gateway_event("/image-similarity", {"img": b64(image_bytes(1))}), LambdaContext())
+    single = lambda_handler(proxy_event("/image-similarity", {"img": b64(image_bytes(1))}), LambdaContext())
     assert single["statusCode"] == 200, single
     result = json.loads(single["body"])["result"]
     direct = server.post("/image-similarity", {"img": b64(image_bytes(1))}).json()["result"]
     assert np.allclose(result, direct, atol=1e-6)
 
     pair = lambda_handler(
-        api_gateway_event("/text_similarity", {"img_1": b64(image_bytes(1)), "img_2": b64(image_bytes(1))}),
+        proxy_event("/text_similarity", {"img_1": b64(image_bytes(1)), "img_2": b64(image_bytes(1))}),
         LambdaContext(),
     )
     assert pair["statusCode"] == 200
@@ -78,7 +39,7 @@ def test_lambda_handler_answers_single_and_pair_mode(lambda_handler, server):
 
 
 def test_lambda_handler_reports_errors_with_the_error_shape(lambda_handler):
-    answer = lambda_handler(api_gateway_event("/image-similarity", {"img": "!!"}), LambdaContext())
+    answer = lambda_handler(proxy_event("/image-similarity", {"img": "!!"}), LambdaContext())
     assert answer["statusCode"] == 400
     assert json.loads(answer["body"])["code"] == "invalid_base64"
 
@@ -275,7 +236,7 @@ def test_lambda_handler_as_deployed_serves_onnx_without_torch(baked, tmp_path, p
         "IMSIM_STORE": "off",
         "HF_HUB_OFFLINE": "1",
     }
-    event = api_gateway_event("/image-similarity", {"img_1": b64(image_bytes(1)), "text_2": "a cat"})
+    event = proxy_event("/image-similarity", {"img_1": b64(image_bytes(1)), "text_2": "a cat"})
     done = subprocess.run(
         [sys.executable, "-c", LAMBDA_AS_DEPLOYED],
         input=json.dumps(event),

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.containers.test_entrypoints import api_gateway_event
 from tests.fakes.images import b64, image_bytes
+from tests.fakes.lambda_events import proxy_event
 from tests.fakes.servers import FileServer, LiveServer, SageMakerRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,14 +103,6 @@ def run_handler(handler: str, events: list[dict], env: dict[str, str], tmp_path:
     return Run(json.loads(answers_file.read_text()), done.stdout, done.stderr)
 
 
-def event(path: str, body: dict | None, method: str = "POST", request_id: str = "apigw-0") -> dict:
-    built = api_gateway_event(path, body or {}, method=method)
-    built["requestContext"]["requestId"] = request_id
-    if body is None:
-        built["body"], built["isBase64Encoded"] = None, False
-    return built
-
-
 IMAGE = b64(image_bytes(7, size=(64, 48), fmt="PNG"))
 API_EVENTS = [
     ("/image-similarity", {"img": IMAGE}, 200, None),
@@ -137,7 +129,7 @@ def api_run(tiny_settings, tmp_path_factory) -> Run:
         "POWERTOOLS_SERVICE_NAME": "image-similarity",
         "POWERTOOLS_METRICS_NAMESPACE": "ImageSimilarity",
     }
-    events = [event(path, body, request_id=f"apigw-{i}") for i, (path, body, *_) in enumerate(API_EVENTS)]
+    events = [proxy_event(path, body, request_id=f"apigw-{i}") for i, (path, body, *_) in enumerate(API_EVENTS)]
     return run_handler("handler.py", events, env, tmp_path_factory.mktemp("run"))
 
 
@@ -222,8 +214,8 @@ def test_cold_start_metric_once(api_run):
 @pytest.fixture(scope="module")
 def explorer_run(tmp_path_factory) -> Run:
     events = [
-        event("/api-explorer", None, method="GET", request_id="apigw-page"),
-        event("/ping", None, method="GET", request_id="apigw-ping"),
+        proxy_event("/api-explorer", None, method="GET", request_id="apigw-page"),
+        proxy_event("/ping", None, method="GET", request_id="apigw-ping"),
     ]
     env = {"IMSIM_AUTH": "NONE"}  # as the explorer function is deployed: no engine, no store
     return run_handler("explorer_handler.py", events, env, tmp_path_factory.mktemp("explorer"))
@@ -285,9 +277,9 @@ def test_active_tracing_sends_fetch_decode_embed_and_store_subsegments(tiny_sett
         "AWS_XRAY_DAEMON_ADDRESS": daemon.address,
     }
     events = [
-        event("/libraries", {"name": "dogs"}),
-        event("/libraries/dogs/images", {"url": files.base + "/cat.png"}),
-        event("/libraries/dogs/search", {"text": SECRET_TEXT}),
+        proxy_event("/libraries", {"name": "dogs"}, request_id="apigw-0"),
+        proxy_event("/libraries/dogs/images", {"url": files.base + "/cat.png"}, request_id="apigw-0"),
+        proxy_event("/libraries/dogs/search", {"text": SECRET_TEXT}, request_id="apigw-0"),
     ]
     try:
         run = run_handler("handler.py", events, env, tmp_path)
@@ -326,8 +318,8 @@ def test_front_handler_on_the_sagemaker_engine_logs_and_counts_like_the_lambda_b
             "AWS_DEFAULT_REGION": "us-east-1",
         }
         events = [
-            event("/image-similarity", {"img_1": IMAGE, "text_2": SECRET_TEXT}, request_id="apigw-pair"),
-            event("/image-similarity", {"img": "!!"}, request_id="apigw-bad"),
+            proxy_event("/image-similarity", {"img_1": IMAGE, "text_2": SECRET_TEXT}, request_id="apigw-pair"),
+            proxy_event("/image-similarity", {"img": "!!"}, request_id="apigw-bad"),
         ]
         try:
             run = run_handler("handler.py", events, env, tmp_path)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from infra.builder import build_app
-from tests.containers.test_entrypoints import LambdaContext
 from tests.fakes.images import b64, image_bytes
+from tests.fakes.lambda_events import LambdaContext, proxy_event
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = image_bytes(31)
@@ -57,35 +57,9 @@ def test_uploads_are_binary_and_json_stays_text(binary_media_types):
 # --- the Lambda handler with API Gateway's events ------------------------------------------------
 
 
-def proxy_event(path: str, body: bytes, content_type: str | None, media_types: list[str]) -> dict:
-    """A REST API (v1) Lambda proxy event, its body encoded as API Gateway encodes it."""
-    binary = is_binary(content_type, media_types)
-    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "User-Agent": "python-requests/2.32"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": "POST",
-        "headers": headers,
-        "multiValueHeaders": {key: [value] for key, value in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": "POST",
-            "path": f"/prod{path}",
-            "stage": "prod",
-            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-            "apiId": "abc123",
-            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
-            "identity": {"sourceIp": "203.0.113.7", "userAgent": "python-requests/2.32"},
-        },
-        "body": base64.b64encode(body).decode() if binary else body.decode("utf-8"),
-        "isBase64Encoded": binary,
-    }
+def api_event(path: str, body: bytes, content_type: str | None, media_types: list[str]) -> dict:
+    """The proxy event of a request, its body encoded as API Gateway encodes it for these media types."""
+    return proxy_event(path, body, content_type=content_type, binary=is_binary(content_type, media_types))
 
 
 def invoke(handler, event: dict) -> dict:
@@ -100,7 +74,7 @@ def test_json_bodies_reach_lambda_as_text_and_are_read_whatever_their_type(lambd
     body = json.dumps({"img": b64(PNG)}).encode()
     expected = None
     for content_type in JSON_TYPES:
-        event = proxy_event("/image-similarity", body, content_type, binary_media_types)
+        event = api_event("/image-similarity", body, content_type, binary_media_types)
         assert event["isBase64Encoded"] is False
         result = np.asarray(invoke(lambda_handler, event)["result"])
         expected = result if expected is None else expected
@@ -111,19 +85,19 @@ def test_json_bodies_reach_lambda_as_text_and_are_read_whatever_their_type(lambd
 def test_json_without_a_header_is_read_even_if_it_arrives_base64_encoded(lambda_handler, binary_media_types):
     """Whichever way API Gateway passes a body without Content-Type, it is read as JSON."""
     body = json.dumps({"text": "a photo of a cat"}).encode()
-    as_text = proxy_event("/text_similarity", body, None, binary_media_types)
+    as_text = api_event("/text_similarity", body, None, binary_media_types)
     as_base64 = {**as_text, "body": base64.b64encode(body).decode(), "isBase64Encoded": True}
     np.testing.assert_allclose(invoke(lambda_handler, as_base64)["result"], invoke(lambda_handler, as_text)["result"])
 
 
 @pytest.mark.slow
 def test_binary_and_multipart_bodies_are_decoded_from_base64(lambda_handler, binary_media_types):
-    as_json = proxy_event(
+    as_json = api_event(
         "/image-similarity", json.dumps({"img": b64(PNG)}).encode(), "application/json", binary_media_types
     )
     expected = np.asarray(invoke(lambda_handler, as_json)["result"])
 
-    raw = proxy_event("/image-similarity", PNG, "image/png", binary_media_types)
+    raw = api_event("/image-similarity", PNG, "image/png", binary_media_types)
     assert raw["isBase64Encoded"] is True
     np.testing.assert_allclose(invoke(lambda_handler, raw)["result"], expected, atol=1e-6)
 
@@ -136,6 +110,6 @@ def test_binary_and_multipart_bodies_are_decoded_from_base64(lambda_handler, bin
         + PNG
         + f"\r\n--{boundary}--\r\n".encode()
     )
-    multipart = proxy_event("/text_similarity", form, f"multipart/form-data; boundary={boundary}", binary_media_types)
+    multipart = api_event("/text_similarity", form, f"multipart/form-data; boundary={boundary}", binary_media_types)
     assert multipart["isBase64Encoded"] is True
     np.testing.assert_allclose(invoke(lambda_handler, multipart)["result"], expected, atol=1e-6)
