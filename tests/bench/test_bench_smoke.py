@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCHES = {
     "bench_engines.py": "Engines",
@@ -21,12 +23,47 @@ BENCHES = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("script,title", BENCHES.items())
-def test_benchmark_smoke_run_prints_its_table(script, title):
+def smoke_run(script: str, timeout: float = 600) -> str:
+    """What ``bench/<script> --smoke`` prints, run as a user runs it; it must exit 0."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, str(ROOT / "bench" / script), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert title in done.stdout
-    assert re.search(r"\b\d+\.\d+x\b", done.stdout.split(title, 1)[1])  # a ratio column was printed
+    return done.stdout
+
+
+@pytest.mark.parametrize("script,title", BENCHES.items())
+def test_benchmark_smoke_run_prints_its_table(script, title):
+    printed = smoke_run(script)
+    assert title in printed
+    assert re.search(r"\b\d+\.\d+x\b", printed.split(title, 1)[1])  # a ratio column was printed
+
+
+def test_upload_benchmark_prints_each_way_against_its_target():
+    table = smoke_run("bench_upload.py").split("Upload ways", 1)[1]
+    for way in ("base64 JSON", "binary (image/jpeg)", "multipart/form-data"):
+        figures = r"\s+\d+\.\d+" * 4 + r"\s+\d+\.\d+x"
+        row = rf"{re.escape(way)}{figures}\s+(1\.15?x met|1\.15?x missed|no target)"
+        assert re.search(row, table), table
+
+
+def test_import_benchmark_prints_its_ratio():
+    printed = smoke_run("bench_import.py")
+    table = printed.split("Bulk import", 1)[1]
+    assert re.search(r"local import from a folder\s+\d+(\.\d+)?\s+\d+\.\d+x", table)
+    assert "added 64 of 64" in printed
+
+
+def test_library_benchmark_prints_every_case():
+    lines = [line for line in smoke_run("bench_libraries.py", timeout=120).splitlines() if line.strip()]
+    assert lines[1].split()[:3] == ["case", "p50", "ms"]
+    cases = lines[3:]
+    assert any(line.startswith("search top-10, 3,000 images") for line in cases)
+    assert any(line.startswith("add with dedup, 3,000 images") and line.rstrip().endswith("/s") for line in cases)
+    assert any(line.startswith("open data dir, 3,0") for line in cases)
+    for operator in ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$and", "$or"):
+        assert any(line.startswith(f"{operator} (") and "3,000 images" in line for line in cases), operator
