@@ -21,7 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from bench.common import ServerProcess, baked_folder, model_settings, p50, p95, parser, print_table  # noqa: E402
+from bench.common import (  # noqa: E402
+    ServerProcess,
+    baked_folder,
+    model_settings,
+    p50,
+    p95,
+    parser,
+    print_table,
+    run_clients_together,
+)
 from bench.limits import measure  # noqa: E402
 from runtime.engines.model_folder import served_precision  # noqa: E402
 from tests.fakes.images import b64, image_bytes  # noqa: E402
@@ -47,13 +56,8 @@ def run_clients(url: str, clients: int, seconds: float, bodies: list[dict]) -> t
                     errors += response.status_code != 200
                 i += clients
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return len(latencies) / (time.perf_counter() - started), latencies, errors
+    seconds = run_clients_together(client, clients)
+    return len(latencies) / seconds, latencies, errors
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -107,6 +108,17 @@ def interleaved(functions: dict[str, Callable[[], object]], rounds: int, warmup:
             function()
             samples[name].append((time.perf_counter() - start) * 1000)
     return samples
+
+
+def run_clients_together(client: Callable[[int], None], clients: int) -> float:
+    """Runs ``client(0)`` ... ``client(clients - 1)`` in threads at once; the seconds until the last ends."""
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
 
 
 def p50(samples: list[float]) -> float:

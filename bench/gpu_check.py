@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import ServerProcess, model_settings, parser, print_table, server_args  # noqa: E402
+from bench.common import ServerProcess, model_settings, parser, print_table, run_clients_together, server_args  # noqa: E402
 from bench.limits import measure  # noqa: E402
 from tests.fakes.images import b64, image_bytes  # noqa: E402
 from tests.fakes.servers import SageMakerRuntime  # noqa: E402
@@ -81,13 +81,8 @@ def throughput(url: str, path: str, batch: int, clients: int, seconds: float, bo
                     errors += response.status_code != 200
                 i += batch
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return images / (time.perf_counter() - started), errors
+    seconds = run_clients_together(client, clients)
+    return images / seconds, errors
 
 
 def main() -> None:
