@@ -35,6 +35,9 @@ USER_AGENT = "image-similarity-fetcher/1"
 # resolver gives up, never a request past its deadline.
 _RESOLVERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dns")
 
+MAX_HOST_NAME = 253
+"""The longest name DNS can hold (RFC 1035), dots included."""
+
 
 def _refused(message: str) -> InvalidInput:
     return InvalidInput(message, code="url_refused")
@@ -108,6 +111,8 @@ class UrlFetcher:
         The system resolver cannot be interrupted, so it runs in a worker and the fetch stops
         waiting for it at the deadline (the worker finishes on its own, its answer unused).
         """
+        if len(host) > MAX_HOST_NAME:  # no resolver can answer; IDNA-encoding it could outlast the deadline
+            raise _unreachable(f"{field}: the host name has {len(host)} characters; DNS names have at most 253")
         lookup = _RESOLVERS.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
         wait = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:

@@ -139,3 +139,10 @@ def test_redirect_loops_stop(server):
 )
 def test_public_address_rule(address, public):
     assert is_public(ipaddress.ip_address(address)) is public
+
+
+def test_a_host_name_longer_than_dns_allows_is_unreachable_at_once(server):
+    response = server.post("/image-similarity", {"url": "http://" + "a" * 254 + "/cat.jpg"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "url_unreachable"
+    assert "254 characters" in response.json()["message"]
