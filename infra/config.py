@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infra.sagemaker_hosting import gpu_families, gpu_instance_types
 from runtime.engines import catalog
 
 SOLUTION_NAME = "Image Similarity API"
@@ -87,9 +88,6 @@ LAMBDA_ENGINE = "onnx"  # the Lambda image serves ONNX Runtime graphs exported a
 STACK_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9-]{0,29}"  # short: it prefixes the endpoint's name (63 max)
 STAGE_PATTERN = r"[A-Za-z0-9_-]{1,128}"
 PRETRAINED_PATTERN = r"[A-Za-z0-9_.-]{1,100}"
-# GPU families only: the sagemaker backend exists to run the model on a GPU (the lambda backend is the CPU one).
-GPU_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en")
-INSTANCE_TYPE_PATTERN = rf"ml\.({'|'.join(GPU_FAMILIES)})\.[0-9]*xlarge"
 BUCKET_PATTERN = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 CORS_ORIGIN_PATTERN = r"\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?"
 
@@ -178,12 +176,7 @@ def load_config(get_context: Callable[[str], Any]) -> Config:
         lambda_memory=_int("lambda_memory", raw("lambda_memory"), *LAMBDA_MEMORY_RANGE),
         provisioned_concurrency=_int("provisioned_concurrency", raw("provisioned_concurrency"), 0, 1000),
         reserved_concurrency=_int("reserved_concurrency", raw("reserved_concurrency"), 0, 1000),
-        sagemaker_instance_type=_pattern(
-            "sagemaker_instance_type",
-            raw("sagemaker_instance_type"),
-            INSTANCE_TYPE_PATTERN,
-            f"a GPU instance type ({', '.join(GPU_FAMILIES)}) such as ml.g4dn.xlarge",
-        ),
+        sagemaker_instance_type=_instance_type(raw("sagemaker_instance_type")),
         sagemaker_min_instances=_int("sagemaker_min_instances", raw("sagemaker_min_instances"), 1, 100),
         sagemaker_max_instances=_int("sagemaker_max_instances", raw("sagemaker_max_instances"), 1, 100),
         sagemaker_invocations_per_instance=_int(
@@ -272,6 +265,17 @@ def _pattern(name: str, value: Any, pattern: str, allowed: str) -> str:
     if not re.fullmatch(pattern, text):
         raise _fail(name, value, allowed)
     return text
+
+
+def _instance_type(value: Any) -> str:
+    """GPU types only: the sagemaker backend exists to run the model on a GPU (lambda is the CPU one)."""
+    allowed = gpu_instance_types()
+    if value in allowed:
+        return str(value)
+    nearest = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f"did you mean {nearest[0]}? " if nearest else ""
+    families = ", ".join(gpu_families())
+    raise _fail("sagemaker_instance_type", value, f"{hint}a SageMaker hosting GPU type of {families}")
 
 
 def _retention(value: Any) -> int:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from aws_cdk import CfnCondition, CfnParameter, Fn, ICfnConditionExpression, Stack
 
-from infra.config import AUTH_TYPES, GPU_FAMILIES, INSTANCE_TYPE_PATTERN, LAMBDA_MEMORY_RANGE, STAGE_PATTERN, Config
+from infra.config import AUTH_TYPES, LAMBDA_MEMORY_RANGE, STAGE_PATTERN, Config
 from infra.nested import expression
+from infra.sagemaker_hosting import gpu_instance_types
 
 YES_NO = ["yes", "no"]
 # The usage plan of the stack's API key (ApiAuthorization API_KEY); changed by a parameter update.
@@ -268,6 +269,5 @@ def _compute_spec(config: Config) -> ParameterSpec:
         "SageMaker instance type",
         config.sagemaker_instance_type,
         "Instance type of the SageMaker endpoint (a GPU type such as ml.g4dn.xlarge).",
-        allowed_pattern=INSTANCE_TYPE_PATTERN,
-        constraint_description=f"a GPU instance type of a family {', '.join(GPU_FAMILIES)} (ml.<family>.<size>xlarge)",
+        allowed_values=list(gpu_instance_types()),
     )

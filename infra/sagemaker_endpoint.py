@@ -16,8 +16,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from infra.environment import settings_environment
 from infra.nag import acknowledge, resource_finding
 from infra.permissions import log_write_statement
+from infra.sagemaker_hosting import INFERENCE_AMI
 
 VARIANT = "AllTraffic"
 STARTUP_TIMEOUT_S = 600  # the image carries CUDA torch and the weights: first pull and load are slow
@@ -51,7 +53,13 @@ class SageMakerEndpoint(Construct):
             self,
             "Model",
             execution_role_arn=role.role_arn,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(image=image.image_uri, mode="SingleModel"),
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=image.image_uri,
+                mode="SingleModel",
+                # cuda, not auto: a host whose driver cannot run the image's CUDA fails start-up, hence
+                # /ping and the deployment, instead of serving from the CPU of a GPU-billed instance.
+                environment=settings_environment(device="cuda"),
+            ),
         )
         # SageMaker checks that it can pull the image when the model is made.
         model.node.add_dependency(role.node.find_child("DefaultPolicy"))
@@ -66,6 +74,7 @@ class SageMakerEndpoint(Construct):
                     initial_instance_count=min_instances,
                     initial_variant_weight=1,
                     container_startup_health_check_timeout_in_seconds=STARTUP_TIMEOUT_S,
+                    inference_ami_version=INFERENCE_AMI,  # the driver the image's CUDA needs (see there)
                 )
             ],
         )
@@ -75,6 +84,13 @@ class SageMakerEndpoint(Construct):
         self.endpoint_name = endpoint.attr_endpoint_name
         self.endpoint_arn = endpoint.ref  # Ref of AWS::SageMaker::Endpoint is its ARN
         self._autoscaling(endpoint, min_instances, max_instances, invocations_per_instance)
+
+    def invoke_statement(self) -> iam.PolicyStatement:
+        """InvokeEndpoint on this endpoint, by its own ARN: SageMaker's ARNs are lower case and IAM
+        compares them case-sensitively, so one built from the (mixed-case) name would never match."""
+        return iam.PolicyStatement(
+            sid="InvokeOwnEndpoint", actions=["sagemaker:InvokeEndpoint"], resources=[self.endpoint_arn]
+        )
 
     def _execution_role(self, image: ecr_assets.DockerImageAsset, name: str) -> iam.Role:
         role = iam.Role(
@@ -91,13 +107,17 @@ class SageMakerEndpoint(Construct):
             )
         )
         role.add_to_policy(iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        # SageMaker's documented execution role for hosting publishes the endpoint's metrics.
+        role.add_to_policy(
+            iam.PolicyStatement(sid="EndpointMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"])
+        )
         logs_statement = log_write_statement(endpoint_log_group_name(name))
         role.add_to_policy(logs_statement)
         acknowledge(
             role,
             "AwsSolutions-IAM5",
-            "ecr:GetAuthorizationToken has no resource to scope to (IAM accepts only '*'); the image "
-            "pull itself is limited to the CDK asset repository",
+            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource to scope to (IAM "
+            "accepts only '*'); the image pull itself is limited to the CDK asset repository",
             applies_to="Resource::*",
         )
         acknowledge(

@@ -99,9 +99,13 @@ def payload_chunks(inputs: list[Input], budget: int = PAYLOAD_BUDGET) -> list[li
     return chunks
 
 
+BUSY_CODES = ("ThrottlingException", "ServiceUnavailable")
+"""ServiceUnavailable is InvokeEndpoint's declared error; ThrottlingException is one of AWS's common errors."""
+
+
 def _is_busy(exc: ClientError) -> bool:
     """SageMaker throttled the call, or the container answered 503 (its in-flight limit)."""
     error = exc.response.get("Error", {})
-    if error.get("Code") in ("ThrottlingException", "ServiceUnavailable"):
+    if error.get("Code") in BUSY_CODES:
         return True
     return error.get("Code") == "ModelError" and exc.response.get("OriginalStatusCode") == 503

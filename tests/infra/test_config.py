@@ -63,7 +63,11 @@ def test_cli_strings_are_parsed():
         ("lambda_memory", "lots", "from 2048 to 10240"),
         ("provisioned_concurrency", "-1", "from 0 to 1000"),
         ("sagemaker_instance_type", "g4dn.xlarge", "ml.g4dn.xlarge"),
-        ("sagemaker_instance_type", "ml.m5.xlarge", "a GPU instance type (g4dn, g5"),
+        ("sagemaker_instance_type", "ml.m5.xlarge", "a SageMaker hosting GPU type of g4dn, g5"),
+        # not a hosting type at all (absent from botocore's ProductionVariantInstanceType)
+        ("sagemaker_instance_type", "ml.p3dn.24xlarge", "a SageMaker hosting GPU type of"),
+        # a hosting type, but a V100: the image's CUDA 13 build has no kernels for it
+        ("sagemaker_instance_type", "ml.p3.2xlarge", "a SageMaker hosting GPU type of"),
         ("sagemaker_max_instances", "0", "from 1 to 100"),
         ("throttle_rate", "0", "from 0.1 to 10000"),
         ("throttle_burst", "1.5", "from 1 to 5000"),
