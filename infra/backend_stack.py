@@ -54,6 +54,8 @@ class BackendInputs(NestedInputs):
     import_table_name: str | None = None
     import_results_bucket: str | None = None
     import_policy_arn: str | None = None
+    import_worker_role_name: str | None = None
+    """sagemaker backend: the import worker's role, which this stack lets call the endpoint."""
 
 
 class BackendStack(ParameterizedNestedStack):
@@ -102,13 +104,8 @@ class BackendStack(ParameterizedNestedStack):
                 version_note="",
                 engine_settings={"engine": "sagemaker", "sagemaker_endpoint": self.endpoint.endpoint_name},
             )
-            self.api.role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="InvokeOwnEndpoint",
-                    actions=["sagemaker:InvokeEndpoint"],
-                    resources=[self.endpoint.endpoint_arn],
-                )
-            )
+            self.api.role.add_to_policy(self.endpoint.invoke_statement())
+            self._grant_import_worker(self.endpoint)
         self._grant_libraries()
         self._grant_s3_reads()
         self._grant_imports()
@@ -166,7 +163,7 @@ class BackendStack(ParameterizedNestedStack):
             "each library is one S3 Vectors index that the API creates and deletes at run time by "
             "name, so the index ARNs are only known as <vector bucket ARN>/index/*; the bucket is "
             "this stack's own",
-            applies_to=resource_finding(self, statements[0].resources[1]),
+            applies_to=resource_finding(self, statements[0].resources[0]),
         )
 
     def _grant_imports(self) -> None:
@@ -174,6 +171,14 @@ class BackendStack(ParameterizedNestedStack):
         role = cast(iam.CfnRole, self.api.role.node.default_child)
         policy = Fn.condition_if(self.has_libraries.logical_id, self.input("ImportPolicyArn"), Aws.NO_VALUE)
         role.add_property_override("ManagedPolicyArns", [policy])
+
+    def _grant_import_worker(self, endpoint: SageMakerEndpoint) -> None:
+        """The import worker (imports stack, which exists when the libraries do) calls the endpoint too;
+        the grant lives here, beside the endpoint, so it can name the endpoint's own ARN."""
+        assert self.inputs.import_worker_role_name is not None
+        role = iam.Role.from_role_name(self, "ImportWorkerRole", self.inputs.import_worker_role_name)
+        policy = iam.Policy(self, "ImportWorkerEndpointAccess", roles=[role], statements=[endpoint.invoke_statement()])
+        cast(iam.CfnPolicy, policy.node.default_child).cfn_options.condition = self.has_libraries
 
     def _grant_s3_reads(self) -> None:
         buckets = self.config.s3_read_buckets

@@ -7,8 +7,9 @@
   the worker function, retried with backoff when S3 Vectors throttles or the library is busy.
 - The worker function: the backend's image with the command ``import_handler.handler`` (the model
   image on the lambda backend; the front image calling the SageMaker endpoint on the sagemaker one).
-- A DynamoDB table of the job records, a results bucket, and a managed policy the API function's
-  role attaches (StartExecution, DescribeExecution, StopExecution, the table, the results bucket).
+- A DynamoDB table of the job records, and a managed policy the API function's role attaches
+  (StartExecution, DescribeExecution, StopExecution, the table, the results bucket). The results
+  bucket is the storage stack's (kept when imports are switched off, so a flip leaks none).
 
 Conditional (in the root) on ``ImageSimilarity=yes`` and ``Libraries=yes``. IAM is scoped to this
 stack's resources, the library storage and the buckets the deployer listed in ``s3_read_buckets``.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from aws_cdk import Aws, CfnOutput, CfnResource, Duration, Fn, RemovalPolicy
+from aws_cdk import Aws, CfnOutput, CfnResource, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
@@ -44,8 +45,15 @@ TOLERATED_FAILURE_PERCENTAGE = 5
 WORKER_TIMEOUT = Duration.minutes(4)
 LIBRARY_WAIT_S = 120
 """How long a worker batch waits for the library's write lease (the API's own adds wait 10 s)."""
+TASK_TIMEOUT_S = int(WORKER_TIMEOUT.to_seconds()) + 30
+"""One attempt of a batch, as Step Functions bounds it: the worker's own timeout, and room for its start."""
+CHILD_EXECUTION_TYPE = "STANDARD"
+"""A batch's worst case (7 attempts of up to 270 s with backoff between: about 33 minutes) is far past an
+EXPRESS child's 5 minutes; STANDARD children have a year. They cost state transitions (about 4 a batch
+of 32 images: about $0.003 per 1,000 images), well under the worker's Lambda time."""
+MAX_INPUT_BYTES_PER_BATCH = 200 * 1024
+"""Under Step Functions' 256 KiB execution input, with room for BatchInput: long manifest lines make smaller batches."""
 WORKER_FRONT_MEMORY_MB = 2048
-RESULTS_DAYS = 30
 RETRIED_ERRORS = [
     "StoreBusy",
     "Lambda.TooManyRequestsException",
@@ -62,20 +70,26 @@ def state_machine_definition(*, tolerated_failure_percentage: int = TOLERATED_FA
     it into a number in the state (``States.StringToJson``), and the maps read it with ``MaxConcurrencyPath``.
     """
 
-    def distributed_map(reader: dict[str, Any], batch_input: dict[str, str]) -> dict[str, Any]:
+    def distributed_map(task: str, reader: dict[str, Any], batch_input: dict[str, str]) -> dict[str, Any]:
+        """``task`` names the map's one state: state names are unique in the whole state machine."""
         return {
             "Type": "Map",
             "ItemReader": reader,
-            "ItemBatcher": {"MaxItemsPerBatch": BATCH_SIZE, "BatchInput": batch_input},
+            "ItemBatcher": {
+                "MaxItemsPerBatch": BATCH_SIZE,
+                "MaxInputBytesPerBatch": MAX_INPUT_BYTES_PER_BATCH,
+                "BatchInput": batch_input,
+            },
             "MaxConcurrencyPath": "$.max_concurrency",
             "ToleratedFailurePercentage": tolerated_failure_percentage,
             "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
-                "StartAt": "ImportBatch",
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": CHILD_EXECUTION_TYPE},
+                "StartAt": task,
                 "States": {
-                    "ImportBatch": {
+                    task: {
                         "Type": "Task",
                         "Resource": "${WorkerArn}",  # the batch is the payload, its answer the output
+                        "TimeoutSeconds": TASK_TIMEOUT_S,
                         "Retry": [
                             {
                                 "ErrorEquals": RETRIED_ERRORS,
@@ -92,7 +106,12 @@ def state_machine_definition(*, tolerated_failure_percentage: int = TOLERATED_FA
             },
             "ResultWriter": {
                 "Resource": "arn:${Partition}:states:::s3:putObject",
-                "Parameters": {"Bucket": "${ResultsBucket}", "Prefix.$": "$.results_prefix"},
+                # From the context object only: the same whether Prefix.$ is read against the state's input
+                # or against the Map's results (readings differ), and the execution's name is the import id.
+                "Parameters": {
+                    "Bucket": "${ResultsBucket}",
+                    "Prefix.$": "States.Format('imports/{}', $$.Execution.Name)",
+                },
             },
             "End": True,
         }
@@ -112,7 +131,6 @@ def state_machine_definition(*, tolerated_failure_percentage: int = TOLERATED_FA
                 "Parameters": {
                     "job.$": "$",
                     "max_concurrency.$": "States.StringToJson('${MaxConcurrency}')",
-                    "results_prefix.$": "States.Format('imports/{}', $.import_id)",
                 },
                 "Next": "Source",
             },
@@ -122,6 +140,7 @@ def state_machine_definition(*, tolerated_failure_percentage: int = TOLERATED_FA
                 "Default": "ImportPrefix",
             },
             "ImportPrefix": distributed_map(
+                "ImportPrefixBatch",
                 {
                     "Resource": "arn:${Partition}:states:::s3:listObjectsV2",
                     "Parameters": {"Bucket.$": "$.job.bucket", "Prefix.$": "$.job.prefix"},
@@ -129,6 +148,7 @@ def state_machine_definition(*, tolerated_failure_percentage: int = TOLERATED_FA
                 {**job, "bucket.$": "$.job.bucket", "prefix.$": "$.job.prefix"},
             ),
             "ImportManifest": distributed_map(
+                "ImportManifestBatch",
                 {
                     "Resource": "arn:${Partition}:states:::s3:getObject",
                     "ReaderConfig": {"InputType": "JSONL"},
@@ -141,14 +161,15 @@ def state_machine_definition(*, tolerated_failure_percentage: int = TOLERATED_FA
 
 
 class ImportsStack(ParameterizedNestedStack):
-    """Inputs: ``VectorBucketName``, ``RegistryTableName``, ``RegistryTableArn``, ``MaxConcurrency``,
-    ``LogGroupName`` (the worker's), ``StateMachineLogGroupName`` (made by the logs stack), and ``MemorySize``
-    (lambda) or ``EndpointName`` (sagemaker)."""
+    """Inputs: ``VectorBucketName``, ``RegistryTableName``, ``RegistryTableArn``, ``ResultsBucketName``,
+    ``MaxConcurrency``, ``LogGroupName`` (the worker's), ``StateMachineLogGroupName`` (made by the logs
+    stack), and ``MemorySize`` (lambda) or ``EndpointName`` (sagemaker)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: Config, images: ImagesStack, **kwargs) -> None:
         super().__init__(scope, construct_id, description="Image Similarity: bulk imports (Step Functions)", **kwargs)
         self.config = config
-        self.results = self._results_bucket()
+        # In the storage stack, which stays when imports are switched off: a flip leaves no bucket behind.
+        self.results = s3.Bucket.from_bucket_name(self, "Results", self.input("ResultsBucketName"))
         self.table = keyed_table(self, "JobTable", key="import_id")
         self.table.apply_removal_policy(RemovalPolicy.DESTROY)
         self.worker = self._worker(images)
@@ -156,26 +177,9 @@ class ImportsStack(ParameterizedNestedStack):
         self.api_policy = self._api_policy()
         self.state_machine_arn = self.state_machine.attr_arn
         self.table_name = self.table.ref
-        self.results_bucket_name = self.results.bucket_name
+        self.worker_role_name = self.worker.role.role_name
+        """The backend stack lets this role call the SageMaker endpoint (see BackendStack)."""
         CfnOutput(self, "StateMachineArn", value=self.state_machine.attr_arn)
-
-    def _results_bucket(self) -> s3.Bucket:
-        bucket = s3.Bucket(
-            self,
-            "Results",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(RESULTS_DAYS))],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            bucket,
-            "AwsSolutions-S1",
-            "holds only the import results the state machine writes, kept 30 days; its reads and writes are "
-            "the state machine's and the API's own, which CloudTrail and the execution history record",
-        )
-        return bucket
 
     def _worker(self, images: ImagesStack) -> ContainerFunction:
         config = self.config
@@ -218,25 +222,12 @@ class ImportsStack(ParameterizedNestedStack):
             "AwsSolutions-IAM5",
             "each library is one S3 Vectors index the API creates at run time, so the index ARNs are only "
             "known as <vector bucket ARN>/index/*; the bucket is this deployment's own",
-            applies_to=resource_finding(self, statements[0].resources[1]),
+            applies_to=resource_finding(self, statements[0].resources[0]),
         )
         worker.role.add_to_policy(
             iam.PolicyStatement(sid="CountJobs", actions=["dynamodb:UpdateItem"], resources=[self.table.attr_arn])
         )
         self._grant_listed_reads(worker.role, objects=True, listing=False)
-        if config.backend == "sagemaker":
-            worker.role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="InvokeOwnEndpoint",
-                    actions=["sagemaker:InvokeEndpoint"],
-                    resources=[
-                        Fn.sub(
-                            "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/${Name}",
-                            {"Name": self.input("EndpointName")},
-                        )
-                    ],
-                )
-            )
         return worker
 
     def _grant_listed_reads(self, role: iam.IRole, *, objects: bool, listing: bool) -> None:
@@ -275,7 +266,12 @@ class ImportsStack(ParameterizedNestedStack):
         )
         name = f"{self.config.stack_name}-imports"
         machine_arn = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{name}"
-        executions = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}/*"
+        # Map Runs' child executions: execution:<machine>/<map run>:<child>; AWS's Distributed Map policy
+        # example (and CDK's DistributedMap) also grants execution:<machine>:*.
+        executions = [
+            f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}/*",
+            f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}:*",
+        ]
         statements = [
             iam.PolicyStatement(
                 sid="InvokeWorker", actions=["lambda:InvokeFunction"], resources=[self.worker.function.function_arn]
@@ -285,7 +281,7 @@ class ImportsStack(ParameterizedNestedStack):
             iam.PolicyStatement(
                 sid="ManageChildExecutions",
                 actions=["states:DescribeExecution", "states:StopExecution"],
-                resources=[executions],
+                resources=executions,
             ),
             iam.PolicyStatement(
                 sid="WriteResults",
@@ -323,7 +319,10 @@ class ImportsStack(ParameterizedNestedStack):
         self._grant_listed_reads(role, objects=True, listing=True)
         for resource, reason in (
             ("*", "Step Functions' log delivery and X-Ray calls take no resource ARN: IAM accepts only *"),
-            (executions, "a Distributed Map's child executions are named at run time under this state machine"),
+            *(
+                (arn, "a Distributed Map's child executions are named at run time under this state machine")
+                for arn in executions
+            ),
             (
                 self.results.arn_for_objects("*"),
                 "the ResultWriter names its objects at run time, in this stack's bucket",

@@ -66,9 +66,13 @@ def test_two_distributed_maps_read_batch_tolerate_and_write_results(synth):
         assert {"import_id.$", "library.$", "dedup.$", "threshold.$"} <= set(one["ItemBatcher"]["BatchInput"])
         assert one["MaxConcurrencyPath"] == "$.max_concurrency"
         assert one["ToleratedFailurePercentage"] == 5
-        assert one["ResultWriter"]["Parameters"] == {"Bucket": "${ResultsBucket}", "Prefix.$": "$.results_prefix"}
-        assert one["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
-        task = one["ItemProcessor"]["States"]["ImportBatch"]
+        # The execution's name is the import id: the prefix the API reads results from (imports/<id>/).
+        assert one["ResultWriter"]["Parameters"] == {
+            "Bucket": "${ResultsBucket}",
+            "Prefix.$": "States.Format('imports/{}', $$.Execution.Name)",
+        }
+        assert one["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+        (task,) = one["ItemProcessor"]["States"].values()
         assert task["Resource"] == "${WorkerArn}"
         retry = task["Retry"][0]
         assert "StoreBusy" in retry["ErrorEquals"] and "ImportStopped" not in retry["ErrorEquals"]
@@ -148,10 +152,14 @@ def test_iam_is_scoped_to_the_stack_and_the_listed_buckets(synth):
 
 def test_results_bucket_and_job_table(synth):
     imports = synth.template("Imports")
-    bucket = _only(imports, "AWS::S3::Bucket")
+    assert imports.find_resources("AWS::S3::Bucket") == {}  # the storage stack's: it outlives a flip of the imports
+    source, attribute = synth.nested_parameters("Imports")["ResultsBucketName"]["Fn::GetAtt"]
+    assert source.startswith("LibraryStorageNestedStack") and "ImportResults" in attribute
+    storage = synth.template("LibraryStorage")
+    bucket = _only(storage, "AWS::S3::Bucket")
     assert bucket["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == 30
     assert bucket["PublicAccessBlockConfiguration"]["BlockPublicAcls"] is True
-    policy = json.dumps(_only(imports, "AWS::S3::BucketPolicy"))
+    policy = json.dumps(_only(storage, "AWS::S3::BucketPolicy"))
     assert '"aws:SecureTransport": "false"' in policy
     table = _only(imports, "AWS::DynamoDB::Table")
     assert table["KeySchema"] == [{"AttributeName": "import_id", "KeyType": "HASH"}]
