@@ -1,6 +1,6 @@
 """The root stack: parameters, conditions, the nested stacks wired together, and the outputs.
 
-Nested stacks, one concern each: Logs and Images (always), LibraryStorage (``Libraries=yes``), Backend,
+Nested stacks, one concern each: Logs, Images and LibraryStorage (always; see storage_stack.py), Backend,
 Api and Monitoring (``ImageSimilarity=yes``), Explorer (``ImageSimilarity=yes`` and
 ``ApiExplorer=yes``), Firewall (``ImageSimilarity=yes`` and ``Waf=yes``). Values that come from a
 conditional stack reach the others through ``Fn::If`` here (or go to a stack whose condition implies
@@ -52,7 +52,8 @@ class ImageSimilarityStack(Stack):
         endpoint = endpoint_name(config.stack_name, compute) if config.backend == "sagemaker" else None
         self.logs = LogsStack(self, "Logs", config=config, inputs=LogsInputs(endpoint_name=endpoint))
         self.images = ImagesStack(self, "Images", config=config)
-        self.storage = StorageStack(self, "LibraryStorage", condition=params.libraries_on)
+        # Unconditional unless synthesized for a Region without S3 Vectors: see infra/storage_stack.py.
+        self.storage = StorageStack(self, "LibraryStorage", condition=None if config.libraries else params.libraries_on)
 
         def if_libraries(value: str) -> str:
             return _if(params.libraries_on, value)
@@ -75,6 +76,7 @@ class ImageSimilarityStack(Stack):
                 "VectorBucketName": self.storage.vector_bucket_name,
                 "RegistryTableName": self.storage.registry_table_name,
                 "RegistryTableArn": self.storage.registry_table_arn,
+                "ResultsBucketName": self.storage.import_results_bucket_name,
                 "MaxConcurrency": params.import_concurrency.value_as_string,
                 "LogGroupName": self.logs.import_worker_logs.log_group_name,
                 "StateMachineLogGroupName": self.logs.import_state_machine_logs.log_group_name,
@@ -102,8 +104,11 @@ class ImageSimilarityStack(Stack):
                 endpoint_name=endpoint,
                 import_state_machine_arn=if_imports(self.imports.state_machine_arn),
                 import_table_name=if_imports(self.imports.table_name),
-                import_results_bucket=if_imports(self.imports.results_bucket_name),
+                import_results_bucket=if_imports(self.storage.import_results_bucket_name),
                 import_policy_arn=if_imports(self.imports.api_policy.managed_policy_arn),
+                import_worker_role_name=(
+                    if_imports(self.imports.worker_role_name) if config.backend == "sagemaker" else None
+                ),
             ),
         )
         self.api = ApiStack(

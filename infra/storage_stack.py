@@ -1,18 +1,26 @@
 """Library storage nested stack: one S3 Vectors vector bucket (one index per library, made by the
-runtime) and a DynamoDB registry of the libraries (name, model version, count, create time).
+runtime), a DynamoDB registry of the libraries (name, model version, count, create time) and the
+bulk imports' results bucket.
 
-Conditional on the ``Libraries`` parameter, since S3 Vectors is not in every Region. Both resources
-are retained when the stack or the feature goes: they hold the users' libraries.
+Not conditional on the ``Libraries`` parameter: ``Libraries=no`` takes the routes and grants away, and
+``yes`` finds the same bucket, table and libraries again (an empty vector bucket, an on-demand table
+and an empty bucket cost nothing). A template synthesized with ``-c libraries=false`` (a Region without
+S3 Vectors) makes the stack conditional on ``Libraries=yes`` instead. All three are retained when the
+stack goes: they hold the users' libraries and the import results.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Fn, RemovalPolicy
+from aws_cdk import Duration, Fn, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3vectors as s3vectors
 from constructs import Construct
 
+from infra.nag import acknowledge
 from infra.nested import ParameterizedNestedStack
+
+IMPORT_RESULTS_DAYS = 30
 
 
 def keyed_table(scope: Construct, construct_id: str, *, key: str) -> dynamodb.CfnTable:
@@ -49,3 +57,22 @@ class StorageStack(ParameterizedNestedStack):
         table.apply_removal_policy(RemovalPolicy.RETAIN)
         self.registry_table_name = table.ref
         self.registry_table_arn = table.attr_arn
+        self.import_results_bucket_name = self._import_results_bucket().bucket_name
+
+    def _import_results_bucket(self) -> s3.Bucket:
+        bucket = s3.Bucket(
+            self,
+            "ImportResults",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(IMPORT_RESULTS_DAYS))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            bucket,
+            "AwsSolutions-S1",
+            "holds only the import results the state machine writes, kept 30 days; its reads and writes are "
+            "the state machine's and the API's own, which CloudTrail and the execution history record",
+        )
+        return bucket

@@ -49,9 +49,7 @@ class Combination:
     # --- the rules, independent of the templates --------------------------------------------
 
     def stacks(self) -> set[str]:
-        stacks = {"Logs", "Images"}
-        if self.libraries:
-            stacks.add("LibraryStorage")
+        stacks = {"Logs", "Images", "LibraryStorage"}  # the storage stays when Libraries=no: the data does
         if self.image_similarity:
             stacks |= {"Backend", "Api", "Monitoring"}
             if self.explorer:
@@ -237,6 +235,13 @@ def test_each_combination_makes_what_its_parameters_say(deploy, backend, combina
 # --- what an update from one combination to another changes -------------------------------------
 
 
+def storage_of(summary: Served) -> frozenset[tuple[str, str]]:
+    storage = frozenset(resource for resource in summary.resources if resource[0] == "LibraryStorage")
+    names = {logical_id for _, logical_id in storage}
+    assert {"VectorBucket", "RegistryTable"} <= names and any(n.startswith("ImportResults") for n in names), names
+    return storage
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_update_between_two_combinations(deploy, backend):
@@ -256,6 +261,9 @@ def test_every_update_between_two_combinations(deploy, backend):
             key for key in set(expected_old) & set(expected_new) if expected_old[key] != expected_new[key]
         }
         assert switched == expected_switched, where
+        # Libraries, import results: the same resources whatever the switches, so a flip off and on
+        # finds the same libraries again and leaves nothing behind (retained resources are never re-made).
+        assert storage_of(old) == storage_of(new) == storage_of(summaries[COMBINATIONS[0]]), where
         if old.deployment and new.deployment:
             # The stage moves to a new deployment (a new snapshot) exactly when what it serves changes:
             # a stale one would keep serving the old routes or authorization.
