@@ -43,9 +43,11 @@ ACCESS_LOG_FORMAT = json.dumps(
         "responseLength": "$context.responseLength",
         "latency": "$context.responseLatency",
         "integrationLatency": "$context.integrationLatency",
-        "error": "$context.error.message",
+        "error": "$context.error.messageString",
     }
-)
+).replace('"$context.error.messageString"', "$context.error.messageString")
+"""One JSON object a request. ``messageString`` is the message already quoted and escaped as a JSON
+string, so a message holding a quote keeps the line valid JSON (``message`` would be pasted raw)."""
 
 
 @dataclass(frozen=True)

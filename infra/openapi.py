@@ -19,6 +19,7 @@ from runtime.api.bodies import UPLOAD_TYPES
 
 INTEGRATION_TIMEOUT_MS = 29_000  # API Gateway's limit for a Lambda proxy integration
 API_GATEWAY_MAX_BODY_MB = 10  # API Gateway's hard limit on a REST API's request payload
+LAMBDA_MAX_PAYLOAD_MB = 6  # Lambda's limit on a synchronous invocation's event: the one a body meets first
 CORS_HEADERS = "Content-Type,Authorization,X-Amz-Date,X-Amz-Security-Token,X-Amz-Content-Sha256,X-Api-Key"
 API_KEY_SCHEME = "api_key"
 API_KEY_HEADER = "x-api-key"
@@ -150,8 +151,8 @@ def _gateway_responses(cors_origin: str) -> dict[str, Any]:
     generic = '{"message": $context.error.messageString, "code": "$context.error.responseType"}'
     too_large = json.dumps(
         {
-            "message": f"the request body is larger than API Gateway's {API_GATEWAY_MAX_BODY_MB} MB "
-            "limit: send the image by url",
+            "message": f"the request body is larger than this API takes ({LAMBDA_MAX_PAYLOAD_MB} MB, Lambda's "
+            f"payload limit; API Gateway refuses over {API_GATEWAY_MAX_BODY_MB} MB): send the image by url (s3:// or https://)",
             "code": "payload_too_large",
         }
     )
