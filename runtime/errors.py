@@ -25,6 +25,8 @@ class ApiError(Exception):
     code = "invalid_request"
     body_status: int | None = None
     """Library writes set -1 (the AI Solution Kit's convention): the body then carries ``"status"``."""
+    retry_after_s: int | None = None
+    """Sent as ``Retry-After``: the failure is temporary and the same request may succeed then."""
 
     def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
         message = shortened(message)
@@ -34,6 +36,9 @@ class ApiError(Exception):
             self.code = code
         if status_code is not None:
             self.status_code = status_code
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after_s)} if self.retry_after_s is not None else None
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"message": self.message, "code": self.code}
@@ -73,6 +78,7 @@ class PayloadTooLarge(ApiError):
 class Overloaded(ApiError):
     status_code = 503
     code = "overloaded"
+    retry_after_s = 1
 
 
 class ModelUnavailable(Exception):

@@ -327,8 +327,12 @@ ERROR_TEXTS = {
             "and vectors of two models do not compare. Serve ViT-B-32/openai or create a new library"
         ),
     ),
-    "store_error": (502, "The store failed", "library store: S3 Vectors PutVectors failed (ThrottlingException)"),
-    "library_busy": (503, "Library busy", "library 'products' is busy with other writes; try again"),
+    "store_error": (502, "The store failed", "library store: S3 Vectors PutVectors failed (AccessDeniedException)"),
+    "library_busy": (
+        503,
+        "Library busy (retry after Retry-After seconds)",
+        "library 'products' is busy with other writes; try again",
+    ),
 }
 
 

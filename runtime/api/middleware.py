@@ -14,8 +14,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runtime.api.bodies import JSON, body_kind, content_type_of
 from runtime.errors import ApiError, BadRequest, Overloaded, PayloadTooLarge
 
-RETRY_AFTER_S = 1
-
 
 class BodySizeLimit:
     """Answers 413 when a body is (or declares itself) larger than ``max_bytes``, 408 when it has
@@ -116,7 +114,7 @@ class InFlightLimit:
             return
         if self.in_flight >= self.max_requests:
             error = Overloaded(f"the server is busy ({self.max_requests} requests in flight); retry shortly")
-            await send_error(send, error, [(b"retry-after", str(RETRY_AFTER_S).encode())])
+            await send_error(send, error)
             return
         self.in_flight += 1  # one event loop: no lock needed
         try:
@@ -245,6 +243,12 @@ class EncodedSlashRefusal:
 
 async def send_error(send: Send, error: ApiError, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps(error.body()).encode()
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
+    own = [(name.lower().encode(), value.encode()) for name, value in (error.headers() or {}).items()]
+    head = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *own,
+        *(headers or []),
+    ]
     await send({"type": "http.response.start", "status": error.status_code, "headers": head})
     await send({"type": "http.response.body", "body": body})

@@ -11,6 +11,8 @@ to S3 Vectors on AWS. What S3 Vectors documents, and what this evaluator does:
 - ``$gt $gte $lt $lte``: a number; they hold only for stored numbers (or a list with such a number).
 - ``$in`` / ``$nin``: a non-empty list of strings, numbers or booleans.
 - ``$exists``: a boolean. ``$and`` / ``$or``: a non-empty list of filters.
+- ``$startsWith``: a non-empty string; holds for a stored string (or a list with one) that begins with
+  it, case-sensitive. S3 Vectors answers it on ENHANCED indexes, which the AWS store makes every index.
 - Types never mix: ``true`` is not ``1``, ``"1"`` is not ``1``; ``1`` and ``1.0`` are equal.
 - Where S3 Vectors does not say, this evaluator follows MongoDB's reading of the same operators:
   ``$ne`` and ``$nin`` hold when the key is missing, and are the exact negation of ``$eq`` / ``$in``.
@@ -56,7 +58,7 @@ MAX_FILTER_DEPTH = 8
 MAX_FILTER_CONDITIONS = 64
 MAX_FILTER_LIST = 100
 COMPARISONS = ("$gt", "$gte", "$lt", "$lte")
-FIELD_OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", "$exists", *COMPARISONS})
+FIELD_OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", "$exists", "$startsWith", *COMPARISONS})
 LOGICAL_OPERATORS = frozenset({"$and", "$or"})
 
 Scalar = str | int | float | bool
@@ -253,6 +255,8 @@ def _check_operand(operator: str, operand: Any, where: str) -> None:
         raise invalid_filter(where, "takes a number")
     if operator == "$exists" and not isinstance(operand, bool):
         raise invalid_filter(where, "takes true or false")
+    if operator == "$startsWith" and (not isinstance(operand, str) or not operand):
+        raise invalid_filter(where, "takes a non-empty string")
     if operator in ("$in", "$nin") and (
         not isinstance(operand, list)
         or not 1 <= len(operand) <= MAX_FILTER_LIST
@@ -296,6 +300,8 @@ def _value_test(operator: str, operand: Any) -> Callable[[Any], bool]:
         return lambda stored: _any_element(stored, lambda item: same_value(item, operand))
     if operator == "$ne":
         return lambda stored: not _any_element(stored, lambda item: same_value(item, operand))
+    if operator == "$startsWith":
+        return lambda stored: _any_element(stored, lambda item: isinstance(item, str) and item.startswith(operand))
     if operator in ("$in", "$nin"):
         wanted = list(operand)
 

@@ -406,7 +406,7 @@ S3 Vectors filter language over top-level metadata (`$eq $ne $gt $gte $lt $lte $
     response_model=SearchResponse,
     responses=documented(
         SEARCH_ANSWERS,
-        [*READ_ERRORS, "invalid_filter", "image_not_found", "model_version_mismatch", "store_error"],
+        [*READ_ERRORS, "invalid_filter", "image_not_found", "model_version_mismatch", "store_error", "library_busy"],
         write=False,
     ),
     summary="Search a library by image, text or stored image",

@@ -25,7 +25,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime.errors import Overloaded, UpstreamError
+from runtime.errors import Overloaded
+from runtime.libraries.aws.faults import CONDITION_FAILED, DYNAMODB, error_code, upstream
 from runtime.libraries.store import Library, library_not_found
 
 log = logging.getLogger("runtime.libraries")
@@ -116,6 +117,21 @@ class Registry:
         )
         lease.deleted = True
 
+    def mark(self, name: str, key: str, value: str) -> None:
+        """Set one attribute of a library item without its lease (a fact about the library that every
+        writer would set the same); nothing if the library is gone."""
+        try:
+            self._call(
+                "UpdateItem",
+                Key=_key(name),
+                UpdateExpression="SET #key = :value",
+                ConditionExpression="attribute_exists(#name)",
+                ExpressionAttributeNames={"#key": key, **NAMES},
+                ExpressionAttributeValues={":value": {"S": value}},
+            )
+        except ConditionFailedError:
+            pass
+
     def set_held(self, lease: Lease, key: str, value: str) -> None:
         """Set one attribute of the library item while holding its lease."""
         self._call(
@@ -192,21 +208,15 @@ class Registry:
         try:
             return method(TableName=self.table, **arguments)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if error_code(exc) == CONDITION_FAILED:
                 raise ConditionFailedError() from exc
-            raise upstream("DynamoDB", operation, exc) from exc
+            raise upstream(DYNAMODB, operation, exc) from exc
         except BotoCoreError as exc:
-            raise upstream("DynamoDB", operation, exc) from exc
+            raise upstream(DYNAMODB, operation, exc) from exc
 
 
 class ConditionFailedError(Exception):
     """A conditional write found the item in another state."""
-
-
-def upstream(service: str, operation: str, exc: Exception) -> UpstreamError:
-    log.error("%s %s failed: %s", service, operation, exc)
-    code = exc.response.get("Error", {}).get("Code", "error") if isinstance(exc, ClientError) else "unreachable"
-    return UpstreamError(f"library store: {service} {operation} failed ({code})", code="store_error")
 
 
 def library_of(item: dict[str, Any]) -> Library:

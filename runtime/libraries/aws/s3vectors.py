@@ -15,8 +15,11 @@
   store is exact) and see a write as soon as it returns.
 - Listing: ListVectors pages; the page token is the service's own, wrapped (see ``_page``).
 
-Calls: s3vectors CreateIndex, DeleteIndex, PutVectors, GetVectors, DeleteVectors, QueryVectors,
-ListVectors, and the registry's DynamoDB calls.
+- Index mode: every index the store creates or opens is ENHANCED (``INDEX_MODE``), and the registry
+  item records it, so each library pays one UpdateIndexMode call in its life.
+
+Calls: s3vectors CreateIndex, UpdateIndexMode, DeleteIndex, PutVectors, GetVectors, DeleteVectors,
+QueryVectors, ListVectors, and the registry's DynamoDB calls. Failed calls are read by ``faults.py``.
 """
 
 from __future__ import annotations
@@ -33,13 +36,13 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.errors import BadRequest
+from runtime.libraries.aws.faults import NOT_FOUND, S3_VECTORS, error_code, upstream
 from runtime.libraries.aws.registry import (
     REGISTRY_KEY,
     Lease,
     Registry,
     library_of,
     method_name,
-    upstream,
 )
 from runtime.libraries.rules import RESERVED_METADATA_KEY, Filter, compact_json, filterable_part
 from runtime.libraries.store import (
@@ -58,9 +61,14 @@ from runtime.libraries.store import (
 from runtime.settings import Settings
 from runtime.vectors import scores_of
 
-MAX_PER_WRITE = 500  # vectors per PutVectors / DeleteVectors call
+# The service's limits, as its botocore model states them (tests/runtime/libraries/test_aws_contracts.py).
+MAX_PER_WRITE = 500  # vectors per PutVectors / keys per DeleteVectors call
 MAX_PER_GET = 100  # keys per GetVectors call
-MAX_TOP_K = 100  # QueryVectors topK
+MAX_TOP_K = 100  # QueryVectors topK (the service's documented maximum; the model states only the minimum)
+INDEX_MODE = "ENHANCED"
+"""Filters first, then the nearest (and ``$startsWith``): a filtered search finds ``top_k`` matches
+whenever the library holds them. Indexes of buckets made before 2026-09-30 are CLASSIC (filter during
+the search, which can return fewer) until UpdateIndexMode makes them ENHANCED."""
 FILES_SUFFIX = "-files"
 """The exact-duplicate index of a library: its index name plus this."""
 FILE_VECTOR = [1.0]  # the files index stores keys and ids; its one-dimension vectors mean nothing
@@ -115,10 +123,12 @@ class S3VectorsStore(LibraryStore):
                 distanceMetric="cosine",
                 metadataConfiguration={"nonFilterableMetadataKeys": [RESERVED_METADATA_KEY]},
             )
+            self._call("UpdateIndexMode", indexName=index_name, indexMode=INDEX_MODE)
             files_index = self._create_files_index(index_name)
             item = {
                 "name": name,
                 "index_name": index_name,
+                "index_mode": INDEX_MODE,
                 "files_index": files_index,
                 "model_version": model_version,
                 "create_time": time.time(),
@@ -155,6 +165,7 @@ class S3VectorsStore(LibraryStore):
     @contextmanager
     def _writing(self, name: str) -> Iterator[tuple[Library, Held]]:
         with self.registry.lease(name) as lease:
+            lease.item = self._opened(lease.item)
             yield library_of(lease.item), Held(lease.item, lease)
 
     def _existing_ids(self, held: Held, ids: list[str]) -> list[str]:
@@ -304,6 +315,14 @@ class S3VectorsStore(LibraryStore):
         item = self.registry.get(name)
         if item is None:
             raise library_not_found(name)
+        return self._opened(item)
+
+    def _opened(self, item: dict[str, Any]) -> dict[str, Any]:
+        """A library made before the store set its index's mode is made ENHANCED when first opened."""
+        if item.get("index_mode") != INDEX_MODE:
+            self._call("UpdateIndexMode", indexName=item["index_name"], indexMode=INDEX_MODE)
+            self.registry.mark(item["name"], "index_mode", INDEX_MODE)
+            item = {**item, "index_mode": INDEX_MODE}
         return item
 
     def _pages(self, operation: str, arguments: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -321,11 +340,11 @@ class S3VectorsStore(LibraryStore):
         try:
             return method(vectorBucketName=self.bucket, **arguments)
         except ClientError as exc:
-            if missing_ok and exc.response.get("Error", {}).get("Code") == "NotFoundException":
+            if missing_ok and error_code(exc) == NOT_FOUND:
                 return {}
-            raise upstream("S3 Vectors", operation, exc) from exc
+            raise upstream(S3_VECTORS, operation, exc) from exc
         except BotoCoreError as exc:
-            raise upstream("S3 Vectors", operation, exc) from exc
+            raise upstream(S3_VECTORS, operation, exc) from exc
 
 
 def record_of(vector: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 from runtime.errors import InvalidInput
 from runtime.libraries.imports.jobs import COUNTS, ImportJob, new_import_id, not_found
 from runtime.libraries.imports.runner import check_source
-from runtime.libraries.imports.sources import read_manifest, split_s3
+from runtime.libraries.imports.sources import bounded_lines, read_manifest, split_s3
 from runtime.libraries.store import LibraryStore, check_score
 from runtime.settings import Settings
 
@@ -150,7 +150,8 @@ class StepFunctionsImports:
             return split_s3(manifest, "manifest")
         key = f"{RESULTS_PREFIX}/{import_id}/manifest.jsonl"
         assert self.bucket is not None, "an https manifest is copied into the results bucket"
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=read_manifest(manifest, self.settings))
+        body = bounded_lines(read_manifest(manifest, self.settings))
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
         return self.bucket, key
 
     def get(self, library: str, import_id: str) -> ImportJob:

@@ -26,6 +26,12 @@ from runtime.settings import Settings
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".mpo"})
 """Files and objects with these endings are images to import; anything else under a folder or prefix is ignored."""
 MANIFEST_FIELDS = frozenset({"url", "id", "metadata"})
+TOO_LONG_FIELD = "__line_bytes__"
+"""What ``bounded_lines`` leaves of an over-long line: the worker reports it as that item's failure."""
+MAX_MANIFEST_LINE_BYTES = 64 * 1024
+"""One image's url, id and metadata: far more than the rules let them hold (a URL of 8 KB, 4 KB of
+metadata), and under a Distributed Map batch's input bound, so a long line is its own item's failure
+and never breaks the batch it is in (infra/imports_stack.py MAX_INPUT_BYTES_PER_BATCH)."""
 PATH_SEPARATOR_IN_ID = ":"
 """Image ids may not hold ``/``: a key ``shoes/red.jpg`` under the prefix becomes the id ``shoes:red.jpg``."""
 
@@ -155,8 +161,22 @@ def manifest_items(data: bytes) -> Iterator[ImportItem]:
             yield manifest_item(position, raw)
 
 
+def bounded_lines(data: bytes) -> bytes:
+    """The manifest with each over-long line replaced by its length, before Step Functions reads it:
+    a line longer than a batch's input bound would break its batch, not just its own item."""
+    lines = data.splitlines()
+    if all(len(raw) <= MAX_MANIFEST_LINE_BYTES for raw in lines):
+        return data
+    return b"\n".join(
+        raw if len(raw) <= MAX_MANIFEST_LINE_BYTES else json.dumps({TOO_LONG_FIELD: len(raw)}).encode() for raw in lines
+    )
+
+
 def manifest_item(position: int, raw: bytes | str) -> ImportItem:
     line = f"line {position + 1}"
+    if len(raw) > MAX_MANIFEST_LINE_BYTES:  # refused before it is parsed; a str line's characters count
+        message = f"{line}: {len(raw):,} bytes, over a manifest line's {MAX_MANIFEST_LINE_BYTES:,}"
+        return ImportItem(position, problem=problem(line, "json_too_large", message))
     try:
         entry = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -169,6 +189,12 @@ def manifest_item(position: int, raw: bytes | str) -> ImportItem:
 def item_of_entry(position: int, entry: dict[str, Any]) -> ImportItem:
     """A manifest entry (``url``, optional ``id`` and ``metadata``) as an item, or an item with a problem."""
     line = f"line {position + 1}"
+    size = entry.get(TOO_LONG_FIELD) or len(
+        json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    )
+    if size > MAX_MANIFEST_LINE_BYTES:
+        message = f"{line}: {size:,} bytes, over a manifest line's {MAX_MANIFEST_LINE_BYTES:,}"
+        return ImportItem(position, problem=problem(line, "json_too_large", message))
     unknown = sorted(set(entry) - MANIFEST_FIELDS)
     if unknown:
         return ImportItem(position, problem=problem(unknown[0], "unknown_field", f"{unknown[0]}: unknown field"))

@@ -8,8 +8,11 @@ written with PutVectors (500 vectors a call at most) through the s3vectors store
 the batch's counts and failures, which the state machine's ResultWriter keeps in S3.
 
 Errors Step Functions sees (by their names, in the state machine's Retry): ``StoreBusy`` (S3
-Vectors throttled after the client's own retries, or the library's write lease busy) is retried
-with backoff; ``ImportStopped`` (the library is gone, full, or of another model) is not.
+Vectors or DynamoDB throttled or unavailable after the client's own retries, a timeout, or the
+library's write lease busy: ``runtime/libraries/aws/faults.py``) is retried with backoff;
+``ImportStopped`` (the library is gone, full, or of another model) is not. Any other store fault
+(AccessDenied, a ValidationException...) would fail every retry the same way: the batch's items fail
+with its code and message, and the import goes on.
 """
 
 from __future__ import annotations
@@ -52,6 +55,19 @@ def items_of_event(event: dict[str, Any]) -> list[ImportItem]:
         else:
             items.append(item_of_entry(position, {"url": None}))
     return items
+
+
+def failed_batch(items: list[ImportItem], error: UpstreamError) -> dict[str, Any]:
+    """Every item of the batch failed with the store's fault (none of them is known to be written)."""
+    failures = [{"item": item.name, "code": error.code, "message": error.message} for item in items]
+    return {
+        "processed": len(items),
+        "added": 0,
+        "duplicates": 0,
+        "skipped": 0,
+        "failed": len(items),
+        "failures": failures,
+    }
 
 
 class Worker:
@@ -97,8 +113,11 @@ class Worker:
             result = self.importer.run(library, items, threshold=threshold)
         except JobStopped as stop:
             raise ImportStopped(stop.error.message) from stop
-        except (Overloaded, UpstreamError) as exc:
+        except Overloaded as exc:
             raise StoreBusy(exc.message) from exc
+        except UpstreamError as exc:
+            log.error("import %s: batch of %d failed: %s", import_id, len(items), exc.message)
+            result = failed_batch(items, exc)
         result["ignored"] = len(event.get("Items") or []) - len(items)
         # positions are within the batch, which means nothing to the reader of the results
         result["failures"] = [{k: v for k, v in failure.items() if k != "position"} for failure in result["failures"]]

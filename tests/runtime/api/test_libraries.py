@@ -22,6 +22,7 @@ import pytest
 from runtime.libraries.local import LocalStore
 from tests.fakes.images import b64, image_bytes
 from tests.fakes.servers import LiveServer, free_port
+from tests.runtime.libraries.test_stores import aws  # noqa: F401 (moto's S3 Vectors and DynamoDB, a fixture)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -608,3 +609,30 @@ def test_image_ids_are_nfc_normalised_through_the_api(fresh):
     added = server.post("/libraries/nfc/images", {"img": img(1), "id": "cafe\u0301"}).json()
     assert added["id"] == "caf\u00e9"
     assert server.client.get("/libraries/nfc/images/caf\u00e9").json()["id"] == "caf\u00e9"
+
+
+def test_a_throttled_store_answers_503_with_retry_after_and_a_denied_one_502(fresh, request, tiny_engine):
+    """S3 Vectors' own throttling code (TooManyRequestsException) is a retryable 503, not a 502."""
+    from runtime.libraries.aws.s3vectors import S3VectorsStore
+    from runtime.settings import Settings
+    from tests.runtime.libraries.test_stores import BUCKET, TABLE, error
+
+    vectors, dynamodb, _ = request.getfixturevalue("aws")
+    server = fresh()
+    settings = Settings(store="s3vectors", vector_bucket=BUCKET, registry_table=TABLE)
+    server.server.config.app.state.libraries = S3VectorsStore(
+        settings, tiny_engine.dimension, s3vectors=vectors, dynamodb=dynamodb
+    )
+    assert server.post("/libraries", {"name": "shop"}).status_code == 201
+    service_answers = {"code": "TooManyRequestsException", "status": 429}
+    vectors.meta.events.register_first(
+        "before-call.s3vectors.QueryVectors",
+        lambda **_: error(service_answers["code"], service_answers["code"], service_answers["status"]),
+    )
+    busy = server.post("/libraries/shop/search", {"text": "a red shoe"})
+    error_of(busy, 503, "library_busy", write=False)
+    assert busy.headers["retry-after"] == "1" and "TooManyRequestsException" in busy.json()["message"]
+    service_answers.update(code="AccessDeniedException", status=403)
+    denied = server.post("/libraries/shop/search", {"text": "a red shoe"})
+    error_of(denied, 502, "store_error", write=False)
+    assert "retry-after" not in denied.headers

@@ -86,12 +86,15 @@ class FakeS3Vectors:
         self.page_size = page_size
         self.calls: list[tuple[str, dict]] = []
         self.non_filterable: dict[str, set[str]] = {}
+        self.modes: dict[str, str] = {}
+        """Index -> mode: CLASSIC until UpdateIndexMode, as in a bucket made before 2026-09-30."""
         events = client.meta.events
         events.register("before-parameter-build.s3vectors", self._record)
         events.register("before-call.s3vectors.CreateIndex", self._create_index)
         events.register("before-call.s3vectors.PutVectors", self._put_vectors)
         events.register("before-call.s3vectors.QueryVectors", self._query_vectors)
         events.register("before-call.s3vectors.ListVectors", self._list_vectors)
+        events.register("before-call.s3vectors.UpdateIndexMode", self._update_index_mode)
 
     def operations(self, name: str) -> list[dict]:
         return [params for operation, params in self.calls if operation == name]
@@ -117,6 +120,16 @@ class FakeS3Vectors:
                 return error(f"Invalid record for key '{vector['key']}': {problem}")
         return None  # moto stores them
 
+    def _update_index_mode(self, params, **_):
+        body = json.loads(params["body"])
+        index = self._index(body)
+        if isinstance(index, tuple):
+            return index
+        if body.get("indexMode") not in ("CLASSIC", "ENHANCED"):
+            return error("indexMode must be CLASSIC or ENHANCED")
+        self.modes[body["indexName"]] = body["indexMode"]
+        return AWSResponse("https://fake", 200, {}, None), {}
+
     def _metadata_problem(self, index_name: str, metadata: dict) -> str | None:
         filterable = {k: v for k, v in metadata.items() if k not in self.non_filterable.get(index_name, set())}
         if len(metadata) > 50:
@@ -138,6 +151,8 @@ class FakeS3Vectors:
         problem = vector_problem(query, index.dimension)
         if problem:
             return error(f"queryVector: {problem}")
+        if "$startsWith" in json.dumps(body.get("filter")) and self.modes.get(body["indexName"]) != "ENHANCED":
+            return error("$startsWith is supported only for indexes in ENHANCED mode")
         try:
             passes({}, body.get("filter"))  # checks the operators even when the index is empty
             candidates = [v for v in index.vectors.values() if passes(v.metadata or {}, body.get("filter"))]
@@ -263,6 +278,10 @@ def _compare(metadata: dict, key: str, op: str, operand) -> bool:
         if not isinstance(operand, bool):
             raise ValueError("$exists takes a boolean")
         return present == operand
+    if op == "$startsWith":
+        if not isinstance(operand, str):
+            raise ValueError("$startsWith takes a string")
+        return present and any(isinstance(item, str) and item.startswith(operand) for item in values)
     raise ValueError(f"unsupported operator {op}")
 
 
@@ -578,6 +597,9 @@ FILTER_CASES = [
     ({"$or": [{"color": "blue"}, {"price": {"$lte": 10.5}}]}, ["r2", "r5"]),
     ({"$and": [{"color": "red"}, {"sale": {"$ne": True}}]}, ["r1", "r3", "r4"]),
     ({"$or": [{"$and": [{"size": 1}, {"sale": True}]}, {"color": "green"}]}, ["r0", "r2", "r4"]),
+    ({"color": {"$startsWith": "re"}}, ["r0", "r1", "r3", "r4"]),  # a list by any element, case-sensitive
+    ({"color": {"$startsWith": "Re"}}, []),
+    ({"size": {"$startsWith": "1"}}, ["r4"]),  # strings only: 1 is not "1"
     ({}, ["r0", "r1", "r2", "r3", "r4", "r5"]),
 ]
 
@@ -591,8 +613,21 @@ def test_every_filter_operator_with_the_documented_semantics(store):
     for conditions, expected in FILTER_CASES:
         found = sorted(match.id for match in search(store, "lib", query, top_k=10, filter=conditions))
         assert found == expected, conditions
-        operators.update(re.findall(r"\$[a-z]+", json.dumps(conditions)))
-    assert operators == {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$and", "$or"}
+        operators.update(re.findall(r"\$[a-zA-Z]+", json.dumps(conditions)))
+    assert operators == {
+        "$eq",
+        "$ne",
+        "$gt",
+        "$gte",
+        "$lt",
+        "$lte",
+        "$in",
+        "$nin",
+        "$exists",
+        "$startsWith",
+        "$and",
+        "$or",
+    }
 
 
 BAD_FILTERS = [
@@ -604,6 +639,8 @@ BAD_FILTERS = [
     ({"color": {"$in": []}}, "filter.color.$in"),
     ({"color": {"$nin": "red"}}, "filter.color.$nin"),
     ({"color": {"$exists": 1}}, "filter.color.$exists"),
+    ({"color": {"$startsWith": ""}}, "filter.color.$startsWith"),
+    ({"color": {"$startsWith": 1}}, "filter.color.$startsWith"),
     ({"color": {"$regex": "r.*"}}, "filter.color.$regex"),
     ({"$not": {"color": "red"}}, "filter.$not"),
     ({"$and": []}, "filter.$and"),
@@ -1159,6 +1196,74 @@ def test_s3_a_library_from_before_exact_screening_gets_its_files_index(s3_store,
     item = aws[1].get_item(TableName=TABLE, Key={"name": {"S": "old"}})["Item"]
     assert item["files_index"]["S"].endswith("-files")
     assert store.find_exact("old", [file_hash(1)])[file_hash(1)].id == "a"
+
+
+def test_s3_every_index_is_made_enhanced_so_filters_apply_before_the_search(s3_store, aws):
+    store, fake = s3_store
+    store.create_library("new", VERSION)
+    (created, _files) = fake.operations("CreateIndex")
+    assert fake.modes == {created["indexName"]: "ENHANCED"}  # the files index has no metadata to filter
+    add(store, "new", unit(1), image_id="a", metadata={"sku": "AB-1"})
+    assert [m.id for m in search(store, "new", unit(1), filter={"sku": {"$startsWith": "AB"}})] == ["a"]
+    assert len(fake.operations("UpdateIndexMode")) == 1
+
+
+def test_s3_a_library_made_before_index_modes_is_made_enhanced_once_when_opened(s3_store, aws):
+    store, fake = s3_store
+    store.create_library("old", VERSION)
+    index = fake.operations("CreateIndex")[0]["indexName"]
+    aws[1].update_item(TableName=TABLE, Key={"name": {"S": "old"}}, UpdateExpression="REMOVE index_mode")
+    fake.modes[index] = "CLASSIC"  # as in a bucket made before 2026-09-30
+    fake.calls.clear()
+    with pytest.raises(Exception, match="ENHANCED"):  # what the service answers a CLASSIC index
+        aws[0].query_vectors(
+            vectorBucketName=BUCKET,
+            indexName=index,
+            topK=1,
+            queryVector={"float32": unit(1).tolist()},
+            filter={"sku": {"$startsWith": "A"}},
+        )
+    assert search(store, "old", unit(1), filter={"sku": {"$startsWith": "A"}}) == []
+    search(store, "old", unit(1))
+    add(store, "old", unit(2), image_id="b")
+    assert fake.modes[index] == "ENHANCED"
+    assert [call["indexName"] for call in fake.operations("UpdateIndexMode")] == [index]
+    item = aws[1].get_item(TableName=TABLE, Key={"name": {"S": "old"}})["Item"]
+    assert item["index_mode"]["S"] == "ENHANCED"
+
+
+def answer_with(client, operation: str, code: str, status: int):
+    """Every call of ``operation`` fails with this AWS error, as the service would answer it."""
+    service = client.meta.service_model.endpoint_prefix
+    client.meta.events.register_first(f"before-call.{service}.{operation}", lambda **_: error(code, code, status))
+
+
+@pytest.mark.parametrize(
+    ("client", "operation", "code", "status", "expected"),
+    [
+        (0, "QueryVectors", "TooManyRequestsException", 429, (503, "library_busy")),
+        (0, "PutVectors", "ServiceUnavailableException", 503, (503, "library_busy")),
+        (0, "QueryVectors", "RequestTimeoutException", 408, (503, "library_busy")),
+        (1, "GetItem", "ProvisionedThroughputExceededException", 400, (503, "overloaded")),
+        (1, "GetItem", "ThrottlingException", 400, (503, "overloaded")),
+        (0, "QueryVectors", "AccessDeniedException", 403, (502, "store_error")),
+        (0, "PutVectors", "ValidationException", 400, (502, "store_error")),
+        (1, "GetItem", "InternalServerError", 500, (502, "store_error")),
+    ],
+)
+def test_s3_throttling_is_busy_and_every_other_fault_is_a_store_error(
+    s3_store, aws, client, operation, code, status, expected
+):
+    store, _ = s3_store
+    store.create_library("lib", VERSION)
+    answer_with(aws[client], operation, code, status)
+    with pytest.raises(ApiError) as failed:
+        if operation == "PutVectors":
+            add(store, "lib", unit(1), image_id="a")
+        else:
+            search(store, "lib", unit(1))
+    assert (failed.value.status_code, failed.value.code) == expected
+    assert code in failed.value.message
 
 
 def test_s3_list_images_passes_the_page_size_and_token(s3_store):

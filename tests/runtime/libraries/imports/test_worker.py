@@ -3,12 +3,15 @@ store tests' fake for QueryVectors, DynamoDB) through real botocore clients, wit
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 from botocore.config import Config
 
 from runtime.libraries.aws.s3vectors import S3VectorsStore
 from runtime.libraries.imports.aws import JobTable
+from runtime.libraries.imports.sources import bounded_lines
 from runtime.libraries.imports.worker import ImportStopped, StoreBusy, Worker
 from tests.runtime.libraries.imports.conftest import JOBS, PHOTOS
 from tests.runtime.libraries.test_stores import BUCKET as VECTOR_BUCKET
@@ -103,6 +106,37 @@ def test_a_manifest_batch_names_each_bad_line(moto_aws, tiny_settings, tiny_engi
     assert worker.importer.store.get_image("products", "sku-1").metadata == {"price": 12}
 
 
+def test_an_over_long_manifest_line_is_that_items_failure(moto_aws, tiny_settings, tiny_engine):
+    vectors, dynamodb, _, _ = moto_aws
+    worker = make_worker(tiny_settings, tiny_engine, vectors, dynamodb)
+    worker.importer.store.create_library("products", tiny_engine.model_version)
+    items = [
+        {"url": f"s3://{PHOTOS}/2025/bags/p0.png", "id": "sku-1"},
+        {"url": f"s3://{PHOTOS}/2025/shoes/p1.png", "id": "sku-2", "metadata": {"notes": "x" * 70_000}},
+    ]
+    answer = worker.handle({"Items": items, "BatchInput": batch_input(kind="manifest")})
+    assert (answer["added"], answer["failed"]) == (1, 1)
+    (failure,) = answer["failures"]
+    assert failure["code"] == "json_too_large" and "over a manifest line's 65,536" in failure["message"]
+
+
+def test_an_https_manifests_over_long_line_reaches_the_worker_as_its_length(moto_aws, tiny_settings, tiny_engine):
+    """The API copies an https manifest into S3 for the ItemReader with over-long lines cut to their length."""
+    vectors, dynamodb, _, _ = moto_aws
+    worker = make_worker(tiny_settings, tiny_engine, vectors, dynamodb)
+    worker.importer.store.create_library("products", tiny_engine.model_version)
+    good = json.dumps({"url": f"s3://{PHOTOS}/2025/bags/p0.png", "id": "sku-1"}).encode()
+    long = json.dumps({"url": f"s3://{PHOTOS}/2025/shoes/p1.png", "metadata": {"n": "x" * 300_000}}).encode()
+    copied = bounded_lines(b"\n".join([good, long]))
+    assert len(copied) < 1000
+    items = [json.loads(line) for line in copied.splitlines()]
+    answer = worker.handle({"Items": items, "BatchInput": batch_input(kind="manifest")})
+    assert (answer["added"], answer["failed"]) == (1, 1)
+    assert (
+        answer["failures"][0]["code"] == "json_too_large" and f"{len(long):,} bytes" in answer["failures"][0]["message"]
+    )
+
+
 def test_a_missing_library_stops_the_import(moto_aws, tiny_settings, tiny_engine):
     vectors, dynamodb, _, s3 = moto_aws
     worker = make_worker(tiny_settings, tiny_engine, vectors, dynamodb)
@@ -111,16 +145,42 @@ def test_a_missing_library_stops_the_import(moto_aws, tiny_settings, tiny_engine
         worker.handle(event)
 
 
-def test_throttling_that_outlasts_the_client_retries_makes_the_batch_retryable(moto_aws, tiny_settings, tiny_engine):
-    _, dynamodb, _, s3 = moto_aws
+def worker_whose_puts_fail(moto_aws, tiny_settings, tiny_engine, code: str, status: int) -> Worker:
+    _, dynamodb, _, _ = moto_aws
     vectors = boto3.client("s3vectors", region_name=REGION, config=Config(retries={"max_attempts": 1}))
     FakeS3Vectors(vectors)
     vectors.meta.events.register(
-        "before-call.s3vectors.PutVectors",
-        lambda **_: error("Rate exceeded", code="ThrottlingException", status=429),
+        "before-call.s3vectors.PutVectors", lambda **_: error(f"{code} (as the service says it)", code, status)
     )
     worker = make_worker(tiny_settings, tiny_engine, vectors, dynamodb)
     worker.importer.store.create_library("products", tiny_engine.model_version)
-    event = {"Items": listed(s3, "2025/bags/"), "BatchInput": batch_input(kind="prefix", bucket=PHOTOS, prefix="2025/")}
-    with pytest.raises(StoreBusy, match="ThrottlingException"):
+    return worker
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("TooManyRequestsException", 429), ("ServiceUnavailableException", 503), ("RequestTimeoutException", 408)],
+)
+def test_throttling_that_outlasts_the_client_retries_makes_the_batch_retryable(
+    moto_aws, tiny_settings, tiny_engine, code, status
+):
+    worker = worker_whose_puts_fail(moto_aws, tiny_settings, tiny_engine, code, status)
+    event = {
+        "Items": listed(moto_aws[3], "2025/bags/"),
+        "BatchInput": batch_input(kind="prefix", bucket=PHOTOS, prefix="2025/"),
+    }
+    with pytest.raises(StoreBusy, match=code):
         worker.handle(event)
+
+
+@pytest.mark.parametrize(("code", "status"), [("AccessDeniedException", 403), ("ValidationException", 400)])
+def test_a_permanent_store_fault_fails_the_batchs_items_with_its_code_and_is_not_retried(
+    moto_aws, tiny_settings, tiny_engine, code, status
+):
+    worker = worker_whose_puts_fail(moto_aws, tiny_settings, tiny_engine, code, status)
+    items = listed(moto_aws[3], "2025/bags/")
+    event = {"Items": items, "BatchInput": batch_input(kind="prefix", bucket=PHOTOS, prefix="2025/")}
+    answer = worker.handle(event)  # no exception: Step Functions would retry it six times for nothing
+    assert (answer["added"], answer["failed"], answer["processed"]) == (0, len(items), len(items))
+    assert {failure["code"] for failure in answer["failures"]} == {"store_error"}
+    assert all(code in failure["message"] for failure in answer["failures"])
