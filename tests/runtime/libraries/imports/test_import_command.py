@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from runtime.import_command import source_of
+from runtime.cli.imports import source_of
 from tests.fakes.images import image_bytes
 from tests.fakes.servers import LiveServer
 
@@ -27,6 +29,10 @@ def folder(tmp_path) -> Path:
     (root / "notes.txt").write_text("not an image")
     (root / "broken.png").write_bytes(b"not a png")
     return root
+
+
+DISTINCT = "0.9999"
+"""A threshold the tiny random model's distinct test pictures stay under (they score up to 0.9994)."""
 
 
 def model_flags(settings) -> list[str]:
@@ -53,7 +59,7 @@ def test_folder_import_directly_then_again(folder, tiny_settings, tmp_path):
     failures = [json.loads(line) for line in results.read_text().splitlines()]
     assert [(f["item"], f["field"], f["code"]) for f in failures] == [("broken.png", "img", "not_an_image")]
     again = run_import(*args, "--results", str(results), *model_flags(tiny_settings))
-    assert "added 0" in again.stdout and "skipped 6" in again.stdout, again.stdout
+    assert "added 0" in again.stdout and "already present 6" in again.stdout, again.stdout
 
 
 @pytest.mark.slow
@@ -95,3 +101,164 @@ def test_sources_are_recognised(folder, tmp_path):
     assert source_of("s3://bucket/prefix/") == {"source": "s3://bucket/prefix/"}
     assert source_of("s3://bucket/list.jsonl") == {"manifest": "s3://bucket/list.jsonl"}
     assert source_of("https://example.com/list.jsonl") == {"manifest": "https://example.com/list.jsonl"}
+
+
+def picture(seed: int, fmt: str) -> bytes:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(image_bytes(seed))).convert("RGB")
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+PHONE_FILES = {
+    "IMG_0001.HEIC": ("HEIF", 1),
+    "IMG_0002.heic": ("HEIF", 2),
+    "IMG_0003.heif": ("HEIF", 3),
+    "shot.AVIF": ("AVIF", 4),
+    "anim.gif": ("GIF", 5),
+    "scan.TIF": ("TIFF", 6),
+    "scan2.tiff": ("TIFF", 7),
+    "DSC01.JPG": ("JPEG", 8),
+    "photo.jpeg": ("JPEG", 9),
+    "screen.PNG": ("PNG", 10),
+    "web.WebP": ("WEBP", 11),
+}
+
+
+@pytest.mark.slow
+def test_a_folder_of_phone_photos_imports_every_format_and_writes_nothing_in_the_working_directory(
+    tiny_settings, tmp_path
+):
+    folder, cwd, data = tmp_path / "phone", tmp_path / "cwd", tmp_path / "data"
+    folder.mkdir()
+    cwd.mkdir()
+    for name, (fmt, seed) in PHONE_FILES.items():
+        (folder / name).write_bytes(picture(seed, fmt))
+    (folder / "._IMG_0001.HEIC").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS's resource fork
+    (folder / "notes.txt").write_text("not an image")
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "import", str(folder), "--library", "phone", "--create", "--no-dedup"]
+        + ["--data-dir", str(data), *model_flags(tiny_settings)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"added {len(PHONE_FILES)}," in done.stdout, done.stdout
+    assert "ignored 2 (not an image name 1, hidden file 1)" in done.stdout, done.stdout
+    assert "failed 0" in done.stdout and "listed in" not in done.stdout
+    assert list(cwd.iterdir()) == []  # no results file, no data: the working directory is left alone
+
+
+def test_flags_are_refused_before_any_work(folder, tmp_path, capsys):
+    from runtime.cli import main
+
+    (tmp_path / "one.jpg").write_bytes(image_bytes(1, fmt="JPEG"))
+    refused = {
+        "--threshold: must be between 0 and 1": [str(folder), "--library", "a", "--threshold", "2"],
+        "--library: 'bad name!' is not a library name": [str(folder), "--library", "bad name!"],
+        "is one image; give its folder": [str(tmp_path / "one.jpg"), "--library", "a"],
+        "--model: with --api the model is the server's": [
+            str(folder),
+            "--library",
+            "a",
+            "--api",
+            "http://x",
+            "--model",
+            "m",
+        ],
+        "give the import's id": ["status"],
+        "--sigv4, --api-key and --region go with --api": [str(folder), "--library", "a", "--sigv4"],
+    }
+    for message, args in refused.items():
+        assert main(["import", *args, "--data-dir", str(tmp_path / "data")]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and message in error and error.count("\n") == 1, error
+    assert not (tmp_path / "data").exists()  # nothing was created, no model was loaded
+
+
+def test_an_api_that_does_not_answer_is_one_line(folder, capsys):
+    from runtime.cli import main
+    from tests.fakes.servers import free_port
+
+    assert main(["import", str(folder), "--library", "a", "--api", f"http://127.0.0.1:{free_port()}"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no answer" in error and "Connection refused" in error, error
+
+
+def test_direct_and_api_imports_give_the_same_library_and_messages(
+    folder, tiny_settings, tiny_engine, tmp_path, capsys
+):
+    from runtime.cli import main
+
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "summer" / "copy.png").write_bytes(image_bytes(0))  # an exact copy of winter/day/p0.png
+    direct_results, api_results = tmp_path / "direct.jsonl", tmp_path / "api.jsonl"
+    direct = [str(folder), "--library", "same", "--create", "--threshold", DISTINCT, "--results", str(direct_results)]
+    assert main(["import", *direct, "--data-dir", str(tmp_path / "direct"), *model_flags(tiny_settings)]) == 1
+    direct_line = capsys.readouterr().out
+    with LiveServer.start(tiny_settings.replace(data_dir=str(tmp_path / "served")), tiny_engine) as live:
+        assert (
+            main(
+                [
+                    "import",
+                    str(folder),
+                    "--library",
+                    "same",
+                    "--create",
+                    "--threshold",
+                    DISTINCT,
+                    "--api",
+                    live.url,
+                    "--results",
+                    str(api_results),
+                ]
+            )
+            == 1
+        )
+        api_line = capsys.readouterr().out
+        served = {image["id"] for image in live.client.get("/libraries/same/images").json()["images"]}
+    assert api_line.replace(str(api_results), "RESULTS") == direct_line.replace(str(direct_results), "RESULTS")
+    assert "duplicates 1 (exact 1)" in api_line
+    direct_failures = [json.loads(line) for line in direct_results.read_text().splitlines()]
+    api_failures = [json.loads(line) for line in api_results.read_text().splitlines()]
+    assert sorted(direct_failures, key=str) == sorted(api_failures, key=str)
+    assert {failure["item"] for failure in api_failures} == {"broken.png", "empty.png"}
+    from runtime.libraries.local import LocalStore
+
+    store = LocalStore(tiny_settings.replace(data_dir=str(tmp_path / "direct")), tiny_engine.dimension)
+    try:
+        assert {image.id for image in store.list_images("same").images} == served
+    finally:
+        store.close()
+
+
+def test_an_interrupted_import_is_resumed_by_its_id(folder, tiny_settings, tiny_engine, tmp_path):
+    """Ctrl-C leaves the job ``interrupted`` (a server does not pick it up); ``--resume`` finishes it."""
+    from dataclasses import replace
+
+    from runtime.cli import main
+    from runtime.libraries.imports.jobs import FileJobs, ImportJob
+
+    data = tmp_path / "data"
+    jobs = FileJobs(data)
+    job = jobs.save(
+        replace(
+            ImportJob("interrupted1", "album", {"folder": str(folder)}, threshold=float(DISTINCT), batch_size=2),
+            status="interrupted",
+        )
+    )
+    from runtime.libraries.local import LocalStore
+
+    store = LocalStore(tiny_settings.replace(data_dir=str(data)), tiny_engine.dimension)
+    store.create_library("album", tiny_engine.model_version)
+    store.close()
+    flags = ["--data-dir", str(data), *model_flags(tiny_settings)]
+    assert main(["import", "--resume", job.import_id, *flags]) == 1  # broken.png fails
+    assert jobs.find(job.import_id).status == "succeeded"
+    assert jobs.find(job.import_id).counts["added"] == 6
+    assert main(["import", "--resume", job.import_id, *flags]) == 2  # already succeeded

@@ -1,4 +1,4 @@
-"""``python -m runtime serve``: the local HTTP server. (Baking a model folder: ``python -m runtime.bake``.)
+"""``python -m runtime serve``: the local HTTP server.
 
 Flags override the ``IMSIM_*`` environment. Whatever cannot work is refused before the model loads,
 in one line (``error: ...``) and exit code 2: an unknown or invalid setting, a bad combination, a
@@ -15,30 +15,19 @@ import socket
 import sys
 import typing
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from runtime.cli.parsing import HelpFormatter
 from runtime.errors import ModelUnavailable, SettingsError
 from runtime.observability import configure_logs
 from runtime.settings import SETTINGS_DOC, Device, Settings
 
-PROG = "python -m runtime"
 FLAG_OF_FIELD = {
     "fetch_allow_networks": "--allow-network",
     "model_config_path": "--model-config",
     "micro_batching": "--no-micro-batching",
 }
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Refuses a bad flag in one line (argparse would print the whole usage first)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the epilog's line breaks; each flag's help says its default itself."""
 
 
 def default_of(field: str) -> str:
@@ -56,9 +45,7 @@ def setting_help(text: str, field: str) -> str:
     return f"{text} (default: {default_of(field)}; env IMSIM_{field.upper()})"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=PROG, description="Image Similarity API, locally.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+def add_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the HTTP API on this machine",
@@ -118,10 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--sagemaker", action="store_true", help="also answer POST /invocations (the SageMaker container contract)"
     )
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="server log level (default: info)")
-    from runtime import import_command
-
-    import_command.add_arguments(commands.add_parser("import", help="import many images into a library"))
-    return parser
 
 
 def port_number(text: str) -> int:
@@ -202,7 +185,7 @@ def show_urls(lines: list[str], log_format: str) -> None:
         print("\n".join(lines), flush=True)
 
 
-def serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         configure_logs(settings.log_format, args.log_level.upper())
@@ -235,14 +218,3 @@ def serve(args: argparse.Namespace) -> int:
         **server_options(settings),
     )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    if args.command == "import":
-        from runtime import import_command
-
-        return import_command.run(args)
-    return 1

@@ -1,0 +1,24 @@
+"""``python -m runtime serve | import``: the commands and their dispatch. (Baking a model folder:
+``python -m runtime.bake``.) Each command's module imports nothing heavy until its flags are checked."""
+
+from __future__ import annotations
+
+import argparse
+
+from runtime.cli import imports, serve
+from runtime.cli.parsing import PROG, OneLineParser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=PROG, description="Image Similarity API, locally.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    serve.add_parser(commands)
+    imports.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve.run(args)
+    return imports.run(args)
