@@ -56,6 +56,7 @@ def engine_throughput(engine, batch: int, seconds: float) -> float:
 
 
 def import_throughput(settings, engine, folder: Path) -> tuple[float, dict]:
+    from runtime.embedder import Embedder
     from runtime.libraries.imports.jobs import FileJobs, ImportJob, new_import_id
     from runtime.libraries.imports.runner import ImportRunner
     from runtime.libraries.local import LocalStore
@@ -68,7 +69,7 @@ def import_throughput(settings, engine, folder: Path) -> tuple[float, dict]:
             ImportJob(new_import_id(), "bench", {"folder": str(folder)}, dedup=False, batch_size=settings.import_batch)
         )
         start = time.perf_counter()
-        job = ImportRunner(settings, engine, store, jobs).run(job)
+        job = ImportRunner(Embedder(settings, engine), store, jobs).run(job)
         seconds = time.perf_counter() - start
     finally:
         store.close()

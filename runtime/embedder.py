@@ -17,6 +17,7 @@ import numpy as np
 from runtime.engines import Engine
 from runtime.errors import ApiError, InvalidInput
 from runtime.inputs.fetch import UrlFetcher
+from runtime.inputs.files import read_file
 from runtime.inputs.images import DecodeBudget, ImageLimits, configure_pillow, image_to_pixels
 from runtime.observability import record_embedded, span
 from runtime.settings import Settings
@@ -30,7 +31,7 @@ BASE64_WHITESPACE = b" \t\n\r\v\f"
 
 @dataclass(frozen=True)
 class Input:
-    kind: str  # "url", "img" or "text"
+    kind: str  # "url", "img" or "text"; "file" (a path on this machine) only from the CLI's folder import
     value: str | bytes  # bytes: an image uploaded as such (runtime/api/bodies.py), not base64
     field: str  # the request field it came from, for error messages
 
@@ -148,6 +149,8 @@ class Embedder:
         return vectors
 
     def read_bytes(self, item: Input, deadline: float | None = None) -> bytes:
+        if item.kind == "file":
+            return read_file(str(item.value), item.field, self.settings.max_image_bytes)
         if item.kind == "url":
             if not item.value.strip():
                 raise InvalidInput(f"{item.field}: the URL is empty", code="invalid_url")

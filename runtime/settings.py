@@ -167,8 +167,6 @@ class Settings(BaseSettings):
     """Images per batch of a bulk import: one forward pass, one store write (see docs/imports.md)."""
     import_batches_in_flight: int = Field(3, ge=1)
     """Local imports: batches read, embedded and written at once, so the engine never waits for a fetch."""
-    import_readers: int = Field(8, ge=1)
-    """Local imports: threads that fetch and decode images."""
     max_manifest_bytes: int = Field(256 * 1024 * 1024, ge=1)
     """Largest JSONL manifest an import reads (about 2 million lines of 120 bytes)."""
     import_state_machine: str | None = None

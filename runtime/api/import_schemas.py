@@ -8,10 +8,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.api.library_schemas import DedupThreshold
+from runtime.inputs.images import IMAGE_SUFFIXES
 
 SOURCE_DOC = (
-    "Every image object under this S3 prefix (.jpg .jpeg .png .bmp .webp; other objects are ignored). "
-    "An image's id is its key relative to the prefix, with `/` written `:` (`shoes/red.jpg` -> `shoes:red.jpg`)."
+    f"Every image object under this S3 prefix ({' '.join(sorted(IMAGE_SUFFIXES))}, in any case: the formats "
+    "the API decodes; other objects and hidden files are counted as ignored). An image's id is its key "
+    "relative to the prefix, with `/` written `:` (`shoes/red.jpg` -> `shoes:red.jpg`)."
 )
 MANIFEST_DOC = (
     "A JSONL file (s3:// or https://, fetched under the same rules as image URLs): one JSON object per line, "
@@ -29,12 +31,25 @@ class ImportRequest(BaseModel):
     threshold: DedupThreshold = None
 
 
+class DuplicateTiers(BaseModel):
+    exact: int = Field(description="The same bytes (content hash) as an image in the library or earlier in the import.")
+    similar: int = Field(description="An embedding at or above the threshold.")
+
+
+class IgnoreReasons(BaseModel):
+    not_an_image_name: int = Field(description="A file or object whose name has no image format's suffix.")
+    hidden_file: int = Field(description="A hidden file (`.DS_Store`, `._IMG_0001.jpg`), whatever its name.")
+
+
 class ImportCounts(BaseModel):
     total: int | None = Field(None, description="Items in the source, once listed (null until then).")
     processed: int
     added: int
-    duplicates: int = Field(description="Exact (same bytes) or near duplicates: not added.")
-    skipped: int = Field(description="Ids the library already held (a re-run): not added again.")
+    duplicates: int = Field(description="Exact or similar duplicates: not added.")
+    duplicates_by_tier: DuplicateTiers
+    already_present: int = Field(description="Ids the library already held (a re-run): not added again.")
+    ignored: int = Field(description="Files or objects of a folder or prefix that are not images to import.")
+    ignored_by_reason: IgnoreReasons
     failed: int = Field(description="Items that could not be added; each is listed in `failures`.")
 
 
@@ -48,7 +63,7 @@ class ImportFailure(BaseModel):
 class ImportResponse(BaseModel):
     import_id: str
     library: str
-    status: Literal["running", "succeeded", "failed", "cancelled"]
+    status: Literal["running", "interrupted", "succeeded", "failed", "cancelled"]
     source: dict[str, str]
     dedup: bool
     threshold: float | None
@@ -78,7 +93,17 @@ RUNNING = {
     "source": {"source": "s3://my-photos/catalog/2025/"},
     "dedup": True,
     "threshold": None,
-    "counts": {"total": 120000, "processed": 6400, "added": 6310, "duplicates": 71, "skipped": 0, "failed": 19},
+    "counts": {
+        "total": 120000,
+        "processed": 6400,
+        "added": 6302,
+        "duplicates": 71,
+        "duplicates_by_tier": {"exact": 40, "similar": 31},
+        "already_present": 0,
+        "ignored": 8,
+        "ignored_by_reason": {"not_an_image_name": 6, "hidden_file": 2},
+        "failed": 19,
+    },
     "start_time": "2025-06-01T08:30:00Z",
     "end_time": None,
     "results": "s3://imsim-import-results/imports/5f0c6e0a9b8d4c1e8f7a6b5c4d3e2f10/",

@@ -52,6 +52,16 @@ BICUBIC_REACH = 2  # source pixels a bicubic tap reaches on each side, at scale 
 pillow_heif.register_heif_opener()
 
 
+def image_suffixes() -> frozenset[str]:
+    """The file name endings of the formats the decoder accepts (lower case), as Pillow and pillow-heif
+    register them: an import reads exactly the files a request could send."""
+    Image.init()
+    return frozenset(suffix for suffix, name in Image.registered_extensions().items() if name in ALLOWED_FORMATS)
+
+
+IMAGE_SUFFIXES = image_suffixes()
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """What a model wants from an image."""

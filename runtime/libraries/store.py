@@ -171,6 +171,11 @@ class LibraryStore(ABC):
             wanted = [value for value in hashes if check_content_hash(value)]
             return self._find_hashes(held, wanted) if wanted else {}
 
+    def existing_ids(self, name: str, ids: list[str]) -> set[str]:
+        """Which of these (checked) ids the library holds, in one batched read: asked before any model work."""
+        with self._reading(check_library_name(name)) as (_, held):
+            return set(self._existing_ids(held, ids)) if ids else set()
+
     def _add(
         self,
         name: str,

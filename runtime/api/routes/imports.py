@@ -26,6 +26,7 @@ from runtime.api.routes.libraries import store_of, utc
 from runtime.api.routes.similarity import embedder_of
 from runtime.api.schemas import answer_examples, error_responses
 from runtime.errors import BadRequest
+from runtime.libraries.imports.counts import summary
 from runtime.libraries.imports.jobs import ImportJob
 
 MAX_FAILURES_SHOWN = 100
@@ -68,7 +69,7 @@ def imports_of_app(app: FastAPI):
         else:
             from runtime.libraries.imports.runner import LocalImports
 
-            service = LocalImports(settings, app.state.embedder.engine, app.state.libraries)
+            service = LocalImports(app.state.embedder, app.state.libraries)
         app.state.imports = service
     return service
 
@@ -149,7 +150,7 @@ def job_body(job: ImportJob, failures: list[dict[str, Any]]) -> dict:
         "source": job.source,
         "dedup": job.dedup,
         "threshold": job.threshold,
-        "counts": {"total": job.total, **job.counts},
+        "counts": summary(job.counts, job.total),
         "start_time": utc(job.start_time),
         "end_time": utc(job.end_time) if job.end_time is not None else None,
         "results": job.results,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -59,20 +58,9 @@ from runtime.api.routes.similarity import embedder_of
 from runtime.api.schemas import answer_examples, error_responses
 from runtime.embedder import Embedder, Input
 from runtime.errors import ApiError, BadRequest, NotFound, unparsable_body, validation_error
-from runtime.libraries.rules import check_score, content_hash
-from runtime.libraries.store import (
-    MAX_PAGE,
-    Added,
-    AddResult,
-    Duplicate,
-    Image,
-    Library,
-    LibraryStore,
-    Match,
-    NewImage,
-    Refused,
-)
-from runtime.observability import record_library_adds
+from runtime.libraries.adding import AddItem, Outcome, add_items, dedup_threshold
+from runtime.libraries.rules import check_score
+from runtime.libraries.store import MAX_PAGE, Added, Image, Library, LibraryStore, Match
 
 SLOT_FIELDS = {"url": "url", "img": "img", "text": "text"}
 TAGS: list[str | Any] = ["libraries"]
@@ -216,10 +204,7 @@ async def add_image(
     request: Request, name: LibraryName, body: Annotated[AddImageRequest, Body(openapi_examples=ADD_EXAMPLES)]
 ) -> dict:
     store, embedder = store_of(request), embedder_of(request)
-    check_score(body.threshold, "threshold")  # the store checks it too; first spares the fetch and embedding
-    threshold = (
-        (body.threshold if body.threshold is not None else embedder.settings.dedup_threshold) if body.dedup else None
-    )
+    threshold = dedup_threshold(body.dedup, body.threshold, embedder.settings)
     if body.images is not None:
         if any(value is not None for value in (body.url, body.img, body.id, body.metadata)):
             raise BadRequest(
@@ -231,24 +216,14 @@ async def add_image(
         return {"results": [result_body(result) for result in results]}
     if body.url is None and body.img is None:
         raise BadRequest("request body: give url or img (the image to add), or images", code="missing_input")
-    item = NewItem(slot_input({"url": body.url, "img": body.img}, SLOT_FIELDS, "request body"), body.id, body.metadata)
+    item = AddItem(slot_input({"url": body.url, "img": body.img}, SLOT_FIELDS, "request body"), body.id, body.metadata)
     [result] = await run_in_threadpool(add_all, store, embedder, name, [item], threshold)
     if isinstance(result, ApiError):
         raise result
     return result_body(result)
 
 
-@dataclass(frozen=True)
-class NewItem:
-    input: Input | ApiError
-    """The image to read, or why the item names none."""
-    id: str | None
-    metadata: dict[str, Any] | None
-    label: str = ""
-    """How errors name the item: ``images[3]`` in a batch, nothing for a single add."""
-
-
-def batch_items(images: list[BatchImage]) -> list[NewItem]:
+def batch_items(images: list[BatchImage]) -> list[AddItem]:
     if not 1 <= len(images) <= MAX_BATCH_ADD:
         raise BadRequest(
             f"images: {len(images)} images; give 1 to {MAX_BATCH_ADD} per request",
@@ -265,65 +240,19 @@ def batch_items(images: list[BatchImage]) -> list[NewItem]:
             source = slot_input({"url": image.url, "img": image.img}, fields, label)
         except ApiError as error:
             source = error  # answered in its place, with status -1
-        items.append(NewItem(source, image.id, image.metadata, label))
+        items.append(AddItem(source, image.id, image.metadata, label))
     return items
 
 
 def add_all(
-    store: LibraryStore, embedder: Embedder, name: str, items: list[NewItem], threshold: float | None
-) -> list[AddResult | ApiError]:
-    """Read every file, answer exact duplicates by content hash before any model work, embed the rest in
-    one forward pass and add them; each item's result or error, in order."""
-    results: list[AddResult | ApiError | None] = [None] * len(items)
-    deadline = time.monotonic() + embedder.settings.fetch_timeout_s  # one fetch deadline for the request
-    files = embedder.read_each(items, lambda item: read_file(embedder, item, deadline))
-    hashes = {position: content_hash(data) for position, data in enumerate(files) if isinstance(data, bytes)}
-    known = store.find_exact(name, list(set(hashes.values()))) if threshold is not None and hashes else {}
-    for position, data in enumerate(files):
-        if isinstance(data, ApiError):
-            results[position] = data
-        elif hashes[position] in known:
-            results[position] = Duplicate(known[hashes[position]], exact=True)
-    pending = [position for position, result in enumerate(results) if result is None]
-    pixels = embedder.decode_each([to_decode(items[position], files[position]) for position in pending])
-    for position, prepared in zip(pending, pixels, strict=True):
-        if isinstance(prepared, ApiError):
-            results[position] = prepared
-    ready = [
-        (position, prepared)
-        for position, prepared in zip(pending, pixels, strict=True)
-        if not isinstance(prepared, ApiError)
-    ]
-    if ready:
-        vectors = embedder.encode_pixels([prepared for _, prepared in ready])
-        images = [
-            NewImage(vector, items[position].id, items[position].metadata or {}, hashes[position])
-            for (position, _), vector in zip(ready, vectors, strict=True)
-        ]
-        added = store.add_batch(
-            name,
-            images,
-            model_version=embedder.model_version,
-            dedup_threshold=threshold,
-            labels=[items[position].label for position, _ in ready],
-        )
-        for (position, _), result in zip(ready, added, strict=True):
-            results[position] = result.error if isinstance(result, Refused) else result
-    return record_library_adds([result for result in results if result is not None])
+    store: LibraryStore, embedder: Embedder, name: str, items: list[AddItem], threshold: float | None
+) -> list[Outcome]:
+    """The request's items through the one add path, under one fetch deadline for the request."""
+    deadline = time.monotonic() + embedder.settings.fetch_timeout_s
+    return add_items(store, embedder, name, items, threshold=threshold, deadline=deadline)
 
 
-def read_file(embedder: Embedder, item: NewItem, deadline: float) -> bytes:
-    if isinstance(item.input, ApiError):
-        raise item.input
-    return embedder.read_bytes(item.input, deadline)
-
-
-def to_decode(item: NewItem, data: bytes | ApiError) -> tuple[Input, bytes]:
-    assert isinstance(item.input, Input) and isinstance(data, bytes)  # only items whose file was read get here
-    return item.input, data
-
-
-def result_body(result: AddResult | ApiError) -> dict:
+def result_body(result: Outcome) -> dict:
     if isinstance(result, ApiError):
         return {**result.body(), "status": -1}
     if isinstance(result, Added):

@@ -21,7 +21,8 @@ from decimal import Decimal
 from typing import Any
 
 from runtime.errors import InvalidInput
-from runtime.libraries.imports.jobs import COUNTS, ImportJob, new_import_id, not_found
+from runtime.libraries.imports.counts import COUNTS
+from runtime.libraries.imports.jobs import ImportJob, counts_of_record, new_import_id, not_found
 from runtime.libraries.imports.runner import check_source
 from runtime.libraries.imports.sources import bounded_lines, read_manifest, split_s3
 from runtime.libraries.store import LibraryStore, check_score
@@ -209,7 +210,7 @@ def job_of(record: dict[str, Any]) -> tuple[ImportJob, str]:
         threshold=json.loads(record["threshold"]),
         status=record["status"],
         total=int(record["total"]) if "total" in record else None,
-        counts={name: int(record.get(name, 0)) for name in COUNTS},
+        counts=counts_of_record(record),
         start_time=float(record["start_time"]),
         end_time=float(record["end_time"]) if "end_time" in record else None,
         results=record.get("results"),

@@ -8,7 +8,7 @@ Locally each job is a folder ``<data_dir>/imports/<import_id>/``:
 - ``results.jsonl``: one line per finished batch (its counts and its failed items), appended and
   synced after the batch's images are committed to the store. A resumed job skips the batches listed
   here; a batch finished in the store but not yet listed is redone, and its images, present by id,
-  are skipped, so no image is added twice.
+  count as already present, so no image is added twice.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import NotFound
+from runtime.libraries.imports.counts import COUNTS, zero_counts
 
-STATUSES = ("running", "succeeded", "failed", "cancelled")
-COUNTS = ("processed", "added", "duplicates", "skipped", "failed")
-"""``skipped``: an image whose id the library already holds (a re-run, or a resumed batch)."""
+STATUSES = ("running", "interrupted", "succeeded", "failed", "cancelled")
+"""``interrupted``: the CLI was stopped (Ctrl-C); only ``import --resume`` goes on with it, not a server."""
+ENDED = ("succeeded", "failed", "cancelled")
+EARLIER_COUNT_NAMES = {"duplicates": "duplicates_similar", "skipped": "already_present"}
+"""Counts of records written before duplicates had tiers (their tier is not known)."""
 JOB_FILE, ITEMS_FILE, RESULTS_FILE = "job.json", "items.jsonl", "results.jsonl"
 
 
@@ -42,7 +45,7 @@ class ImportJob:
     batch_size: int = 32
     status: str = "running"
     total: int | None = None
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    counts: dict[str, int] = field(default_factory=zero_counts)
     start_time: float = field(default_factory=time.time)
     end_time: float | None = None
     results: str | None = None
@@ -52,10 +55,24 @@ class ImportJob:
 
     @property
     def finished(self) -> bool:
-        return self.status != "running"
+        return self.status in ENDED
 
     def with_counts(self, added: dict[str, int]) -> ImportJob:
         return replace(self, counts={name: self.counts.get(name, 0) + added.get(name, 0) for name in COUNTS})
+
+
+def counts_of_record(stored: dict[str, Any]) -> dict[str, int]:
+    """A record's counts under today's names, whenever it was written."""
+    counts = zero_counts()
+    for name, value in stored.items():
+        name = EARLIER_COUNT_NAMES.get(name, name)
+        if name in counts:
+            counts[name] += int(value)
+    return counts
+
+
+def job_of_json(data: dict[str, Any]) -> ImportJob:
+    return ImportJob(**{**data, "counts": counts_of_record(data.get("counts") or {})})
 
 
 def new_import_id() -> str:
@@ -86,16 +103,23 @@ class FileJobs:
         path = self.folder_of(import_id) / JOB_FILE
         if not import_id.isalnum() or not path.exists():
             raise not_found(library, import_id)
-        job = ImportJob(**json.loads(path.read_bytes()))
+        job = job_of_json(json.loads(path.read_bytes()))
         if job.library != library:
             raise not_found(library, import_id)
         return job
+
+    def find(self, import_id: str) -> ImportJob | None:
+        """The job of this id, whatever its library (the CLI's ``--resume``, ``status``), or None."""
+        path = self.folder_of(import_id) / JOB_FILE
+        if not import_id.isalnum() or not path.exists():
+            return None
+        return job_of_json(json.loads(path.read_bytes()))
 
     def all(self) -> list[ImportJob]:
         if not self.folder.is_dir():
             return []
         paths = (folder / JOB_FILE for folder in self.folder.iterdir())
-        jobs = [ImportJob(**json.loads(path.read_bytes())) for path in paths if path.exists()]
+        jobs = [job_of_json(json.loads(path.read_bytes())) for path in paths if path.exists()]
         return sorted(jobs, key=lambda job: job.start_time)
 
     def list_jobs(self, library: str) -> list[ImportJob]:

@@ -2,7 +2,8 @@
 
 The engine is kept busy: ``import_batches_in_flight`` batches are worked on at once, so while one
 batch is in its forward pass (through the engine's micro-batcher, shared with the API's requests)
-the next ones are being fetched and decoded by ``import_readers`` threads. A job killed with its
+the next ones are being fetched and decoded (the server's reader and decoder threads, under its
+decode memory budget: the batches take the API's add path). A job killed with its
 process is resumed by the next ``LocalImports`` on the same data directory (see jobs.py).
 """
 
@@ -16,9 +17,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
-from runtime.engines import Engine
+from runtime.embedder import Embedder
 from runtime.errors import ApiError, BadRequest, Conflict
-from runtime.libraries.imports.batches import BatchImporter, ExactSeen, JobStopped
+from runtime.libraries.adding import ExactSeen, dedup_threshold
+from runtime.libraries.imports.batches import BatchImporter, JobStopped
 from runtime.libraries.imports.jobs import RESULTS_FILE, FileJobs, ImportJob, new_import_id
 from runtime.libraries.imports.sources import (
     ImportItem,
@@ -29,7 +31,7 @@ from runtime.libraries.imports.sources import (
     s3_prefix_items,
     split_s3,
 )
-from runtime.libraries.store import LibraryStore, check_score
+from runtime.libraries.store import LibraryStore
 from runtime.settings import Settings
 
 log = logging.getLogger("runtime.imports")
@@ -64,9 +66,9 @@ def list_items(source: dict[str, str], settings: Settings) -> Iterator[ImportIte
 class ImportRunner:
     """Runs one job to its end, batch by batch; resumable (see jobs.py)."""
 
-    def __init__(self, settings: Settings, engine: Engine, store: LibraryStore, jobs: FileJobs):
-        self.settings = settings
-        self.engine = engine
+    def __init__(self, embedder: Embedder, store: LibraryStore, jobs: FileJobs):
+        self.settings = embedder.settings
+        self.embedder = embedder
         self.store = store
         self.jobs = jobs
         self._job_lock = threading.Lock()
@@ -127,20 +129,13 @@ class ImportRunner:
         stopping: threading.Event,
         progress: Progress | None,
     ) -> ImportJob:
-        threshold = (
-            (job.threshold if job.threshold is not None else self.settings.dedup_threshold) if job.dedup else None
-        )
+        threshold = dedup_threshold(job.dedup, job.threshold, self.settings)
         seen = ExactSeen()
         size = job.batch_size
         todo = [n for n in range(0, (len(items) + size - 1) // size) if n not in finished]
         in_flight = max(1, self.settings.import_batches_in_flight)
-        with (
-            ThreadPoolExecutor(self.settings.import_readers, thread_name_prefix="import-reader") as readers,
-            ThreadPoolExecutor(in_flight, thread_name_prefix="import-batch") as batches,
-        ):
-            importer = BatchImporter(
-                self.settings, self.engine, self.store, readers, local_files=job.source.keys() == {"folder"}
-            )
+        with ThreadPoolExecutor(in_flight, thread_name_prefix="import-batch") as batches:
+            importer = BatchImporter(self.embedder, self.store, local_files=job.source.keys() == {"folder"})
 
             def one(n: int) -> dict[str, Any]:
                 result = importer.run(job.library, items[n * size : (n + 1) * size], threshold=threshold, seen=seen)
@@ -169,18 +164,18 @@ class ImportRunner:
 class LocalImports:
     """The API's imports on this machine: each job runs in a thread of the server process."""
 
-    def __init__(self, settings: Settings, engine: Engine, store: LibraryStore):
-        self.settings = settings
+    def __init__(self, embedder: Embedder, store: LibraryStore):
+        self.settings = embedder.settings
         self.store = store
-        self.jobs = FileJobs(settings.data_dir)
-        self.runner = ImportRunner(settings, engine, store, self.jobs)
+        self.jobs = FileJobs(self.settings.data_dir)
+        self.runner = ImportRunner(embedder, store, self.jobs)
         self._cancel: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._stopping = threading.Event()
 
     def start(self, library: str, source: dict[str, str], *, dedup: bool, threshold: float | None) -> ImportJob:
         check_source(source, self.settings)
-        check_score(threshold, "threshold")
+        dedup_threshold(dedup, threshold, self.settings)  # a bad threshold is a 400 now, not a failed job later
         self.store.get_library(library)  # an unknown library is a 404 now, not a failed job later
         import_id = new_import_id()
         job = ImportJob(

@@ -21,10 +21,9 @@ from urllib.parse import urlsplit
 
 from runtime.errors import ApiError, BadRequest, InvalidInput
 from runtime.inputs.fetch import UrlFetcher
+from runtime.inputs.images import IMAGE_SUFFIXES
 from runtime.settings import Settings
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".mpo"})
-"""Files and objects with these endings are images to import; anything else under a folder or prefix is ignored."""
 MANIFEST_FIELDS = frozenset({"url", "id", "metadata"})
 TOO_LONG_FIELD = "__line_bytes__"
 """What ``bounded_lines`` leaves of an over-long line: the worker reports it as that item's failure."""
@@ -45,6 +44,8 @@ class ImportItem:
     metadata: dict[str, Any] = field(default_factory=dict)
     problem: dict[str, str] | None = None
     """A manifest line that cannot be used: ``{"field", "code", "message"}``."""
+    ignored: str | None = None
+    """Why a listed file or object is not imported (``counts.IGNORE_REASONS``); counted, not read."""
 
     @property
     def name(self) -> str:
@@ -61,8 +62,22 @@ class ImportItem:
         return cls(**data)
 
 
-def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+def ignore_reason(name: str) -> str | None:
+    """Why a file or object of this name is not imported, or None: it is one to import.
+
+    Images are named by the suffixes of the formats the decoder accepts (``inputs.images.IMAGE_SUFFIXES``,
+    any case); hidden files (``.DS_Store``, macOS's ``._IMG_0001.jpg``) are left out whatever their name."""
+    base = name.rstrip("/").rsplit("/", 1)[-1]
+    if base.startswith("."):
+        return "hidden_file"
+    if os.path.splitext(base)[1].lower() not in IMAGE_SUFFIXES or name.endswith("/"):
+        return "not_an_image_name"
+    return None
+
+
+def listed_item(position: int, location: str, relative: str) -> ImportItem:
+    """A file or object a folder or prefix lists: its id is its path relative to the folder or prefix."""
+    return ImportItem(position, location, id_of_path(relative), ignored=ignore_reason(relative))
 
 
 def id_of_path(relative: str) -> str:
@@ -74,7 +89,8 @@ def id_of_path(relative: str) -> str:
 
 
 def folder_items(folder: str | Path) -> Iterator[ImportItem]:
-    """Every image file under ``folder`` (recursive, sorted, symlinked folders not followed)."""
+    """Every file under ``folder`` (recursive, sorted, symlinked folders not followed); those that are
+    not images to import carry why (``ignored``)."""
     root = Path(folder)
     if not root.is_dir():
         raise BadRequest(f"source: {folder} is not a folder", code="invalid_source")
@@ -82,10 +98,9 @@ def folder_items(folder: str | Path) -> Iterator[ImportItem]:
     for directory, subdirectories, files in os.walk(root):
         subdirectories.sort()
         for name in sorted(files):
-            if is_image_name(name):
-                path = Path(directory) / name
-                yield ImportItem(position, str(path), id_of_path(path.relative_to(root).as_posix()))
-                position += 1
+            path = Path(directory) / name
+            yield listed_item(position, str(path), path.relative_to(root).as_posix())
+            position += 1
 
 
 # --- s3:// prefix --------------------------------------------------------------------------
@@ -108,7 +123,8 @@ def check_bucket(bucket: str, settings: Settings, field_name: str) -> None:
 
 
 def s3_prefix_items(url: str, settings: Settings, s3: Any = None) -> Iterator[ImportItem]:
-    """Every image object under the prefix, in key order; the id is the key relative to the prefix."""
+    """Every object under the prefix, in key order; the id is the key relative to the prefix, and those
+    that are not images to import carry why (``ignored``)."""
     bucket, prefix = split_s3(url, "source")
     check_bucket(bucket, settings, "source")
     s3 = s3 or s3_client()
@@ -119,9 +135,8 @@ def s3_prefix_items(url: str, settings: Settings, s3: Any = None) -> Iterator[Im
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 key = obj["Key"]
-                if is_image_name(key):
-                    yield ImportItem(position, f"s3://{bucket}/{key}", id_of_path(key[len(prefix) :]))
-                    position += 1
+                yield listed_item(position, f"s3://{bucket}/{key}", key[len(prefix) :])
+                position += 1
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "NoSuchBucket":

@@ -18,14 +18,17 @@ with its code and message, and the import goes on.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from runtime.embedder import Embedder
 from runtime.engines import Engine
 from runtime.errors import Overloaded, UpstreamError
+from runtime.libraries.adding import dedup_threshold
 from runtime.libraries.imports.batches import BatchImporter, JobStopped
-from runtime.libraries.imports.sources import ImportItem, id_of_path, is_image_name, item_of_entry
+from runtime.libraries.imports.counts import zero_counts
+from runtime.libraries.imports.sources import ImportItem, item_of_entry, listed_item
 from runtime.libraries.store import LibraryStore
+from runtime.observability import record_import_progress
 from runtime.settings import Settings
 
 log = logging.getLogger("runtime.imports")
@@ -48,8 +51,7 @@ def items_of_event(event: dict[str, Any]) -> list[ImportItem]:
     items = []
     for position, raw in enumerate(event.get("Items") or []):
         if isinstance(raw, dict) and "Key" in raw and bucket:  # an object listed by ListObjectsV2
-            if is_image_name(raw["Key"]):
-                items.append(ImportItem(position, f"s3://{bucket}/{raw['Key']}", id_of_path(raw["Key"][len(prefix) :])))
+            items.append(listed_item(position, f"s3://{bucket}/{raw['Key']}", raw["Key"][len(prefix) :]))
         elif isinstance(raw, dict):  # a line of the manifest
             items.append(item_of_entry(position, raw))
         else:
@@ -58,23 +60,22 @@ def items_of_event(event: dict[str, Any]) -> list[ImportItem]:
 
 
 def failed_batch(items: list[ImportItem], error: UpstreamError) -> dict[str, Any]:
-    """Every item of the batch failed with the store's fault (none of them is known to be written)."""
-    failures = [{"item": item.name, "code": error.code, "message": error.message} for item in items]
-    return {
-        "processed": len(items),
-        "added": 0,
-        "duplicates": 0,
-        "skipped": 0,
-        "failed": len(items),
-        "failures": failures,
-    }
+    """Every item of the batch to add failed with the store's fault (none of them is known to be written)."""
+    counts = {**zero_counts(), "processed": len(items)}
+    failures = []
+    for item in items:
+        if item.ignored is not None:
+            counts[f"ignored_{item.ignored}"] += 1
+        else:
+            counts["failed"] += 1
+            failures.append({"item": item.name, "code": error.code, "message": error.message})
+    return {**counts, "failures": failures}
 
 
 class Worker:
     def __init__(self, settings: Settings, engine: Engine, store: LibraryStore, jobs: Any = None):
         self.settings = settings
-        self.readers = ThreadPoolExecutor(settings.import_readers, thread_name_prefix="import-reader")
-        self.importer = BatchImporter(settings, engine, store, self.readers)
+        self.importer = BatchImporter(Embedder(settings, engine), store)
         self.jobs = jobs
         """The import job records (``runtime.libraries.imports.aws.JobTable``), whose counts each batch adds to."""
 
@@ -104,10 +105,9 @@ class Worker:
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
         batch_input = event.get("BatchInput") or {}
         library, import_id = batch_input["library"], batch_input.get("import_id", "")
-        threshold = None
-        if batch_input.get("dedup", True):
-            given = batch_input.get("threshold")
-            threshold = float(given) if given is not None else self.settings.dedup_threshold
+        given = batch_input.get("threshold")
+        dedup, threshold = batch_input.get("dedup", True), float(given) if given is not None else None
+        threshold = dedup_threshold(dedup, threshold, self.settings)
         items = items_of_event(event)
         try:
             result = self.importer.run(library, items, threshold=threshold)
@@ -118,9 +118,10 @@ class Worker:
         except UpstreamError as exc:
             log.error("import %s: batch of %d failed: %s", import_id, len(items), exc.message)
             result = failed_batch(items, exc)
-        result["ignored"] = len(event.get("Items") or []) - len(items)
         # positions are within the batch, which means nothing to the reader of the results
         result["failures"] = [{k: v for k, v in failure.items() if k != "position"} for failure in result["failures"]]
+        duplicates = sum(value for name, value in result.items() if name.startswith("duplicates_"))
+        record_import_progress(imported=result["added"], duplicates=duplicates, failed=result["failed"])
         if self.jobs is not None and import_id:
             self.jobs.add_counts(import_id, result)
         log.info(

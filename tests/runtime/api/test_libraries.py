@@ -471,9 +471,10 @@ def test_batch_add_answers_each_item_in_order_after_one_forward_pass(fresh, forw
     ]
     for position in (2, 3, 4, 5, 7):
         assert results[position]["message"].startswith(f"images[{position}]"), results[position]
-    # One engine call, without the file already in the library and the files that could not be read. (The
-    # second copy of a file within the batch rides in the same pass: the store screens it against the first.)
-    assert forward_passes == [5]
+    # One engine call of one image: bad ids, bad metadata and ids the library holds are refused before any
+    # file is read, the file already in the library before decoding, and the copy within the batch shares
+    # its first's vector (the store answers it as an exact duplicate of it).
+    assert forward_passes == [1]
     listed = server.client.get("/libraries/batch/images").json()["images"]
     assert sorted(image["id"] for image in listed) == ["new-1", "taken"]
 
@@ -615,7 +616,8 @@ def test_a_throttled_store_answers_503_with_retry_after_and_a_denied_one_502(fre
     """S3 Vectors' own throttling code (TooManyRequestsException) is a retryable 503, not a 502."""
     from runtime.libraries.aws.s3vectors import S3VectorsStore
     from runtime.settings import Settings
-    from tests.runtime.libraries.test_stores import BUCKET, TABLE, error
+    from tests.fakes.s3vectors import error
+    from tests.runtime.libraries.test_stores import BUCKET, TABLE
 
     vectors, dynamodb, _ = request.getfixturevalue("aws")
     server = fresh()

@@ -44,13 +44,17 @@ def test_prefix_import_adds_every_image_once_and_reports_the_bad_one(api):
     started = start(api, "catalog", {"source": f"s3://{BUCKET}/catalog/", "dedup": False})
     job = wait_for_end(api.client, "catalog", started["import_id"])
     assert job["status"] == "succeeded", job
-    # README.txt is not an image file: not an item. The copy has the same bytes as p00: an exact duplicate.
+    # README.txt is not an image name: ignored, and said so. With dedup off the copy of p00 (the same bytes)
+    # is added under its own id, as a single add with dedup false would add it.
     assert job["counts"] == {
-        "total": IMAGES + 2,
-        "processed": IMAGES + 2,
-        "added": IMAGES,
-        "duplicates": 1,
-        "skipped": 0,
+        "total": IMAGES + 3,
+        "processed": IMAGES + 3,
+        "added": IMAGES + 1,
+        "duplicates": 0,
+        "duplicates_by_tier": {"exact": 0, "similar": 0},
+        "already_present": 0,
+        "ignored": 1,
+        "ignored_by_reason": {"not_an_image_name": 1, "hidden_file": 0},
         "failed": 1,
     }
     assert job["failures"] == [
@@ -62,7 +66,7 @@ def test_prefix_import_adds_every_image_once_and_reports_the_bad_one(api):
         }
     ]
     assert job["end_time"] is not None and job["results"].endswith("results.jsonl")
-    assert api.client.get("/libraries/catalog").json()["image_count"] == IMAGES
+    assert api.client.get("/libraries/catalog").json()["image_count"] == IMAGES + 1
     image = api.client.get("/libraries/catalog/images/shoes:p01.png")
     assert image.status_code == 200, image.text
     listed = api.client.get("/libraries/catalog/imports").json()["imports"]
@@ -83,7 +87,7 @@ def test_running_the_same_import_again_skips_what_is_there(api):
         start(api, "again", {"source": f"s3://{BUCKET}/catalog/bags/", "dedup": False})["import_id"],
     )
     assert second["status"] == "succeeded"
-    assert second["counts"]["skipped"] == IMAGES // 2 and second["counts"]["added"] == 0
+    assert second["counts"]["already_present"] == IMAGES // 2 and second["counts"]["added"] == 0
     assert api.client.get("/libraries/again").json()["image_count"] == IMAGES // 2
 
 

@@ -1,0 +1,233 @@
+"""Adding images to a library: the one path every entry point takes (the API's single and batch add,
+the local import runner, the AWS import worker).
+
+Each step spares the next its work:
+
+1. each item's id and metadata are checked, and ids the library already holds are refused in one
+   batched read (an import run again, or resumed, re-reads nothing it stored under a given id);
+2. the files are read in parallel (the reader threads, one fetch deadline for a request);
+3. an exact copy (SHA-256 of the bytes) of a library image, of an image an earlier batch of the same
+   import took, or of an earlier item of the call is found before any decoding;
+4. the rest decode under the process's decode memory budget and the per-call decode limit, and one
+   forward pass embeds them;
+5. one store write adds them; the store refuses near-duplicates against the library and within the
+   call, and the call's outcomes are counted in the metrics.
+
+Every item gets its answer, in order: ``Added``, ``Duplicate`` or the ``ApiError`` a single add of it
+raises. What no item can avoid (the library is gone or full, another model's library) raises.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime.embedder import Embedder, Input
+from runtime.errors import ApiError
+from runtime.libraries.rules import check_image_id, check_metadata, check_score, content_hash
+from runtime.libraries.store import (
+    EXACT_SCORE,
+    AddResult,
+    Duplicate,
+    LibraryStore,
+    Match,
+    NewImage,
+    Refused,
+    image_exists,
+)
+from runtime.observability import record_library_adds
+from runtime.settings import Settings
+
+CONTENT_ID_CHARS = 32
+"""An item named by its content gets the first 32 hex digits of its SHA-256 as its id."""
+
+Outcome = AddResult | ApiError
+
+
+@dataclass(frozen=True)
+class AddItem:
+    source: Input | ApiError
+    """Where the image's bytes are, or why the item names none (answered as its error)."""
+    id: str | None = None
+    metadata: dict[str, Any] | None = None
+    label: str = ""
+    """How messages name the item: ``images[3]`` in a batch, nothing for a single add or an import."""
+    named_by_content: bool = False
+    """Without an id: True names the image by its content hash (an import: adding it again is a no-op),
+    False lets the store give it a new id (the API)."""
+
+
+def dedup_threshold(dedup: bool, threshold: float | None, settings: Settings) -> float | None:
+    """The near-duplicate threshold an add runs with: None when dedup is off, else the caller's or the default."""
+    check_score(threshold, "threshold")
+    if not dedup:
+        return None
+    return threshold if threshold is not None else settings.dedup_threshold
+
+
+class ExactSeen:
+    """Files taken by earlier calls of one import (its batches run in parallel, so the store may not
+    hold them yet): content hash -> the match a later copy is answered with."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, Match] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, digest: str, image_id: str, metadata: dict[str, Any]) -> Match | None:
+        """None if this is the first image with this content, else the first one's match."""
+        with self._lock:
+            first = self._first.setdefault(digest, Match(image_id, EXACT_SCORE, metadata))
+        return None if first.id == image_id else first
+
+
+@dataclass
+class Pending:
+    """An item on its way: its position in the call, checked id and metadata, then its bytes."""
+
+    position: int
+    item: AddItem
+    id: str | None
+    metadata: dict[str, Any]
+    data: bytes = b""
+    digest: str = ""
+
+
+def add_items(
+    store: LibraryStore,
+    embedder: Embedder,
+    library: str,
+    items: list[AddItem],
+    *,
+    threshold: float | None,
+    deadline: float | None = None,
+    seen: ExactSeen | None = None,
+) -> list[Outcome]:
+    """Each item's outcome, in order (see the module's docstring for the steps)."""
+    outcomes: list[Outcome | None] = [None] * len(items)
+    pending = checked_items(store, library, items, outcomes)
+    pending = read_files(embedder, pending, outcomes, deadline)
+    name_by_content(store, library, pending, outcomes)
+    pending = [one for one in pending if outcomes[one.position] is None]
+    if threshold is not None:
+        pending = answer_exact_copies(store, library, pending, outcomes, seen)
+    for one, result in embed_and_add(store, embedder, library, pending, outcomes, threshold):
+        outcomes[one.position] = result.error if isinstance(result, Refused) else result
+    return record_library_adds([outcome for outcome in outcomes if outcome is not None])
+
+
+def checked_items(
+    store: LibraryStore, library: str, items: list[AddItem], outcomes: list[Outcome | None]
+) -> list[Pending]:
+    """Items whose id and metadata pass the rules and whose given id the library does not hold yet."""
+    pending: list[Pending] = []
+    for position, item in enumerate(items):
+        try:
+            if isinstance(item.source, ApiError):
+                raise item.source
+            image_id = check_image_id(item.id, item.label) if item.id is not None else None
+            metadata = check_metadata(item.metadata or {}, store.settings.max_metadata_bytes, item.label)
+        except ApiError as error:
+            outcomes[position] = error
+            continue
+        pending.append(Pending(position, item, image_id, metadata))
+    refuse_taken_ids(store, library, [one for one in pending if one.id is not None], outcomes)
+    return [one for one in pending if outcomes[one.position] is None]
+
+
+def refuse_taken_ids(store: LibraryStore, library: str, named: list[Pending], outcomes: list[Outcome | None]) -> None:
+    taken = store.existing_ids(library, sorted({one.id for one in named if one.id is not None}))
+    for one in named:
+        if one.id in taken:
+            outcomes[one.position] = image_exists(library, one.id, one.item.label)
+
+
+def read_files(
+    embedder: Embedder, pending: list[Pending], outcomes: list[Outcome | None], deadline: float | None
+) -> list[Pending]:
+    def read(one: Pending) -> bytes:
+        return embedder.read_bytes(source_of(one), deadline)
+
+    read_ones = []
+    for one, data in zip(pending, embedder.read_each(pending, read), strict=True):
+        if isinstance(data, ApiError):
+            outcomes[one.position] = data
+        else:
+            one.data, one.digest = data, content_hash(data)
+            read_ones.append(one)
+    return read_ones
+
+
+def name_by_content(store: LibraryStore, library: str, pending: list[Pending], outcomes: list[Outcome | None]) -> None:
+    """Items named by their content get their id now, and one more batched read refuses those taken."""
+    unnamed = [one for one in pending if one.id is None and one.item.named_by_content]
+    for one in unnamed:
+        one.id = one.digest[:CONTENT_ID_CHARS]
+    if unnamed:
+        refuse_taken_ids(store, library, unnamed, outcomes)
+
+
+def answer_exact_copies(
+    store: LibraryStore,
+    library: str,
+    pending: list[Pending],
+    outcomes: list[Outcome | None],
+    seen: ExactSeen | None,
+) -> list[Pending]:
+    """Copies of a library image, or of an image an earlier call of the import took, are answered
+    without decoding; the others go on."""
+    known = store.find_exact(library, sorted({one.digest for one in pending}))
+    going_on = []
+    for one in pending:
+        earlier = known.get(one.digest)
+        if earlier is None and seen is not None and one.id is not None:
+            earlier = seen.claim(one.digest, one.id, one.metadata)
+        if earlier is not None:
+            outcomes[one.position] = Duplicate(earlier, exact=True)
+        else:
+            going_on.append(one)
+    return going_on
+
+
+def embed_and_add(
+    store: LibraryStore,
+    embedder: Embedder,
+    library: str,
+    pending: list[Pending],
+    outcomes: list[Outcome | None],
+    threshold: float | None,
+) -> list[tuple[Pending, AddResult | Refused]]:
+    """Decodes each distinct file once, embeds them in one forward pass, and adds every pending item
+    in one store call (a copy of an earlier item of the call gets its vector: the store finds it exact)."""
+    if not pending:
+        return []
+    firsts = list({one.digest: one for one in reversed(pending)}.values())[::-1]
+    pixels = embedder.decode_each([(source_of(one), one.data) for one in firsts])
+    decoded: dict[str, np.ndarray] = {}
+    errors: dict[str, ApiError] = {}
+    for one, prepared in zip(firsts, pixels, strict=True):
+        if isinstance(prepared, ApiError):
+            errors[one.digest] = prepared
+        else:
+            decoded[one.digest] = prepared
+    for one in pending:
+        if one.digest in errors:
+            outcomes[one.position] = errors[one.digest]
+    ready = [one for one in pending if one.digest in decoded]
+    if not ready:
+        return []
+    digests = list(decoded)
+    vectors = dict(zip(digests, embedder.encode_pixels([decoded[digest] for digest in digests]), strict=True))
+    images = [NewImage(vectors[one.digest], one.id, one.metadata, one.digest) for one in ready]
+    labels = [one.item.label for one in ready]
+    added = store.add_batch(
+        library, images, model_version=embedder.model_version, dedup_threshold=threshold, labels=labels
+    )
+    return list(zip(ready, added, strict=True))
+
+
+def source_of(one: Pending) -> Input:
+    assert isinstance(one.item.source, Input)  # an item without a source was answered when checked
+    return one.item.source
