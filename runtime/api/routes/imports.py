@@ -28,6 +28,8 @@ from runtime.api.schemas import answer_examples, error_responses
 from runtime.errors import BadRequest
 from runtime.libraries.imports.counts import summary
 from runtime.libraries.imports.jobs import ImportJob
+from runtime.libraries.imports.runner import LocalImports
+from runtime.libraries.imports.service import ImportService
 
 MAX_FAILURES_SHOWN = 100
 router = APIRouter(tags=["imports"])
@@ -53,13 +55,19 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     settings = app.state.settings
     if app.state.libraries is not None and not settings.import_state_machine:
-        app.router.on_startup.append(lambda: imports_of_app(app).resume())
+        app.router.on_startup.append(lambda: local_imports(app).resume())
         # First at shutdown, before the store closes: running imports pause and resume at the next start.
-        app.router.on_shutdown.insert(0, lambda: imports_of_app(app).stop())
+        app.router.on_shutdown.insert(0, lambda: local_imports(app).stop())
 
 
-def imports_of_app(app: FastAPI):
-    service = getattr(app.state, "imports", None)
+def local_imports(app: FastAPI) -> LocalImports:
+    service = imports_of_app(app)
+    assert isinstance(service, LocalImports)  # install() asks only where imports run in this process
+    return service
+
+
+def imports_of_app(app: FastAPI) -> ImportService:
+    service: ImportService | None = getattr(app.state, "imports", None)
     if service is None:
         settings = app.state.settings
         if settings.import_state_machine:
@@ -67,14 +75,12 @@ def imports_of_app(app: FastAPI):
 
             service = StepFunctionsImports(settings, app.state.libraries)
         else:
-            from runtime.libraries.imports.runner import LocalImports
-
             service = LocalImports(app.state.embedder, app.state.libraries)
         app.state.imports = service
     return service
 
 
-def imports_of(request: Request):
+def imports_of(request: Request) -> ImportService:
     store_of(request)  # libraries off: the same 404 as every library route
     embedder_of(request)
     return imports_of_app(request.app)
