@@ -336,3 +336,115 @@ def test_front_handler_on_the_sagemaker_engine_logs_and_counts_like_the_lambda_b
     outcomes = [d["outcome"] for d, _ in run.metric_values("Requests", ["service", "route", "outcome"])]
     assert outcomes == ["ok", "invalid_base64"]
     assert IMAGE[:40] not in run.stdout + run.stderr and SECRET_TEXT not in run.stdout + run.stderr
+
+
+# --- the import worker's function ------------------------------------------------------------------
+
+PHOTO_BUCKET, VECTOR_BUCKET, REGISTRY, JOBS = "catalog-photos", "imsim-vectors", "imsim-registry", "imsim-imports"
+
+
+def batch_event(execution_input: dict, objects: list[dict]) -> dict:
+    """The event the prefix map's ItemBatcher sends: its BatchInput resolved from the synthesized ASL
+    against the execution's input, and the ListObjectsV2 entries of the batch."""
+    from infra.imports_stack import state_machine_definition
+
+    template = state_machine_definition()["States"]["ImportPrefix"]["ItemBatcher"]["BatchInput"]
+    resolved = {}
+    for key, path in template.items():
+        assert key.endswith(".$") and path.startswith("$.job."), (key, path)
+        resolved[key[: -len(".$")]] = execution_input[path[len("$.job.") :]]
+    return {"Items": objects, "BatchInput": resolved}
+
+
+@pytest.mark.slow
+def test_the_import_worker_publishes_its_progress_and_adds(tiny_settings, tiny_engine, tmp_path):
+    """lambda_image/import_handler.py in its own process, on a Distributed Map batch event, against
+    moto's server (S3, S3 Vectors, DynamoDB) on loopback: the import metrics the dashboard plots are
+    in its EMF output, beside the library add outcomes."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from runtime.libraries.aws.s3vectors import S3VectorsStore
+    from runtime.settings import env_name
+    from tests.fakes.s3vectors import FakeS3Vectors
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        aws = {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        clients = {
+            name: boto3.client(
+                name,
+                endpoint_url=aws["AWS_ENDPOINT_URL"],
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            for name in ("s3", "s3vectors", "dynamodb")
+        }
+        clients["s3"].create_bucket(Bucket=PHOTO_BUCKET)
+        files = {f"2026/p{n}.png": image_bytes(n) for n in range(4)}
+        files |= {"2026/copy-of-p0.png": image_bytes(0), "2026/broken.jpg": b"not a jpeg"}
+        for key, body in files.items():
+            clients["s3"].put_object(Bucket=PHOTO_BUCKET, Key=key, Body=body)
+        FakeS3Vectors(clients["s3vectors"])  # what moto lacks (UpdateIndexMode), for the library's creation here
+        clients["s3vectors"].create_vector_bucket(vectorBucketName=VECTOR_BUCKET)
+        for table, key in ((REGISTRY, "name"), (JOBS, "import_id")):
+            clients["dynamodb"].create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        settings = tiny_settings.replace(
+            store="s3vectors",
+            vector_bucket=VECTOR_BUCKET,
+            registry_table=REGISTRY,
+            import_table=JOBS,
+            s3_allowed_buckets=(PHOTO_BUCKET,),
+        )
+        store = S3VectorsStore(
+            settings, tiny_engine.dimension, s3vectors=clients["s3vectors"], dynamodb=clients["dynamodb"]
+        )
+        store.create_library("catalog", tiny_engine.model_version)
+        listed = clients["s3"].list_objects_v2(Bucket=PHOTO_BUCKET, Prefix="2026/")["Contents"]
+        objects = [{"Key": o["Key"], "Size": o["Size"], "ETag": o["ETag"]} for o in listed]
+        execution_input = {"import_id": "job1", "library": "catalog", "dedup": False, "threshold": None}
+        execution_input |= {"kind": "prefix", "bucket": PHOTO_BUCKET, "prefix": "2026/"}
+        env = {
+            **aws,
+            **{
+                env_name(field): str(getattr(settings, field))
+                for field in ("model", "pretrained", "weights", "model_config_path", "store", "vector_bucket")
+            },
+            **{env_name(field): str(getattr(settings, field)) for field in ("registry_table", "import_table")},
+            env_name("s3_allowed_buckets"): PHOTO_BUCKET,
+            "POWERTOOLS_SERVICE_NAME": "image-similarity",
+            "POWERTOOLS_METRICS_NAMESPACE": "ImageSimilarity",
+        }
+        run = run_handler("import_handler.py", [batch_event(execution_input, objects)], env, tmp_path)
+        stored = {image.id for image in store.list_images("catalog", limit=100).images}
+        job = clients["dynamodb"].get_item(TableName=JOBS, Key={"import_id": {"S": "job1"}})["Item"]
+    finally:
+        moto.stop()
+
+    (answer,) = run.answers
+    # dedup off (the worker's near-duplicate check is QueryVectors, which moto's server lacks): the copy is
+    # added as the API adds it; broken.jpg fails.
+    assert stored == {"p0.png", "p1.png", "p2.png", "p3.png", "copy-of-p0.png"}
+    assert (answer["added"], answer["failed"]) == (5, 1)
+    assert job["added"] == {"N": "5"} and job["failed"] == {"N": "1"}
+    progress = {
+        name: [value for _, value in run.metric_values(name, ["service"])]
+        for name in ("ImportedImages", "ImportDuplicates", "ImportFailures")
+    }
+    assert progress == {"ImportedImages": [5], "ImportDuplicates": [0], "ImportFailures": [1]}
+    assert [value for _, value in run.metric_values("ImagesAdded", ["service"])] == [5]  # the add path's own
+    assert {c["Namespace"] for d in run.emf for c in d["_aws"]["CloudWatchMetrics"]} == {"ImageSimilarity"}
+    assert run.logs and all(line["service"] == "image-similarity" for line in run.logs)
