@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -344,3 +344,8 @@ def error_examples(codes: list[str], *, write: bool) -> dict[int, dict[str, dict
         value: dict[str, Any] = {"message": message, "code": code, **({"status": -1} if write else {})}
         by_status.setdefault(status, {})[code] = {"summary": summary, "value": value}
     return by_status
+
+
+def utc(timestamp: float) -> datetime:
+    """A stored time (seconds since the epoch) as the answers' ``*_time`` fields give it."""
+    return datetime.fromtimestamp(timestamp, tz=UTC)

@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from runtime.api.deps import settings_of
 from runtime.errors import NotFound
 from runtime.settings import Settings
 
@@ -81,7 +82,7 @@ def asset_bytes(name: str) -> bytes:
 
 def document_for(request: Request) -> dict[str, Any]:
     """The app's OpenAPI document, with this request's server URL and authorization note."""
-    settings: Settings = request.app.state.settings
+    settings = settings_of(request)
     document = dict(route_document(request.app))  # a shallow copy: the cached document is not changed
     base_url = public_base_url(request)
     document["info"] = {**document["info"], "description": description(request.app, settings, base_url)}
@@ -234,7 +235,7 @@ def aws_region(base_url: str) -> str:
 
 def public_base_url(request: Request) -> str:
     """The URL that Try it out calls: the configured one, else the stage's or this server's."""
-    configured = request.app.state.settings.public_base_url
+    configured = settings_of(request).public_base_url
     return configured.rstrip("/") if configured else request_base_url(request)
 
 
@@ -267,7 +268,7 @@ def stage_base_url(event: dict[str, Any]) -> str:
 
 
 def render_page(request: Request) -> str:
-    settings: Settings = request.app.state.settings
+    settings = settings_of(request)
     base_path = urlsplit(request_base_url(request)).path.rstrip("/")
     config = {
         "url": f"{base_path}{DOCUMENT_PATH}",

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, FastAPI, Path, Request
 from starlette.concurrency import run_in_threadpool
 
+from runtime.api.deps import embedder_of, store_of
 from runtime.api.import_schemas import (
     IMPORT_ANSWERS,
     IMPORT_EXAMPLES,
@@ -21,9 +22,7 @@ from runtime.api.import_schemas import (
     ImportRequest,
     ImportResponse,
 )
-from runtime.api.library_schemas import NAME_DOC, NAME_EXAMPLES, error_examples
-from runtime.api.routes.libraries import store_of, utc
-from runtime.api.routes.similarity import embedder_of
+from runtime.api.library_schemas import NAME_DOC, NAME_EXAMPLES, error_examples, utc
 from runtime.api.schemas import answer_examples, error_responses
 from runtime.errors import BadRequest
 from runtime.libraries.imports.counts import summary

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
@@ -17,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runtime.api.bodies import BodyRoute
+from runtime.api.deps import embedder_of, store_of
 from runtime.api.library_schemas import (
     ADD_ANSWERS,
     ADD_EXAMPLES,
@@ -52,12 +52,12 @@ from runtime.api.library_schemas import (
     SearchResponse,
     UpdateImageRequest,
     error_examples,
+    utc,
 )
 from runtime.api.parsing import slot_input
-from runtime.api.routes.similarity import embedder_of
 from runtime.api.schemas import answer_examples, error_responses
 from runtime.embedder import Embedder, Input
-from runtime.errors import ApiError, BadRequest, NotFound, unparsable_body, validation_error
+from runtime.errors import ApiError, BadRequest, unparsable_body, validation_error
 from runtime.libraries.adding import AddItem, Outcome, add_items, dedup_threshold
 from runtime.libraries.rules import check_score
 from runtime.libraries.store import MAX_PAGE, Added, Image, Library, LibraryStore, Match
@@ -104,13 +104,6 @@ def documented(answers: dict, codes: list[str], *, write: bool, status: int = 20
     """``responses=`` of a route: examples of its answer and of its errors."""
     examples = error_examples(codes, write=write)
     return {**answer_examples(answers, status), **error_responses(*sorted(examples), examples=examples)}
-
-
-def store_of(request: Request) -> LibraryStore:
-    store = getattr(request.app.state, "libraries", None)
-    if store is None:
-        raise NotFound("libraries are not enabled on this server (setting IMSIM_STORE)", code="libraries_disabled")
-    return store
 
 
 # --- libraries ---------------------------------------------------------------------------
@@ -398,7 +391,3 @@ def image_body(image: Image) -> dict:
 
 def match_body(match: Match) -> dict:
     return {"id": match.id, "score": match.score, "metadata": match.metadata}
-
-
-def utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, tz=UTC)

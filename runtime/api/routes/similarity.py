@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 
 from runtime.api.bodies import BodyRoute
+from runtime.api.deps import embedder_of
 from runtime.api.parsing import parse_request
 from runtime.api.schemas import (
     PING_EXAMPLES,
@@ -22,7 +23,6 @@ from runtime.api.schemas import (
     error_responses,
 )
 from runtime.embedder import Embedder, similarity
-from runtime.errors import ApiError
 
 router = APIRouter(route_class=BodyRoute)  # JSON whatever the Content-Type, raw images, forms
 sagemaker_router = APIRouter(route_class=BodyRoute)
@@ -36,14 +36,6 @@ SIMILARITY_DOC = """Single mode (`url` | `img` | `text`) answers the vector; pai
 slots) answers the vectors in order. Images: JPEG, PNG, BMP, WebP, GIF, TIFF, AVIF or HEIC, longest side at
 most 8192 px. The body may also be the image itself (`image/*` or `application/octet-stream`: single
 mode) or a multipart form (file parts `img`, `img_1`, `img_2`; text parts for the other fields)."""
-
-
-def embedder_of(request: Request) -> Embedder:
-    embedder = request.app.state.embedder
-    if embedder is None:  # an app built with serve_model=False (the deployed API Explorer's function)
-        message = "this function serves the API Explorer only; no model is loaded"
-        raise ApiError(message, code="model_not_served", status_code=503)
-    return embedder
 
 
 async def answer(embedder: Embedder, body: SimilarityRequest) -> dict:
