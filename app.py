@@ -16,8 +16,8 @@ import sys
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from infra.builder import build_app  # noqa: E402
-from infra.config import ConfigError  # noqa: E402
+from infra.builder import build_app
+from infra.config import ConfigError
 
 CDK_CLI = "npx aws-cdk@2.1148.1"  # the pinned CLI version docs/deploy.md uses
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, ServerProcess, baked_folder, model_settings, parser, print_table  # noqa: E402
+from bench.common import ROOT, ServerProcess, baked_folder, model_settings, parser, print_table
 
 CHILD = r"""
 import json, sys, time

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
+import httpx
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     ServerProcess,
     baked_folder,
     model_settings,
@@ -31,9 +31,9 @@ from bench.common import (  # noqa: E402
     print_table,
     run_clients_together,
 )
-from bench.limits import measure  # noqa: E402
-from runtime.engines.model_folder import served_precision  # noqa: E402
-from tests.fakes.images import b64, image_bytes  # noqa: E402
+from bench.limits import measure
+from runtime.engines.model_folder import served_precision
+from tests.fakes.images import b64, image_bytes
 
 
 def run_clients(url: str, clients: int, seconds: float, bodies: list[dict]) -> tuple[float, list[float], int]:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.common import CACHE, model_settings, parser, print_table  # noqa: E402
+from bench.common import CACHE, model_settings, parser, print_table
 
 FULL_IMAGES, FULL_SIZE = 2000, (1024, 768)
 SMOKE_IMAGES, SMOKE_SIZE = 64, (160, 120)

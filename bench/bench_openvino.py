@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.common import model_settings, p50, parser, print_table, timed  # noqa: E402
-from bench.limits import measure  # noqa: E402
+from bench.common import model_settings, p50, parser, print_table, timed
+from bench.limits import measure
 
 ADOPT_AT = 1.15
 

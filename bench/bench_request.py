@@ -15,12 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
+import httpx
+import numpy as np
 
-from bench.common import ServerProcess, interleaved, model_settings, p50, p95, parser, print_table, server_args  # noqa: E402
-from tests.fakes.images import b64, image_bytes  # noqa: E402
-from tests.fakes.servers import FileServer  # noqa: E402
+from bench.common import ServerProcess, interleaved, model_settings, p50, p95, parser, print_table, server_args
+from tests.fakes.images import b64, image_bytes
+from tests.fakes.servers import FileServer
 
 
 def main() -> None:

@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import httpx
+import numpy as np
+from PIL import Image
 
-from bench.common import ServerProcess, interleaved, model_settings, p50, p95, parser, print_table, server_args  # noqa: E402
+from bench.common import ServerProcess, interleaved, model_settings, p50, p95, parser, print_table, server_args
 
 PHOTO_SIZE = (4032, 3024)
 

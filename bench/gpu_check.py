@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
+import httpx
+import numpy as np
 
-from bench.common import ServerProcess, model_settings, parser, print_table, run_clients_together, server_args  # noqa: E402
-from bench.limits import measure  # noqa: E402
-from tests.fakes.images import b64, image_bytes  # noqa: E402
-from tests.fakes.servers import SageMakerRuntime  # noqa: E402
+from bench.common import ServerProcess, model_settings, parser, print_table, run_clients_together, server_args
+from bench.limits import measure
+from tests.fakes.images import b64, image_bytes
+from tests.fakes.servers import SageMakerRuntime
 
 CLIP_AS_SERVICE_IMAGES_PER_S = 286.0  # ViT-B-32 on a TITAN RTX, clip-as-service's published benchmark
 BATCHES = (1, 8, 32, 64)

@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
+import httpx
 
-from bench.common import ServerProcess, model_settings, parser, print_table, server_args  # noqa: E402
-from tests.fakes.images import b64, image_bytes  # noqa: E402
+from bench.common import ServerProcess, model_settings, parser, print_table, server_args
+from tests.fakes.images import b64, image_bytes
 
 KINDS = ("vector", "pair", "add", "search")
 SHED = "shed"  # 503 "overloaded" answers (the in-flight limit), kept apart from the kinds above

@@ -13,10 +13,10 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.fakes.model import build_tiny_checkpoint  # noqa: E402
-from tests.fakes.servers import LiveServer  # noqa: E402
+from tests.fakes.model import build_tiny_checkpoint
+from tests.fakes.servers import LiveServer
 
 SLOW_FIXTURES = {
     "baked": "runs the image build's bake command (torch load, ONNX export, reload checks)",

@@ -64,7 +64,7 @@ class FileServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
+            def do_GET(self):
                 outer.hits.append(self.path)
                 status, headers, body = outer.routes.get(self.path, (404, {}, b"not found"))
                 self.send_response(status)
@@ -127,7 +127,7 @@ class SageMakerRuntime:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
+            def do_POST(self):
                 outer.endpoints.append(self.path.split("/")[2])  # /endpoints/{name}/invocations
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 answer = outer.http.post("/invocations", content=body, headers={"content-type": "application/json"})

@@ -75,7 +75,7 @@ class GateServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
+            def do_GET(self):
                 outer.waiting += 1
                 outer.gate.wait(timeout=60)
                 self.send_response(200)
