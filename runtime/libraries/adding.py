@@ -27,7 +27,9 @@ import numpy as np
 
 from runtime.embedder import Embedder, Input
 from runtime.errors import ApiError
-from runtime.libraries.rules import check_image_id, check_metadata, check_score, content_hash
+from runtime.libraries.hashing import content_hash
+from runtime.libraries.metadata import check_metadata
+from runtime.libraries.names import check_image_id
 from runtime.libraries.store import (
     EXACT_SCORE,
     AddResult,
@@ -38,6 +40,7 @@ from runtime.libraries.store import (
     Refused,
     image_exists,
 )
+from runtime.libraries.values import check_score
 from runtime.observability import record_library_adds
 from runtime.settings import Settings
 

@@ -1,11 +1,13 @@
 """The storage interface of image libraries, and the one algorithm every store runs.
 
 A store keeps libraries of unit vectors with an id, a metadata object and (when known) the SHA-256
-of the image file each. ``LibraryStore`` checks arguments with the rules (``rules.py``), then runs the
-algorithm of each operation itself, holding the library the way the store says (``_writing``: the
-local store's lock, the AWS store's lease): model-version check, existing ids, exact duplicates by
-content hash, near duplicates against the library and within the call, quota, insert. The stores
-supply only primitives (the ``_``-methods at the end of the class): find, insert, remove, query, page.
+of the image file each. ``LibraryStore`` checks arguments with the rules (``names.py``, ``metadata.py``,
+``filters.py``, ``hashing.py``, ``values.py``), then runs the algorithm of each operation itself, holding
+the library the way the store says (``_writing``: the local store's lock, the AWS store's lease):
+model-version check, existing ids, exact duplicates by content hash, near duplicates against the library
+and within the call, quota, insert. The stores supply only primitives (the ``_``-methods at the end of
+the class): find, insert, remove, query, page. Each store names the type of its handle on a held library
+(``LibraryStore[LibraryIndex]``, ``LibraryStore[Held]``), so the primitives are typed in every store.
 """
 
 from __future__ import annotations
@@ -16,23 +18,16 @@ import json
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from runtime.errors import ApiError, BadRequest, Conflict, NotFound, QuotaExceeded
-from runtime.libraries.rules import (
-    Filter,
-    at,
-    check_content_hash,
-    check_filter,
-    check_image_id,
-    check_library_name,
-    check_metadata,
-    check_score,
-    check_vector,
-    new_image_id,
-)
+from runtime.libraries.filters import Filter, check_filter
+from runtime.libraries.hashing import check_content_hash
+from runtime.libraries.metadata import check_metadata
+from runtime.libraries.names import check_image_id, check_library_name, new_image_id
+from runtime.libraries.values import at, check_score, check_vector
 from runtime.observability import span
 from runtime.settings import Settings
 from runtime.vectors import scores_of
@@ -41,6 +36,9 @@ MAX_PAGE = 1000
 """Images per page of ``list_images`` (S3 Vectors' ListVectors answers at most 1,000 a call)."""
 EXACT_SCORE = 1.0
 """The score an exact duplicate (the same file) is answered with."""
+
+HandleT = TypeVar("HandleT")
+"""A store's handle on a held library: what ``_reading`` / ``_writing`` yield beside it."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ class NewImage:
     id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     content_hash: str | None = None
-    """SHA-256 hex of the image file (``rules.content_hash``): exact duplicates are found by it."""
+    """SHA-256 hex of the image file (``hashing.content_hash``): exact duplicates are found by it."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +103,9 @@ class Refused:
 AddResult = Added | Duplicate
 
 
-class LibraryStore(ABC):
-    """Libraries of vectors. The algorithms are here; subclasses implement the ``_`` primitives."""
+class LibraryStore(ABC, Generic[HandleT]):
+    """Libraries of vectors. The algorithms are here; subclasses implement the ``_`` primitives on
+    their own handle type ``HandleT``."""
 
     def __init__(self, settings: Settings, dimension: int):
         self.settings = settings
@@ -235,7 +234,7 @@ class LibraryStore(ABC):
             checked.append((position, NewImage(vector, image_id, metadata, check_content_hash(image.content_hash))))
         return checked
 
-    def _screen(self, held: Any, images: list[NewImage], threshold: float | None) -> list[AddResult]:
+    def _screen(self, held: HandleT, images: list[NewImage], threshold: float | None) -> list[AddResult]:
         """Each image's result, in order: exact duplicates first (by content hash, no vector work), then
         near duplicates against the library and the images accepted before it in the call."""
         if threshold is None:
@@ -345,7 +344,7 @@ class LibraryStore(ABC):
         """Release files and connections; the store is not used afterwards."""
 
     # --- the primitives each store implements --------------------------------------------
-    # ``held`` is what ``_reading`` / ``_writing`` yield beside the library: the store's own handle.
+    # ``held`` is what ``_reading`` / ``_writing`` yield beside the library: the store's own handle, ``HandleT``.
     @abstractmethod
     def _create_library(self, name: str, model_version: str) -> Library: ...
 
@@ -356,42 +355,42 @@ class LibraryStore(ABC):
     def _delete_library(self, name: str) -> None: ...
 
     @abstractmethod
-    def _reading(self, name: str) -> AbstractContextManager[tuple[Library, Any]]:
+    def _reading(self, name: str) -> AbstractContextManager[tuple[Library, HandleT]]:
         """The library (404 if missing) and a handle to read it."""
 
     @abstractmethod
-    def _writing(self, name: str) -> AbstractContextManager[tuple[Library, Any]]:
+    def _writing(self, name: str) -> AbstractContextManager[tuple[Library, HandleT]]:
         """The library held exclusively against other writers (in every process) for the block."""
 
     @abstractmethod
-    def _existing_ids(self, held: Any, ids: list[str]) -> list[str]: ...
+    def _existing_ids(self, held: HandleT, ids: list[str]) -> list[str]: ...
 
     @abstractmethod
-    def _find_hashes(self, held: Any, hashes: list[str]) -> dict[str, Match]:
+    def _find_hashes(self, held: HandleT, hashes: list[str]) -> dict[str, Match]:
         """Stored images by content hash (score EXACT_SCORE)."""
 
     @abstractmethod
-    def _nearest(self, held: Any, vector: np.ndarray) -> Match | None: ...
+    def _nearest(self, held: HandleT, vector: np.ndarray) -> Match | None: ...
 
     @abstractmethod
-    def _insert(self, held: Any, images: list[NewImage]) -> None: ...
+    def _insert(self, held: HandleT, images: list[NewImage]) -> None: ...
 
     @abstractmethod
-    def _image(self, held: Any, image_id: str) -> Image | None: ...
+    def _image(self, held: HandleT, image_id: str) -> Image | None: ...
 
     @abstractmethod
-    def _vector(self, held: Any, image_id: str) -> np.ndarray | None: ...
+    def _vector(self, held: HandleT, image_id: str) -> np.ndarray | None: ...
 
     @abstractmethod
-    def _remove(self, held: Any, image_id: str) -> None: ...
+    def _remove(self, held: HandleT, image_id: str) -> None: ...
 
     @abstractmethod
-    def _replace_metadata(self, held: Any, image_id: str, metadata: dict[str, Any]) -> Image: ...
+    def _replace_metadata(self, held: HandleT, image_id: str, metadata: dict[str, Any]) -> Image: ...
 
     @abstractmethod
     def _query(
         self,
-        held: Any,
+        held: HandleT,
         vector: np.ndarray,
         top_k: int,
         min_score: float | None,
@@ -401,7 +400,7 @@ class LibraryStore(ABC):
         """The ``top_k`` best matches passing ``conditions``, best first, without image ``exclude``."""
 
     @abstractmethod
-    def _page(self, held: Any, limit: int, token: dict[str, Any] | None) -> ImagePage: ...
+    def _page(self, held: HandleT, limit: int, token: dict[str, Any] | None) -> ImagePage: ...
 
 
 # --- pieces of the algorithms -------------------------------------------------------------
@@ -444,6 +443,7 @@ def decode_token(token: str) -> dict[str, Any]:
     if not isinstance(position, dict):
         raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
     return position
+
 
 
 # --- the rules' errors, one wording for every store --------------------------------------

@@ -25,7 +25,7 @@ pages ``QueryVectors`` answers to prove a caller follows ``nextToken``. Indexes 
 vector bucket made before 2026-09-30, until ``UpdateIndexMode``.
 
 The filter evaluator, ``passes``, is written here from the documentation and shares nothing with the
-store's own (``runtime/libraries/rules.py``), so the stores tests compare two independent readings.
+store's own (``runtime/libraries/filter_eval.py``), so the stores tests compare two independent readings.
 tests/fakes/s3vectors_filter_examples.py holds the documentation's own filter examples, which both must answer.
 """
 
@@ -194,7 +194,7 @@ def vector_problem(values: list[float], dimension: int) -> str | None:
 
 def passes(metadata: dict, condition: dict | None) -> bool:
     """The S3 Vectors filter language as its documentation states it, written for this fake only (the
-    store's evaluator lives in runtime/libraries/rules.py and is not used here). Unknown operators and
+    store's evaluator lives in runtime/libraries/filter_eval.py and is not used here). Unknown operators and
     operands of the wrong type are a ValidationException, as the service answers."""
     if not condition:
         return True

@@ -13,7 +13,7 @@ The records are ours, chosen to put each filter against the cases the page leave
 list, a missing key, a case difference, the string ``"2020"`` beside the number ``2020``, ``2020.0``
 beside ``2020``, a boolean where a string is usual. ``matches`` was worked out by hand from the page (no
 code computes it). Where the page is silent, ``matches`` follows the reading that
-tests/fakes/s3vectors.py and runtime/libraries/rules.py both state (a stored list holds when any element
+tests/fakes/s3vectors.py and runtime/libraries/filter_eval.py both state (a stored list holds when any element
 does, for every operator; ``$ne`` / ``$nin`` hold where the key is missing and are the exact negation of
 ``$eq`` / ``$in``; numbers compare only with numbers, and types never mix), and ``undocumented`` names
 each record whose answer rests on that reading, in or out, and why. Those answers are ours, not the

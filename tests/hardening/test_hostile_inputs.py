@@ -6,7 +6,8 @@ Classes: decompression bombs and lying headers in every format; truncated files;
 ratios (one request and batches of 32); JPEG scan bombs; malformed EXIF in PNG, WebP and JPEG on
 every route that reads images; the new formats (GIF, TIFF, AVIF, HEIC); huge strings and JSON built
 to be expensive; non-public addresses from the IANA registries; the error contract (overlong numbers,
-exact types, encoded slashes, methods); library metadata and name rules (``runtime/libraries/rules.py``).
+exact types, encoded slashes, methods); library metadata and name rules (``runtime/libraries/metadata.py``,
+``names.py``).
 
 Bounds (peak RSS growth of the server, reset before each request via /proc/<pid>/clear_refs):
 ``PER_REQUEST_BOUND`` for a request, ``PER_BATCH_BOUND`` for a 32-slot batch. Every answer within
@@ -42,7 +43,7 @@ LIBRARY = "hostile"
 ADD = f"/libraries/{LIBRARY}/images"
 SEARCH = f"/libraries/{LIBRARY}/search"
 ROUTES_READING_IMAGES = (SIMILARITY, ADD, SEARCH)
-LIBRARY_RULES = importlib.util.find_spec("runtime.libraries.rules") is not None
+LIBRARY_RULES = importlib.util.find_spec("runtime.libraries.metadata") is not None
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="99999" height="99999"><rect width="10" height="10"/></svg>'
 
@@ -290,7 +291,7 @@ def nested(depth: int) -> object:
 
 
 def library_rule_cases() -> list[Hostile]:
-    """The contract of runtime/libraries/rules.py (the libapi engineer's): asserted exactly as agreed."""
+    """The contract of runtime/libraries/metadata.py and names.py (the libapi engineer's), asserted as agreed."""
     rules = {"needs_library_rules": True}
     cases = [
         case(
@@ -389,7 +390,7 @@ def test_the_corpus_is_large_and_its_names_unique():
 @pytest.mark.parametrize("hostile", CASES, ids=lambda h: h.name)
 def test_hostile_input_is_answered_right_in_time_and_memory(corpus_answers, hostile):
     if hostile.needs_library_rules and not LIBRARY_RULES:
-        pytest.skip("runtime/libraries/rules.py (the libapi branch) is not merged yet")
+        pytest.skip("runtime/libraries/metadata.py (the libapi branch) is not merged yet")
     answers, _, _ = corpus_answers
     answer = answers[hostile.name]
     response = answer.response
@@ -435,7 +436,7 @@ def test_a_keep_alive_connection_survives_broken_exif(attacked_server):
         assert client._transport._pool.connections and len(client._transport._pool.connections) == 1
 
 
-@pytest.mark.skipif(not LIBRARY_RULES, reason="runtime/libraries/rules.py (the libapi branch) is not merged yet")
+@pytest.mark.skipif(not LIBRARY_RULES, reason="runtime/libraries/metadata.py (the libapi branch) is not merged yet")
 def test_image_ids_are_nfc_normalised(attacked_server):
     _, client = attacked_server
     added = client.post(ADD, json={"img": b64(image_bytes(77)), "id": "cafe\u0301", "dedup": False})

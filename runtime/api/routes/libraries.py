@@ -59,8 +59,8 @@ from runtime.api.schemas import answer_examples, error_responses
 from runtime.embedder import Embedder, Input
 from runtime.errors import ApiError, BadRequest, unparsable_body, validation_error
 from runtime.libraries.adding import AddItem, Outcome, add_items, dedup_threshold
-from runtime.libraries.rules import check_score
 from runtime.libraries.store import MAX_PAGE, Added, Image, Library, LibraryStore, Match
+from runtime.libraries.values import check_score
 
 SLOT_FIELDS = {"url": "url", "img": "img", "text": "text"}
 TAGS: list[str | Any] = ["libraries"]

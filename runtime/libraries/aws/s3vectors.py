@@ -4,7 +4,7 @@
   so a deleted library's name can be reused at once); the registry maps names to indexes.
 - Vectors: float32, cosine distance; score = (1 + cosine) / 2 = 1 - distance / 2.
 - Metadata: the whole record (user metadata, create time, content hash) is one JSON string under the
-  non-filterable key ``__imsim__``; the filterable part of the user's metadata (``rules.filterable_part``)
+  non-filterable key ``__imsim__``; the filterable part of the user's metadata (``metadata.filterable_part``)
   is also stored as filterable keys, and ``filter`` goes to QueryVectors exactly as the caller wrote it.
 - Exact duplicates: a second index, ``lib-<32 hex>-files``, keyed by the image file's SHA-256 (a
   one-dimension vector, the image id as metadata), so a file is found by GetVectors on its hash before
@@ -44,7 +44,8 @@ from runtime.libraries.aws.registry import (
     library_of,
     method_name,
 )
-from runtime.libraries.rules import RESERVED_METADATA_KEY, Filter, compact_json, filterable_part
+from runtime.libraries.filters import Filter
+from runtime.libraries.metadata import RESERVED_METADATA_KEY, filterable_part
 from runtime.libraries.store import (
     EXACT_SCORE,
     Image,
@@ -58,6 +59,7 @@ from runtime.libraries.store import (
     library_exists,
     library_not_found,
 )
+from runtime.libraries.values import compact_json
 from runtime.settings import Settings
 from runtime.vectors import scores_of
 
@@ -90,7 +92,7 @@ class Held:
         return self.item.get("files_index")
 
 
-class S3VectorsStore(LibraryStore):
+class S3VectorsStore(LibraryStore[Held]):
     def __init__(self, settings: Settings, dimension: int, *, s3vectors: Any = None, dynamodb: Any = None):
         super().__init__(settings, dimension)
         if not settings.vector_bucket or not settings.registry_table:

@@ -4,7 +4,7 @@ The S3 Vectors store runs against moto (S3 Vectors and DynamoDB, in process, thr
 clients: every request passes botocore's parameter validation and serialisation). moto 5.2.5 does not
 implement ``QueryVectors`` nor page ``ListVectors``, so ``FakeS3Vectors`` (tests/fakes/s3vectors.py)
 answers those from moto's own index data (its filter evaluator, ``passes``, is written there from the S3
-Vectors documentation and shares nothing with the store's own in runtime/libraries/rules.py),
+Vectors documentation and shares nothing with the store's own in runtime/libraries/filter_eval.py),
 through botocore's ``before-call.s3vectors.QueryVectors`` hook, with the validation the real service
 applies (bucket and index name patterns, vector dimension, no zero or NaN query vector, topK at most 100,
 filter operators). It is exact where the real service is approximate, and it can page its answers to
@@ -45,8 +45,9 @@ from runtime.errors import (
 )
 from runtime.libraries import open_store
 from runtime.libraries.aws.s3vectors import S3VectorsStore
+from runtime.libraries.hashing import content_hash
 from runtime.libraries.local import LocalStore
-from runtime.libraries.rules import content_hash, is_library_name
+from runtime.libraries.names import is_library_name
 from runtime.libraries.store import Added, Duplicate, NewImage, Refused
 from runtime.settings import Settings
 from tests.fakes.s3vectors import INDEX_NAME, FakeS3Vectors, error
@@ -351,7 +352,7 @@ FILTER_ROWS = [
     {"price": 10.5, "tags": [1, 2]},
 ]
 
-# (filter, the images it keeps), each expectation read from the S3 Vectors documentation (see rules.py).
+# (filter, the images it keeps), each expectation read from the S3 Vectors documentation (see filter_eval.py).
 FILTER_CASES = [
     ({"color": "red"}, ["r0", "r1", "r3", "r4"]),  # a stored list matches by any element
     ({"color": {"$eq": "red"}, "size": 1}, ["r0", "r3"]),  # 1 is 1.0; "1" is not 1

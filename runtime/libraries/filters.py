@@ -1,0 +1,94 @@
+"""Filter validation: a ``filter`` is accepted only when every operator, operand and path is valid.
+
+Filters are the S3 Vectors filter language, checked here once for every store: the embedded store
+evaluates them (``filter_eval.py``, where their meaning is written down) and the AWS store sends them to
+QueryVectors as the caller wrote them. Field operators are ``$eq $ne $gt $gte $lt $lte $in $nin $exists
+$startsWith`` on top-level metadata keys, logical ones ``$and $or``; a filter nests at most 8 levels of
+``$and`` / ``$or``, holds at most 64 conditions, and an ``$in`` / ``$nin`` list at most 100 values. A bad
+filter is a 400 ``invalid_filter`` naming the operator and its path (``filter.$and[1].price.$gt``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.errors import BadRequest
+from runtime.libraries.metadata import RESERVED_METADATA_KEY, is_number, is_scalar
+
+MAX_FILTER_DEPTH = 8
+MAX_FILTER_CONDITIONS = 64
+MAX_FILTER_LIST = 100
+COMPARISONS = ("$gt", "$gte", "$lt", "$lte")
+FIELD_OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", "$exists", "$startsWith", *COMPARISONS})
+LOGICAL_OPERATORS = frozenset({"$and", "$or"})
+
+Filter = dict[str, Any]
+
+
+def check_filter(conditions: Any, field: str = "filter") -> Filter:
+    """The filter as given (``{}`` for none) once every operator, value and path is valid, or a 400
+    ``invalid_filter`` naming the operator and its path."""
+    if conditions is None:
+        return {}
+    counter = [0]
+    _check_clause(conditions, field, 1, counter)
+    return conditions
+
+
+def _check_clause(clause: Any, path: str, depth: int, counter: list[int]) -> None:
+    if not isinstance(clause, dict):
+        raise invalid_filter(path, "must be a JSON object of metadata key: condition")
+    if depth > MAX_FILTER_DEPTH:
+        raise invalid_filter(path, f"nested more than {MAX_FILTER_DEPTH} levels of $and / $or")
+    for key, value in clause.items():
+        where = f"{path}.{key}"
+        if not isinstance(key, str):
+            raise invalid_filter(where, "keys are strings")
+        if key in LOGICAL_OPERATORS:
+            if not isinstance(value, list) or not value:
+                raise invalid_filter(where, "takes a non-empty list of filters")
+            for position, inner in enumerate(value):
+                _check_clause(inner, f"{where}[{position}]", depth + 1, counter)
+        elif key.startswith("$"):
+            raise invalid_filter(where, f"unknown operator; use {', '.join(sorted(LOGICAL_OPERATORS))} here")
+        else:
+            if key == RESERVED_METADATA_KEY or not key:
+                raise invalid_filter(where, "not a metadata key a filter can match")
+            _check_condition(value, where, counter)
+
+
+def _check_condition(condition: Any, path: str, counter: list[int]) -> None:
+    operators = condition if isinstance(condition, dict) else {"$eq": condition}
+    if not operators:
+        raise invalid_filter(path, "an empty condition; give a value or an operator")
+    for operator, operand in operators.items():
+        where = f"{path}.{operator}" if isinstance(condition, dict) else path
+        counter[0] += 1
+        if counter[0] > MAX_FILTER_CONDITIONS:
+            raise invalid_filter(where, f"a filter takes at most {MAX_FILTER_CONDITIONS} conditions")
+        if operator not in FIELD_OPERATORS:
+            if operator.startswith("$"):
+                raise invalid_filter(where, f"unknown operator; use one of {', '.join(sorted(FIELD_OPERATORS))}")
+            raise invalid_filter(where, "nested values are not filterable; filter on top-level metadata keys")
+        _check_operand(operator, operand, where)
+
+
+def _check_operand(operator: str, operand: Any, where: str) -> None:
+    if operator in ("$eq", "$ne") and not is_scalar(operand):
+        raise invalid_filter(where, "takes a string, number or boolean")
+    if operator in COMPARISONS and not is_number(operand):
+        raise invalid_filter(where, "takes a number")
+    if operator == "$exists" and not isinstance(operand, bool):
+        raise invalid_filter(where, "takes true or false")
+    if operator == "$startsWith" and (not isinstance(operand, str) or not operand):
+        raise invalid_filter(where, "takes a non-empty string")
+    if operator in ("$in", "$nin") and (
+        not isinstance(operand, list)
+        or not 1 <= len(operand) <= MAX_FILTER_LIST
+        or not all(is_scalar(item) for item in operand)
+    ):
+        raise invalid_filter(where, f"takes a list of 1 to {MAX_FILTER_LIST} strings, numbers or booleans")
+
+
+def invalid_filter(path: str, reason: str) -> BadRequest:
+    return BadRequest(f"{path}: {reason}", code="invalid_filter")

@@ -1,0 +1,72 @@
+"""Library names and image ids: what they may hold, their one (NFC) spelling, and new ids.
+
+A library name is 1 to 64 letters of any script, decimal digits or ``_``; an image id is 1 to 128 of
+those or ``_ - . : @``, not only dots. Both are NFC-normalised, so two spellings of one name are one
+library (or image), and both need a visible character (Hangul fillers are letters that draw nothing).
+A bad one is a 400 (``invalid_library_name``, ``invalid_image_id``) naming the field; an image added
+without an id gets ``new_image_id()``.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from typing import Any
+
+from runtime.errors import BadRequest
+from runtime.libraries.values import at
+
+MAX_NAME_CHARS = 64
+MAX_ID_CHARS = 128
+NAME_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd"})
+"""Letters of any script and decimal digits (of any script). Marks, symbols, punctuation are out."""
+ID_EXTRA_CHARS = frozenset("_-.:@")
+INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+"""Hangul fillers: Unicode calls them letters (Lo), yet they draw nothing. A name needs a visible character."""
+
+
+def check_library_name(name: Any) -> str:
+    """The name in NFC form (so two spellings of one name are one library), or a 400."""
+    normal = unicodedata.normalize("NFC", name) if isinstance(name, str) else ""
+    if not is_library_name(normal):
+        raise BadRequest(
+            f"name: {name!r} is not a library name; use 1 to {MAX_NAME_CHARS} letters (any script), "
+            "digits or underscores, at least one of them visible",
+            code="invalid_library_name",
+        )
+    return normal
+
+
+def is_library_name(name: str) -> bool:
+    """1 to 64 letters (any script), decimal digits or ``_``, once NFC-normalised; not only fillers."""
+    return (
+        1 <= len(name) <= MAX_NAME_CHARS
+        and all(char == "_" or unicodedata.category(char) in NAME_CATEGORIES for char in name)
+        and has_visible_character(name)
+    )
+
+
+def check_image_id(image_id: Any, where: str = "") -> str:
+    """The id in NFC form (like names: two spellings of one id are one image), or a 400."""
+    normal = unicodedata.normalize("NFC", image_id) if isinstance(image_id, str) else ""
+    valid = (
+        1 <= len(normal) <= MAX_ID_CHARS
+        and normal.strip(".") != ""
+        and all(char in ID_EXTRA_CHARS or unicodedata.category(char) in NAME_CATEGORIES for char in normal)
+        and has_visible_character(normal)
+    )
+    if not valid:
+        raise BadRequest(
+            f"{at(where, 'id')}: {image_id!r} is not an image id; use 1 to {MAX_ID_CHARS} letters, digits "
+            "or _ - . : @ (not only dots, at least one visible character)",
+            code="invalid_image_id",
+        )
+    return normal
+
+
+def has_visible_character(text: str) -> bool:
+    return any(char not in INVISIBLE_LETTERS for char in text)
+
+
+def new_image_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,46 @@
+"""Small values every part of the libraries shares: score bounds, vectors, stored JSON, field paths.
+
+``check_score`` bounds a ``threshold`` or ``min_score`` to [0, 1]; ``check_vector`` makes a vector float32
+of unit length (a wrong dimension or a zero vector is a bug, not bad input); ``compact_json`` is the one
+JSON encoding that metadata is stored in and measured by; ``at`` joins an item's path and a field's name
+for error messages (``images[2]`` and ``metadata`` read ``images[2].metadata``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from runtime.errors import BadRequest
+
+
+def check_score(value: float | None, field: str) -> float | None:
+    """A score bound (``threshold``, ``min_score``): between 0 and 1 (NaN is not)."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise BadRequest(f"{field}: must be between 0 and 1", code="invalid_value")
+    return value
+
+
+def check_vector(vector: np.ndarray, dimension: int) -> np.ndarray:
+    """The vector as float32 of unit length, so a dot product is the cosine.
+
+    Embeddings arrive normalised; a wrong dimension or a zero vector is a bug, not bad input.
+    """
+    vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if vector.shape[0] != dimension:
+        raise ValueError(f"vector has {vector.shape[0]} dimensions; the store holds {dimension}")
+    norm = float(np.linalg.norm(vector))
+    if not math.isfinite(norm) or norm == 0.0:
+        raise ValueError("vector must be finite and not zero")
+    return vector / np.float32(norm)
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def at(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
