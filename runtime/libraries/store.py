@@ -438,12 +438,20 @@ def encode_token(position: dict[str, Any]) -> str:
 def decode_token(token: str) -> dict[str, Any]:
     try:
         position = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest("next_token: not a token this API gave", code="invalid_next_token") from exc
-    if not isinstance(position, dict):
+    if not isinstance(position, dict) or not writable_as_utf8(position):
         raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
     return position
 
+
+def writable_as_utf8(value: Any) -> bool:
+    """False for what JSON allows and UTF-8 cannot hold: a lone surrogate (``"\\ud800"``) anywhere inside."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- the rules' errors, one wording for every store --------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 
 from runtime.errors import InvalidInput
 from runtime.libraries.imports.counts import COUNTS
-from runtime.libraries.imports.jobs import ImportJob, counts_of_record, new_import_id, not_found
+from runtime.libraries.imports.jobs import ImportJob, check_import_id, counts_of_record, new_import_id, not_found
 from runtime.libraries.imports.runner import check_source
 from runtime.libraries.imports.sources import bounded_lines, read_manifest, split_s3
 from runtime.libraries.store import LibraryStore, check_score
@@ -55,7 +55,8 @@ class JobTable:
 
     def get(self, library: str, import_id: str) -> tuple[ImportJob, str]:
         """The job and its execution's ARN."""
-        found = self.dynamodb.get_item(TableName=self.table, Key={"import_id": {"S": import_id}}, ConsistentRead=True)
+        key = {"import_id": {"S": check_import_id(library, import_id)}}
+        found = self.dynamodb.get_item(TableName=self.table, Key=key, ConsistentRead=True)
         if "Item" not in found or found["Item"]["library"]["S"] != library:
             raise not_found(library, import_id)
         return job_of(from_item(found["Item"]))

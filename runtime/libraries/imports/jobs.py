@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -32,6 +33,10 @@ ENDED = ("succeeded", "failed", "cancelled")
 EARLIER_COUNT_NAMES = {"duplicates": "duplicates_similar", "skipped": "already_present"}
 """Counts of records written before duplicates had tiers (their tier is not known)."""
 JOB_FILE, ITEMS_FILE, RESULTS_FILE = "job.json", "items.jsonl", "results.jsonl"
+IMPORT_ID = re.compile(r"[0-9a-f]{32}")
+"""What ``new_import_id`` makes (a UUID4's hex): 32 lowercase ASCII hex digits. ``str.isalnum`` is no
+check: it takes letters and digits of every script, at any length (200 Arabic-Indic digits are 400
+bytes, past the file system's 255 for a name)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,18 @@ def new_import_id() -> str:
     return uuid.uuid4().hex
 
 
+def is_import_id(text: str) -> bool:
+    """Whether ``new_import_id`` could have made ``text``: the one check of an id given by a caller."""
+    return isinstance(text, str) and IMPORT_ID.fullmatch(text) is not None
+
+
+def check_import_id(library: str, import_id: str) -> str:
+    """The id, or ``import_not_found`` (404) before a file path or a DynamoDB key is built from it."""
+    if not is_import_id(import_id):
+        raise not_found(library, import_id)
+    return import_id
+
+
 def not_found(library: str, import_id: str) -> NotFound:
     return NotFound(f"library {library!r} has no import with id {import_id!r}", code="import_not_found")
 
@@ -100,8 +117,8 @@ class FileJobs:
         return job
 
     def get(self, library: str, import_id: str) -> ImportJob:
-        path = self.folder_of(import_id) / JOB_FILE
-        if not import_id.isalnum() or not path.exists():
+        path = self.folder_of(check_import_id(library, import_id)) / JOB_FILE
+        if not path.exists():
             raise not_found(library, import_id)
         job = job_of_json(json.loads(path.read_bytes()))
         if job.library != library:
@@ -110,8 +127,10 @@ class FileJobs:
 
     def find(self, import_id: str) -> ImportJob | None:
         """The job of this id, whatever its library (the CLI's ``--resume``, ``status``), or None."""
+        if not is_import_id(import_id):
+            return None
         path = self.folder_of(import_id) / JOB_FILE
-        if not import_id.isalnum() or not path.exists():
+        if not path.exists():
             return None
         return job_of_json(json.loads(path.read_bytes()))
 

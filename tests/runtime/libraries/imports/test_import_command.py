@@ -248,7 +248,7 @@ def test_an_interrupted_import_is_resumed_by_its_id(folder, tiny_settings, tiny_
     jobs = FileJobs(data)
     job = jobs.save(
         replace(
-            ImportJob("interrupted1", "album", {"folder": str(folder)}, threshold=float(DISTINCT), batch_size=2),
+            ImportJob("1" * 32, "album", {"folder": str(folder)}, threshold=float(DISTINCT), batch_size=2),
             status="interrupted",
         )
     )
