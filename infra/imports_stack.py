@@ -28,6 +28,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import LAMBDA_ENGINE, Config
+from infra.environment import settings_environment
 from infra.functions import ContainerFunction
 from infra.images_stack import ImagesStack
 from infra.nag import acknowledge, resource_finding
@@ -183,26 +184,27 @@ class ImportsStack(ParameterizedNestedStack):
 
     def _worker(self, images: ImagesStack) -> ContainerFunction:
         config = self.config
-        environment = {
-            "IMSIM_MODEL": config.model_arch,
-            "IMSIM_PRETRAINED": config.model_pretrained,
-            "IMSIM_IMAGE_SIZE": str(config.image_size),
-            "IMSIM_STORE": "s3vectors",
-            "IMSIM_VECTOR_BUCKET": self.input("VectorBucketName"),
-            "IMSIM_REGISTRY_TABLE": self.input("RegistryTableName"),
-            "IMSIM_S3_ALLOWED_BUCKETS": ",".join(config.s3_read_buckets),
-            "IMSIM_IMPORT_TABLE": self.table.ref,
-            "IMSIM_IMPORT_BATCH": str(BATCH_SIZE),
+        settings = {
+            "model": config.model_arch,
+            "pretrained": config.model_pretrained,
+            "image_size": str(config.image_size),
+            "store": "s3vectors",
+            "vector_bucket": self.input("VectorBucketName"),
+            "registry_table": self.input("RegistryTableName"),
+            "s3_allowed_buckets": ",".join(config.s3_read_buckets),
+            "import_table": self.table.ref,
+            "import_batch": str(BATCH_SIZE),
             # Batches of one library take turns on its write lease; waiting beats failing and retrying.
-            "IMSIM_LIBRARY_WAIT_S": str(LIBRARY_WAIT_S),
+            "library_wait_s": str(LIBRARY_WAIT_S),
         }
         if config.backend == "lambda":
             image, memory = images.model, self.input_number("MemorySize")
-            environment["IMSIM_ENGINE"] = LAMBDA_ENGINE
+            settings["engine"] = LAMBDA_ENGINE
         else:
             image, memory = images.front, WORKER_FRONT_MEMORY_MB
-            environment |= {"IMSIM_ENGINE": "sagemaker", "IMSIM_SAGEMAKER_ENDPOINT": self.input("EndpointName")}
+            settings |= {"engine": "sagemaker", "sagemaker_endpoint": self.input("EndpointName")}
         assert image is not None, "the backend's image is built"
+        environment = settings_environment(**settings)
         worker = ContainerFunction(
             self,
             "Worker",

@@ -3,10 +3,11 @@
 Two sources. API Gateway's own metrics (``AWS/ApiGateway``) see every answer, a function's
 timeout or crash included: requests, latency p50/p99, 4xx (429 throttled among them) and 5xx.
 The runtime's metrics (``ImageSimilarity``, written by Powertools in the embedded metric format,
-see ``runtime/observability.py``) say what happened inside: requests by route and outcome (``ok``
-or the error code), p99 latency by route, the rate of ``url_*`` failures, images and texts embedded,
-batch sizes, library adds and duplicates refused, import progress. Then the backend: the function's
-duration, errors and throttles, or the endpoint's invocations, model latency and errors.
+see ``runtime/observability.py``; names in ``runtime/contract.py``) say what happened inside:
+requests by route and outcome (``ok`` or the error code), p99 latency by route, the rate of
+``url_*`` failures, images and texts embedded, batch sizes, library adds and duplicates refused,
+import progress. Then the backend: the function's duration, errors and throttles, or the
+endpoint's invocations, model latency and errors.
 
 Alarms: the 5xx rate and the p99 latency (API Gateway), and the rate of URL inputs that could
 not be fetched (runtime), once there are enough requests for a rate to mean something.
@@ -21,18 +22,18 @@ from constructs import Construct
 from infra.config import Config
 from infra.nested import ParameterizedNestedStack
 from infra.sagemaker_endpoint import VARIANT
+from runtime import contract
+from runtime.contract import METRICS_NAMESPACE, SERVICE_NAME
 
 PERIOD = Duration.minutes(5)
 FIVE_XX_RATE_THRESHOLD = 0.05  # 5% of requests
 URL_FAILURE_RATE_THRESHOLD = 0.25  # a quarter of requests: egress (DNS, NAT) broken, or a client's URLs gone
 URL_FAILURE_MIN_REQUESTS = 20  # in a period; below it the rate is not evaluated
 
-SERVICE_NAME = "image-similarity"
-METRICS_NAMESPACE = "ImageSimilarity"
 POWERTOOLS_ENVIRONMENT = {
-    "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-    "POWERTOOLS_LOG_LEVEL": "INFO",
+    contract.SERVICE_NAME_VARIABLE: SERVICE_NAME,
+    contract.METRICS_NAMESPACE_VARIABLE: METRICS_NAMESPACE,
+    contract.LOG_LEVEL_VARIABLE: contract.DEFAULT_LOG_LEVEL,
 }
 """Every function's Powertools settings: the runtime's metrics land where the dashboard reads them."""
 
@@ -52,7 +53,7 @@ def metric(namespace: str, name: str, dimensions: dict[str, str], statistic: str
 def search(name: str, statistic: str, *dimensions: str) -> cloudwatch.MathExpression:
     """One line per value of ``dimensions`` seen so far (routes, outcomes): a search over the runtime's
     metrics, so a new route or error code needs no dashboard change."""
-    schema = ",".join([METRICS_NAMESPACE, *sorted([*dimensions, "service"])])
+    schema = ",".join([METRICS_NAMESPACE, *sorted([*dimensions, contract.SERVICE_DIMENSION])])
     expression = f"SEARCH('{{{schema}}} MetricName=\"{name}\"', '{statistic}', {int(PERIOD.to_seconds())})"
     return cloudwatch.MathExpression(expression=expression, label="", period=PERIOD)
 
@@ -63,7 +64,7 @@ class MonitoringStack(ParameterizedNestedStack):
     def __init__(self, scope: Construct, construct_id: str, *, config: Config, **kwargs) -> None:
         super().__init__(scope, construct_id, description="Image Similarity: dashboard and alarms", **kwargs)
         api = {"ApiName": config.api_name, "Stage": self.input("StageName")}
-        service = {"service": SERVICE_NAME}
+        service = {contract.SERVICE_DIMENSION: SERVICE_NAME}
 
         def api_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
             return metric("AWS/ApiGateway", name, api, statistic, label)
@@ -97,8 +98,8 @@ class MonitoringStack(ParameterizedNestedStack):
         url_failure_rate = cloudwatch.MathExpression(
             expression=f"IF(requests >= {URL_FAILURE_MIN_REQUESTS}, failures / requests, 0)",
             using_metrics={
-                "failures": runtime_metric("UrlFailures", "Sum", "url_* failures"),
-                "requests": runtime_metric("Requests", "Sum", "requests"),
+                "failures": runtime_metric(contract.URL_FAILURES_METRIC, "Sum", "url_* failures"),
+                "requests": runtime_metric(contract.REQUESTS_METRIC, "Sum", "requests"),
             },
             label="url_* failure rate",
             period=PERIOD,
@@ -134,13 +135,19 @@ class MonitoringStack(ParameterizedNestedStack):
             cloudwatch.AlarmWidget(title="url_* failure rate", alarm=self.url_failure_alarm, width=8),
         )
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Requests by route", left=[search("Requests", "Sum", "route")], width=8),
             cloudwatch.GraphWidget(
-                title="Latency p99 by route (ms)", left=[search("Latency", "p99", "route")], width=8
+                title="Requests by route",
+                left=[search(contract.REQUESTS_METRIC, "Sum", contract.ROUTE_DIMENSION)],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Latency p99 by route (ms)",
+                left=[search(contract.LATENCY_METRIC, "p99", contract.ROUTE_DIMENSION)],
+                width=8,
             ),
             cloudwatch.GraphWidget(
                 title="Requests by outcome (ok or error code)",
-                left=[search("Requests", "Sum", "route", "outcome")],
+                left=[search(contract.REQUESTS_METRIC, "Sum", contract.ROUTE_DIMENSION, contract.OUTCOME_DIMENSION)],
                 width=8,
             ),
         )
@@ -148,30 +155,30 @@ class MonitoringStack(ParameterizedNestedStack):
             cloudwatch.GraphWidget(
                 title="Images and texts embedded",
                 left=[
-                    runtime_metric("ImagesEmbedded", "Sum", "images"),
-                    runtime_metric("TextsEmbedded", "Sum", "texts"),
+                    runtime_metric(contract.IMAGES_EMBEDDED_METRIC, "Sum", "images"),
+                    runtime_metric(contract.TEXTS_EMBEDDED_METRIC, "Sum", "texts"),
                 ],
                 right=[
-                    runtime_metric("BatchSize", "p50", "batch size p50"),
-                    runtime_metric("BatchSize", "Maximum", "max"),
+                    runtime_metric(contract.BATCH_SIZE_METRIC, "p50", "batch size p50"),
+                    runtime_metric(contract.BATCH_SIZE_METRIC, "Maximum", "max"),
                 ],
                 width=8,
             ),
             cloudwatch.GraphWidget(
                 title="Library adds",
                 left=[
-                    runtime_metric("ImagesAdded", "Sum", "added"),
-                    runtime_metric("DuplicatesRefused", "Sum", "near-duplicates refused"),
-                    runtime_metric("ExactDuplicatesRefused", "Sum", "exact duplicates refused"),
+                    runtime_metric(contract.IMAGES_ADDED_METRIC, "Sum", "added"),
+                    runtime_metric(contract.DUPLICATES_REFUSED_METRIC, "Sum", "near-duplicates refused"),
+                    runtime_metric(contract.EXACT_DUPLICATES_REFUSED_METRIC, "Sum", "exact duplicates refused"),
                 ],
                 width=8,
             ),
             cloudwatch.GraphWidget(
                 title="Imports",
                 left=[
-                    runtime_metric("ImportedImages", "Sum", "imported"),
-                    runtime_metric("ImportDuplicates", "Sum", "duplicates"),
-                    runtime_metric("ImportFailures", "Sum", "failed"),
+                    runtime_metric(contract.IMPORTED_IMAGES_METRIC, "Sum", "imported"),
+                    runtime_metric(contract.IMPORT_DUPLICATES_METRIC, "Sum", "duplicates"),
+                    runtime_metric(contract.IMPORT_FAILURES_METRIC, "Sum", "failed"),
                 ],
                 width=8,
             ),

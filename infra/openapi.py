@@ -15,7 +15,7 @@ from typing import Any
 
 from aws_cdk import Aws, Fn
 
-from runtime.api.bodies import UPLOAD_TYPES
+from runtime.contract import JSON_MEDIA_TYPE, UPLOAD_MEDIA_TYPES
 
 INTEGRATION_TIMEOUT_MS = 29_000  # API Gateway's limit for a Lambda proxy integration
 API_GATEWAY_MAX_BODY_MB = 10  # API Gateway's hard limit on a REST API's request payload
@@ -83,7 +83,7 @@ def api_definition(
         "x-amazon-apigateway-gateway-responses": _gateway_responses(cors_origin),
         # Bodies of these types reach Lambda base64-encoded, byte for byte (the runtime decodes them);
         # any other type, JSON included, stays text.
-        "x-amazon-apigateway-binary-media-types": list(UPLOAD_TYPES),
+        "x-amazon-apigateway-binary-media-types": list(UPLOAD_MEDIA_TYPES),
     }
 
 
@@ -133,7 +133,7 @@ def _preflight_operation(cors_origin: str) -> dict[str, Any]:
         "responses": {"204": {"description": "CORS preflight", "headers": headers}},
         "x-amazon-apigateway-integration": {
             "type": "mock",
-            "requestTemplates": {"application/json": '{"statusCode": 204}'},
+            "requestTemplates": {JSON_MEDIA_TYPE: '{"statusCode": 204}'},
             "responses": {
                 "default": {
                     "statusCode": "204",
@@ -168,7 +168,7 @@ def _gateway_response(template: str, cors_origin: str) -> dict[str, Any]:
         "responseParameters": {
             f"gatewayresponse.header.{name}": value for name, value in _cors_values(cors_origin).items()
         },
-        "responseTemplates": {"application/json": template},
+        "responseTemplates": {JSON_MEDIA_TYPE: template},
     }
 
 

@@ -24,8 +24,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "image-similarity")
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ImageSimilarity")
+from runtime import contract
+
+SERVICE = os.environ.get(contract.SERVICE_NAME_VARIABLE, contract.SERVICE_NAME)
+NAMESPACE = os.environ.get(contract.METRICS_NAMESPACE_VARIABLE, contract.METRICS_NAMESPACE)
 LOG_FORMATS = ("text", "json")
 """A duplicate scoring this high is the same image again (re-sent bytes), not a near-copy."""
 
@@ -64,7 +66,7 @@ def configure_logs(log_format: str, level: str | int = "INFO") -> None:
 
 def _make_tracer() -> Any:
     """Powertools' Tracer where X-Ray listens (a Lambda function with active tracing), else None."""
-    tracing_off = os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true")
+    tracing_off = os.environ.get(contract.TRACE_DISABLED_VARIABLE, "").lower() in ("1", "true")
     if not os.environ.get("LAMBDA_TASK_ROOT") or tracing_off:
         return None
     from aws_lambda_powertools import Tracer  # imports the X-Ray SDK: only where traces are sent
@@ -96,17 +98,17 @@ def record_request(route: str, outcome: str, status: int, latency_ms: float) -> 
     if not _emitting:
         return
     by_route = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
-    by_route.add_dimension("route", route)
-    by_route.add_dimensions(service=SERVICE)
-    by_route.add_metric("Requests", MetricUnit.Count, 1)
-    by_route.add_metric("Latency", MetricUnit.Milliseconds, round(latency_ms, 3))
-    by_route.add_metric("ServerErrors", MetricUnit.Count, 1 if status >= 500 else 0)
-    by_route.add_metric("UrlFailures", MetricUnit.Count, 1 if outcome.startswith("url_") else 0)
+    by_route.add_dimension(contract.ROUTE_DIMENSION, route)
+    by_route.add_dimensions(**{contract.SERVICE_DIMENSION: SERVICE})
+    by_route.add_metric(contract.REQUESTS_METRIC, MetricUnit.Count, 1)
+    by_route.add_metric(contract.LATENCY_METRIC, MetricUnit.Milliseconds, round(latency_ms, 3))
+    by_route.add_metric(contract.SERVER_ERRORS_METRIC, MetricUnit.Count, 1 if status >= 500 else 0)
+    by_route.add_metric(contract.URL_FAILURES_METRIC, MetricUnit.Count, 1 if outcome.startswith("url_") else 0)
     by_route.flush_metrics()
     by_outcome = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
-    by_outcome.add_dimension("route", route)
-    by_outcome.add_dimension("outcome", outcome)
-    by_outcome.add_metric("Requests", MetricUnit.Count, 1)
+    by_outcome.add_dimension(contract.ROUTE_DIMENSION, route)
+    by_outcome.add_dimension(contract.OUTCOME_DIMENSION, outcome)
+    by_outcome.add_metric(contract.REQUESTS_METRIC, MetricUnit.Count, 1)
     by_outcome.flush_metrics()
 
 
@@ -114,9 +116,9 @@ def record_embedded(images: int, texts: int) -> None:
     """One call of the embedder: ``ImagesEmbedded``, ``TextsEmbedded`` and its ``BatchSize``."""
     if not _emitting:
         return
-    metrics.add_metric("ImagesEmbedded", MetricUnit.Count, images)
-    metrics.add_metric("TextsEmbedded", MetricUnit.Count, texts)
-    metrics.add_metric("BatchSize", MetricUnit.Count, images + texts)
+    metrics.add_metric(contract.IMAGES_EMBEDDED_METRIC, MetricUnit.Count, images)
+    metrics.add_metric(contract.TEXTS_EMBEDDED_METRIC, MetricUnit.Count, texts)
+    metrics.add_metric(contract.BATCH_SIZE_METRIC, MetricUnit.Count, images + texts)
 
 
 def record_library_adds(results: list) -> list:
@@ -126,9 +128,9 @@ def record_library_adds(results: list) -> list:
         duplicates = [result for result in results if hasattr(result, "match")]
         exact = sum(1 for result in duplicates if getattr(result, "exact", False))
         added = sum(1 for result in results if type(result).__name__ == "Added")
-        metrics.add_metric("ImagesAdded", MetricUnit.Count, added)
-        metrics.add_metric("DuplicatesRefused", MetricUnit.Count, len(duplicates) - exact)
-        metrics.add_metric("ExactDuplicatesRefused", MetricUnit.Count, exact)
+        metrics.add_metric(contract.IMAGES_ADDED_METRIC, MetricUnit.Count, added)
+        metrics.add_metric(contract.DUPLICATES_REFUSED_METRIC, MetricUnit.Count, len(duplicates) - exact)
+        metrics.add_metric(contract.EXACT_DUPLICATES_REFUSED_METRIC, MetricUnit.Count, exact)
     return results
 
 
@@ -139,9 +141,9 @@ def record_import_progress(*, imported: int, duplicates: int, failed: int) -> No
     """
     if not _emitting:
         return
-    metrics.add_metric("ImportedImages", MetricUnit.Count, imported)
-    metrics.add_metric("ImportDuplicates", MetricUnit.Count, duplicates)
-    metrics.add_metric("ImportFailures", MetricUnit.Count, failed)
+    metrics.add_metric(contract.IMPORTED_IMAGES_METRIC, MetricUnit.Count, imported)
+    metrics.add_metric(contract.IMPORT_DUPLICATES_METRIC, MetricUnit.Count, duplicates)
+    metrics.add_metric(contract.IMPORT_FAILURES_METRIC, MetricUnit.Count, failed)
 
 
 # --- the Lambda entry point ---------------------------------------------------------------------
@@ -153,7 +155,7 @@ def lambda_entry(handler: Callable[[dict, Any], Any]) -> Callable[[dict, Any], A
     subsegment for the handler when tracing is on (never its response: vectors, images)."""
     global _emitting
     _emitting = True
-    use_json_logs(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
+    use_json_logs(os.environ.get(contract.LOG_LEVEL_VARIABLE, contract.DEFAULT_LOG_LEVEL))
 
     def lambda_handler(event: dict, context: Any) -> Any:  # the trace names it "## lambda_handler"
         return handler(event, context)

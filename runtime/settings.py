@@ -20,9 +20,9 @@ from typing import Any, Literal
 from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from runtime.contract import ENV_PREFIX, setting_variable
 from runtime.errors import SettingsError
 
-ENV_PREFIX = "IMSIM_"
 SETTINGS_DOC = "docs/api.md#limits-and-settings"
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -289,7 +289,7 @@ class _Environment(EnvSettingsSource):
 
 
 def env_name(field: str) -> str:
-    return ENV_PREFIX + field.upper()
+    return setting_variable(field)
 
 
 def setting_names() -> list[str]:

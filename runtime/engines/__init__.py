@@ -16,17 +16,18 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-from numpy.typing import NDArray
-
 from runtime.errors import ModelUnavailable
-from runtime.vectors import Vectors
 
+# Types only: importing the package (e.g. runtime.engines.catalog, which the CDK app reads) needs no NumPy.
 if TYPE_CHECKING:
-    from runtime.settings import Settings
+    import numpy as np
+    from numpy.typing import NDArray
 
-Pixels = NDArray[np.uint8]
-"""N x size x size x 3 uint8 images, already cropped to the model's input size."""
+    from runtime.settings import Settings
+    from runtime.vectors import Vectors
+
+    Pixels = NDArray[np.uint8]
+    """N x size x size x 3 uint8 images, already cropped to the model's input size."""
 
 
 class Engine(Protocol):
