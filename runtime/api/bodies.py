@@ -26,14 +26,15 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
+from runtime.api.json_limits import json_values_bound
+from runtime.contract import BINARY_MEDIA_TYPES, JSON_MEDIA_TYPE, MULTIPART_MEDIA_TYPE, matches_media_type
 from runtime.errors import ApiError, BadRequest, InvalidInput
 
 JSON, BINARY, MULTIPART = "json", "binary", "multipart"
 IMAGE_SLOTS = ("img", "img_1", "img_2")
 BINARY_SLOT = "img"
-BINARY_TYPES = ("image/*", "application/octet-stream")
-UPLOAD_TYPES = (*BINARY_TYPES, "multipart/form-data")
-"""The media types read as something other than JSON (API Gateway passes these as binary)."""
+# The media types read as something other than JSON are runtime.contract.UPLOAD_MEDIA_TYPES: the
+# REST API declares them as binary media types, so API Gateway passes their bodies byte for byte.
 
 
 def body_kind(content_type: str | None) -> str:
@@ -43,9 +44,9 @@ def body_kind(content_type: str | None) -> str:
     message = Message()
     message["content-type"] = content_type
     media_type = message.get_content_type()  # lower case, parameters dropped; "text/plain" when unparsable
-    if media_type.startswith("image/") or media_type == "application/octet-stream":
+    if any(matches_media_type(media_type, binary) for binary in BINARY_MEDIA_TYPES):
         return BINARY
-    if media_type == "multipart/form-data":
+    if media_type == MULTIPART_MEDIA_TYPE:
         return MULTIPART
     return JSON
 
@@ -90,7 +91,7 @@ class BodyRoute(APIRoute):
 def as_json(request: Request) -> None:
     """Make FastAPI parse the body as JSON whatever its declared type."""
     headers = [(name, value) for name, value in request.scope["headers"] if name != b"content-type"]
-    request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
+    request.scope["headers"] = [*headers, (b"content-type", JSON_MEDIA_TYPE.encode())]
     request.__dict__.pop("_headers", None)  # Starlette caches the headers it has read
 
 
@@ -186,8 +187,6 @@ def wants_json(annotation: Any) -> bool:
 
 
 def json_part(name: str, text: str, max_values: int) -> Any:
-    from runtime.api.middleware import json_values_bound  # middleware imports this module
-
     part = f"part '{name}'"
     if json_values_bound(text.encode()) > max_values:
         raise BadRequest(f"{part}: more than {max_values} JSON values", code="json_too_large")
@@ -209,10 +208,10 @@ def upload_content(model: type[BaseModel]) -> dict[str, Any]:
     content: dict[str, Any] = {}
     if BINARY_SLOT in names:
         binary = {"schema": {**BINARY_SCHEMA, "description": "The image itself (single mode: as the img field)."}}
-        content.update({media_type: binary for media_type in BINARY_TYPES})
+        content.update({media_type: binary for media_type in BINARY_MEDIA_TYPES})
     if any(slot in names for slot in IMAGE_SLOTS):
         properties = {name: part_schema(name, field) for name, field in model.model_fields.items()}
-        content["multipart/form-data"] = {"schema": {"type": "object", "properties": properties}}
+        content[MULTIPART_MEDIA_TYPE] = {"schema": {"type": "object", "properties": properties}}
     return content
 
 

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from runtime.cli.failures import ImportFailed
+from runtime.cli.failures import ImportFailed, Interrupted
+from runtime.cli.progress import job_line_of_answer, progress_bar
 
 API_WORKERS = 8
 POLL_S = 1.0
@@ -75,7 +76,6 @@ def ensure_library(api: Any, library: str, *, create: bool) -> None:
 def server_side(
     api: Any, args: argparse.Namespace, source: dict[str, str]
 ) -> tuple[dict[str, int], int | None, list[dict[str, Any]]]:
-    from runtime.cli.imports import Interrupted, progress_bar
     from runtime.libraries.imports.counts import counts_of_summary
 
     body = {**source, "dedup": args.dedup, "threshold": args.threshold}
@@ -114,7 +114,6 @@ def local_items(source: dict[str, str]) -> Iterator[Any]:
 def single_adds(
     api: Any, args: argparse.Namespace, items: Iterator[Any]
 ) -> tuple[dict[str, int], int | None, list[dict[str, Any]]]:
-    from runtime.cli.imports import Interrupted, progress_bar
     from runtime.libraries.imports.counts import count_of_answer, zero_counts
 
     listed = list(items)
@@ -184,7 +183,6 @@ def failure_of(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def look(args: argparse.Namespace, action: str) -> int:
-    from runtime.cli.imports import job_line_of_answer
     from runtime.client import Unreachable
 
     if args.library is None:

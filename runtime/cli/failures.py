@@ -1,4 +1,5 @@
-"""How the import command ends badly (``ImportFailed``: one line, exit 2) and where it lists failed items."""
+"""How the import command ends badly (``ImportFailed``: one line, exit 2; ``Interrupted``: Ctrl-C) and
+where it lists failed items."""
 
 from __future__ import annotations
 
@@ -12,6 +13,14 @@ SHOWN_WITHOUT_A_FILE = 10
 
 class ImportFailed(Exception):
     """The import could not run at all (a bad flag, no such library, the API refused it or is not there)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the batches in flight finished; ``message`` says how to go on."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 def write_failures(failures: list[dict[str, Any]], given: str | None, *, default: Path | None) -> str:

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.cli import api_imports
-from runtime.cli.failures import ImportFailed, write_failures
+from runtime.cli.failures import ImportFailed, Interrupted, write_failures
+from runtime.cli.progress import job_line, progress_bar
 from runtime.libraries.imports.counts import summary_line
 
 ACTIONS = ("status", "list", "cancel")
@@ -82,21 +83,14 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-class Interrupted(Exception):
-    """Ctrl-C: the batches in flight finished; ``message`` says how to go on."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
 # --- flags -----------------------------------------------------------------------------------------
 
 
 def check_flags(args: argparse.Namespace) -> str:
     """What to do (``run``, ``resume`` or one of ACTIONS), once every flag is known to be usable."""
     from runtime.errors import ApiError
-    from runtime.libraries.rules import check_library_name, check_score
+    from runtime.libraries.names import check_library_name
+    from runtime.libraries.values import check_score
 
     action = args.source if args.source in ACTIONS else ("resume" if args.resume else "run")
     if action in ("status", "cancel") and not args.job:
@@ -307,23 +301,3 @@ def look(args: argparse.Namespace, action: str) -> int:
         job = jobs.save(replace(job, status="cancelled"))
     print(job_line(job))
     return 0
-
-
-def job_line(job: Any) -> str:
-    source = next(iter(job.source.values()), "")
-    return f"{job.import_id}  {job.status:<11}  {job.library!r} <- {source}: {summary_line(job.counts, job.total)}"
-
-
-def job_line_of_answer(job: dict[str, Any]) -> str:
-    """``job_line`` of an import as the API answers it."""
-    from runtime.libraries.imports.counts import counts_of_summary
-
-    source = next(iter(job["source"].values()), "")
-    counts = summary_line(counts_of_summary(job["counts"]), job["counts"].get("total"))
-    return f"{job['import_id']}  {job['status']:<11}  {job['library']!r} <- {source}: {counts}"
-
-
-def progress_bar(total: int | None) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", dynamic_ncols=True, smoothing=0.1)

@@ -1,5 +1,5 @@
-"""The body checks of runtime/api/middleware.py, on the bytes alone (the served answers are in
-test_error_contract.py and tests/hardening)."""
+"""The body checks of runtime/api/json_limits.py (middleware.py applies them), on the bytes alone
+(the served answers are in test_error_contract.py and tests/hardening)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from runtime.api.middleware import MAX_INT_DIGITS, json_refusal, json_shape
+from runtime.api.json_limits import MAX_INT_DIGITS, json_refusal, json_shape
 
 
 @pytest.mark.parametrize(
