@@ -15,7 +15,7 @@ from typing import TypeVar
 import numpy as np
 
 from runtime.engines import Engine
-from runtime.errors import ApiError, InvalidInput
+from runtime.errors import NOT_AN_IMAGE, ApiError, InvalidInput
 from runtime.inputs.fetch import UrlFetcher
 from runtime.inputs.files import read_file
 from runtime.inputs.images import DecodeBudget, ImageLimits, configure_pillow, image_to_pixels
@@ -131,7 +131,7 @@ class Embedder:
                     budget=self._decode_budget,
                 )
         except InvalidInput as exc:
-            if item.kind == "url" and exc.code == "not_an_image":
+            if item.kind == "url" and exc.code == NOT_AN_IMAGE:
                 raise InvalidInput(f"{item.field}: the URL's content is not an image", code="url_not_image") from exc
             raise
 

@@ -97,6 +97,16 @@ class UpstreamError(ApiError):
     code = "upstream_error"
 
 
+# Codes that code branches on (a caller's decision, not only a message), named once.
+LIBRARY_NOT_FOUND = "library_not_found"
+LIBRARIES_DISABLED = "libraries_disabled"
+IMAGE_EXISTS = "image_exists"
+IMAGE_QUOTA_EXCEEDED = "image_quota_exceeded"
+MODEL_VERSION_MISMATCH = "model_version_mismatch"
+NOT_AN_IMAGE = "not_an_image"
+JOB_STOPPING_CODES = frozenset({LIBRARY_NOT_FOUND, LIBRARIES_DISABLED, IMAGE_QUOTA_EXCEEDED, MODEL_VERSION_MISMATCH})
+"""An import that meets one of these stops (the next item would fail the same way), whichever way it runs."""
+
 VALIDATION_CODES = {
     "json_invalid": "invalid_json",
     "extra_forbidden": "unknown_field",

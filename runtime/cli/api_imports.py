@@ -18,10 +18,10 @@ from typing import Any
 
 from runtime.cli.failures import ImportFailed, Interrupted
 from runtime.cli.progress import job_line_of_answer, progress_bar
+from runtime.errors import JOB_STOPPING_CODES, LIBRARY_NOT_FOUND
 
 API_WORKERS = 8
 POLL_S = 1.0
-JOB_STOPPING_CODES = ("library_not_found", "model_version_mismatch", "image_quota_exceeded", "libraries_disabled")
 
 
 def client_of(args: argparse.Namespace) -> Any:
@@ -63,7 +63,7 @@ def ensure_library(api: Any, library: str, *, create: bool) -> None:
     found = api.call("GET", f"/libraries/{library}")
     if found.status_code == 200:
         return
-    if found.status_code == 404 and answer_of(found).get("code") == "library_not_found":
+    if found.status_code == 404 and answer_of(found).get("code") == LIBRARY_NOT_FOUND:
         if not create:
             raise ImportFailed(f"library {library!r} does not exist (add --create to create it)")
         created = api.call("POST", "/libraries", {"name": library})

@@ -22,7 +22,17 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from runtime.errors import ApiError, BadRequest, Conflict, NotFound, QuotaExceeded
+from runtime.errors import (
+    IMAGE_EXISTS,
+    IMAGE_QUOTA_EXCEEDED,
+    LIBRARY_NOT_FOUND,
+    MODEL_VERSION_MISMATCH,
+    ApiError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    QuotaExceeded,
+)
 from runtime.libraries.filters import Filter, check_filter
 from runtime.libraries.hashing import check_content_hash
 from runtime.libraries.metadata import check_metadata
@@ -222,7 +232,7 @@ class LibraryStore(ABC, Generic[HandleT]):
             try:
                 image_id = check_image_id(image.id, where) if image.id is not None else new_image_id()
                 if image_id in seen:
-                    raise Conflict(f"{at(where, 'id')}: {image_id!r} is given twice", code="image_exists")
+                    raise Conflict(f"{at(where, 'id')}: {image_id!r} is given twice", code=IMAGE_EXISTS)
                 metadata = check_metadata(image.metadata, self.settings.max_metadata_bytes, where)
             except ApiError as error:
                 if strict:
@@ -463,7 +473,7 @@ def check_model_version(library: Library, model_version: str) -> None:
             f"library {library.name!r} holds vectors of model {library.model_version}; this server embeds "
             f"with {model_version}, and vectors of two models do not compare. Serve {library.model_version} "
             "or create a new library",
-            code="model_version_mismatch",
+            code=MODEL_VERSION_MISMATCH,
         )
 
 
@@ -481,7 +491,7 @@ def check_image_quota(name: str, count: int, adding: int, settings: Settings) ->
         raise QuotaExceeded(
             f"images: library {name!r} holds {count} images; the quota is {settings.max_images_per_library} "
             "images per library (setting IMSIM_MAX_IMAGES_PER_LIBRARY)",
-            code="image_quota_exceeded",
+            code=IMAGE_QUOTA_EXCEEDED,
         )
 
 
@@ -490,14 +500,14 @@ def library_exists(name: str) -> Conflict:
 
 
 def library_not_found(name: str) -> NotFound:
-    return NotFound(f"library {name!r} does not exist", code="library_not_found")
+    return NotFound(f"library {name!r} does not exist", code=LIBRARY_NOT_FOUND)
 
 
 def image_exists(name: str, image_id: str, where: str = "") -> Conflict:
     return Conflict(
         f"{at(where, 'id')}: library {name!r} already holds an image with id {image_id!r}; delete it first or "
         "use another id",
-        code="image_exists",
+        code=IMAGE_EXISTS,
     )
 
 

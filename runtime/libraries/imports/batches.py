@@ -14,15 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.embedder import Embedder, Input
-from runtime.errors import ApiError
+from runtime.errors import JOB_STOPPING_CODES, ApiError
 from runtime.libraries.adding import AddItem, ExactSeen, Outcome, add_items
 from runtime.libraries.imports.counts import count_of, zero_counts
 from runtime.libraries.imports.sources import ImportItem, problem_of
 from runtime.libraries.store import LibraryStore
-
-JOB_STOPPING_CODES = frozenset(
-    {"library_not_found", "image_quota_exceeded", "model_version_mismatch", "libraries_disabled"}
-)
 
 
 class JobStopped(Exception):

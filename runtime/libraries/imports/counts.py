@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.errors import ApiError
+from runtime.errors import IMAGE_EXISTS, ApiError
 from runtime.libraries.store import Added, AddResult, Duplicate
 
 DUPLICATE_TIERS = ("exact", "similar")
@@ -17,7 +17,6 @@ DUPLICATE_TIERS = ("exact", "similar")
 IGNORE_REASONS = ("not_an_image_name", "hidden_file")
 """Why a listed file or object is not imported: its name has no image format's suffix, or it is a
 hidden file (``.DS_Store``, macOS's ``._IMG_0001.jpg`` resource forks)."""
-ALREADY_PRESENT_CODE = "image_exists"
 COUNTS = (
     "processed",
     "added",
@@ -39,7 +38,7 @@ def count_of(outcome: AddResult | ApiError) -> str:
         return "added"
     if isinstance(outcome, Duplicate):
         return "duplicates_exact" if outcome.exact else "duplicates_similar"
-    return "already_present" if outcome.code == ALREADY_PRESENT_CODE else "failed"
+    return "already_present" if outcome.code == IMAGE_EXISTS else "failed"
 
 
 def count_of_answer(answer: dict[str, Any]) -> str:
@@ -48,7 +47,7 @@ def count_of_answer(answer: dict[str, Any]) -> str:
         return "added"
     if answer.get("status") == 0:
         return "duplicates_exact" if answer.get("exact") else "duplicates_similar"
-    return "already_present" if answer.get("code") == ALREADY_PRESENT_CODE else "failed"
+    return "already_present" if answer.get("code") == IMAGE_EXISTS else "failed"
 
 
 def summary(counts: dict[str, int], total: int | None) -> dict[str, Any]:

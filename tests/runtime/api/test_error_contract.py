@@ -25,6 +25,14 @@ def codes_in_source() -> set[str]:
     return found | set(VALIDATION_CODES.values())
 
 
+def test_the_codes_code_branches_on_are_in_the_catalog():
+    from runtime import errors
+
+    named = {value for name, value in vars(errors).items() if name.isupper() and isinstance(value, str)}
+    assert {"image_exists", "library_not_found", "not_an_image"} <= named
+    assert named | set(errors.JOB_STOPPING_CODES) <= DOCUMENTED
+
+
 def test_every_code_the_source_answers_with_is_in_the_catalog():
     missing = codes_in_source() - DOCUMENTED
     assert not missing, f"add these to runtime.errors.ERROR_CODES and docs/api.md: {sorted(missing)}"
