@@ -279,12 +279,17 @@ class UrlFetcher:
             return self._s3
 
 
+S3_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+S3_DENIED_CODES = frozenset({"AccessDenied", "403", "AllAccessDisabled"})
+"""S3's error codes for a missing object or bucket, and for refused access (a HEAD answers with the bare status)."""
+
+
 def _s3_error(exc, field: str, bucket: str, key: str) -> InvalidInput:
     code = exc.response.get("Error", {}).get("Code", "")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound") or status == 404:
+    if code in S3_MISSING_CODES or status == 404:
         return InvalidInput(f"{field}: s3://{bucket}/{key} does not exist", code="s3_not_found")
-    if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
+    if code in S3_DENIED_CODES or status == 403:
         return InvalidInput(f"{field}: access to s3://{bucket}/{key} is denied", code="s3_access_denied")
     return _unreachable(f"{field}: S3 answered {code or status}")
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runtime.errors import ApiError, BadRequest, InvalidInput
-from runtime.inputs.fetch import UrlFetcher
+from runtime.inputs.fetch import S3_DENIED_CODES, S3_MISSING_CODES, UrlFetcher
 from runtime.inputs.images import IMAGE_SUFFIXES
 from runtime.settings import Settings
 
@@ -139,9 +139,9 @@ def s3_prefix_items(url: str, settings: Settings, s3: Any = None) -> Iterator[Im
                 position += 1
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code == "NoSuchBucket":
+        if code in S3_MISSING_CODES:
             raise InvalidInput(f"source: bucket {bucket!r} does not exist", code="s3_not_found") from exc
-        if code in ("AccessDenied", "AllAccessDisabled"):
+        if code in S3_DENIED_CODES:
             raise InvalidInput(f"source: listing s3://{bucket}/{prefix} is denied", code="s3_access_denied") from exc
         raise InvalidInput(f"source: S3 answered {code}", code="url_unreachable") from exc
     except BotoCoreError as exc:
