@@ -27,7 +27,7 @@ INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 
 def check_library_name(name: Any) -> str:
     """The name in NFC form (so two spellings of one name are one library), or a 400."""
-    normal = unicodedata.normalize("NFC", name) if isinstance(name, str) else ""
+    normal = nfc(name)
     if not is_library_name(normal):
         raise BadRequest(
             f"name: {name!r} is not a library name; use 1 to {MAX_NAME_CHARS} letters (any script), "
@@ -39,29 +39,32 @@ def check_library_name(name: Any) -> str:
 
 def is_library_name(name: str) -> bool:
     """1 to 64 letters (any script), decimal digits or ``_``, once NFC-normalised; not only fillers."""
-    return (
-        1 <= len(name) <= MAX_NAME_CHARS
-        and all(char == "_" or unicodedata.category(char) in NAME_CATEGORIES for char in name)
-        and has_visible_character(name)
-    )
+    return is_spelled_with(name, MAX_NAME_CHARS, frozenset("_"))
 
 
 def check_image_id(image_id: Any, where: str = "") -> str:
     """The id in NFC form (like names: two spellings of one id are one image), or a 400."""
-    normal = unicodedata.normalize("NFC", image_id) if isinstance(image_id, str) else ""
-    valid = (
-        1 <= len(normal) <= MAX_ID_CHARS
-        and normal.strip(".") != ""
-        and all(char in ID_EXTRA_CHARS or unicodedata.category(char) in NAME_CATEGORIES for char in normal)
-        and has_visible_character(normal)
-    )
-    if not valid:
+    normal = nfc(image_id)
+    if not (is_spelled_with(normal, MAX_ID_CHARS, ID_EXTRA_CHARS) and normal.strip(".") != ""):
         raise BadRequest(
             f"{at(where, 'id')}: {image_id!r} is not an image id; use 1 to {MAX_ID_CHARS} letters, digits "
             "or _ - . : @ (not only dots, at least one visible character)",
             code="invalid_image_id",
         )
     return normal
+
+
+def nfc(value: Any) -> str:
+    return unicodedata.normalize("NFC", value) if isinstance(value, str) else ""
+
+
+def is_spelled_with(text: str, max_chars: int, extra: frozenset[str]) -> bool:
+    """1 to ``max_chars`` letters, decimal digits or ``extra`` characters, at least one of them visible."""
+    return (
+        1 <= len(text) <= max_chars
+        and all(char in extra or unicodedata.category(char) in NAME_CATEGORIES for char in text)
+        and has_visible_character(text)
+    )
 
 
 def has_visible_character(text: str) -> bool:
