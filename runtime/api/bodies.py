@@ -80,7 +80,7 @@ class BodyRoute(APIRoute):
                 fields = await upload_fields(request, kind, model)
                 # FastAPI validates what request.json() returns; handing it the fields (bytes in the
                 # image slots) gives uploads the same validation and errors as JSON bodies.
-                request._json = fields  # noqa: SLF001 (Starlette's cache of the parsed body)
+                request._json = fields  # Starlette's cache of the parsed body
             if model is not None:
                 as_json(request)
             return await handler(request)

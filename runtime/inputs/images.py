@@ -172,7 +172,7 @@ def _open(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
             raise _bomb(field) from exc
         except UnidentifiedImageError as exc:
             raise InvalidInput(f"{field}: the data is not an image Pillow can read", code="not_an_image") from exc
-        except Exception as exc:  # noqa: BLE001 (OSError, SyntaxError, ValueError, struct.error... from a header parser)
+        except Exception as exc:  # any of OSError, SyntaxError, ValueError, struct.error... from a header parser
             raise InvalidInput(f"{field}: the image header is corrupt ({exc})", code="invalid_image") from exc
     if image.format not in ALLOWED_FORMATS:
         allowed = ", ".join(dict.fromkeys(ALLOWED_FORMATS.values()))
@@ -312,7 +312,7 @@ def upright(image: Image.Image) -> Image.Image:
     """
     try:
         orientation = image.getexif().get(EXIF_ORIENTATION)
-    except Exception as exc:  # noqa: BLE001 (struct.error, SyntaxError, ValueError, TypeError... from EXIF parsing)
+    except Exception as exc:  # any of struct.error, SyntaxError, ValueError, TypeError... from EXIF parsing
         log.info("ignoring unreadable EXIF: %r", exc)
         return image
     method = _TRANSPOSE_FOR_ORIENTATION.get(orientation) if isinstance(orientation, int) else None

@@ -167,7 +167,7 @@ def add_new_columns(db: sqlite3.Connection) -> None:
 
 def lock_folder(folder: Path) -> IO[str]:
     """An exclusive lock on the data directory, held while the store is open (released on exit or crash)."""
-    handle = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 (held open on purpose)
+    handle = open(folder / LOCK_FILE, "a+")  # held open on purpose: the lock lives as long as the store
     if fcntl is not None:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -350,7 +350,7 @@ class LibraryStore(ABC, Generic[HandleT]):
             raise BadRequest(f"top_k: must be between 1 and {self.settings.max_top_k}", code="invalid_value")
         return top_k
 
-    def close(self) -> None:  # noqa: B027 (optional: a store with nothing to release keeps it)
+    def close(self) -> None:  # optional: a store with nothing to release keeps it
         """Release files and connections; the store is not used afterwards."""
 
     # --- the primitives each store implements --------------------------------------------
