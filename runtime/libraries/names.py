@@ -20,6 +20,7 @@ MAX_NAME_CHARS = 64
 MAX_ID_CHARS = 128
 NAME_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd"})
 """Letters of any script and decimal digits (of any script). Marks, symbols, punctuation are out."""
+NAME_EXTRA_CHARS = frozenset("_")
 ID_EXTRA_CHARS = frozenset("_-.:@")
 INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 """Hangul fillers: Unicode calls them letters (Lo), yet they draw nothing. A name needs a visible character."""
@@ -39,7 +40,7 @@ def check_library_name(name: Any) -> str:
 
 def is_library_name(name: str) -> bool:
     """1 to 64 letters (any script), decimal digits or ``_``, once NFC-normalised; not only fillers."""
-    return is_spelled_with(name, MAX_NAME_CHARS, frozenset("_"))
+    return is_spelled_with(name, MAX_NAME_CHARS, NAME_EXTRA_CHARS)
 
 
 def check_image_id(image_id: Any, where: str = "") -> str:

@@ -37,7 +37,7 @@ from runtime.libraries.filters import Filter, check_filter
 from runtime.libraries.hashing import check_content_hash
 from runtime.libraries.metadata import check_metadata
 from runtime.libraries.names import check_image_id, check_library_name, new_image_id
-from runtime.libraries.values import at, check_score, check_vector
+from runtime.libraries.values import at, check_score, check_vector, writable_as_utf8
 from runtime.observability import span
 from runtime.settings import Settings
 from runtime.vectors import scores_of
@@ -453,15 +453,6 @@ def decode_token(token: str) -> dict[str, Any]:
     if not isinstance(position, dict) or not writable_as_utf8(position):
         raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
     return position
-
-
-def writable_as_utf8(value: Any) -> bool:
-    """False for what JSON allows and UTF-8 cannot hold: a lone surrogate (``"\\ud800"``) anywhere inside."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # --- the rules' errors, one wording for every store --------------------------------------

@@ -42,5 +42,14 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+def writable_as_utf8(value: Any) -> bool:
+    """False for what JSON allows and UTF-8 cannot hold: a lone surrogate (``"\\ud800"``) anywhere inside."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def at(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name

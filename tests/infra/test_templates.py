@@ -268,7 +268,7 @@ def test_api_function(synth):
 
 
 def test_every_imsim_variable_the_templates_write_is_a_runtime_setting(synth):
-    from infra.environment import setting_names
+    from runtime.contract import DEPLOYED_SETTINGS
     from runtime.settings import Settings
 
     written = {
@@ -280,7 +280,7 @@ def test_every_imsim_variable_the_templates_write_is_a_runtime_setting(synth):
         if name.startswith("IMSIM_")
     }
     assert {"IMSIM_AUTH", "IMSIM_ENGINE", "IMSIM_STORE"} <= set(written)
-    assert {name.removeprefix("IMSIM_").lower() for name in written} <= set(setting_names())
+    assert {name.removeprefix("IMSIM_").lower() for name in written} <= set(DEPLOYED_SETTINGS)
     # Each function's values (those known at synth, placeholders for the rest) are ones the runtime accepts.
     for template in synth.all_templates():
         for body in template["Resources"].values():
