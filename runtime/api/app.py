@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Route
 
 from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightLimit
 from runtime.api.request_log import RequestLog
@@ -96,15 +97,15 @@ def allowed_methods(request: Request) -> list[str]:
         method
         for route in _leaf_routes(request.app.router.routes)
         if route.path_regex.match(path)
-        for method in route.methods
+        for method in route.methods or ()
     }
     return sorted(methods | {"OPTIONS"})
 
 
-def _leaf_routes(routes: list) -> list:
-    leaves = []
+def _leaf_routes(routes: list[BaseRoute]) -> list[Route]:
+    leaves: list[Route] = []
     for route in routes:
-        if getattr(route, "methods", None) and getattr(route, "path_regex", None):
+        if isinstance(route, Route) and route.methods:
             leaves.append(route)
         children = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)
         if children:

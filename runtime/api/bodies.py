@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
@@ -29,6 +30,7 @@ from starlette.types import Scope
 from runtime.api.json_limits import json_values_bound
 from runtime.contract import BINARY_MEDIA_TYPES, JSON_MEDIA_TYPE, MULTIPART_MEDIA_TYPE, matches_media_type
 from runtime.errors import ApiError, BadRequest, InvalidInput
+from runtime.settings import Settings
 
 JSON, BINARY, MULTIPART = "json", "binary", "multipart"
 IMAGE_SLOTS = ("img", "img_1", "img_2")
@@ -95,7 +97,7 @@ def as_json(request: Request) -> None:
     request.__dict__.pop("_headers", None)  # Starlette caches the headers it has read
 
 
-def body_model(endpoint: Callable) -> type[BaseModel] | None:
+def body_model(endpoint: Callable[..., Any]) -> type[BaseModel] | None:
     """The request model of an endpoint's ``body`` parameter, if it has one."""
     hint = typing.get_type_hints(endpoint, include_extras=True).get("body")
     if typing.get_origin(hint) is typing.Annotated:
@@ -146,7 +148,7 @@ def is_blank(value: UploadFile | str) -> bool:
     return value == ""
 
 
-async def part_value(name: str, value: UploadFile | str, model: type[BaseModel], settings) -> Any:
+async def part_value(name: str, value: UploadFile | str, model: type[BaseModel], settings: Settings) -> Any:
     part = f"part '{name}'"
     if isinstance(value, UploadFile):
         if name not in IMAGE_SLOTS:
@@ -215,7 +217,7 @@ def upload_content(model: type[BaseModel]) -> dict[str, Any]:
     return content
 
 
-def part_schema(name: str, field) -> dict[str, Any]:
+def part_schema(name: str, field: FieldInfo) -> dict[str, Any]:
     """A form field: text (its value's type said in words; an empty field counts as not given), or a file."""
     if name in IMAGE_SLOTS:
         return {**BINARY_SCHEMA, "description": "An image file (its base64 as text is accepted too)."}

@@ -3,6 +3,8 @@ answer a route gives when the server runs without it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request
 
 from runtime.embedder import Embedder
@@ -24,8 +26,8 @@ def embedder_of(request: Request) -> Embedder:
     return embedder
 
 
-def store_of(request: Request) -> LibraryStore:
-    store: LibraryStore | None = getattr(request.app.state, "libraries", None)
+def store_of(request: Request) -> LibraryStore[Any]:
+    store: LibraryStore[Any] | None = getattr(request.app.state, "libraries", None)
     if store is None:
         raise NotFound("libraries are not enabled on this server (setting IMSIM_STORE)", code="libraries_disabled")
     return store

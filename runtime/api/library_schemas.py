@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, STRICT_REQUEST, TEXT_DOC, URL_DOC, ImageValue
+from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, STRICT_REQUEST, TEXT_DOC, URL_DOC, ExamplesByStatus, ImageValue
 
 NAME_DOC = "Library name: 1 to 64 letters (any script, Chinese included), digits or underscores; unique."
 ID_DOC = (
@@ -336,9 +336,9 @@ ERROR_TEXTS = {
 }
 
 
-def error_examples(codes: list[str], *, write: bool) -> dict[int, dict[str, dict]]:
+def error_examples(codes: list[str], *, write: bool) -> ExamplesByStatus:
     """Examples of these errors by HTTP status; library writes carry ``"status": -1``."""
-    by_status: dict[int, dict[str, dict]] = {}
+    by_status: ExamplesByStatus = {}
     for code in codes:
         status, summary, message = ERROR_TEXTS[code]
         value: dict[str, Any] = {"message": message, "code": code, **({"status": -1} if write else {})}

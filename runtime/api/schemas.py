@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from runtime.errors import ERROR_CODES
+
+# FastAPI's ``responses=`` of a route, and error examples by status (each a named OpenAPI example).
+Responses = dict[int | str, dict[str, Any]]
+ExamplesByStatus = dict[int, dict[str, dict[str, Any]]]
 
 URL_DOC = (
     "Image URL: http://, https:// or s3://bucket/key. "
@@ -115,13 +119,13 @@ SIMILARITY_ANSWER_EXAMPLES = {
 PING_EXAMPLES = {"ok": {"summary": "Healthy", "value": {"status": "ok", "model_version": EXAMPLE_VERSION}}}
 
 
-def _error(summary: str, message: str, code: str) -> dict:
+def _error(summary: str, message: str, code: str) -> dict[str, Any]:
     return {"summary": summary, "value": {"message": message, "code": code}}
 
 
 # The messages are the runtime's own (tests/test_explorer.py checks the 400s against real answers). The library
 # routes give their own examples (runtime/libraries/schemas.py).
-ERROR_EXAMPLES: dict[int, dict[str, dict]] = {
+ERROR_EXAMPLES: ExamplesByStatus = {
     400: {
         "missing_input": _error(
             "No input given",
@@ -175,7 +179,7 @@ ERROR_DESCRIPTIONS = {
 }
 
 
-def error_responses(*statuses: int, examples: dict[int, dict[str, dict]] | None = None) -> dict[int | str, dict]:
+def error_responses(*statuses: int, examples: ExamplesByStatus | None = None) -> Responses:
     """FastAPI ``responses=`` for these error statuses: the error model, a description and examples.
 
     ``examples`` replaces the default examples of a status (e.g. a route's own 404 message).
@@ -191,6 +195,6 @@ def error_responses(*statuses: int, examples: dict[int, dict[str, dict]] | None 
     }
 
 
-def answer_examples(examples: dict[str, dict], status: int = 200) -> dict[int | str, dict]:
+def answer_examples(examples: dict[str, dict[str, Any]], status: int = 200) -> Responses:
     """FastAPI ``responses=`` entry with examples of a successful answer."""
     return {status: {"content": {"application/json": {"examples": examples}}}}

@@ -7,13 +7,15 @@ answer 404 ``libraries_disabled``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from runtime.libraries.store import LibraryStore
 from runtime.settings import Settings
 
 STORES = ("local", "s3vectors", "off")
 
 
-def open_store(settings: Settings, dimension: int) -> LibraryStore | None:
+def open_store(settings: Settings, dimension: int) -> LibraryStore[Any] | None:
     if settings.store == "local":
         from runtime.libraries.local import LocalStore
 

@@ -99,7 +99,7 @@ class Pending:
 
 
 def add_items(
-    store: LibraryStore,
+    store: LibraryStore[Any],
     embedder: Embedder,
     library: str,
     items: list[AddItem],
@@ -122,7 +122,7 @@ def add_items(
 
 
 def checked_items(
-    store: LibraryStore, library: str, items: list[AddItem], outcomes: list[Outcome | None]
+    store: LibraryStore[Any], library: str, items: list[AddItem], outcomes: list[Outcome | None]
 ) -> list[Pending]:
     """Items whose id and metadata pass the rules and whose given id the library does not hold yet."""
     pending: list[Pending] = []
@@ -140,7 +140,9 @@ def checked_items(
     return [one for one in pending if outcomes[one.position] is None]
 
 
-def refuse_taken_ids(store: LibraryStore, library: str, named: list[Pending], outcomes: list[Outcome | None]) -> None:
+def refuse_taken_ids(
+    store: LibraryStore[Any], library: str, named: list[Pending], outcomes: list[Outcome | None]
+) -> None:
     taken = store.existing_ids(library, sorted({one.id for one in named if one.id is not None}))
     for one in named:
         if one.id in taken:
@@ -163,7 +165,9 @@ def read_files(
     return read_ones
 
 
-def name_by_content(store: LibraryStore, library: str, pending: list[Pending], outcomes: list[Outcome | None]) -> None:
+def name_by_content(
+    store: LibraryStore[Any], library: str, pending: list[Pending], outcomes: list[Outcome | None]
+) -> None:
     """Items named by their content get their id now, and one more batched read refuses those taken."""
     unnamed = [one for one in pending if one.id is None and one.item.named_by_content]
     for one in unnamed:
@@ -173,7 +177,7 @@ def name_by_content(store: LibraryStore, library: str, pending: list[Pending], o
 
 
 def answer_exact_copies(
-    store: LibraryStore,
+    store: LibraryStore[Any],
     library: str,
     pending: list[Pending],
     outcomes: list[Outcome | None],
@@ -195,7 +199,7 @@ def answer_exact_copies(
 
 
 def embed_and_add(
-    store: LibraryStore,
+    store: LibraryStore[Any],
     embedder: Embedder,
     library: str,
     pending: list[Pending],

@@ -71,7 +71,7 @@ def _value_test(operator: str, operand: Any) -> Callable[[Any], bool]:
             return _any_element(stored, lambda item: any(same_value(item, choice) for choice in wanted))
 
         return within if operator == "$in" else (lambda stored: not within(stored))
-    compare = {
+    compare: Callable[[Any], bool] = {
         "$gt": lambda item: item > operand,
         "$gte": lambda item: item >= operand,
         "$lt": lambda item: item < operand,

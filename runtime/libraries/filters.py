@@ -32,7 +32,8 @@ def check_filter(conditions: Any, field: str = "filter") -> Filter:
         return {}
     counter = [0]
     _check_clause(conditions, field, 1, counter)
-    return conditions
+    checked: Filter = conditions
+    return checked
 
 
 def _check_clause(clause: Any, path: str, depth: int, counter: list[int]) -> None:

@@ -13,6 +13,7 @@ import html
 import json
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,7 +75,8 @@ async def explorer_asset(name: str) -> Response:
 
 @lru_cache(maxsize=len(ASSET_TYPES))
 def asset_bytes(name: str) -> bytes:
-    return (swagger_ui_bundle.swagger_ui_path / name).read_bytes()
+    folder: Path = swagger_ui_bundle.swagger_ui_path
+    return (folder / name).read_bytes()
 
 
 # --- the document -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from runtime.api.import_schemas import (
     ImportResponse,
 )
 from runtime.api.library_schemas import NAME_DOC, NAME_EXAMPLES, error_examples, utc
-from runtime.api.schemas import answer_examples, error_responses
+from runtime.api.schemas import Responses, answer_examples, error_responses
 from runtime.errors import BadRequest
 from runtime.libraries.imports.counts import summary
 from runtime.libraries.imports.jobs import ImportJob
@@ -36,7 +36,7 @@ LibraryName = Annotated[str, Path(description=NAME_DOC, openapi_examples=NAME_EX
 ImportId = Annotated[str, Path(description="The import's id (from POST).")]
 
 
-def documented(answers: dict, *, status: int = 200, extra: tuple[str, ...] = ()) -> dict[int | str, dict]:
+def documented(answers: dict[str, Any], *, status: int = 200, extra: tuple[str, ...] = ()) -> Responses:
     """``responses=``: examples of the answer, and of the errors (library ones and the imports' own)."""
     examples = error_examples(["invalid_library_name", "library_not_found", "libraries_disabled"], write=False)
     own = {
@@ -96,7 +96,7 @@ def imports_of(request: Request) -> ImportService:
 )
 async def start_import(
     request: Request, name: LibraryName, body: Annotated[ImportRequest, Body(openapi_examples=IMPORT_EXAMPLES)]
-) -> dict:
+) -> dict[str, Any]:
     service = imports_of(request)
     given = {key: value for key, value in (("source", body.source), ("manifest", body.manifest)) if value is not None}
     if len(given) != 1:
@@ -113,7 +113,7 @@ async def start_import(
     responses=documented(LIST_ANSWERS),
     summary="List a library's imports",
 )
-async def list_imports(request: Request, name: LibraryName) -> dict:
+async def list_imports(request: Request, name: LibraryName) -> dict[str, Any]:
     service = imports_of(request)
     await run_in_threadpool(store_of(request).get_library, name)
     jobs = await run_in_threadpool(service.list_jobs, name)
@@ -126,7 +126,7 @@ async def list_imports(request: Request, name: LibraryName) -> dict:
     responses=documented(IMPORT_ANSWERS, extra=("import_not_found",)),
     summary="Get an import: status, counts, failures",
 )
-async def get_import(request: Request, name: LibraryName, import_id: ImportId) -> dict:
+async def get_import(request: Request, name: LibraryName, import_id: ImportId) -> dict[str, Any]:
     service = imports_of(request)
     await run_in_threadpool(store_of(request).get_library, name)
     job = await run_in_threadpool(service.get, name, import_id)
@@ -140,14 +140,14 @@ async def get_import(request: Request, name: LibraryName, import_id: ImportId) -
     responses=documented(IMPORT_ANSWERS, extra=("import_not_found", "import_finished")),
     summary="Cancel an import (the images already added stay)",
 )
-async def cancel_import(request: Request, name: LibraryName, import_id: ImportId) -> dict:
+async def cancel_import(request: Request, name: LibraryName, import_id: ImportId) -> dict[str, Any]:
     service = imports_of(request)
     await run_in_threadpool(store_of(request).get_library, name)
     job = await run_in_threadpool(service.cancel, name, import_id)
     return job_body(job, await run_in_threadpool(service.failures, job, MAX_FAILURES_SHOWN))
 
 
-def job_body(job: ImportJob, failures: list[dict[str, Any]]) -> dict:
+def job_body(job: ImportJob, failures: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "import_id": job.import_id,
         "library": job.library,

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
@@ -55,7 +56,7 @@ from runtime.api.library_schemas import (
     utc,
 )
 from runtime.api.parsing import slot_input
-from runtime.api.schemas import answer_examples, error_responses
+from runtime.api.schemas import Responses, answer_examples, error_responses
 from runtime.embedder import Embedder, Input
 from runtime.errors import ApiError, BadRequest, unparsable_body, validation_error
 from runtime.libraries.adding import AddItem, Outcome, add_items, dedup_threshold
@@ -100,7 +101,7 @@ ImageId = Annotated[str, Path(description="The image's id.", openapi_examples=ID
 READ_ERRORS = ["invalid_library_name", "library_not_found", "libraries_disabled"]
 
 
-def documented(answers: dict, codes: list[str], *, write: bool, status: int = 200) -> dict[int | str, dict]:
+def documented(answers: dict[str, Any], codes: list[str], *, write: bool, status: int = 200) -> Responses:
     """``responses=`` of a route: examples of its answer and of its errors."""
     examples = error_examples(codes, write=write)
     return {**answer_examples(answers, status), **error_responses(*sorted(examples), examples=examples)}
@@ -123,7 +124,7 @@ def documented(answers: dict, codes: list[str], *, write: bool, status: int = 20
 )
 async def create_library(
     request: Request, body: Annotated[CreateLibraryRequest, Body(openapi_examples=CREATE_EXAMPLES)]
-) -> dict:
+) -> dict[str, Any]:
     store, version = store_of(request), embedder_of(request).model_version
     return library_body(await run_in_threadpool(store.create_library, body.name, version))
 
@@ -134,7 +135,7 @@ async def create_library(
     responses=documented(LIST_ANSWERS, ["libraries_disabled"], write=False),
     summary="List libraries",
 )
-async def list_libraries(request: Request) -> dict:
+async def list_libraries(request: Request) -> dict[str, Any]:
     libraries = await run_in_threadpool(store_of(request).list_libraries)
     return {"libraries": [library_body(library) for library in libraries]}
 
@@ -145,7 +146,7 @@ async def list_libraries(request: Request) -> dict:
     responses=documented(LIBRARY_ANSWERS, READ_ERRORS, write=False),
     summary="Get a library",
 )
-async def get_library(request: Request, name: LibraryName) -> dict:
+async def get_library(request: Request, name: LibraryName) -> dict[str, Any]:
     return library_body(await run_in_threadpool(store_of(request).get_library, name))
 
 
@@ -155,7 +156,7 @@ async def get_library(request: Request, name: LibraryName) -> dict:
     responses=documented(LIBRARY_DELETED_ANSWERS, READ_ERRORS, write=True),
     summary="Delete a library and its images",
 )
-async def delete_library(request: Request, name: LibraryName) -> dict:
+async def delete_library(request: Request, name: LibraryName) -> dict[str, Any]:
     store = store_of(request)
     await run_in_threadpool(store.delete_library, name)
     return {"name": name, "deleted": True}
@@ -195,7 +196,7 @@ ADD_ERRORS = [
 )
 async def add_image(
     request: Request, name: LibraryName, body: Annotated[AddImageRequest, Body(openapi_examples=ADD_EXAMPLES)]
-) -> dict:
+) -> dict[str, Any]:
     store, embedder = store_of(request), embedder_of(request)
     threshold = dedup_threshold(body.dedup, body.threshold, embedder.settings)
     if body.images is not None:
@@ -238,14 +239,14 @@ def batch_items(images: list[BatchImage]) -> list[AddItem]:
 
 
 def add_all(
-    store: LibraryStore, embedder: Embedder, name: str, items: list[AddItem], threshold: float | None
+    store: LibraryStore[Any], embedder: Embedder, name: str, items: list[AddItem], threshold: float | None
 ) -> list[Outcome]:
     """The request's items through the one add path, under one fetch deadline for the request."""
     deadline = time.monotonic() + embedder.settings.fetch_timeout_s
     return add_items(store, embedder, name, items, threshold=threshold, deadline=deadline)
 
 
-def result_body(result: Outcome) -> dict:
+def result_body(result: Outcome) -> dict[str, Any]:
     if isinstance(result, ApiError):
         return {**result.body(), "status": -1}
     if isinstance(result, Added):
@@ -271,7 +272,7 @@ async def list_images(
     next_token: Annotated[
         str | None, Query(description="The `next_token` of the previous page.", openapi_examples=TOKEN_EXAMPLES)
     ] = None,
-) -> dict:
+) -> dict[str, Any]:
     page = await run_in_threadpool(store_of(request).list_images, name, limit=limit, next_token=next_token)
     return {"images": [image_body(image) for image in page.images], "next_token": page.next_token}
 
@@ -282,7 +283,7 @@ async def list_images(
     responses=documented(IMAGE_ANSWERS, [*READ_ERRORS, "image_not_found"], write=False),
     summary="Get an image's metadata",
 )
-async def get_image(request: Request, name: LibraryName, id: ImageId) -> dict:
+async def get_image(request: Request, name: LibraryName, id: ImageId) -> dict[str, Any]:
     return image_body(await run_in_threadpool(store_of(request).get_image, name, id))
 
 
@@ -302,7 +303,7 @@ async def update_image(
     name: LibraryName,
     id: ImageId,
     body: Annotated[UpdateImageRequest, Body(openapi_examples=UPDATE_EXAMPLES)],
-) -> dict:
+) -> dict[str, Any]:
     image = await run_in_threadpool(store_of(request).update_metadata, name, id, body.metadata)
     return image_body(image)
 
@@ -313,7 +314,7 @@ async def update_image(
     responses=documented(IMAGE_DELETED_ANSWERS, [*READ_ERRORS, "image_not_found", "library_busy"], write=True),
     summary="Delete an image",
 )
-async def delete_image(request: Request, name: LibraryName, id: ImageId) -> dict:
+async def delete_image(request: Request, name: LibraryName, id: ImageId) -> dict[str, Any]:
     await run_in_threadpool(store_of(request).delete_image, name, id)
     return {"id": id, "deleted": True}
 
@@ -336,7 +337,7 @@ S3 Vectors filter language over top-level metadata (`$eq $ne $gt $gte $lt $lte $
 )
 async def search(
     request: Request, name: LibraryName, body: Annotated[SearchRequest, Body(openapi_examples=SEARCH_EXAMPLES)]
-) -> dict:
+) -> dict[str, Any]:
     store, embedder = store_of(request), embedder_of(request)
     # The store checks these too; first spares the fetch and embedding.
     top_k = store.check_top_k(body.top_k if body.top_k is not None else embedder.settings.default_top_k)
@@ -372,11 +373,12 @@ router.include_router(writes)
 # --- bodies ------------------------------------------------------------------------------
 
 
-def embed_one(embedder: Embedder, item: Input):
-    return embedder.embed([item])[0]
+def embed_one(embedder: Embedder, item: Input) -> np.ndarray:
+    vector: np.ndarray = embedder.embed([item])[0]
+    return vector
 
 
-def library_body(library: Library) -> dict:
+def library_body(library: Library) -> dict[str, Any]:
     return {
         "name": library.name,
         "create_time": utc(library.create_time),
@@ -385,9 +387,9 @@ def library_body(library: Library) -> dict:
     }
 
 
-def image_body(image: Image) -> dict:
+def image_body(image: Image) -> dict[str, Any]:
     return {"id": image.id, "metadata": image.metadata, "create_time": utc(image.create_time)}
 
 
-def match_body(match: Match) -> dict:
+def match_body(match: Match) -> dict[str, Any]:
     return {"id": match.id, "score": match.score, "metadata": match.metadata}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
@@ -38,7 +38,7 @@ most 8192 px. The body may also be the image itself (`image/*` or `application/o
 mode) or a multipart form (file parts `img`, `img_1`, `img_2`; text parts for the other fields)."""
 
 
-async def answer(embedder: Embedder, body: SimilarityRequest) -> dict:
+async def answer(embedder: Embedder, body: SimilarityRequest) -> dict[str, Any]:
     mode, inputs = parse_request(body, embedder.settings.max_batch)
     vectors = await run_in_threadpool(embedder.embed, inputs)
     version = embedder.model_version
@@ -49,7 +49,7 @@ async def answer(embedder: Embedder, body: SimilarityRequest) -> dict:
     return {"results": vectors.tolist(), "model_version": version}
 
 
-async def image_similarity(request: Request, body: SimilarityBody):
+async def image_similarity(request: Request, body: SimilarityBody) -> dict[str, Any]:
     return await answer(embedder_of(request), body)
 
 
@@ -77,11 +77,11 @@ for path, summary in SIMILARITY_PATHS.items():
     summary="Health check",
     tags=["health"],
 )
-async def ping(request: Request) -> dict:
+async def ping(request: Request) -> dict[str, Any]:
     return {"status": "ok", "model_version": embedder_of(request).model_version}
 
 
 @sagemaker_router.post("/invocations", response_model=RESPONSE_MODEL, responses=ERRORS, include_in_schema=False)
-async def invocations(request: Request, body: SimilarityRequest) -> dict:
+async def invocations(request: Request, body: SimilarityRequest) -> dict[str, Any]:
     """SageMaker's inference route: the same bodies and answers as ``/image-similarity``."""
     return await answer(embedder_of(request), body)

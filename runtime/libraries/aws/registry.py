@@ -206,7 +206,8 @@ class Registry:
         arguments = {key: value for key, value in arguments.items() if value is not None}
         method = getattr(self.client, method_name(operation))
         try:
-            return method(TableName=self.table, **arguments)
+            answer: dict[str, Any] = method(TableName=self.table, **arguments)
+            return answer
         except ClientError as exc:
             if error_code(exc) == CONDITION_FAILED:
                 raise ConditionFailedError() from exc

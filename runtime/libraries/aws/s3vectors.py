@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
@@ -85,7 +85,8 @@ class Held:
 
     @property
     def index(self) -> str:
-        return self.item["index_name"]
+        name: str = self.item["index_name"]
+        return name
 
     @property
     def files(self) -> str | None:
@@ -340,7 +341,8 @@ class S3VectorsStore(LibraryStore[Held]):
         """One S3 Vectors call; with ``missing_ok``, a NotFoundException answers ``{}`` (already gone)."""
         method = getattr(self.vectors, method_name(operation))
         try:
-            return method(vectorBucketName=self.bucket, **arguments)
+            answer: dict[str, Any] = method(vectorBucketName=self.bucket, **arguments)
+            return answer
         except ClientError as exc:
             if missing_ok and error_code(exc) == NOT_FOUND:
                 return {}
@@ -370,6 +372,9 @@ def file_vector(image: NewImage) -> dict[str, Any]:
     return {"key": image.content_hash, "data": {"float32": FILE_VECTOR}, "metadata": {"id": image.id}}
 
 
-def chunks(items: list, size: int) -> Iterator[list]:
+T = TypeVar("T")
+
+
+def chunks(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -25,7 +25,8 @@ from runtime.libraries.imports.counts import COUNTS
 from runtime.libraries.imports.jobs import ImportJob, check_import_id, counts_of_record, new_import_id, not_found
 from runtime.libraries.imports.runner import check_source
 from runtime.libraries.imports.sources import bounded_lines, read_manifest, split_s3
-from runtime.libraries.store import LibraryStore, check_score
+from runtime.libraries.store import LibraryStore
+from runtime.libraries.values import check_score
 from runtime.settings import Settings
 
 EXECUTION_STATUS = {"RUNNING": "running", "SUCCEEDED": "succeeded", "ABORTED": "cancelled"}
@@ -106,7 +107,7 @@ class JobTable:
 
 
 class StepFunctionsImports:
-    def __init__(self, settings: Settings, store: LibraryStore, *, clients: dict[str, Any] | None = None):
+    def __init__(self, settings: Settings, store: LibraryStore[Any], *, clients: dict[str, Any] | None = None):
         import boto3
 
         clients = clients or {}

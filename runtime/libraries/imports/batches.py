@@ -30,7 +30,7 @@ class JobStopped(Exception):
 
 
 class BatchImporter:
-    def __init__(self, embedder: Embedder, store: LibraryStore, *, local_files: bool = False):
+    def __init__(self, embedder: Embedder, store: LibraryStore[Any], *, local_files: bool = False):
         self.embedder = embedder
         self.store = store
         self.local_files = local_files

@@ -66,7 +66,7 @@ def list_items(source: dict[str, str], settings: Settings) -> Iterator[ImportIte
 class ImportRunner:
     """Runs one job to its end, batch by batch; resumable (see jobs.py)."""
 
-    def __init__(self, embedder: Embedder, store: LibraryStore, jobs: FileJobs):
+    def __init__(self, embedder: Embedder, store: LibraryStore[Any], jobs: FileJobs):
         self.settings = embedder.settings
         self.embedder = embedder
         self.store = store
@@ -141,7 +141,7 @@ class ImportRunner:
                 result = importer.run(job.library, items[n * size : (n + 1) * size], threshold=threshold, seen=seen)
                 return {"batch": n, **result}
 
-            pending: set[Future] = set()
+            pending: set[Future[Any]] = set()
             queue = iter(todo)
             while True:
                 while len(pending) < in_flight and not (cancelled.is_set() or stopping.is_set()):
@@ -164,7 +164,7 @@ class ImportRunner:
 class LocalImports:
     """The API's imports on this machine: each job runs in a thread of the server process."""
 
-    def __init__(self, embedder: Embedder, store: LibraryStore):
+    def __init__(self, embedder: Embedder, store: LibraryStore[Any]):
         self.settings = embedder.settings
         self.store = store
         self.jobs = FileJobs(self.settings.data_dir)

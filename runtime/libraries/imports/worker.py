@@ -73,7 +73,7 @@ def failed_batch(items: list[ImportItem], error: UpstreamError) -> dict[str, Any
 
 
 class Worker:
-    def __init__(self, settings: Settings, engine: Engine, store: LibraryStore, jobs: Any = None):
+    def __init__(self, settings: Settings, engine: Engine, store: LibraryStore[Any], jobs: Any = None):
         self.settings = settings
         self.importer = BatchImporter(Embedder(settings, engine), store)
         self.jobs = jobs
