@@ -38,6 +38,8 @@ ROUTES = (
     Route("/image-similarity", ("post",)),
     Route("/text_similarity", ("post",)),
     Route("/ping", ("get",)),
+    Route("/v1/embeddings", ("post",)),
+    Route("/v1/models", ("get",)),
     Route("/libraries", ("get", "post")),
     Route("/libraries/{name}", ("get", "delete")),
     Route("/libraries/{name}/images", ("get", "post")),

@@ -104,6 +104,7 @@ IMAGE_EXISTS = "image_exists"
 IMAGE_QUOTA_EXCEEDED = "image_quota_exceeded"
 MODEL_VERSION_MISMATCH = "model_version_mismatch"
 NOT_AN_IMAGE = "not_an_image"
+MODEL_NOT_FOUND = "model_not_found"
 JOB_STOPPING_CODES = frozenset({LIBRARY_NOT_FOUND, LIBRARIES_DISABLED, IMAGE_QUOTA_EXCEEDED, MODEL_VERSION_MISMATCH})
 """An import that meets one of these stops (the next item would fail the same way), whichever way it runs."""
 
@@ -169,6 +170,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
         "image_not_found",
         "libraries_disabled",
         "import_not_found",
+        MODEL_NOT_FOUND,
     ),
     405: ("method_not_allowed",),
     408: ("request_timeout",),

@@ -12,8 +12,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
 from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightLimit
+from runtime.api.openai_errors import OpenAIErrorShape
 from runtime.api.request_log import RequestLog
-from runtime.api.routes import explorer, imports, libraries, similarity
+from runtime.api.routes import explorer, imports, libraries, openai_embeddings, similarity
 from runtime.embedder import Embedder
 from runtime.engines import Engine, load_engine
 from runtime.errors import ApiError, unparsable_body, validation_error
@@ -70,9 +71,11 @@ def create_app(
         timeout_s=settings.body_timeout_s,
     )
     app.add_middleware(EncodedSlashRefusal)
+    app.add_middleware(OpenAIErrorShape)  # /v1/ answers its errors as OpenAI's SDKs read them
     app.add_middleware(RequestLog)  # outermost: logs and counts every answer, the limits' too
     _add_error_handlers(app)
     app.include_router(similarity.router)
+    app.include_router(openai_embeddings.router)
     # Image libraries: the store opens lazily (first library request) and closes at shutdown.
     app.state.libraries = open_store(settings, embedder.engine.dimension) if embedder else None
     if app.state.libraries is not None:
@@ -95,21 +98,22 @@ def allowed_methods(request: Request) -> list[str]:
     path = request.scope["path"]
     methods = {
         method
-        for route in _leaf_routes(request.app.router.routes)
+        for route in leaf_routes(request.app.router.routes)
         if route.path_regex.match(path)
         for method in route.methods or ()
     }
     return sorted(methods | {"OPTIONS"})
 
 
-def _leaf_routes(routes: list[BaseRoute]) -> list[Route]:
+def leaf_routes(routes: list[BaseRoute]) -> list[Route]:
+    """Every route that answers methods, through the routers included in ``routes``."""
     leaves: list[Route] = []
     for route in routes:
         if isinstance(route, Route) and route.methods:
             leaves.append(route)
         children = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)
         if children:
-            leaves.extend(_leaf_routes(children))
+            leaves.extend(leaf_routes(children))
     return leaves
 
 

@@ -5,6 +5,7 @@ This is where HTTP field names (``url_1``, ``inputs[3].img``) meet the embedder'
 
 from __future__ import annotations
 
+from runtime.api.openai_schemas import EmbeddingInput, ImagePart, TextPart
 from runtime.api.schemas import SimilarityRequest, Slot
 from runtime.embedder import Input
 from runtime.errors import BadRequest
@@ -73,3 +74,36 @@ def batch_inputs(slots: list[Slot], max_batch: int) -> list[Input]:
         fields = {kind: f"inputs[{index}].{kind}" for kind in SLOT_KINDS}
         inputs.append(slot_input(slot.model_dump(), fields, f"inputs[{index}]"))
     return inputs
+
+
+IMAGE_URL_SCHEMES = ("http://", "https://", "s3://")
+
+
+def openai_inputs(value: str | list[EmbeddingInput], max_batch: int) -> list[Input]:
+    """``POST /v1/embeddings``' ``input``: one string or a list, each an image or a text (see INPUT_DOC)."""
+    if isinstance(value, str):
+        return [openai_input(value, "input")]
+    if not value:
+        raise BadRequest(f"input: the list is empty; give 1 to {max_batch} inputs", code="missing_input")
+    if len(value) > max_batch:
+        raise BadRequest(f"input: {len(value)} inputs; at most {max_batch} per request", code="batch_too_large")
+    return [openai_input(item, f"input[{index}]") for index, item in enumerate(value)]
+
+
+def openai_input(item: EmbeddingInput, field: str) -> Input:
+    if isinstance(item, TextPart):
+        return Input("text", item.text, f"{field}.text")
+    if isinstance(item, ImagePart):
+        return image_string(item.image, f"{field}.image")
+    if item.lower().startswith("data:") or _is_image_url(item):
+        return image_string(item, field)
+    return Input("text", item, field)
+
+
+def image_string(value: str, field: str) -> Input:
+    """An image given as a string: a URL is fetched, anything else is base64 (a data: URL's prefix goes)."""
+    return Input("url", value, field) if _is_image_url(value) else Input("img", value, field)
+
+
+def _is_image_url(value: str) -> bool:
+    return value.lower().startswith(IMAGE_URL_SCHEMES) and not any(char.isspace() for char in value)

@@ -60,12 +60,15 @@ def fuzz_server(tiny_settings, tiny_engine, tmp_path_factory):
     print(f"\nfuzzed requests: {FUZZ_REQUESTS}")
 
 
-def check_answer(response: httpx.Response, *, write: bool = False) -> None:
+def check_answer(response: httpx.Response, path: str, *, write: bool = False) -> None:
     """Below 500; a 4xx carries the error shape (and ``status: -1`` on library writes)."""
     assert response.status_code < 500, (response.status_code, response.text[:500])
     if response.status_code < 400:
         return
     body = response.json()
+    if path.startswith("/v1/"):  # the OpenAI-compatible routes: OpenAI's error shape
+        body = body["error"]
+        assert body["type"] in ("invalid_request_error", "authentication_error", "server_error"), body
     assert isinstance(body.get("message"), str) and body["message"], body
     assert isinstance(body.get("code"), str) and body["code"], body
     # Errors answered before a request reaches a route (routing, encoded slashes, body limits) cannot know it
@@ -80,7 +83,7 @@ def send(server: LiveServer, method: str, path: str, body=None, *, raw: bytes | 
     FUZZ_REQUESTS["hypothesis"] += 1
     content = raw if raw is not None else json.dumps(body).encode()
     response = server.client.request(method, path, content=content, headers={"content-type": "application/json"})
-    check_answer(response, write=write)
+    check_answer(response, path, write=write)
     return response
 
 
@@ -268,7 +271,7 @@ def fuzz_operation(operation, mode: GenerationMode, server: LiveServer) -> None:
         response = case.call(base_url=server.url, timeout=30)
         # The document cannot say "exactly one of url, img and text", so a schema-valid body may be a 400.
         case.validate_response(response, excluded_checks=[positive_data_acceptance])
-        check_answer(httpx.Response(response.status_code, content=response.content), write=write)
+        check_answer(httpx.Response(response.status_code, content=response.content), operation.path, write=write)
 
     call()
 

@@ -818,3 +818,17 @@ def test_api_gateway_routes_every_path_the_runtime_serves():
         for method in operations:
             proxied = path.startswith("/api-explorer/") and ("/api-explorer/{proxy+}", method) in routed
             assert (path, method) in routed or proxied, (path, method)
+
+
+def test_the_deployed_api_has_every_route_the_app_serves():
+    """A route added to the app but not to infra/openapi.py's ROUTES would be a 403 from API Gateway."""
+    from runtime.api.app import create_app, leaf_routes
+    from runtime.settings import Settings
+
+    app = create_app(Settings(), serve_model=False)
+    served = {
+        (method.lower(), route.path) for route in leaf_routes(app.router.routes) for method in route.methods or ()
+    }
+    assert ("post", "/image-similarity") in served
+    deployed = {(method, route.path) for route in ROUTES for method in route.methods}
+    assert {(method, path) for method, path in served if not path.startswith("/api-explorer")} <= deployed
