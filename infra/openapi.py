@@ -35,6 +35,7 @@ class Route:
 
 # Every path of the API table in DESIGN.md; the explorer's only exist when it is on.
 ROUTES = (
+    Route("/", ("get",)),
     Route("/image-similarity", ("post",)),
     Route("/text_similarity", ("post",)),
     Route("/ping", ("get",)),

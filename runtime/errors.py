@@ -6,7 +6,7 @@ Messages name the field at fault and the reason, so a caller can fix the request
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 MAX_MESSAGE_CHARS = 1000
@@ -202,8 +202,11 @@ def unparsable_body(cause: BaseException | None) -> BadRequest | None:
     return None
 
 
-def validation_error(errors: Sequence[Mapping[str, Any]]) -> BadRequest:
-    """The first of pydantic's validation errors, as a 400 that names the field."""
+def validation_error(
+    errors: Sequence[Mapping[str, Any]], unknown_field_hint: Callable[[list[str]], str] | None = None
+) -> BadRequest:
+    """The first of pydantic's validation errors, as a 400 that names the field. ``unknown_field_hint``
+    says, for an unknown field's location, what the caller may have meant."""
     if not errors:
         return BadRequest("request body: invalid request")
     error = errors[0]
@@ -216,7 +219,8 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> BadRequest:
     if kind == "model_attributes_type" and field == "request body":
         return BadRequest("request body: must be a JSON object", code="invalid_json")
     if kind == "extra_forbidden":
-        return BadRequest(f"{field}: unknown field", code="unknown_field")
+        hint = f"; {unknown_field_hint(location)}" if unknown_field_hint and location else ""
+        return BadRequest(f"{field}: unknown field{hint}", code="unknown_field")
     return BadRequest(f"{field}: {error.get('msg', 'invalid value')}", code=VALIDATION_CODES.get(kind, "invalid_value"))
 
 

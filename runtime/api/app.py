@@ -8,13 +8,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
+from runtime.api.bodies import body_model
+from runtime.api.field_hints import hints_for
 from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightLimit
 from runtime.api.openai_errors import OpenAIErrorShape
 from runtime.api.request_log import RequestLog
-from runtime.api.routes import explorer, imports, libraries, openai_embeddings, similarity
+from runtime.api.routes import explorer, home, imports, libraries, openai_embeddings, similarity
 from runtime.embedder import Embedder
 from runtime.engines import Engine, load_engine
 from runtime.errors import ApiError, unparsable_body, validation_error
@@ -74,6 +77,7 @@ def create_app(
     app.add_middleware(OpenAIErrorShape)  # /v1/ answers its errors as OpenAI's SDKs read them
     app.add_middleware(RequestLog)  # outermost: logs and counts every answer, the limits' too
     _add_error_handlers(app)
+    app.include_router(home.router)
     app.include_router(similarity.router)
     app.include_router(openai_embeddings.router)
     # Image libraries: the store opens lazily (first library request) and closes at shutdown.
@@ -135,8 +139,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        error = validation_error(exc.errors())
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        route = request.scope.get("route")
+        model = body_model(route.endpoint) if isinstance(route, APIRoute) else None
+        error = validation_error(exc.errors(), hints_for(model))
         return JSONResponse(error.body(), status_code=error.status_code)
 
     @app.exception_handler(StarletteHTTPException)

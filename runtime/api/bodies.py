@@ -27,6 +27,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
+from runtime.api.field_hints import unknown_field_hint
 from runtime.api.json_limits import json_values_bound
 from runtime.contract import BINARY_MEDIA_TYPES, JSON_MEDIA_TYPE, MULTIPART_MEDIA_TYPE, matches_media_type
 from runtime.errors import ApiError, BadRequest, InvalidInput
@@ -132,7 +133,7 @@ async def upload_fields(request: Request, kind: str, model: type[BaseModel]) -> 
             if is_blank(value):
                 continue  # an HTML form sends every field, the ones left empty too
             if name not in names:
-                raise BadRequest(f"{part}: unknown part; this route takes {', '.join(names)}", code="unknown_field")
+                raise BadRequest(f"{part}: unknown part; {unknown_field_hint(name, names)}", code="unknown_field")
             if name in fields:
                 raise BadRequest(f"{part}: given twice; send one value per part", code="duplicate_part")
             fields[name] = await part_value(name, value, model, settings)

@@ -185,11 +185,12 @@ CREATE_EXAMPLES = {
     "chinese": {"summary": "Names may use any script", "value": {"name": "商品图库"}},
 }
 ADD_EXAMPLES = {
-    "url": {
-        "summary": "Add by URL, with an id and metadata",
-        "value": {"url": "https://example.com/shoe.jpg", "id": "sku-1042", "metadata": {"color": "red", "price": 59}},
+    # First: Swagger UI fills the body with it, and it needs no internet.
+    "img": {
+        "summary": "Add base64, with an id and metadata",
+        "value": {"img": EXAMPLE_PNG, "id": "sku-1042", "metadata": {"color": "red", "price": 59}},
     },
-    "img": {"summary": "Add base64, id generated", "value": {"img": EXAMPLE_PNG}},
+    "url": {"summary": "Add by URL, id generated", "value": {"url": "https://example.com/shoe.jpg"}},
     "no-dedup": {"summary": "Add without the near-duplicate check", "value": {"img": EXAMPLE_PNG, "dedup": False}},
     "threshold": {"summary": "Stricter duplicates only", "value": {"img": EXAMPLE_PNG, "threshold": 0.99}},
     "batch": {
@@ -211,8 +212,8 @@ UPDATE_EXAMPLES = {
 LIMIT_EXAMPLES = {"hundred": {"summary": "100 images a page", "value": 100}}
 TOKEN_EXAMPLES = {"next": {"summary": "The next_token of the page before", "value": "eyJhZnRlciI6InNrdS0xMDQyIn0"}}
 SEARCH_EXAMPLES = {
-    "image": {"summary": "Search by image", "value": {"url": "https://example.com/query.jpg", "top_k": 5}},
     "text": {"summary": "Search by text", "value": {"text": "a red running shoe", "top_k": 10}},
+    "image": {"summary": "Search by image", "value": {"url": "https://example.com/query.jpg", "top_k": 5}},
     "filter": {
         "summary": "Filter on metadata, minimum score",
         "value": {"img": EXAMPLE_PNG, "filter": {"color": "red"}, "min_score": 0.8},

@@ -55,8 +55,9 @@ class SimilarityRequest(BaseModel):
 
 
 SIMILARITY_EXAMPLES = {
-    "single-url": {"summary": "Single image by URL", "value": {"url": "https://example.com/cat.jpg"}},
+    # First: Swagger UI fills the body with it, and it needs no internet.
     "single-img": {"summary": "Single image, base64", "value": {"img": EXAMPLE_PNG}},
+    "single-url": {"summary": "Single image by URL", "value": {"url": "https://example.com/cat.jpg"}},
     "single-text": {"summary": "Text to a vector", "value": {"text": "a photo of a cat"}},
     "pair": {
         "summary": "Image pair: similarity",
@@ -138,7 +139,9 @@ ERROR_EXAMPLES: ExamplesByStatus = {
             "request body: give only one of url or img or text, not url and img",
             "ambiguous_input",
         ),
-        "unknown_field": _error("A field the API does not know", "txt: unknown field", "unknown_field"),
+        "unknown_field": _error(
+            "A field the API does not know", "txt: unknown field; did you mean 'text'?", "unknown_field"
+        ),
         "invalid_base64": _error("Bad base64", "img: not valid base64 (Only base64 data is allowed)", "invalid_base64"),
         "not_an_image": _error("Not an image", "img: the data is not an image Pillow can read", "not_an_image"),
         "image_too_large": _error(

@@ -16,8 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.api.bodies import BodyRoute
+from runtime.api.bodies import BodyRoute, body_model
 from runtime.api.deps import embedder_of, store_of
+from runtime.api.field_hints import hints_for
 from runtime.api.library_schemas import (
     ADD_ANSWERS,
     ADD_EXAMPLES,
@@ -77,7 +78,7 @@ class LibraryWriteRoute(BodyRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                invalid = validation_error(list(exc.errors()))
+                invalid = validation_error(list(exc.errors()), hints_for(body_model(self.endpoint)))
                 invalid.body_status = -1
                 raise invalid from exc
             except ApiError as exc:

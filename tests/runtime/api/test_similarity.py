@@ -160,3 +160,14 @@ def test_urls_with_non_ascii_paths_and_queries_are_fetched(server):
         files.close()
     assert response.status_code == 200, response.text
     assert np.allclose(response.json()["result"], vector(server, img=b64(PNG_A)), atol=1e-6)
+
+
+def test_the_root_links_to_where_a_user_goes_next(server):
+    answer = server.client.get("/")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["model_version"] == "tiny-test-clip/tiny-random-test"
+    for name, link in body["links"].items():
+        assert not link.startswith("/"), name  # relative: a deployed stage's path prefix stays
+        target = server.client.get(f"/{link}") if name != "embeddings" else server.post(f"/{link}", {})
+        assert target.status_code != 404, (name, link)

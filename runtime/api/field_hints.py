@@ -1,0 +1,71 @@
+"""The field a caller meant when they sent one this API does not know (``image`` for ``img``).
+
+Names other image APIs use are data (``GUESSED_NAMES``); anything else gets the closest known name,
+as settings and flags do.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+
+GUESSED_NAMES = {
+    **dict.fromkeys(("image", "file", "b64", "base64", "image_base64", "imageBase64", "photo", "picture"), "img"),
+    **dict.fromkeys(("image_url", "imageUrl", "img_url", "uri", "link", "src", "href"), "url"),
+    **dict.fromkeys(("prompt", "query", "caption", "q"), "text"),
+}
+NUMBERED = re.compile(r"^(?P<base>.+?)_?(?P<number>[12])$")
+
+
+def unknown_field_hint(name: str, known: list[str]) -> str:
+    """``did you mean 'img'?``, or the names this body takes when none is close."""
+    meant = _meant(name, known)
+    if meant is not None:
+        return f"did you mean '{meant}'?"
+    return f"this body takes {', '.join(known)}" if known else "this body takes no fields"
+
+
+def _meant(name: str, known: list[str]) -> str | None:
+    guess = GUESSED_NAMES.get(name) or GUESSED_NAMES.get(name.lower())
+    numbered = NUMBERED.match(name)
+    if guess is None and numbered and numbered["base"] in GUESSED_NAMES:  # image_1 -> img_1
+        guess = f"{GUESSED_NAMES[numbered['base']]}_{numbered['number']}"
+    if guess in known:
+        return guess
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def hints_for(model: type[BaseModel] | None) -> typing.Callable[[list[str]], str] | None:
+    """What ``runtime.errors.validation_error`` adds to an unknown field of a body of ``model``."""
+    if model is None:
+        return None
+    return lambda location: unknown_field_hint(location[-1], fields_at(model, location[:-1]))
+
+
+def fields_at(model: type[BaseModel], path: list[str]) -> list[str]:
+    """The field names of the object at ``path`` (``["inputs", "3"]``) inside a body of ``model``."""
+    current: type[BaseModel] | None = model
+    for part in path:
+        if current is None:
+            return []
+        if part.isdigit():  # a list index: the list's item model is already ``current``
+            continue
+        field = current.model_fields.get(part)
+        current = _model_in(field.annotation) if field is not None else None
+    return list(current.model_fields) if current is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The first pydantic model inside an annotation (``list[Slot] | None`` -> ``Slot``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
