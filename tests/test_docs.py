@@ -30,3 +30,22 @@ def test_every_relative_link_and_anchor_resolves(page):
         assert ROOT in linked.parents or linked == ROOT, f"{page.name}: {target} points outside the repository"
         if anchor and linked.suffix == ".md":
             assert anchor in anchors(linked), f"{page.name}: {target}: no such heading in {linked.name}"
+
+
+def test_the_api_reference_table_lists_every_route_the_app_serves():
+    """docs/api.md's first table: one row per method and path, every route of the app in it."""
+    from runtime.api.app import create_app, leaf_routes
+    from runtime.settings import Settings
+
+    app = create_app(Settings(explorer=True), serve_model=False)
+    served = {
+        f"{method} {route.path}"
+        for route in leaf_routes(app.router.routes)
+        if getattr(route, "include_in_schema", True)
+        for method in route.methods or ()
+    }
+    text = (ROOT / "docs" / "api.md").read_text()
+    table = text.split("\n\n")[2]  # the heading, the introduction, then the route table
+    listed = set(re.findall(r"^\| `([A-Z]+ /[^`?]*)", table, flags=re.MULTILINE))
+    assert served - listed == set(), "routes missing from docs/api.md's table"
+    assert listed - served == set(), "docs/api.md's table lists routes the app does not serve"
