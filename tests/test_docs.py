@@ -49,3 +49,26 @@ def test_the_api_reference_table_lists_every_route_the_app_serves():
     listed = set(re.findall(r"^\| `([A-Z]+ /[^`?]*)", table, flags=re.MULTILINE))
     assert served - listed == set(), "routes missing from docs/api.md's table"
     assert listed - served == set(), "docs/api.md's table lists routes the app does not serve"
+
+
+def test_the_readme_s_base64_pipeline_sends_a_real_photo(server, tmp_path):
+    """The README's curl pattern for base64, run as written, with a photo far past a command line's limit."""
+    import io
+    import json
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (900, 900, 3), dtype=np.uint8)
+    photo = io.BytesIO()
+    Image.fromarray(noise).save(photo, format="JPEG", quality=95)
+    assert len(photo.getvalue()) > 300_000  # its base64 is over 128 KiB, one argument's limit on Linux
+    (tmp_path / "a.jpg").write_bytes(photo.getvalue())
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"^\{ printf '\{\"img_1\".*\n.*@-", readme, flags=re.MULTILINE)
+    assert command, "the README's base64 example is not where this test looks"
+    script = command.group(0).replace("localhost:8080", server.url)
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert 0 <= json.loads(done.stdout)["similarity"] <= 1
