@@ -50,6 +50,8 @@ ROUTES = (
     Route("/libraries/{name}/imports/{import_id}", ("get", "delete")),
     Route("/api-explorer", ("get",), explorer=True),
     Route("/api-explorer/{proxy+}", ("get",), explorer=True),
+    Route("/libraries-ui", ("get",), explorer=True),
+    Route("/libraries-ui/{proxy+}", ("get",), explorer=True),
 )
 
 

@@ -17,7 +17,7 @@ from runtime.api.field_hints import hints_for
 from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightLimit
 from runtime.api.openai_errors import OpenAIErrorShape
 from runtime.api.request_log import RequestLog
-from runtime.api.routes import explorer, home, imports, libraries, openai_embeddings, similarity
+from runtime.api.routes import explorer, home, imports, libraries, library_page, openai_embeddings, similarity
 from runtime.embedder import Embedder
 from runtime.engines import Engine, load_engine
 from runtime.errors import ApiError, unparsable_body, validation_error
@@ -90,6 +90,7 @@ def create_app(
         app.include_router(similarity.sagemaker_router)
     if settings.explorer:
         app.include_router(explorer.router)
+        app.include_router(library_page.router)
     return app
 
 

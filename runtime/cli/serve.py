@@ -165,14 +165,16 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def urls(settings: Settings, host: str, port: int) -> list[str]:
-    """What start-up prints: where the API answers, and the explorer when it is on."""
+    """What start-up prints: where the API answers, and the explorer and library page when they are on."""
     from runtime.api.routes.explorer import EXPLORER_PATH
+    from runtime.api.routes.library_page import PAGE_PATH
 
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
     lines = [f"Image Similarity API: {base}"]
     if settings.explorer:
         lines.append(f"API Explorer:         {base}{EXPLORER_PATH}")
+        lines.append(f"Library page:         {base}{PAGE_PATH}")
     return lines
 
 

@@ -279,15 +279,28 @@ def render_page(request: Request) -> str:
         "displayRequestDuration": True,
         "defaultModelsExpandDepth": 0,
     }
-    banner = ""
-    if settings.auth == "AWS_IAM":
-        banner = f'<div id="iam-note" class="note">{_markdown_bold(iam_summary())}</div>'
     return PAGE.format(
         css=html.escape(f"{base_path}{ASSETS_PATH}/swagger-ui.css"),
         js=html.escape(f"{base_path}{ASSETS_PATH}/swagger-ui-bundle.js"),
-        banner=banner,
+        banner=banners(settings),
         config=json.dumps(config).replace("<", "\\u003c"),
     )
+
+
+SMOKE_NOTE = (
+    "**Smoke mode: the model's weights are random.** Vectors and scores are real computations that mean "
+    "nothing; serve real weights (`serve` without `--smoke`) to judge what the model finds."
+)
+
+
+def banners(settings: Settings) -> str:
+    """The notes both pages (the explorer and the library page) show at the top."""
+    notes = []
+    if settings.smoke:
+        notes.append(f'<div id="smoke-note" class="note">{_markdown_bold(SMOKE_NOTE)}</div>')
+    if settings.auth == "AWS_IAM":
+        notes.append(f'<div id="iam-note" class="note">{_markdown_bold(iam_summary())}</div>')
+    return "\n".join(notes)
 
 
 def _markdown_bold(text: str) -> str:

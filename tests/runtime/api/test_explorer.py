@@ -26,7 +26,11 @@ from tests.fakes.servers import LiveServer
 ROOT = Path(__file__).resolve().parents[3]
 DOMAIN = "abc123.execute-api.us-east-1.amazonaws.com"
 # Routes deliberately left out of the document: SageMaker's container contract and Swagger UI's files.
-UNDOCUMENTED = {("POST", "/invocations"), ("GET", "/api-explorer/assets/{name}")}
+UNDOCUMENTED = {
+    ("POST", "/invocations"),
+    ("GET", "/api-explorer/assets/{name}"),
+    ("GET", "/libraries-ui/assets/{name}"),
+}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
 
@@ -106,7 +110,7 @@ def test_the_coverage_check_fails_on_a_route_the_document_lacks(full_app):
 
 
 def test_library_routes_are_documented(full_app, document):
-    library_routes = {(m, path) for m, path in served_routes(full_app) if path.startswith("/libraries")}
+    library_routes = {(m, path) for m, path in served_routes(full_app) if path.split("/")[1] == "libraries"}
     assert len({(m, path) for m, path in library_routes if "/imports" not in path}) == 10
     assert len({(m, path) for m, path in library_routes if "/imports" in path}) == 4  # bulk imports
     documented = {(m, p) for m, p, _ in operations(document)}
@@ -231,12 +235,14 @@ def test_no_iam_note_when_auth_is_none(server, document):
 
 def test_explorer_off_has_no_route(tiny_settings):
     app = create_app(tiny_settings.replace(explorer=False), serve_model=False)
-    assert not [path for _, path in served_routes(app) if path.startswith("/api-explorer")]
+    assert not [path for _, path in served_routes(app) if path.startswith(("/api-explorer", "/libraries-ui"))]
     with LiveServer.start(tiny_settings.replace(explorer=False), None, serve_model=False) as live:
         for path in (
             "/api-explorer",
             "/api-explorer/openapi.json",
             "/api-explorer/assets/swagger-ui-bundle.js",
+            "/libraries-ui",
+            "/libraries-ui/assets/library.js",
             "/openapi.json",
             "/docs",
         ):
@@ -424,7 +430,7 @@ def test_api_key_authorization_declares_the_key_for_swagger_ui(tiny_settings):
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             keyed = operation.get("security") == [{"api_key": []}]
-            assert keyed == (not path.startswith("/api-explorer")), (method, path)
+            assert keyed == (not path.startswith(("/api-explorer", "/libraries-ui"))), (method, path)
     assert "## Authorization: API_KEY" in document["info"]["description"]
     assert "aws apigateway get-api-key --api-key <ApiKeyId> --include-value" in document["info"]["description"]
     # The per-request copy leaves the app's cached document as generated.
