@@ -90,7 +90,7 @@ class LibraryDatabase:
             verified(db, path, existed)
         except sqlite3.Error as error:
             db.close()
-            raise sqlite_fault(error, path) or damaged(path, str(error)) from error
+            raise sqlite_fault(error, path) or damaged(path, f"damaged ({error})") from error
         except BaseException:
             db.close()
             raise
@@ -245,7 +245,7 @@ def sqlite_fault(error: sqlite3.Error, path: Path) -> ApiError | None:
     if name.startswith("SQLITE_FULL"):
         return storage_full(path, str(error))
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        return damaged(path, str(error))
+        return damaged(path, f"damaged ({error})")
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
         return StoreUnavailable(f"{path}: cannot be written ({error})", code="store_read_only")
     return None

@@ -3,8 +3,8 @@
 - a full disk: a real one, a small tmpfs filled to its last byte (mounting it needs root; elsewhere the
   test is skipped, and tests/runtime/libraries/test_local_storage_faults.py still drives SQLite's own
   SQLITE_FULL through the store with ``PRAGMA max_page_count``);
-- a database emptied, truncated or overwritten, and a read-only data directory: ``serve`` refuses to
-  start, in one line naming the file, with exit code 2.
+- a database emptied, truncated or overwritten, a read-only data directory or database file: ``serve``
+  refuses to start, in one line naming the file, with exit code 2.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def a_database(folder: Path) -> Path:
     "damage, reason",
     [
         (lambda path: path.write_bytes(b""), "0 bytes: the file was emptied"),
-        (lambda path: os.truncate(path, path.stat().st_size // 2), "database disk image is malformed"),
+        (lambda path: os.truncate(path, path.stat().st_size // 2), "damaged (database disk image is malformed)"),
         (lambda path: path.write_bytes(b"garbage header!!" + path.read_bytes()[16:]), "not a SQLite database"),
     ],
     ids=["emptied", "truncated", "garbage-header"],
@@ -169,19 +169,37 @@ def test_serve_refuses_a_damaged_database_in_one_line(tiny_settings, tmp_path, d
     assert path.read_bytes() == before  # refused, not created over
 
 
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """``path`` (a folder or a file) read-only: root writes through permissions, so for root the file
+    system itself is made read-only there (a read-only bind mount)."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    subprocess.run(["mount", "--bind", "-o", "ro", str(path), str(path)], check=False)
+    try:
+        if os.access(path, os.W_OK):
+            pytest.skip("cannot make a read-only bind mount here")
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
 def test_serve_refuses_a_read_only_data_directory_in_one_line(tiny_settings, tmp_path):
     folder = tmp_path / "data"
     a_database(folder)
-    if os.geteuid() == 0:  # root writes through permissions: make the file system itself read-only
-        subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], check=False)
-        if os.access(folder, os.W_OK):
-            pytest.skip("cannot make a read-only bind mount here")
-    else:
-        folder.chmod(0o555)
-    try:
+    with read_only(folder):
         error = refused(*server_args(tiny_settings.replace(data_dir=str(folder))))
-    finally:
-        if os.geteuid() == 0:
-            subprocess.run(["umount", "-l", str(folder)], check=False)
-        folder.chmod(0o755)
     assert error.startswith(f"error: --data-dir='{folder}': {folder} cannot be written"), error
+
+
+def test_serve_refuses_a_read_only_database_in_one_line(tiny_settings, tmp_path):
+    path = a_database(tmp_path / "data")
+    with read_only(path):
+        error = refused(*server_args(tiny_settings.replace(data_dir=str(tmp_path / "data"))))
+    assert error == f"error: {path}: cannot be written (attempt to write a readonly database)", error
