@@ -140,3 +140,20 @@ def test_a_newer_schema_is_refused_and_an_older_file_is_upgraded(tmp_path):
     assert store.get_library("lib").image_count == 1
     store.close()
     assert sqlite3.connect(tmp_path / DB_FILE).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_the_explorer_s_examples_are_the_store_s_real_messages(tmp_path, monkeypatch):
+    from runtime.api.library_schemas import ERROR_TEXTS
+
+    monkeypatch.chdir(tmp_path)
+    store = a_store_with_images(Path("./data"), 1)  # ./data: the default data directory the examples show
+    limit_pages(store, store._database()._db.execute("PRAGMA page_count").fetchone()[0])
+    with pytest.raises(ApiError) as full:
+        for number in range(1, 40):
+            add(store, f"img-{number}", number)
+    store.close()
+    emptied(Path("data") / DB_FILE)
+    with pytest.raises(ApiError) as damaged:
+        LocalStore(Settings(data_dir="./data"), DIM).open()
+    for error in (full.value, damaged.value):
+        assert (error.status_code, error.message) == ERROR_TEXTS[error.code][::2]
