@@ -72,7 +72,7 @@ def create_app(
     app.add_middleware(RequestLog)  # outermost: logs and counts every answer, the limits' too
     _add_error_handlers(app)
     app.include_router(similarity.router)
-    # Image libraries: the store opens lazily (first library request) and closes at shutdown.
+    # Image libraries: the store opens on the first library request (serve opens it at start-up) and closes at shutdown.
     app.state.libraries = open_store(settings, embedder.engine.dimension) if embedder else None
     if app.state.libraries is not None:
         app.router.on_shutdown.append(app.state.libraries.close)

@@ -8,11 +8,12 @@ the process or the machine. One connection serves every thread, one statement or
 time. ``lock_folder`` keeps a second server process off the same data directory, since the in-memory
 index (``local_index.py``) is one process's view of the data.
 
-Opening verifies the file (``verified``): an existing file is opened, never created over (SQLite would
-take a 0-byte file for a new, empty database), must start with SQLite's header, pass ``PRAGMA
-quick_check``, hold this schema (``user_version`` at most ``SCHEMA_VERSION``) and take a write; a file
-that fails is refused with 503 ``store_damaged`` or ``store_read_only`` naming it. A full disk is 507
-``storage_full`` (``sqlite_fault``): the write is rolled back, what was committed stays.
+Opening verifies the file (``LibraryDatabase.open``): an existing file is opened, never created
+over (SQLite would take a 0-byte file for a new, empty database), must start with SQLite's header,
+pass ``PRAGMA quick_check``, hold this schema (``user_version`` at most ``SCHEMA_VERSION``) and take
+a write; a file that fails is refused with 503 ``store_damaged`` or ``store_read_only`` naming it.
+A full disk is 507 ``storage_full`` (``sqlite_fault``): the write is rolled back, what was
+committed stays.
 """
 
 from __future__ import annotations
@@ -86,15 +87,20 @@ class LibraryDatabase:
         db = sqlite3.connect(
             f"file:{quote(str(path))}?mode={mode}", uri=True, check_same_thread=False, isolation_level=None
         )
+        database = cls(db, path)
         try:
-            verified(db, path, existed)
+            if existed:
+                check_intact(db, path)  # before anything is written to it
+            use_wal(db, path)
+            with database._write():  # one transaction, which proves the file takes writes
+                create_schema(db)
         except sqlite3.Error as error:
             db.close()
             raise sqlite_fault(error, path) or damaged(path, f"damaged ({error})") from error
         except BaseException:
             db.close()
             raise
-        return cls(db, path)
+        return database
 
     def close(self) -> None:
         with self._lock:
@@ -200,26 +206,19 @@ def check_header(path: Path) -> None:
         raise damaged(path, "not a SQLite database (its header is not SQLite's)")
 
 
-def verified(db: sqlite3.Connection, path: Path, existed: bool) -> None:
-    """A file that was there checked before anything is written to it, then WAL mode and the schema
-    brought up to date in one transaction, which proves the file takes writes."""
-    if existed:
-        check_intact(db, path)
+def use_wal(db: sqlite3.Connection, path: Path) -> None:
     mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if mode.lower() != "wal":
         raise StoreUnavailable(f"{path}: SQLite could not use WAL mode ({mode})", code="store_read_only")
     db.execute("PRAGMA synchronous=FULL")
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in SCHEMA.split(";")[:-1]:  # executescript would commit first
-            db.execute(statement)
-        add_new_columns(db)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+
+
+def create_schema(db: sqlite3.Connection) -> None:
+    """The tables and the columns this release has, and its schema version (inside a transaction)."""
+    for statement in SCHEMA.split(";")[:-1]:  # not executescript, which would commit first
+        db.execute(statement)
+    add_new_columns(db)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def check_intact(db: sqlite3.Connection, path: Path) -> None:
