@@ -81,6 +81,29 @@ class Overloaded(ApiError):
     retry_after_s = 1
 
 
+class StorageFull(ApiError):
+    """The disk under the store is full: nothing was written, everything acknowledged before stays,
+    and the same write succeeds once space is freed."""
+
+    status_code = 507
+    code = "storage_full"
+
+
+def storage_full(path: object, reason: str) -> StorageFull:
+    return StorageFull(
+        f"{path}: the disk is full ({reason}); nothing was written and everything acknowledged before is kept. "
+        "Free space on the disk and retry"
+    )
+
+
+class StoreUnavailable(ApiError):
+    """The store cannot serve now (its folder in use by another process, its file damaged or
+    read-only); the message names the file and what to do."""
+
+    status_code = 503
+    code = "store_unavailable"
+
+
 class ModelUnavailable(Exception):
     """The model's weights cannot be loaded; raised at start-up, never for a request."""
 
@@ -188,7 +211,8 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     413: ("payload_too_large",),
     500: ("internal_error",),
     502: ("upstream_error", "store_error"),
-    503: ("overloaded", "library_busy", "model_not_served", "store_unavailable"),
+    503: ("overloaded", "library_busy", "model_not_served", "store_unavailable", "store_damaged", "store_read_only"),
+    507: ("storage_full",),
 }
 
 

@@ -80,7 +80,7 @@ def create_app(
     app.include_router(home.router)
     app.include_router(similarity.router)
     app.include_router(openai_embeddings.router)
-    # Image libraries: the store opens lazily (first library request) and closes at shutdown.
+    # Image libraries: the store opens on the first library request (serve opens it at start-up) and closes at shutdown.
     app.state.libraries = open_store(settings, embedder.engine.dimension) if embedder else None
     if app.state.libraries is not None:
         app.router.on_shutdown.append(app.state.libraries.close)

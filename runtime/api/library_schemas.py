@@ -334,7 +334,32 @@ ERROR_TEXTS = {
         "Library busy (retry after Retry-After seconds)",
         "library 'products' is busy with other writes; try again",
     ),
+    "store_unavailable": (
+        503,
+        "Data directory in use",
+        "data_dir data: in use by another server process; run one server per data directory",
+    ),
+    "store_damaged": (
+        503,
+        "Database damaged (restore it)",
+        "data/libraries.sqlite3: 0 bytes: the file was emptied (its libraries are not in it); stop the server and "
+        "restore the file from a copy (docs/libraries.md, 'Backup and restore')",
+    ),
+    "store_read_only": (
+        503,
+        "Database read-only",
+        "data/libraries.sqlite3: cannot be written (attempt to write a readonly database)",
+    ),
+    "storage_full": (
+        507,
+        "Disk full (free space and retry)",
+        "data/libraries.sqlite3: the disk is full (database or disk is full); nothing was written and everything "
+        "acknowledged before is kept. Free space on the disk and retry",
+    ),
 }
+STORE_FAULTS = ["store_unavailable", "store_damaged", "store_read_only"]
+"""What any library call of the local store may meet: its data directory or database unusable."""
+WRITE_FAULTS = [*STORE_FAULTS, "storage_full"]
 
 
 def error_examples(codes: list[str], *, write: bool) -> ExamplesByStatus:

@@ -178,7 +178,9 @@ ERROR_DESCRIPTIONS = {
     409: "Conflict: the name is taken, the model version differs, or a quota is reached.",
     413: "The request body is larger than the limit.",
     502: "A backend the API depends on (SageMaker, S3 Vectors) failed.",
-    503: "Busy (too many requests in flight, or a library busy with other writes): retry shortly.",
+    503: "Busy (too many requests in flight, or a library busy with other writes): retry shortly. Or the "
+    "local store cannot serve (its database damaged or read-only, its folder in use): the message names the file.",
+    507: "The disk under the local store is full: nothing was written; free space and retry.",
 }
 
 

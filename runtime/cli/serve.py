@@ -3,7 +3,8 @@
 Flags override the ``IMSIM_*`` environment. Whatever cannot work is refused before the model loads,
 in one line (``error: ...``) and exit code 2: an unknown or invalid setting, a bad combination, a
 data directory that cannot be written, a port in use, ``--device cuda`` without a GPU, weights that
-are neither cached nor downloadable.
+are neither cached nor downloadable. Once the model is loaded the library store opens, so a database
+that is damaged, emptied or read-only is refused the same way (exit 2), not answered 503 later.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.cli.parsing import HelpFormatter
-from runtime.errors import ModelUnavailable, SettingsError
+from runtime.errors import ApiError, ModelUnavailable, SettingsError
 from runtime.observability import configure_logs
 from runtime.settings import SETTINGS_DOC, Device, Settings
 
@@ -199,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
 
         settings = settings_for_model_dir(settings)
         app = create_app(settings, sagemaker=args.sagemaker)
-    except (SettingsError, ModelUnavailable) as exc:
+        if app.state.libraries is not None:
+            app.state.libraries.open()
+    except (SettingsError, ModelUnavailable, ApiError) as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     if settings.smoke:

@@ -10,11 +10,14 @@ the data directory's lock).
 - Safe under concurrency: each library has a lock; a dedup check and the insert it allows run under
   it as one step. One server process per data directory (an exclusive file lock enforces it), since
   the in-memory matrices are that process's view of the data.
-- Opened on first use, so an app that never touches libraries never touches ``data_dir``.
+- Opened by ``open()`` (the server calls it at start-up) or on first use. Opening verifies the
+  database (``local_sqlite.py``); a damaged, emptied or read-only one is refused with a 503 naming the
+  file, on every call until it is mended, never served as an empty set of libraries.
 """
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from runtime.errors import BadRequest
+from runtime.errors import BadRequest, StoreUnavailable
 from runtime.libraries.filters import Filter
 from runtime.libraries.local_index import LibraryIndex
 from runtime.libraries.local_sqlite import LibraryDatabase, lock_folder
@@ -138,6 +141,9 @@ class LocalStore(LibraryStore[LibraryIndex]):
         more = len(found) > limit
         return ImagePage(images, encode_token({"after": images[-1].id}) if more else None)
 
+    def open(self) -> None:
+        self._opened()
+
     def close(self) -> None:
         with self._open_lock, self._registry_lock:
             self._shut()
@@ -179,8 +185,15 @@ class LocalStore(LibraryStore[LibraryIndex]):
             yield
 
     def _open(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._folder_lock = lock_folder(self.folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._folder_lock = lock_folder(self.folder)
+        except OSError as error:
+            if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            raise StoreUnavailable(
+                f"data_dir {self.folder}: cannot be written ({error.strerror})", code="store_read_only"
+            ) from error
         try:
             self._db = db = LibraryDatabase.open(self.folder)
             self._indexes = {library.name: load(db, library, dimension) for library, dimension in db.libraries()}

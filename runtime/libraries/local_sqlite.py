@@ -7,6 +7,13 @@ store opens, pages of images in id order) and the writes, each one transaction c
 the process or the machine. One connection serves every thread, one statement or transaction at a
 time. ``lock_folder`` keeps a second server process off the same data directory, since the in-memory
 index (``local_index.py``) is one process's view of the data.
+
+Opening verifies the file (``LibraryDatabase.open``): an existing file is opened, never created
+over (SQLite would take a 0-byte file for a new, empty database), must start with SQLite's header,
+pass ``PRAGMA quick_check``, hold this schema (``user_version`` at most ``SCHEMA_VERSION``) and take
+a write; a file that fails is refused with 503 ``store_damaged`` or ``store_read_only`` naming it.
+A full disk is 507 ``storage_full`` (``sqlite_fault``): the write is rolled back, what was
+committed stays.
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import numpy as np
 
-from runtime.errors import ApiError
+from runtime.errors import ApiError, StoreUnavailable, storage_full
 from runtime.libraries.store import Image, Library, NewImage
 from runtime.libraries.values import compact_json
 
@@ -51,31 +59,48 @@ CREATE TABLE IF NOT EXISTS images (
 """
 COLUMNS_ADDED = {"content_hash": "ALTER TABLE images ADD COLUMN content_hash TEXT"}
 """Columns newer than the first release: added in place to a data directory written before them."""
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of the files this release writes (0: a file written before it was kept)."""
+SQLITE_HEADER = b"SQLite format 3\x00"
+RESTORE_HINT = "stop the server and restore the file from a copy (docs/libraries.md, 'Backup and restore')"
 
 
 class LibraryDatabase:
     """The libraries' SQLite file: one connection, one statement or transaction at a time."""
 
-    def __init__(self, connection: sqlite3.Connection):
+    def __init__(self, connection: sqlite3.Connection, path: Path):
         self._db = connection
+        self.path = path
         self._lock = threading.Lock()
 
     @classmethod
     def open(cls, folder: Path) -> LibraryDatabase:
-        """The database of ``folder`` in WAL mode, its schema brought up to date."""
+        """The database of ``folder`` in WAL mode, verified, its schema brought up to date; a new file
+        only where none was."""
         path = folder / DB_FILE
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        existed = path.exists()
+        if existed:
+            check_header(path)
+        elif path.with_name(DB_FILE + "-wal").exists():
+            raise damaged(path, "missing, but its write-ahead log is there (the file was deleted or moved)")
+        mode = "rw" if existed else "rwc"  # never create over a file that was there
+        db = sqlite3.connect(
+            f"file:{quote(str(path))}?mode={mode}", uri=True, check_same_thread=False, isolation_level=None
+        )
+        database = cls(db, path)
         try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise RuntimeError(f"{path}: SQLite could not use WAL mode ({mode})")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
-            add_new_columns(db)
+            if existed:
+                check_intact(db, path)  # before anything is written to it
+            use_wal(db, path)
+            with database._write():  # one transaction, which proves the file takes writes
+                create_schema(db)
+        except sqlite3.Error as error:
+            db.close()
+            raise sqlite_fault(error, path) or damaged(path, f"damaged ({error})") from error
         except BaseException:
             db.close()
             raise
-        return cls(db)
+        return database
 
     def close(self) -> None:
         with self._lock:
@@ -84,14 +109,14 @@ class LibraryDatabase:
     # --- reads -------------------------------------------------------------------------
     def libraries(self) -> list[tuple[Library, int]]:
         """Every library (its image count left at 0) with its vectors' dimension."""
-        with self._lock:
-            rows = self._db.execute("SELECT name, model_version, create_time, dimension FROM libraries").fetchall()
+        with self._statements() as db:
+            rows = db.execute("SELECT name, model_version, create_time, dimension FROM libraries").fetchall()
         return [(Library(name, version, created, 0), dimension) for name, version, created, dimension in rows]
 
     def images(self, library: str, dimension: int) -> tuple[list[NewImage], np.ndarray, list[float]]:
         """Every image of a library: the images, their vectors as one matrix, their create times."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._statements() as db:
+            rows = db.execute(
                 "SELECT id, vector, metadata, create_time, content_hash FROM images WHERE library = ?", (library,)
             ).fetchall()
         vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(len(rows), dimension)
@@ -101,8 +126,8 @@ class LibraryDatabase:
     def images_after(self, library: str, after: str, count: int) -> list[Image]:
         """Up to ``count`` images whose id sorts after ``after``, in id order (SQLite's byte order of
         UTF-8 is code point order)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._statements() as db:
+            rows = db.execute(
                 "SELECT id, metadata, create_time FROM images WHERE library = ? AND id > ? ORDER BY id LIMIT ?",
                 (library, after, count),
             ).fetchall()
@@ -146,16 +171,83 @@ class LibraryDatabase:
             )
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction, committed (and synced to disk) when the block ends."""
+    def _statements(self) -> Iterator[sqlite3.Connection]:
+        """The connection, held; SQLite's storage faults become the API's (full disk, damaged file)."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+            except sqlite3.Error as error:
+                fault = sqlite_fault(error, self.path)
+                if fault is None:
+                    raise
+                raise fault from error
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, committed (and synced to disk) when the block ends, or rolled back."""
+        with self._statements() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+
+
+def check_header(path: Path) -> None:
+    """An existing file must be a SQLite database: not emptied, not overwritten."""
+    with open(path, "rb") as file:
+        start = file.read(len(SQLITE_HEADER))
+    if not start:
+        raise damaged(path, "0 bytes: the file was emptied (its libraries are not in it)")
+    if start != SQLITE_HEADER:
+        raise damaged(path, "not a SQLite database (its header is not SQLite's)")
+
+
+def use_wal(db: sqlite3.Connection, path: Path) -> None:
+    mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise StoreUnavailable(f"{path}: SQLite could not use WAL mode ({mode})", code="store_read_only")
+    db.execute("PRAGMA synchronous=FULL")
+
+
+def create_schema(db: sqlite3.Connection) -> None:
+    """The tables and the columns this release has, and its schema version (inside a transaction)."""
+    for statement in SCHEMA.split(";")[:-1]:  # not executescript, which would commit first
+        db.execute(statement)
+    add_new_columns(db)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def check_intact(db: sqlite3.Connection, path: Path) -> None:
+    """Intact (``PRAGMA quick_check``), of a schema version this release knows, with its tables."""
+    problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+    if problems != ["ok"]:
+        raise damaged(path, "PRAGMA quick_check: " + "; ".join(problems[:3]))
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise damaged(path, f"schema version {version}, newer than this release's {SCHEMA_VERSION}")
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not {"libraries", "images"} <= tables:
+        raise damaged(path, "not a library database (no libraries and images tables)")
+
+
+def damaged(path: Path, reason: str) -> StoreUnavailable:
+    return StoreUnavailable(f"{path}: {reason}; {RESTORE_HINT}", code="store_damaged")
+
+
+def sqlite_fault(error: sqlite3.Error, path: Path) -> ApiError | None:
+    """The API's error for a storage fault SQLite reports, or None for any other error."""
+    name = getattr(error, "sqlite_errorname", "")
+    if name.startswith("SQLITE_FULL"):
+        return storage_full(path, str(error))
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return damaged(path, f"damaged ({error})")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+        return StoreUnavailable(f"{path}: cannot be written ({error})", code="store_read_only")
+    return None
 
 
 def add_new_columns(db: sqlite3.Connection) -> None:
@@ -173,9 +265,7 @@ def lock_folder(folder: Path) -> IO[str]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             handle.close()
-            raise ApiError(
-                f"data_dir {folder}: in use by another server process; run one server per data directory",
-                code="store_unavailable",
-                status_code=503,
+            raise StoreUnavailable(
+                f"data_dir {folder}: in use by another server process; run one server per data directory"
             ) from exc
     return handle

@@ -350,6 +350,9 @@ class LibraryStore(ABC, Generic[HandleT]):
             raise BadRequest(f"top_k: must be between 1 and {self.settings.max_top_k}", code="invalid_value")
         return top_k
 
+    def open(self) -> None:  # optional: a store with nothing to open keeps it
+        """Open now what would open on first use, so a store that cannot work is refused at start-up."""
+
     def close(self) -> None:  # optional: a store with nothing to release keeps it
         """Release files and connections; the store is not used afterwards."""
 

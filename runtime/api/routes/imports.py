@@ -22,7 +22,7 @@ from runtime.api.import_schemas import (
     ImportRequest,
     ImportResponse,
 )
-from runtime.api.library_schemas import NAME_DOC, NAME_EXAMPLES, error_examples, utc
+from runtime.api.library_schemas import NAME_DOC, NAME_EXAMPLES, STORE_FAULTS, WRITE_FAULTS, error_examples, utc
 from runtime.api.schemas import Responses, answer_examples, error_responses
 from runtime.errors import BadRequest
 from runtime.libraries.imports.counts import summary
@@ -36,9 +36,13 @@ LibraryName = Annotated[str, Path(description=NAME_DOC, openapi_examples=NAME_EX
 ImportId = Annotated[str, Path(description="The import's id (from POST).")]
 
 
-def documented(answers: dict[str, Any], *, status: int = 200, extra: tuple[str, ...] = ()) -> Responses:
-    """``responses=``: examples of the answer, and of the errors (library ones and the imports' own)."""
-    examples = error_examples(["invalid_library_name", "library_not_found", "libraries_disabled"], write=False)
+def documented(
+    answers: dict[str, Any], *, status: int = 200, extra: tuple[str, ...] = (), writes: bool = False
+) -> Responses:
+    """``responses=``: examples of the answer, and of the errors (library ones and the imports' own);
+    ``writes``: the route writes the job's record, so a full disk is among them."""
+    library_codes = ["invalid_library_name", "library_not_found", "libraries_disabled"]
+    examples = error_examples([*library_codes, *(WRITE_FAULTS if writes else STORE_FAULTS)], write=False)
     own = {
         "import_not_found": (404, "No such import", "library 'products' has no import with id '5f0c6e0a'"),
         "import_finished": (409, "Already finished", "import '5f0c6e0a' has already succeeded"),
@@ -89,7 +93,7 @@ def imports_of(request: Request) -> ImportService:
     "/libraries/{name}/imports",
     status_code=202,
     response_model=ImportResponse,
-    responses=documented(IMPORT_ANSWERS, status=202),
+    responses=documented(IMPORT_ANSWERS, status=202, writes=True),
     summary="Import many images (an S3 prefix or a JSONL manifest)",
     description="Starts the import and answers at once (202). Follow it with GET; "
     "each item that cannot be added is listed with the reason a single add would give.",
@@ -137,7 +141,7 @@ async def get_import(request: Request, name: LibraryName, import_id: ImportId) -
 @router.delete(
     "/libraries/{name}/imports/{import_id}",
     response_model=ImportResponse,
-    responses=documented(IMPORT_ANSWERS, extra=("import_not_found", "import_finished")),
+    responses=documented(IMPORT_ANSWERS, extra=("import_not_found", "import_finished"), writes=True),
     summary="Cancel an import (the images already added stay)",
 )
 async def cancel_import(request: Request, name: LibraryName, import_id: ImportId) -> dict[str, Any]:

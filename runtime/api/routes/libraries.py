@@ -36,8 +36,10 @@ from runtime.api.library_schemas import (
     NAME_EXAMPLES,
     SEARCH_ANSWERS,
     SEARCH_EXAMPLES,
+    STORE_FAULTS,
     TOKEN_EXAMPLES,
     UPDATE_EXAMPLES,
+    WRITE_FAULTS,
     AddImageRequest,
     BatchAddResponse,
     BatchImage,
@@ -99,7 +101,8 @@ writes = APIRouter(tags=TAGS, route_class=LibraryWriteRoute)
 
 LibraryName = Annotated[str, Path(description=NAME_DOC, openapi_examples=NAME_EXAMPLES)]
 ImageId = Annotated[str, Path(description="The image's id.", openapi_examples=ID_EXAMPLES)]
-READ_ERRORS = ["invalid_library_name", "library_not_found", "libraries_disabled"]
+READ_ERRORS = ["invalid_library_name", "library_not_found", "libraries_disabled", *STORE_FAULTS]
+WRITE_ERRORS = [*READ_ERRORS, "storage_full"]
 
 
 def documented(answers: dict[str, Any], codes: list[str], *, write: bool, status: int = 200) -> Responses:
@@ -117,7 +120,7 @@ def documented(answers: dict[str, Any], codes: list[str], *, write: bool, status
     response_model=LibraryResponse,
     responses=documented(
         LIBRARY_ANSWERS,
-        ["invalid_library_name", "library_exists", "library_quota_exceeded", "libraries_disabled"],
+        ["invalid_library_name", "library_exists", "library_quota_exceeded", "libraries_disabled", *WRITE_FAULTS],
         write=True,
         status=201,
     ),
@@ -133,7 +136,7 @@ async def create_library(
 @router.get(
     "/libraries",
     response_model=LibraryListResponse,
-    responses=documented(LIST_ANSWERS, ["libraries_disabled"], write=False),
+    responses=documented(LIST_ANSWERS, ["libraries_disabled", *STORE_FAULTS], write=False),
     summary="List libraries",
 )
 async def list_libraries(request: Request) -> dict[str, Any]:
@@ -154,7 +157,7 @@ async def get_library(request: Request, name: LibraryName) -> dict[str, Any]:
 @writes.delete(
     "/libraries/{name}",
     response_model=LibraryDeletedResponse,
-    responses=documented(LIBRARY_DELETED_ANSWERS, READ_ERRORS, write=True),
+    responses=documented(LIBRARY_DELETED_ANSWERS, WRITE_ERRORS, write=True),
     summary="Delete a library and its images",
 )
 async def delete_library(request: Request, name: LibraryName) -> dict[str, Any]:
@@ -175,7 +178,7 @@ answer is 200 with one result per image, in order: `status` 1 (added), 0 (duplic
 earlier in the batch) or -1 (refused: `message` and `code` as a single add would answer)."""
 
 ADD_ERRORS = [
-    *READ_ERRORS,
+    *WRITE_ERRORS,
     "invalid_image_id",
     "invalid_metadata",
     "metadata_too_large",
@@ -293,7 +296,7 @@ async def get_image(request: Request, name: LibraryName, id: ImageId) -> dict[st
     response_model=ImageResponse,
     responses=documented(
         IMAGE_ANSWERS,
-        [*READ_ERRORS, "image_not_found", "invalid_metadata", "metadata_too_large", "library_busy"],
+        [*WRITE_ERRORS, "image_not_found", "invalid_metadata", "metadata_too_large", "library_busy"],
         write=True,
     ),
     summary="Replace an image's metadata",
@@ -312,7 +315,7 @@ async def update_image(
 @writes.delete(
     "/libraries/{name}/images/{id}",
     response_model=ImageDeletedResponse,
-    responses=documented(IMAGE_DELETED_ANSWERS, [*READ_ERRORS, "image_not_found", "library_busy"], write=True),
+    responses=documented(IMAGE_DELETED_ANSWERS, [*WRITE_ERRORS, "image_not_found", "library_busy"], write=True),
     summary="Delete an image",
 )
 async def delete_image(request: Request, name: LibraryName, id: ImageId) -> dict[str, Any]:

@@ -9,10 +9,13 @@ Locally each job is a folder ``<data_dir>/imports/<import_id>/``:
   synced after the batch's images are committed to the store. A resumed job skips the batches listed
   here; a batch finished in the store but not yet listed is redone, and its images, present by id,
   count as already present, so no image is added twice.
+
+A full disk is 507 ``storage_full`` (``disk_writes``), the record as it was before.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -20,11 +23,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import NotFound
+from runtime.errors import NotFound, storage_full
 from runtime.libraries.imports.counts import COUNTS, zero_counts
 
 STATUSES = ("running", "interrupted", "succeeded", "failed", "cancelled")
@@ -112,8 +116,9 @@ class FileJobs:
 
     def save(self, job: ImportJob) -> ImportJob:
         folder = self.folder_of(job.import_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_atomically(folder / JOB_FILE, json.dumps(asdict(job)).encode())
+        with disk_writes(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomically(folder / JOB_FILE, json.dumps(asdict(job)).encode())
         return job
 
     def get(self, library: str, import_id: str) -> ImportJob:
@@ -149,7 +154,7 @@ class FileJobs:
         """Write the listed items (one JSON per line) whole, or not at all; their number."""
         scratch = self.folder_of(import_id) / (ITEMS_FILE + ".partial")
         count = 0
-        with open(scratch, "w", encoding="utf-8") as out:
+        with disk_writes(scratch), open(scratch, "w", encoding="utf-8") as out:
             for line in lines:
                 out.write(line + "\n")
                 count += 1
@@ -166,7 +171,8 @@ class FileJobs:
             return [json.loads(line) for line in lines]
 
     def append_result(self, import_id: str, result: dict[str, Any]) -> None:
-        with self._lock, open(self.folder_of(import_id) / RESULTS_FILE, "a", encoding="utf-8") as out:
+        path = self.folder_of(import_id) / RESULTS_FILE
+        with self._lock, disk_writes(path), open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps(result, ensure_ascii=False) + "\n")
             out.flush()
             os.fsync(out.fileno())
@@ -193,12 +199,27 @@ class FileJobs:
         return found
 
 
+@contextmanager
+def disk_writes(path: Path) -> Iterator[None]:
+    """Writes under ``data_dir``: a full disk is 507 ``storage_full``, not a 500."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise storage_full(path, error.strerror or "no space left") from error
+        raise
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     scratch = path.with_name(path.name + ".partial")
-    with open(scratch, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with open(scratch, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError:
+        scratch.unlink(missing_ok=True)  # a half-written scratch file would hold the space a retry needs
+        raise
     os.replace(scratch, path)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
