@@ -148,4 +148,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return JSONResponse({"message": "internal error", "code": "internal_error"}, status_code=500)
+        # Starlette raises the error again once this answer is sent, and uvicorn then closes the
+        # connection: the header says so, so a keep-alive client does not send its next request into it.
+        body = {"message": "internal error", "code": "internal_error"}
+        return JSONResponse(body, status_code=500, headers={"Connection": "close"})

@@ -26,7 +26,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
-from runtime.api.json_limits import json_values_bound
+from runtime.api.json_limits import json_values_bound, surrogate_refusal
 from runtime.contract import BINARY_MEDIA_TYPES, JSON_MEDIA_TYPE, MULTIPART_MEDIA_TYPE, matches_media_type
 from runtime.errors import ApiError, BadRequest, InvalidInput
 
@@ -191,9 +191,13 @@ def json_part(name: str, text: str, max_values: int) -> Any:
     if json_values_bound(text.encode()) > max_values:
         raise BadRequest(f"{part}: more than {max_values} JSON values", code="json_too_large")
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"{part}: not JSON ({exc})", code="invalid_json") from exc
+    refusal = surrogate_refusal(value, name)
+    if refusal is not None:
+        raise refusal
+    return value
 
 
 # --- the OpenAPI document ----------------------------------------------------------------------
