@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runtime.api.doors import API_KEY_HEADER, LocalDoors, local_doors
 from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightLimit
 from runtime.api.request_log import RequestLog
 from runtime.api.routes import explorer, imports, libraries, similarity
@@ -33,8 +34,12 @@ def create_app(
     engine: Engine | None = None,
     sagemaker: bool = False,
     serve_model: bool = True,
+    served_on: str | None = None,
 ) -> FastAPI:
     """Build the app. ``sagemaker`` adds ``POST /invocations`` (the SageMaker container contract).
+
+    ``served_on``: the address the local server listens on (``python -m runtime serve`` gives it);
+    the app then checks the local server's doors (Host, cross-site writes, API key: runtime/api/doors.py).
 
     ``serve_model=False`` loads no engine (the deployed API Explorer's function, which must not load
     a model): the route table is the same, but routes that need the model answer 503.
@@ -59,7 +64,7 @@ def create_app(
             CORSMiddleware,
             allow_origins=[settings.cors_origin],
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"],
+            allow_headers=["Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token", API_KEY_HEADER],
         )
     # Added last, so outermost: bodies are read (within body_timeout_s) before anything else runs.
     app.add_middleware(
@@ -68,6 +73,8 @@ def create_app(
         max_json_values=settings.max_json_values,
         timeout_s=settings.body_timeout_s,
     )
+    if served_on is not None:  # before any body is read
+        app.add_middleware(LocalDoors, doors=local_doors(settings, served_on))
     app.add_middleware(EncodedSlashRefusal)
     app.add_middleware(RequestLog)  # outermost: logs and counts every answer, the limits' too
     _add_error_handlers(app)
