@@ -9,6 +9,7 @@ open (``http.client`` drops a connection the server announced it would close, or
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 from typing import Any
@@ -159,3 +160,11 @@ def test_an_unexpected_error_announces_that_the_connection_closes(tiny_settings,
         connection.request("GET", "/ping")  # a new connection: http.client honoured the header
         assert connection.getresponse().status == 200
         connection.close()
+
+
+def test_a_page_token_decoding_to_a_lone_surrogate_is_refused(live):
+    for position in ({"after": LONE}, {LONE: "x"}):
+        token = base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+        response = live.client.get(f"/libraries/{LIBRARY}/images", params={"next_token": token})
+        assert (response.status_code, response.json()["code"]) == (400, "invalid_next_token"), response.text
+    assert live.client.get(f"/libraries/{LIBRARY}/images").status_code == 200
