@@ -31,6 +31,7 @@ from starlette.types import Scope
 from runtime.api.json_limits import json_values_bound, surrogate_refusal
 from runtime.contract import BINARY_MEDIA_TYPES, JSON_MEDIA_TYPE, MULTIPART_MEDIA_TYPE, matches_media_type
 from runtime.errors import ApiError, BadRequest, InvalidInput
+from runtime.libraries.values import LONE_SURROGATE, writable_as_utf8
 
 JSON, BINARY, MULTIPART, TEXT = "json", "binary", "multipart", "text"
 TEXT_MEDIA_TYPE = "text/plain"
@@ -133,6 +134,7 @@ async def upload_fields(request: Request, kind: str, model: type[BaseModel]) -> 
     fields: dict[str, Any] = {}
     try:
         for name, value in form.multi_items():
+            check_part_text(name, value)
             part = f"part '{name}'"
             if is_blank(value):
                 continue  # an HTML form sends every field, the ones left empty too
@@ -144,6 +146,16 @@ async def upload_fields(request: Request, kind: str, model: type[BaseModel]) -> 
     finally:
         await form.close()  # large parts are spooled to temporary files
     return fields
+
+
+def check_part_text(name: str, value: UploadFile | str) -> None:
+    """A part's name and text decoded by the form's ``charset`` (UTF-7 decodes ``+2AA-`` to a lone
+    surrogate): refused like a JSON body's, before anything echoes them."""
+    if not writable_as_utf8(name):
+        raise BadRequest(f"multipart body: a part's name {LONE_SURROGATE}", code="invalid_value")
+    refusal = surrogate_refusal(value, name) if isinstance(value, str) else None
+    if refusal is not None:
+        raise refusal
 
 
 def is_blank(value: UploadFile | str) -> bool:

@@ -141,6 +141,26 @@ def test_a_form_part_holding_a_lone_surrogate_is_refused(live):
     assert response.json()["message"].startswith("metadata.colour: holds a lone surrogate")
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "field"),
+    [("url", b"https://a.example/+2AA-.png", "url"), ("+2AA-", b"a", "multipart body"), ("id", b"+3AA-x", "id")],
+)
+def test_a_form_decoded_to_a_lone_surrogate_is_refused(live, name, value, field):
+    """A form's charset decodes its parts: UTF-7 turns ``+2AA-`` into ``\ud800``."""
+    body = (
+        f'--xyz\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        + value
+        + b'\r\n--xyz\r\nContent-Disposition: form-data; name="img"; filename="a.png"\r\n\r\n'
+        + image_bytes(8)
+        + b"\r\n--xyz--\r\n"
+    )
+    headers = {"content-type": "multipart/form-data; boundary=xyz; charset=utf-7"}
+    response = live.client.post(f"/libraries/{LIBRARY}/images", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_value"
+    assert response.json()["message"].startswith(f"{field}: ") or response.json()["message"].startswith(field)
+
+
 def test_an_unexpected_error_announces_that_the_connection_closes(tiny_settings, tiny_engine, tmp_path_factory):
     """uvicorn closes the connection after any 500 the app raised; the answer says so."""
     from runtime.api.app import create_app
