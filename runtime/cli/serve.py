@@ -108,7 +108,7 @@ def add_parser(commands: Any) -> None:
         action="append",
         dest="allowed_hosts",
         metavar="NAME",
-        help="a Host name this server answers besides its --host ('*': any); repeatable "
+        help="a Host name this server answers, besides its --host ('*': any); repeatable, replaces the default "
         "(default: localhost, 127.0.0.1, ::1; env IMSIM_ALLOWED_HOSTS, comma-separated)",
     )
     serve.add_argument(

@@ -95,7 +95,8 @@ def test_clients_that_are_not_browsers_are_unchanged(attacked_server):
 @pytest.fixture(scope="module")
 def keyed_server(tiny_settings, tmp_path_factory):
     settings = tiny_settings.replace(data_dir=str(tmp_path_factory.mktemp("keyed-data")))
-    with ServerProcess(*server_args(settings), "--api-key", KEY) as server, httpx.Client(base_url=server.url) as client:
+    flags = ("--api-key", KEY, "--allowed-host", "dev-box.example")
+    with ServerProcess(*server_args(settings), *flags) as server, httpx.Client(base_url=server.url) as client:
         yield client
 
 
@@ -121,3 +122,12 @@ def test_the_health_check_and_the_explorer_need_no_key(keyed_server):
     scheme = document.json()["components"]["securitySchemes"]["api_key"]
     assert scheme == {"type": "apiKey", "name": "x-api-key", "in": "header"}  # "Authorize" sends the key
     error_of(client.post("/api-explorer"), 401, "invalid_api_key")  # only its reads are keyless
+
+
+def test_allowed_hosts_replace_the_default_names_and_the_bound_address_stays(keyed_server):
+    client = keyed_server
+    keyed = {"x-api-key": KEY}
+    port = client.base_url.port
+    assert client.get("/libraries", headers={**keyed, "host": f"dev-box.example:{port}"}).status_code == 200
+    assert client.get("/libraries", headers={**keyed, "host": f"127.0.0.1:{port}"}).status_code == 200  # --host
+    error_of(client.get("/libraries", headers={**keyed, "host": f"localhost:{port}"}), 400, "invalid_host")
