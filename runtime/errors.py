@@ -185,7 +185,10 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
         "invalid_next_token",
         "invalid_source",
         "file_unreadable",
+        "invalid_host",
     ),
+    401: ("invalid_api_key",),
+    403: ("cross_site_request",),
     404: (
         "route_not_found",
         "not_found",

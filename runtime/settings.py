@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     """Base URL the API Explorer's "Try it out" calls (deployed: the stage URL)."""
     cors_origin: str | None = None
     """Origin browsers may call the API from (``*`` for any); unset: no CORS headers."""
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    """The local server answers requests whose ``Host`` is one of these names or the address it listens
+    on (``*``: any); others are 400 ``invalid_host`` (DNS rebinding). Not used by the deployed API."""
+    api_key: str | None = None
+    """The local server answers only requests carrying this key in ``x-api-key`` (``GET /ping`` and the
+    API Explorer's files aside); ``serve`` requires one to listen beyond loopback. Not used by the deployed API."""
     auth: AuthType = "NONE"
     """How the deployed API is protected (``AWS_IAM``, ``API_KEY`` or ``NONE``); the explorer says so."""
     log_format: Literal["text", "json"] = "text"

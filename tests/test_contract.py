@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from runtime import contract
-from runtime.api.bodies import BINARY, JSON, MULTIPART, body_kind
+from runtime.api.bodies import BINARY, JSON, MULTIPART, TEXT, body_kind
 from runtime.errors import SettingsError
 from runtime.settings import Settings, env_name, refuse_unknown_names, setting_names
 
@@ -47,7 +47,7 @@ def test_the_runtime_knows_every_variable_a_stack_may_write():
         ("multipart/form-data; boundary=x", MULTIPART),
         (contract.JSON_MEDIA_TYPE, JSON),
         ("application/imagex", JSON),
-        ("text/plain", JSON),
+        ("text/plain", TEXT),
         (None, JSON),
     ],
 )
@@ -55,7 +55,7 @@ def test_the_runtime_reads_as_uploads_exactly_the_binary_media_types(content_typ
     assert body_kind(content_type) == kind
     media_type = (content_type or "").split(";")[0].strip().lower()
     declared = any(contract.matches_media_type(media_type, pattern) for pattern in contract.UPLOAD_MEDIA_TYPES)
-    assert declared == (kind != JSON)  # what API Gateway passes as binary is what the runtime reads as an upload
+    assert declared == (kind in (BINARY, MULTIPART))  # what API Gateway passes as binary is read as an upload
 
 
 def test_matches_media_type():

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
 from runtime.api.bodies import body_model
+from runtime.api.doors import API_KEY_HEADER, LocalDoors, local_doors
 from runtime.api.field_hints import hints_for
 from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightLimit
 from runtime.api.openai_errors import OpenAIErrorShape
@@ -38,8 +39,12 @@ def create_app(
     engine: Engine | None = None,
     sagemaker: bool = False,
     serve_model: bool = True,
+    served_on: str | None = None,
 ) -> FastAPI:
     """Build the app. ``sagemaker`` adds ``POST /invocations`` (the SageMaker container contract).
+
+    ``served_on``: the address the local server listens on (``python -m runtime serve`` gives it);
+    the app then checks the local server's doors (Host, cross-site writes, API key: runtime/api/doors.py).
 
     ``serve_model=False`` loads no engine (the deployed API Explorer's function, which must not load
     a model): the route table is the same, but routes that need the model answer 503.
@@ -64,7 +69,7 @@ def create_app(
             CORSMiddleware,
             allow_origins=[settings.cors_origin],
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token"],
+            allow_headers=["Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token", API_KEY_HEADER],
         )
     # Added last, so outermost: bodies are read (within body_timeout_s) before anything else runs.
     app.add_middleware(
@@ -73,6 +78,8 @@ def create_app(
         max_json_values=settings.max_json_values,
         timeout_s=settings.body_timeout_s,
     )
+    if served_on is not None:  # before any body is read
+        app.add_middleware(LocalDoors, doors=local_doors(settings, served_on))
     app.add_middleware(EncodedSlashRefusal)
     app.add_middleware(OpenAIErrorShape)  # /v1/ answers its errors as OpenAI's SDKs read them
     app.add_middleware(RequestLog)  # outermost: logs and counts every answer, the limits' too
@@ -160,4 +167,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return JSONResponse({"message": "internal error", "code": "internal_error"}, status_code=500)
+        # Starlette raises the error again once this answer is sent, and uvicorn then closes the
+        # connection: the header says so, so a keep-alive client does not send its next request into it.
+        body = {"message": "internal error", "code": "internal_error"}
+        return JSONResponse(body, status_code=500, headers={"Connection": "close"})

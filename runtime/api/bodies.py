@@ -3,8 +3,10 @@
 - ``image/*`` or ``application/octet-stream``: the body is the image, as if sent in ``img``.
 - ``multipart/form-data``: file parts fill the image slots (``img``, ``img_1``, ``img_2``), text
   parts the other fields (``metadata``, ``filter``, ``inputs`` as JSON strings).
-- Anything else (no Content-Type, ``text/plain``, the form type ``curl -d`` sends) is read as JSON,
-  so clients that never set the header, like the AI Solution Kit's examples, work unchanged.
+- ``text/plain``: refused (415). It is what a web page of any site may POST without a preflight,
+  so reading it as JSON would let such a page drive the API on a developer's machine.
+- Anything else (no Content-Type, the form type ``curl -d`` sends) is read as JSON, so clients that
+  never set the header, like the AI Solution Kit's examples, work unchanged.
 
 ``BodyRoute`` applies this to every route of a router: an upload becomes the same request model a
 JSON body gives, with the image slots holding the raw bytes (never base64), so one validation and
@@ -28,12 +30,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from runtime.api.field_hints import unknown_field_hint
-from runtime.api.json_limits import json_values_bound
+from runtime.api.json_limits import json_values_bound, surrogate_refusal
 from runtime.contract import BINARY_MEDIA_TYPES, JSON_MEDIA_TYPE, MULTIPART_MEDIA_TYPE, matches_media_type
 from runtime.errors import ApiError, BadRequest, InvalidInput
+from runtime.libraries.values import LONE_SURROGATE, writable_as_utf8
 from runtime.settings import Settings
 
-JSON, BINARY, MULTIPART = "json", "binary", "multipart"
+JSON, BINARY, MULTIPART, TEXT = "json", "binary", "multipart", "text"
+TEXT_MEDIA_TYPE = "text/plain"
 IMAGE_SLOTS = ("img", "img_1", "img_2")
 BINARY_SLOT = "img"
 # The media types read as something other than JSON are runtime.contract.UPLOAD_MEDIA_TYPES: the
@@ -41,7 +45,7 @@ BINARY_SLOT = "img"
 
 
 def body_kind(content_type: str | None) -> str:
-    """``binary``, ``multipart`` or ``json`` (every other type, or none, is read as JSON)."""
+    """``binary``, ``multipart``, ``text`` (refused) or ``json`` (every other type, or none, is read as JSON)."""
     if not content_type:
         return JSON
     message = Message()
@@ -51,6 +55,8 @@ def body_kind(content_type: str | None) -> str:
         return BINARY
     if media_type == MULTIPART_MEDIA_TYPE:
         return MULTIPART
+    if media_type == TEXT_MEDIA_TYPE and "text/plain" in content_type.lower():  # not the fallback of a bad header
+        return TEXT
     return JSON
 
 
@@ -79,6 +85,8 @@ class BodyRoute(APIRoute):
 
         async def read_by_content_type(request: Request) -> Response:
             kind = body_kind(content_type_of(request.scope))
+            if model is not None and kind == TEXT:
+                raise text_refused()
             if model is not None and kind != JSON:
                 fields = await upload_fields(request, kind, model)
                 # FastAPI validates what request.json() returns; handing it the fields (bytes in the
@@ -129,6 +137,7 @@ async def upload_fields(request: Request, kind: str, model: type[BaseModel]) -> 
     fields: dict[str, Any] = {}
     try:
         for name, value in form.multi_items():
+            check_part_text(name, value)
             part = f"part '{name}'"
             if is_blank(value):
                 continue  # an HTML form sends every field, the ones left empty too
@@ -140,6 +149,16 @@ async def upload_fields(request: Request, kind: str, model: type[BaseModel]) -> 
     finally:
         await form.close()  # large parts are spooled to temporary files
     return fields
+
+
+def check_part_text(name: str, value: UploadFile | str) -> None:
+    """A part's name and text decoded by the form's ``charset`` (UTF-7 decodes ``+2AA-`` to a lone
+    surrogate): refused like a JSON body's, before anything echoes them."""
+    if not writable_as_utf8(name):
+        raise BadRequest(f"multipart body: a part's name {LONE_SURROGATE}", code="invalid_value")
+    refusal = surrogate_refusal(value, name) if isinstance(value, str) else None
+    if refusal is not None:
+        raise refusal
 
 
 def is_blank(value: UploadFile | str) -> bool:
@@ -194,9 +213,13 @@ def json_part(name: str, text: str, max_values: int) -> Any:
     if json_values_bound(text.encode()) > max_values:
         raise BadRequest(f"{part}: more than {max_values} JSON values", code="json_too_large")
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"{part}: not JSON ({exc})", code="invalid_json") from exc
+    refusal = surrogate_refusal(value, name)
+    if refusal is not None:
+        raise refusal
+    return value
 
 
 # --- the OpenAPI document ----------------------------------------------------------------------
@@ -233,6 +256,15 @@ def part_schema(name: str, field: FieldInfo) -> dict[str, Any]:
         "description": f"{(field.description or name).rstrip('.')}. As a form field: {kind}.",
         "example": "",
     }
+
+
+def text_refused() -> ApiError:
+    return ApiError(
+        "Content-Type: text/plain is not read; send JSON as application/json (or with no Content-Type), "
+        "an image as image/* or application/octet-stream, a form as multipart/form-data",
+        code="unsupported_media_type",
+        status_code=415,
+    )
 
 
 def unsupported(names: list[str]) -> ApiError:

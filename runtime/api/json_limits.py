@@ -1,11 +1,13 @@
-"""Byte-level JSON limits, checked before anything parses a body: how many values it may hold, and
-integers longer than Python parses. ``runtime.api.middleware.BodySizeLimit`` applies them to JSON
-bodies, ``runtime.api.bodies`` to the JSON text parts of an upload.
+"""JSON limits, checked before the app parses a body: how many values it may hold, integers longer
+than Python parses, and strings that are not text (a lone surrogate, ``"\\ud800"``: valid JSON that
+no answer, log line or record could write back). ``runtime.api.middleware.BodySizeLimit`` applies
+them to JSON bodies, ``runtime.api.bodies`` to the JSON text parts of an upload.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -13,18 +15,44 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import BadRequest
+from runtime.libraries.values import LONE_SURROGATE, unwritable_field
 
 
 def json_refusal(body: bytes, max_values: int) -> BadRequest | None:
-    """A 400 for a JSON body with more than ``max_values`` values (0: no bound) or an integer
-    longer than Python parses; None when neither holds."""
+    """A 400 for a JSON body with more than ``max_values`` values (0: no bound), an integer longer
+    than Python parses, or a lone surrogate in a string; None when none holds."""
     shape = json_shape(body)
     if max_values and shape.values_bound > max_values:
         return BadRequest(
             f"request body: more than {max_values} JSON values; no request to this API needs that many",
             code="json_too_large",
         )
-    return overlong_integer(body) if shape.long_digit_run else None
+    refusal = overlong_integer(body) if shape.long_digit_run else None
+    return refusal or (lone_surrogate(body) if may_hold_surrogate(body) else None)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def may_hold_surrogate(body: bytes) -> bool:
+    """Whether ``body`` holds the escape of a surrogate (a valid pair holds two); only such a body is
+    parsed to look. Most bodies hold no backslash at all: a byte search (0.3 ms over a 7 MB image's
+    JSON) spares them the pattern search (13 ms)."""
+    return body.find(b"\\") != -1 and _SURROGATE_ESCAPE.search(body) is not None
+
+
+def lone_surrogate(body: bytes) -> BadRequest | None:
+    """A 400 naming the field whose string holds a lone surrogate, if any."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # not JSON: the usual parsing answers
+    return surrogate_refusal(document, "")
+
+
+def surrogate_refusal(value: Any, where: str) -> BadRequest | None:
+    field = unwritable_field(value, where)
+    return BadRequest(f"{field}: {LONE_SURROGATE}", code="invalid_value") if field is not None else None
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,16 @@
 
 Flags override the ``IMSIM_*`` environment. Whatever cannot work is refused before the model loads,
 in one line (``error: ...``) and exit code 2: an unknown or invalid setting, a bad combination, a
-data directory that cannot be written, a port in use, ``--device cuda`` without a GPU, weights that
-are neither cached nor downloadable. Once the model is loaded the library store opens, so a database
-that is damaged, emptied or read-only is refused the same way (exit 2), not answered 503 later.
+data directory that cannot be written, a ``--host`` beyond loopback without an API key, a port in
+use, ``--device cuda`` without a GPU, weights that are neither cached nor downloadable. Once the model
+is loaded the library store opens, so a database that is damaged, emptied or read-only is refused the
+same way (exit 2), not answered 503 later.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import socket
@@ -27,6 +29,7 @@ FLAG_OF_FIELD = {
     "fetch_allow_networks": "--allow-network",
     "model_config_path": "--model-config",
     "micro_batching": "--no-micro-batching",
+    "allowed_hosts": "--allowed-host",
 }
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -103,6 +106,20 @@ def add_parser(commands: Any) -> None:
         "(default: none; env IMSIM_FETCH_ALLOW_NETWORKS, comma-separated)",
     )
     serve.add_argument(
+        "--allowed-host",
+        action="append",
+        dest="allowed_hosts",
+        metavar="NAME",
+        help="a Host name this server answers, besides its --host ('*': any); repeatable, replaces the default "
+        "(default: localhost, 127.0.0.1, ::1; env IMSIM_ALLOWED_HOSTS, comma-separated)",
+    )
+    serve.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="answer only requests carrying KEY in the x-api-key header (GET /ping and the API Explorer's "
+        "files aside); required with a --host beyond loopback (default: unset; env IMSIM_API_KEY)",
+    )
+    serve.add_argument(
         "--sagemaker", action="store_true", help="also answer POST /invocations (the SageMaker container contract)"
     )
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="server log level (default: info)")
@@ -133,6 +150,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "micro_batching": args.micro_batching,
         "data_dir": args.data_dir,
         "fetch_allow_networks": tuple(args.fetch_allow_networks) if args.fetch_allow_networks else None,
+        "allowed_hosts": tuple(args.allowed_hosts) if args.allowed_hosts else None,
+        "api_key": args.api_key,
     }
     labels = {field: FLAG_OF_FIELD.get(field, "--" + field.replace("_", "-")) for field in overrides}
     return Settings.from_env(labels=labels, **overrides)
@@ -152,6 +171,25 @@ def check_data_dir(settings: Settings, flag_given: bool) -> None:
         raise SettingsError(f"{name}={settings.data_dir!r}: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise SettingsError(f"{name}={settings.data_dir!r}: {existing} cannot be written by this user")
+
+
+def check_key_beyond_loopback(settings: Settings, host: str, sagemaker: bool) -> None:
+    """Beyond loopback, other machines reach the server: only clients with its key may use it.
+    The SageMaker container is exempt: only SageMaker reaches it, and InvokeEndpoint is IAM-signed."""
+    if not sagemaker and not settings.api_key and not is_loopback(host):
+        raise SettingsError(
+            f"--host {host}: not a loopback address, so other machines can reach the API; "
+            "give --api-key (or IMSIM_API_KEY) so that only clients with the key can use it"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -193,13 +231,15 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         configure_logs(settings.log_format, args.log_level.upper())
         check_data_dir(settings, flag_given=args.data_dir is not None)
+        check_key_beyond_loopback(settings, args.host, args.sagemaker)
         check_port_free(args.host, args.port)
         # The checks above import nothing heavy, so they answer at once; the model loads below.
         from runtime.api.app import create_app
         from runtime.engines.model_folder import settings_for_model_dir
 
         settings = settings_for_model_dir(settings)
-        app = create_app(settings, sagemaker=args.sagemaker)
+        # The SageMaker container's requests come from SageMaker, under names it does not announce.
+        app = create_app(settings, sagemaker=args.sagemaker, served_on=None if args.sagemaker else args.host)
         if app.state.libraries is not None:
             app.state.libraries.open()
     except (SettingsError, ModelUnavailable, ApiError) as exc:

@@ -51,5 +51,30 @@ def writable_as_utf8(value: Any) -> bool:
     return True
 
 
+LONE_SURROGATE = "holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not text; send valid Unicode"
+
+
+def unwritable_field(value: Any, where: str = "") -> str | None:
+    """Where inside ``value`` (a parsed JSON value) the first string UTF-8 cannot hold is, as a field
+    path (``images[0].url``; a key is named by the object holding it); None when every string can be
+    written. ``where`` names ``value`` itself."""
+    pending: list[tuple[str, Any]] = [(where, value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str) and not writable_as_utf8(item):
+            return path or "request body"
+        if isinstance(item, dict):
+            for key in item:
+                if isinstance(key, str) and not writable_as_utf8(key):
+                    return f"{path or 'request body'} (one of its keys)"
+            children = [(at(path, str(key)), child) for key, child in item.items()]
+        elif isinstance(item, list):
+            children = [(f"{path}[{index}]", child) for index, child in enumerate(item)]
+        else:
+            continue
+        pending.extend(reversed(children))  # depth first, in document order
+    return None
+
+
 def at(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name

@@ -35,7 +35,14 @@ class LiveServer:
     def start(cls, settings, engine, **app_args):
         from runtime.api.app import create_app
 
-        live = cls(create_app(settings, engine=engine, **app_args), free_port())
+        with cls.serving(create_app(settings, engine=engine, **app_args)) as live:
+            yield live
+
+    @classmethod
+    @contextmanager
+    def serving(cls, app):
+        """``app`` (an app built by the test) served the same way."""
+        live = cls(app, free_port())
         live.thread.start()
         deadline = time.monotonic() + 30
         while not live.server.started:

@@ -49,7 +49,7 @@ def test_a_connection_that_sends_nothing_is_closed_at_the_header_deadline(attack
 
 def test_headers_trickled_a_byte_at_a_time_are_cut_at_the_deadline(attacked_server):
     server, _ = attacked_server
-    head = b"POST /image-similarity HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"s" * 500 + b"\r\n\r\n"
+    head = b"POST /image-similarity HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"s" * 500 + b"\r\n\r\n"
     with connect(server) as sock:
         assert seconds_until_closed(sock, head) < HEADER_TIMEOUT_S + 2
 
@@ -57,7 +57,7 @@ def test_headers_trickled_a_byte_at_a_time_are_cut_at_the_deadline(attacked_serv
 def test_an_idle_keep_alive_connection_is_closed(attacked_server):
     server, _ = attacked_server
     with connect(server) as sock:
-        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert b"200 OK" in sock.recv(65536)
         assert seconds_until_closed(sock) < KEEP_ALIVE_TIMEOUT_S + 2
 
@@ -65,9 +65,9 @@ def test_an_idle_keep_alive_connection_is_closed(attacked_server):
 def test_a_second_request_trickled_on_a_keep_alive_connection_is_cut(attacked_server):
     server, _ = attacked_server
     with connect(server) as sock:
-        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert b"200 OK" in sock.recv(65536)
-        assert seconds_until_closed(sock, b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 500) < 4
+        assert seconds_until_closed(sock, b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"s" * 500) < 4
 
 
 def test_trickling_bodies_hold_no_in_flight_slot_and_end_in_408(attacked_server):
@@ -78,7 +78,7 @@ def test_trickling_bodies_hold_no_in_flight_slot_and_end_in_408(attacked_server)
     def trickle_body() -> None:
         with connect(server) as sock:
             sock.sendall(
-                b"POST /image-similarity HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /image-similarity HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 100000\r\n\r\n{"
             )
             sock.settimeout(0.2)
@@ -113,7 +113,7 @@ def test_a_refused_oversized_body_ends_the_connection(attacked_server):
     """The unread rest of a refused body cannot be trickled on forever: the 413 closes the connection."""
     server, _ = attacked_server
     with connect(server) as sock:
-        sock.sendall(b"POST /image-similarity HTTP/1.1\r\nHost: x\r\nContent-Length: 40000000\r\n\r\n{")
+        sock.sendall(b"POST /image-similarity HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 40000000\r\n\r\n{")
         answer, start = b"", time.monotonic()
         while time.monotonic() - start < 3:
             chunk = sock.recv(65536)

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from runtime.errors import SettingsError
 from tests.fakes.images import b64, image_bytes
 from tests.fakes.servers import free_port
 
@@ -171,3 +172,22 @@ def test_help_shows_defaults_and_points_to_the_settings():
     assert "(default: 8080)" in text and "(default: ViT-B-32; env IMSIM_MODEL)" in text
     assert "(default: ./data; env IMSIM_DATA_DIR)" in text
     assert "docs/api.md#limits-and-settings" in text
+
+
+def test_listening_beyond_loopback_needs_an_api_key():
+    error = refused("--host", "0.0.0.0", "--smoke")
+    assert error.startswith("error: --host 0.0.0.0: not a loopback address, so other machines can reach the API")
+    assert "give --api-key (or IMSIM_API_KEY)" in error
+
+
+def test_only_loopback_and_the_sagemaker_container_go_without_a_key():
+    from runtime.cli.serve import check_key_beyond_loopback
+    from runtime.settings import Settings
+
+    for host in ("127.0.0.1", "127.5.0.1", "::1", "localhost"):
+        check_key_beyond_loopback(Settings(), host, sagemaker=False)
+    for host in ("0.0.0.0", "::", "192.168.1.5", "my-laptop.local"):
+        with pytest.raises(SettingsError, match="not a loopback address"):
+            check_key_beyond_loopback(Settings(), host, sagemaker=False)
+        check_key_beyond_loopback(Settings(api_key="k" * 20), host, sagemaker=False)
+    check_key_beyond_loopback(Settings(), "0.0.0.0", sagemaker=True)  # only SageMaker reaches it (IAM-signed)

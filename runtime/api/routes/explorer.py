@@ -90,7 +90,7 @@ def document_for(request: Request) -> dict[str, Any]:
     document["info"] = {**document["info"], "description": description(request.app, settings, base_url)}
     where = "this API Gateway stage" if "aws.event" in request.scope else "this server"
     document["servers"] = [{"url": base_url, "description": where}]
-    if settings.auth == "API_KEY":
+    if settings.auth == "API_KEY" or settings.api_key:  # the local server's key is read from the same header
         document = with_api_key(document)
     return document
 

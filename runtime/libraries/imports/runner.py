@@ -32,6 +32,7 @@ from runtime.libraries.imports.sources import (
     split_s3,
 )
 from runtime.libraries.store import LibraryStore
+from runtime.libraries.values import LONE_SURROGATE, writable_as_utf8
 from runtime.settings import Settings
 
 log = logging.getLogger("runtime.imports")
@@ -43,6 +44,8 @@ def check_source(source: dict[str, str], settings: Settings) -> None:
     if len(source) != 1 or next(iter(source)) not in ("source", "manifest", "folder"):
         raise BadRequest("request body: give source (an s3:// prefix) or manifest (a JSONL URL)", code="missing_input")
     kind, location = next(iter(source.items()))
+    if not writable_as_utf8(location):  # the job record keeps it, and every answer about the job shows it
+        raise BadRequest(f"{kind}: {LONE_SURROGATE}", code="invalid_value")
     if kind == "source":
         check_bucket(split_s3(location, "source")[0], settings, "source")
     elif kind == "manifest" and location.lower().startswith("s3://"):

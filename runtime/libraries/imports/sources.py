@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from runtime.errors import ApiError, BadRequest, InvalidInput
 from runtime.inputs.fetch import S3_DENIED_CODES, S3_MISSING_CODES, UrlFetcher
 from runtime.inputs.images import IMAGE_SUFFIXES
+from runtime.libraries.values import LONE_SURROGATE, unwritable_field
 from runtime.settings import Settings
 
 MANIFEST_FIELDS = frozenset({"url", "id", "metadata"})
@@ -210,6 +211,9 @@ def item_of_entry(position: int, entry: dict[str, Any]) -> ImportItem:
     if size > MAX_MANIFEST_LINE_BYTES:
         message = f"{line}: {size:,} bytes, over a manifest line's {MAX_MANIFEST_LINE_BYTES:,}"
         return ImportItem(position, problem=problem(line, "json_too_large", message))
+    unwritable = unwritable_problem(line, entry)
+    if unwritable is not None:  # the item carries neither its url nor its id: no result or answer could hold them
+        return ImportItem(position, problem=unwritable)
     unknown = sorted(set(entry) - MANIFEST_FIELDS)
     if unknown:
         return ImportItem(position, problem=problem(unknown[0], "unknown_field", f"{unknown[0]}: unknown field"))
@@ -223,6 +227,16 @@ def item_of_entry(position: int, entry: dict[str, Any]) -> ImportItem:
             position, url, image_id, problem=problem("metadata", "invalid_metadata", "metadata: must be a JSON object")
         )
     return ImportItem(position, url.strip(), image_id, metadata)
+
+
+def unwritable_problem(line: str, entry: dict[str, Any]) -> dict[str, str] | None:
+    """The problem of a line holding a string UTF-8 cannot write (a lone surrogate), naming the field."""
+    field_name = unwritable_field(entry, "")
+    if field_name is None:
+        return None
+    top = field_name.split("[", 1)[0].split(".", 1)[0]
+    field_name = field_name.replace("request body", "the line")
+    return problem(top if top in MANIFEST_FIELDS else line, "invalid_value", f"{line}: {field_name}: {LONE_SURROGATE}")
 
 
 def problem(field_name: str, code: str, message: str) -> dict[str, str]:

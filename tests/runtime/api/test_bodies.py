@@ -44,9 +44,7 @@ def test_the_seed_python_client_gets_200(server, path):
     np.testing.assert_allclose(result_of(response), base64_vector(server, PNG), atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "content_type", [None, "text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded"]
-)
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "application/x-anything"])
 def test_json_is_read_whatever_the_content_type(server, content_type):
     headers = {"content-type": content_type} if content_type else {}
     body = json.dumps({"text_1": "a red square", "text_2": "a red square"}).encode()
@@ -79,8 +77,19 @@ def test_curl_d_without_a_header_gets_200(server):
     assert len(json.loads(out.stdout)["result"]) == 512
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "TEXT/PLAIN; charset=utf-8"])
+def test_text_plain_is_not_read_as_json(server, content_type):
+    """What any web page may POST without a preflight: refused, naming the types to send, and nothing is created."""
+    body = json.dumps({"name": "from_text_plain"}).encode()
+    for path in ("/libraries", "/image-similarity", "/libraries/from_text_plain/images"):
+        response = server.client.post(path, content=body, headers={"content-type": content_type})
+        message = error_of(response, 415, "unsupported_media_type")
+        assert message.startswith("Content-Type: text/plain is not read; send JSON as application/json")
+    assert server.client.get("/libraries/from_text_plain").status_code == 404
+
+
 def test_json_errors_are_unchanged_without_the_header(server):
-    plain = {"content-type": "text/plain"}
+    plain = {"content-type": "application/x-www-form-urlencoded"}
     message = error_of(
         server.client.post("/image-similarity", content=b"{not json", headers=plain), 400, "invalid_json"
     )
@@ -91,7 +100,7 @@ def test_json_errors_are_unchanged_without_the_header(server):
 
 def test_the_json_value_guard_is_as_strict_without_the_header(server):
     crowded = b"[" + b"{}," * 100_001 + b"{}]"
-    for headers in ({}, {"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"}):
+    for headers in ({}, {"content-type": "application/x-www-form-urlencoded"}):
         response = server.client.post("/image-similarity", content=crowded, headers=headers)
         error_of(response, 400, "json_too_large")
 

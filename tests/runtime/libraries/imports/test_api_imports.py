@@ -188,3 +188,39 @@ def test_an_import_into_a_full_library_stops_with_the_quota_error(s3_endpoint, t
         assert job["status"] == "failed"
         assert "the quota is 6 images per library" in job["error"]
         assert live.client.get("/libraries/small").json()["image_count"] <= 6
+
+
+def test_a_lone_surrogate_in_the_source_is_refused_and_the_listing_stays_readable(api):
+    new_library(api, "surrogates")
+    for body in ({"manifest": "https://example.com/\ud800.jsonl"}, {"source": f"s3://{BUCKET}/\udc00/"}):
+        answer = api.post("/libraries/surrogates/imports", json.dumps(body).encode())  # sent as \ud800
+        assert (answer.status_code, answer.json()["code"]) == (400, "invalid_value"), answer.text
+        assert answer.json()["message"].startswith(f"{next(iter(body))}: holds a lone surrogate")
+    listed = api.client.get("/libraries/surrogates/imports")
+    assert listed.status_code == 200 and listed.json()["imports"] == [], listed.text
+
+
+def test_a_manifest_line_holding_a_lone_surrogate_is_that_lines_failure(api):
+    files = FileServer({"/a.png": (200, {}, image_bytes(111)), "/b.png": (200, {}, image_bytes(112))})
+    lines = [
+        json.dumps({"url": f"{files.base}/a.png", "id": "a"}),
+        json.dumps({"url": f"{files.base}/\ud800.png", "id": "bad-url"}),
+        json.dumps({"url": f"{files.base}/b.png", "id": "\udc00"}),
+        json.dumps({"url": f"{files.base}/b.png", "id": "meta", "metadata": {"colour": "\ud800"}}),
+        json.dumps({"url": f"{files.base}/b.png", "id": "b"}),
+    ]
+    files.routes["/manifest.jsonl"] = (200, {}, "\n".join(lines).encode())
+    try:
+        new_library(api, "surrogate_lines")
+        job = run_to_end(api, "surrogate_lines", {"manifest": f"{files.base}/manifest.jsonl", "dedup": False})
+    finally:
+        files.close()
+    assert job["status"] == "succeeded", job
+    assert (job["counts"]["added"], job["counts"]["failed"]) == (2, 3), job["counts"]
+    assert {(one["item"], one["field"], one["code"]) for one in job["failures"]} == {
+        ("line 2", "url", "invalid_value"),
+        ("line 3", "id", "invalid_value"),
+        ("line 4", "metadata", "invalid_value"),
+    }
+    assert api.client.get("/libraries/surrogate_lines").json()["image_count"] == 2
+    assert api.client.get("/libraries/surrogate_lines/imports").status_code == 200
