@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runtime.api.middleware import send_error
 from runtime.api.routes.explorer import EXPLORER_PATH
+from runtime.api.routes.library_page import PAGE_PATH as LIBRARY_PAGE_PATH
 from runtime.errors import ApiError, BadRequest
 from runtime.settings import Settings
 
@@ -39,8 +40,8 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 BROWSER_SAME_SITE = ("same-origin", "none")
 """``Sec-Fetch-Site`` values of a request the user made on this server's own pages (or typed in)."""
 API_KEY_HEADER = "x-api-key"
-KEYLESS_PATHS = ("/ping", EXPLORER_PATH)
-"""Answered without the key (GET): the health check, and the explorer's page, document and assets
+KEYLESS_PATHS = ("/ping", EXPLORER_PATH, LIBRARY_PAGE_PATH)
+"""Answered without the key (GET): the health check, the explorer's and the library page's pages and assets
 (a browser cannot add a header to a page it navigates to; the page's "Authorize" then sends the key)."""
 
 

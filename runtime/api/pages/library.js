@@ -159,7 +159,7 @@ function addPair() {
 }
 
 function wire() {
-  if (config.auth === "API_KEY") $("key-field").hidden = false;
+  if (config.asks_key) $("key-field").hidden = false;
   $("api-key").addEventListener("change", () => sessionStorage.setItem("imsim-api-key", $("api-key").value));
   $("library").addEventListener("change", () => run(() => browse()));
   $("search-form").addEventListener("submit", (event) => {

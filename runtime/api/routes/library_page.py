@@ -50,7 +50,8 @@ async def library_page_asset(name: str) -> Response:
 def render_page(request: Request) -> str:
     settings = settings_of(request)
     base = urlsplit(request_base_url(request)).path.rstrip("/")
-    config = {"base": base, "auth": settings.auth, "thumbnails": False}
+    asks_key = settings.auth == "API_KEY" or bool(settings.api_key)  # deployed, or serve --api-key
+    config = {"base": base, "asks_key": asks_key, "thumbnails": False}
     return (
         page_file("library.html")
         .decode()

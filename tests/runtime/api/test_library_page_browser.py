@@ -126,3 +126,24 @@ def test_a_page_of_a_library_holding_markup_shows_it_as_text(browser, server):
     assert page.evaluate("window.ran") is None
     page.close()
     server.client.delete(f"/libraries/{name}")
+
+
+def test_with_an_api_key_the_page_asks_for_it_and_sends_it(browser, tiny_settings, tiny_engine):
+    """``serve --api-key``: the page itself loads without the key, then its calls carry the one typed in."""
+    from runtime.api.app import create_app
+    from tests.fakes.servers import LiveServer
+
+    settings = tiny_settings.replace(api_key="local-key-123", data_dir=tiny_settings.data_dir + "-keyed")
+    app = create_app(settings, engine=tiny_engine, served_on="127.0.0.1")
+    with LiveServer.serving(app) as live:
+        headers = {"x-api-key": "local-key-123"}
+        assert live.client.post("/libraries", json={"name": "keyed"}, headers=headers).status_code == 201
+        page = browser.new_page()
+        page.goto(f"{live.url}/libraries-ui")
+        page.locator("#status").filter(has_text="invalid_api_key").or_(page.locator("#status.error")).wait_for()
+        page.locator("#api-key").fill("local-key-123")
+        page.locator("#api-key").dispatch_event("change")
+        page.reload()
+        page.locator("#library").select_option("keyed")
+        wait_for_status(page, "0 images")
+        page.close()
