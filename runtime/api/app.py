@@ -14,14 +14,14 @@ from starlette.routing import BaseRoute, Route
 
 from runtime.api.bodies import body_model
 from runtime.api.doors import API_KEY_HEADER, LocalDoors, local_doors
-from runtime.api.field_hints import hints_for
+from runtime.api.field_hints import request_error
 from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightLimit
 from runtime.api.openai_errors import OpenAIErrorShape
 from runtime.api.request_log import RequestLog
 from runtime.api.routes import explorer, home, imports, libraries, library_page, openai_embeddings, similarity
 from runtime.embedder import Embedder
 from runtime.engines import Engine, load_engine
-from runtime.errors import ApiError, unparsable_body, validation_error
+from runtime.errors import ApiError, unparsable_body
 from runtime.libraries import open_store
 from runtime.settings import Settings
 
@@ -150,7 +150,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         route = request.scope.get("route")
         model = body_model(route.endpoint) if isinstance(route, APIRoute) else None
-        error = validation_error(exc.errors(), hints_for(model))
+        error = request_error(exc.errors(), model)
         return JSONResponse(error.body(), status_code=error.status_code)
 
     @app.exception_handler(StarletteHTTPException)

@@ -33,6 +33,7 @@ from runtime.api.field_hints import unknown_field_hint
 from runtime.api.json_limits import json_values_bound, surrogate_refusal
 from runtime.contract import BINARY_MEDIA_TYPES, JSON_MEDIA_TYPE, MULTIPART_MEDIA_TYPE, matches_media_type
 from runtime.errors import ApiError, BadRequest, InvalidInput
+from runtime.inputs.images import looks_like_image
 from runtime.libraries.values import LONE_SURROGATE, writable_as_utf8
 from runtime.settings import Settings
 
@@ -85,6 +86,8 @@ class BodyRoute(APIRoute):
 
         async def read_by_content_type(request: Request) -> Response:
             kind = body_kind(content_type_of(request.scope))
+            if model is not None and kind in (JSON, TEXT) and BINARY_SLOT in model.model_fields:
+                kind = BINARY if looks_like_image(await request.body()) else kind  # curl --data-binary @a.jpg
             if model is not None and kind == TEXT:
                 raise text_refused()
             if model is not None and kind != JSON:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import difflib
 import re
 import typing
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
+
+from runtime.errors import BadRequest, validation_error
 
 GUESSED_NAMES = {
     **dict.fromkeys(("image", "file", "b64", "base64", "image_base64", "imageBase64", "photo", "picture"), "img"),
@@ -40,11 +43,20 @@ def _meant(name: str, known: list[str]) -> str | None:
     return close[0] if close else None
 
 
-def hints_for(model: type[BaseModel] | None) -> typing.Callable[[list[str]], str] | None:
-    """What ``runtime.errors.validation_error`` adds to an unknown field of a body of ``model``."""
-    if model is None:
-        return None
-    return lambda location: unknown_field_hint(location[-1], fields_at(model, location[:-1]))
+IMAGE_BODY_HINT = (
+    "; send a JSON object (Content-Type: application/json), or the image itself with its type (image/jpeg)"
+)
+
+
+def request_error(errors: Sequence[Mapping[str, Any]], model: type[BaseModel] | None) -> BadRequest:
+    """pydantic's errors on a body of ``model`` as the 400 to answer, with what the caller may have meant:
+    the field closest to an unknown one, and, where a body that is not JSON could have been an image, how
+    to send one."""
+    hint = None if model is None else (lambda at: unknown_field_hint(at[-1], fields_at(model, at[:-1])))
+    error = validation_error(errors, hint)
+    if error.code == "invalid_json" and model is not None and "img" in model.model_fields:
+        error = BadRequest(error.message + IMAGE_BODY_HINT, code=error.code)
+    return error
 
 
 def fields_at(model: type[BaseModel], path: list[str]) -> list[str]:

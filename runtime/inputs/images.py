@@ -61,6 +61,19 @@ def image_suffixes() -> frozenset[str]:
 
 IMAGE_SUFFIXES = image_suffixes()
 
+# The first bytes of each accepted format's files (HEIC and AVIF: an ISO-BMFF "ftyp" box at offset 4).
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+BMFF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis")
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether ``data`` starts as a file of an accepted format does (whatever the request's Content-Type said)."""
+    if data.startswith(IMAGE_SIGNATURES):
+        return True
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return data[4:8] == b"ftyp" and data[8:12] in BMFF_BRANDS
+
 
 @dataclass(frozen=True)
 class ImageSpec:

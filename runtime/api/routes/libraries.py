@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runtime.api.bodies import BodyRoute, body_model
 from runtime.api.deps import embedder_of, store_of
-from runtime.api.field_hints import hints_for
+from runtime.api.field_hints import request_error
 from runtime.api.library_schemas import (
     ADD_ANSWERS,
     ADD_EXAMPLES,
@@ -61,7 +61,7 @@ from runtime.api.library_schemas import (
 from runtime.api.parsing import slot_input
 from runtime.api.schemas import Responses, answer_examples, error_responses
 from runtime.embedder import Embedder, Input
-from runtime.errors import ApiError, BadRequest, unparsable_body, validation_error
+from runtime.errors import ApiError, BadRequest, unparsable_body
 from runtime.libraries.adding import AddItem, Outcome, add_items, dedup_threshold
 from runtime.libraries.store import MAX_PAGE, Added, Image, Library, LibraryStore, Match
 from runtime.libraries.values import check_score
@@ -80,7 +80,7 @@ class LibraryWriteRoute(BodyRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                invalid = validation_error(list(exc.errors()), hints_for(body_model(self.endpoint)))
+                invalid = request_error(list(exc.errors()), body_model(self.endpoint))
                 invalid.body_status = -1
                 raise invalid from exc
             except ApiError as exc:

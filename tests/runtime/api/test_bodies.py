@@ -292,3 +292,24 @@ def test_a_file_part_over_the_image_limit_is_refused(tiny_settings, tiny_engine)
         assert message.startswith("part 'img'")
         octets = {"content-type": "application/octet-stream"}
         error_of(small.client.post("/image-similarity", content=big, headers=octets), 400, "image_too_large")
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "application/json", "text/plain"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF"])
+def test_an_image_body_is_an_image_whatever_the_header_says(server, content_type, fmt):
+    """curl's --data-binary @photo.jpg sends application/x-www-form-urlencoded: the bytes say what they are."""
+    picture = image_bytes(7, fmt=fmt)
+    headers = {"content-type": content_type} if content_type else {}
+    sniffed = server.client.post("/image-similarity", content=picture, headers=headers)
+    assert sniffed.status_code == 200, sniffed.text
+    declared = server.client.post("/image-similarity", content=picture, headers={"content-type": "image/png"})
+    assert sniffed.json()["result"] == declared.json()["result"]
+
+
+def test_a_body_neither_json_nor_an_image_says_how_to_send_one(server):
+    answer = server.client.post("/image-similarity", content=b"hello", headers={"content-type": "application/octet"})
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "invalid_json"
+    assert "or the image itself with its type (image/jpeg)" in answer.json()["message"]
+    plain = server.client.post("/libraries", content=b"hello")  # no image field: no image hint
+    assert plain.json()["code"] == "invalid_json" and "image/jpeg" not in plain.json()["message"]
