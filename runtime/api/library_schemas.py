@@ -175,8 +175,9 @@ class SearchResponse(BaseModel):
     matches: list[MatchResponse] = Field(description="Best first.")
     partial: bool = Field(
         False,
-        description=f"true: a filtered search on the local store checked its bound of {MAX_FILTERED_CANDIDATES:,} "
-        "best-scoring images and fewer than `top_k` passed the filter; the matches are the best that pass, and "
+        description=f"true: a filtered search on the local store checked its bound of best-scoring images "
+        f"({MAX_FILTERED_CANDIDATES:,}, fewer for a filter of over 20 constraints: docs/libraries.md) and fewer "
+        "than `top_k` passed the filter; the matches are the best that pass, and "
         "more may pass further down the ranking (narrow the query or the filter). Always false on AWS.",
     )
     model_version: str

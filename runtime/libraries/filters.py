@@ -12,7 +12,7 @@ and ``MAX_FILTER_LIST`` values in an ``$in`` / ``$nin`` list. A constraint is on
 (``{"color": "red"}`` is one, ``{"price": {"$gt": 1, "$lt": 9}}`` two) or an empty filter ``{}`` (it
 matches everything, but costs a step of the evaluation all the same: ``$and`` of 10,000 of them was the
 attack). With every leaf counted and the depth bounded, the local evaluator's work per image is linear in
-the constraints; ``MAX_FILTERED_CANDIDATES`` bounds the images a local filtered search checks.
+the constraints; ``filtered_candidates`` bounds the images a local filtered search checks.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ MAX_FILTER_LIST = 100
 MAX_FILTERED_CANDIDATES = 10_000
 """Images a local filtered search checks at most, best first, before it answers with what passed
 (``partial``: fewer than ``top_k`` matches, more may pass further down the ranking)."""
+MAX_FILTER_CHECKS = 200_000
+"""Constraint checks a local filtered search makes at most: a filter of n constraints checks at most
+``MAX_FILTER_CHECKS // n`` images (10,000 up to 20 constraints, 2,000 at 100)."""
 COMPARISONS = ("$gt", "$gte", "$lt", "$lte")
 FIELD_OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", "$exists", "$startsWith", *COMPARISONS})
 LOGICAL_OPERATORS = frozenset({"$and", "$or"})
@@ -111,6 +114,24 @@ def _check_operand(operator: str, operand: Any, where: str) -> None:
         or not all(is_scalar(item) for item in operand)
     ):
         raise invalid_filter(where, f"takes a list of 1 to {MAX_FILTER_LIST} strings, numbers or booleans")
+
+
+def filtered_candidates(conditions: Filter) -> int:
+    """How many images, at most, a local search checks against this (checked) filter."""
+    return min(MAX_FILTERED_CANDIDATES, MAX_FILTER_CHECKS // constraints_of(conditions))
+
+
+def constraints_of(clause: Filter) -> int:
+    """The constraints a checked filter holds, counted as ``check_filter`` counts them."""
+    if not clause:
+        return 1
+    count = 0
+    for key, value in clause.items():
+        if key in LOGICAL_OPERATORS:
+            count += sum(constraints_of(inner) for inner in value)
+        else:
+            count += len(value) if isinstance(value, dict) else 1
+    return count
 
 
 def invalid_filter(path: str, reason: str) -> BadRequest:

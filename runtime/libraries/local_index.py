@@ -9,7 +9,7 @@ other. ``local.py`` fills the index from SQLite (``local_sqlite.py``) on open an
 the write it mirrors is committed.
 
 A search scores the query against every row (one matrix-vector product) and walks the best rows first
-through the filter (``filter_eval.py``), at most ``MAX_FILTERED_CANDIDATES`` of them; a near-duplicate
+through the filter (``filter_eval.py``), at most ``filters.filtered_candidates`` of them; a near-duplicate
 check takes the single best row.
 
 What a write costs: appends fill spare rows of the matrix past every published snapshot's rows (growth
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.libraries.filter_eval import Predicate, compile_filter
-from runtime.libraries.filters import MAX_FILTERED_CANDIDATES, Filter
+from runtime.libraries.filter_eval import Predicate, compile_filter, readable
+from runtime.libraries.filters import Filter, filtered_candidates
 from runtime.libraries.metadata import filterable_part
 from runtime.libraries.store import EXACT_SCORE, Image, Library, Match, NewImage, SearchResult
 from runtime.vectors import scores_of
@@ -45,6 +45,7 @@ class Snapshot:
     rows: dict[str, int]
     metadata: list[dict[str, Any]]
     filterable: list[dict[str, Any]]
+    """Each image's filterable metadata as the filter reads it (``filter_eval.readable``)."""
     create_times: list[float]
     hashes: list[str | None]
     by_hash: dict[str, str]
@@ -76,7 +77,7 @@ class Snapshot:
         self, vector: np.ndarray, top_k: int, min_score: float | None, conditions: Filter, exclude: str | None
     ) -> SearchResult:
         """The ``top_k`` best rows that pass the filter, best first (exact: every row is scored). A
-        filter checks at most ``MAX_FILTERED_CANDIDATES`` rows: past them the answer is ``partial``."""
+        filter checks at most ``filters.filtered_candidates`` rows: past them the answer is ``partial``."""
         if self.count == 0:
             return SearchResult([])
         scores = scores_of(self.vectors @ vector)
@@ -85,7 +86,7 @@ class Snapshot:
         # With a filter, rank a generous head first and widen it only if too few rows pass; each widening
         # walks only the rows not checked before.
         wanted = top_k + (skip is not None)
-        reach = min(self.count, MAX_FILTERED_CANDIDATES) if passes else self.count
+        reach = min(self.count, filtered_candidates(conditions)) if passes else self.count
         limit = min(reach, max(16 * top_k, 1024) if passes else wanted)
         matches: list[Match] = []
         checked: set[int] = set()
@@ -164,7 +165,7 @@ class LibraryIndex:
             ids=old.ids + ids,
             rows={**old.rows, **{image_id: old.count + offset for offset, image_id in enumerate(ids)}},
             metadata=old.metadata + [image.metadata for image in images],
-            filterable=old.filterable + [filterable_part(image.metadata) for image in images],
+            filterable=old.filterable + [readable(filterable_part(image.metadata)) for image in images],
             create_times=old.create_times + list(create_times),
             hashes=old.hashes + [image.content_hash for image in images],
             by_hash=by_hash,
@@ -204,7 +205,7 @@ class LibraryIndex:
         old = self.snapshot
         row = old.rows[image_id]
         whole, filterable = list(old.metadata), list(old.filterable)
-        whole[row], filterable[row] = metadata, filterable_part(metadata)
+        whole[row], filterable[row] = metadata, readable(filterable_part(metadata))
         self._publish(old, old.count, metadata=whole, filterable=filterable)
         return Image(image_id, metadata, old.create_times[row])
 

@@ -85,9 +85,9 @@ class SearchResult:
     matches: list[Match]
     """Best first."""
     partial: bool = False
-    """True: the local store checked the filter on its bound of candidates (``filters.MAX_FILTERED_CANDIDATES``,
-    the best-scoring images) and fewer than ``top_k`` passed; more may pass further down the ranking.
-    The matches given are still the best that pass. The AWS store's answers are never partial."""
+    """True: the local store checked the filter on its bound of candidates (the best-scoring images,
+    ``filters.filtered_candidates``) and fewer than ``top_k`` passed; more may pass further down the
+    ranking. The matches given are still the best that pass. The AWS store's answers are never partial."""
 
 
 @dataclass(frozen=True)

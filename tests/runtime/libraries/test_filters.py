@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from runtime.errors import BadRequest
-from runtime.libraries.filters import MAX_FILTER_CONSTRAINTS, MAX_FILTER_DEPTH, MAX_FILTER_LIST, check_filter
+from runtime.libraries.filters import (
+    MAX_FILTER_CONSTRAINTS,
+    MAX_FILTER_DEPTH,
+    MAX_FILTER_LIST,
+    check_filter,
+    constraints_of,
+    filtered_candidates,
+)
 
 
 def refusal(conditions) -> str:
@@ -52,3 +59,20 @@ def test_in_and_nin_lists_hold_at_most_100_values():
     for operator in ("$in", "$nin"):
         assert check_filter({"a": {operator: list(range(100))}})
         assert "a list of 1 to 100" in refusal({"a": {operator: list(range(101))}})
+
+
+def test_constraints_are_counted_as_the_check_counts_them():
+    assert constraints_of({}) == 1
+    assert constraints_of({"a": 1, "b": {"$gt": 1, "$lt": 9}}) == 3
+    assert constraints_of({"$and": [{}, {"a": 1}], "$or": [{"$and": [{"b": {"$in": [1, 2]}}]}]}) == 3
+    hundred = {"$or": [{}, *[{f"k{i}": i} for i in range(99)]]}
+    assert constraints_of(hundred) == 100 and check_filter(hundred)
+
+
+def test_a_longer_filter_checks_fewer_images():
+    assert [filtered_candidates({f"k{i}": i for i in range(n)}) for n in (1, 20, 21, 100)] == [
+        10_000,
+        10_000,
+        9_523,
+        2_000,
+    ]

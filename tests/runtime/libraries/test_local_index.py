@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from runtime.libraries import local_index
-from runtime.libraries.filters import MAX_FILTERED_CANDIDATES
+from runtime.libraries.filters import MAX_FILTER_CHECKS, MAX_FILTERED_CANDIDATES
 from runtime.libraries.local import LocalStore
 from runtime.libraries.store import NewImage
 from runtime.settings import Settings
@@ -147,6 +147,11 @@ def test_a_filtered_search_checks_at_most_the_candidate_bound_then_answers_parti
     found = search(store, filter={"kind": "rare"}, top_k=3)
     assert (found.matches, found.partial) == ([], True)
     assert held.checked == MAX_FILTERED_CANDIDATES  # not the whole library
+
+    held.checked = 0
+    hundred = {"$or": [{"kind": "rare"}] * 100}  # 100 constraints: fewer images, the same constraint checks
+    found = search(store, filter=hundred, top_k=3)
+    assert (found.matches, found.partial, held.checked) == ([], True, MAX_FILTER_CHECKS // 100)
 
     some = search(store, filter={"kind": {"$in": ["common", "rare"]}}, top_k=3)
     assert (len(some.matches), some.partial) == (3, False)  # top_k passed within the bound: complete
