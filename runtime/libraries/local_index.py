@@ -13,7 +13,7 @@ through the filter (``filter_eval.py``), at most ``filters.filtered_candidates``
 check takes the single best row.
 
 What a write costs: appends fill spare rows of the matrix past every published snapshot's rows (growth
-by a quarter when full); the lists and maps of ids and metadata are copied (pointers, ~1 ms per 100,000
+by a quarter when full); the lists and maps of ids and metadata are copied (pointers, ~20 ms per 100,000
 images); a delete copies the matrix, since the row it frees is one that older snapshots still read.
 """
 
