@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, STRICT_REQUEST, TEXT_DOC, URL_DOC, ExamplesByStatus, ImageValue
+from runtime.libraries.filters import MAX_FILTER_CONSTRAINTS, MAX_FILTER_DEPTH, MAX_FILTER_LIST, MAX_FILTERED_CANDIDATES
 
 NAME_DOC = "Library name: 1 to 64 letters (any script, Chinese included), digits or underscores; unique."
 ID_DOC = (
@@ -23,6 +24,8 @@ FILTER_DOC = (
     'The S3 Vectors filter language over top-level metadata: `{"color": "red"}` (equality), operators '
     '`$eq $ne $gt $gte $lt $lte $in $nin $exists` under a key (`{"price": {"$lt": 50}}`), and `$and` / '
     "`$or` over lists of filters. A stored list matches when any element does; `true` is not `1`. "
+    f"At most {MAX_FILTER_CONSTRAINTS} constraints (an operator on a key, or an empty filter, each), "
+    f"{MAX_FILTER_DEPTH} levels of `$and` / `$or` and {MAX_FILTER_LIST} values in an `$in` / `$nin` list. "
     "The same results on both stores; see docs/libraries.md."
 )
 MAX_BATCH_ADD = 32
@@ -170,6 +173,13 @@ class ImageDeletedResponse(BaseModel):
 
 class SearchResponse(BaseModel):
     matches: list[MatchResponse] = Field(description="Best first.")
+    partial: bool = Field(
+        False,
+        description=f"true: a filtered search on the local store checked its bound of best-scoring images "
+        f"({MAX_FILTERED_CANDIDATES:,}, fewer for a filter of over 20 constraints: docs/libraries.md) and fewer "
+        "than `top_k` passed the filter; the matches are the best that pass, and "
+        "more may pass further down the ranking (narrow the query or the filter). Always false on AWS.",
+    )
     model_version: str
 
 
@@ -272,7 +282,10 @@ IMAGE_LIST_ANSWERS = {
 }
 IMAGE_DELETED_ANSWERS = {"deleted": {"summary": "Deleted", "value": {"id": "sku-1042", "deleted": True}}}
 SEARCH_ANSWERS = {
-    "matches": {"summary": "Matches, best first", "value": {"matches": [MATCH], "model_version": VERSION}}
+    "matches": {
+        "summary": "Matches, best first",
+        "value": {"matches": [MATCH], "partial": False, "model_version": VERSION},
+    }
 }
 
 

@@ -7,9 +7,10 @@ the data directory's lock).
 - Durable: SQLite in WAL mode with ``synchronous=FULL``; a write is committed (and synced) before the
   call returns, so an acknowledged add survives a crash of the process or the machine.
 - Exact: a search scores the query against every vector of the library (one matrix-vector product).
-- Safe under concurrency: each library has a lock; a dedup check and the insert it allows run under
-  it as one step. One server process per data directory (an exclusive file lock enforces it), since
-  the in-memory matrices are that process's view of the data.
+- Safe under concurrency: reads take the library's current snapshot (``local_index.py``) without a
+  lock, so a slow search holds up neither other searches nor writes; writers take the library's lock,
+  so a dedup check and the insert it allows run as one step. One server process per data directory
+  (an exclusive file lock enforces it), since the in-memory matrices are that process's view of the data.
 - Opened by ``open()`` (the server calls it at start-up) or on first use. Opening verifies the
   database (``local_sqlite.py``); a damaged, emptied or read-only one is refused with a 503 naming the
   file, on every call until it is mended, never served as an empty set of libraries.
@@ -38,6 +39,7 @@ from runtime.libraries.store import (
     LibraryStore,
     Match,
     NewImage,
+    SearchResult,
     check_library_quota,
     encode_token,
     library_exists,
@@ -80,43 +82,52 @@ class LocalStore(LibraryStore[LibraryIndex]):
                 index.deleted = True
                 del indexes[name]
 
-    # --- primitives: the library's lock serves readers and writers alike ---------------------
+    # --- primitives: readers take the current snapshot, writers the library's lock -----------
+    # A read primitive reads one snapshot; two in one call (search_like's vector, then its query) may
+    # read two, a write apart, which is the order the calls would have had one after the other.
     @contextmanager
     def _reading(self, name: str) -> Iterator[tuple[Library, LibraryIndex]]:
+        index = self._index(name)
+        if index.deleted:
+            raise library_not_found(name)
+        yield index.info(), index
+
+    @contextmanager
+    def _writing(self, name: str) -> Iterator[tuple[Library, LibraryIndex]]:
         index = self._index(name)
         with self._live(index):
             yield index.info(), index
 
-    _writing = _reading
-
     def _existing_ids(self, held: LibraryIndex, ids: list[str]) -> list[str]:
-        return [image_id for image_id in ids if image_id in held.rows]
+        rows = held.snapshot.rows
+        return [image_id for image_id in ids if image_id in rows]
 
     def _find_hashes(self, held: LibraryIndex, hashes: list[str]) -> dict[str, Match]:
-        found = {content_hash: held.exact(content_hash) for content_hash in hashes}
+        snapshot = held.snapshot
+        found = {content_hash: snapshot.exact(content_hash) for content_hash in hashes}
         return {content_hash: match for content_hash, match in found.items() if match is not None}
 
     def _nearest(self, held: LibraryIndex, vector: np.ndarray) -> Match | None:
-        return held.best(vector)
+        return held.snapshot.best(vector)
 
     def _insert(self, held: LibraryIndex, images: list[NewImage]) -> None:
         now = time.time()
         vectors = np.stack([image.vector for image in images]).astype("<f4")
-        self._database().insert_images(held.library.name, images, vectors, now)
+        self._database().insert_images(held.name, images, vectors, now)
         held.append(images, vectors, [now] * len(images))
 
     def _image(self, held: LibraryIndex, image_id: str) -> Image | None:
-        return held.image(image_id)
+        return held.snapshot.image(image_id)
 
     def _vector(self, held: LibraryIndex, image_id: str) -> np.ndarray | None:
-        return held.vector(image_id)
+        return held.snapshot.vector(image_id)
 
     def _remove(self, held: LibraryIndex, image_id: str) -> None:
-        self._database().delete_image(held.library.name, image_id)
+        self._database().delete_image(held.name, image_id)
         held.remove(image_id)
 
     def _replace_metadata(self, held: LibraryIndex, image_id: str, metadata: dict[str, Any]) -> Image:
-        self._database().replace_metadata(held.library.name, image_id, metadata)
+        self._database().replace_metadata(held.name, image_id, metadata)
         return held.set_metadata(image_id, metadata)
 
     def _query(
@@ -127,8 +138,8 @@ class LocalStore(LibraryStore[LibraryIndex]):
         min_score: float | None,
         conditions: Filter,
         exclude: str | None,
-    ) -> list[Match]:
-        return held.top(vector, top_k, min_score, conditions, exclude)
+    ) -> SearchResult:
+        return held.snapshot.top(vector, top_k, min_score, conditions, exclude)
 
     def _page(self, held: LibraryIndex, limit: int, token: dict[str, Any] | None) -> ImagePage:
         """Keyset pages in id order: the token is the last id served, so an insert or delete between
@@ -136,7 +147,7 @@ class LocalStore(LibraryStore[LibraryIndex]):
         after = token.get("after") if token else None
         if token is not None and not isinstance(after, str):
             raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
-        found = self._database().images_after(held.library.name, after or "", limit + 1)
+        found = self._database().images_after(held.name, after or "", limit + 1)
         images = found[:limit]
         more = len(found) > limit
         return ImagePage(images, encode_token({"after": images[-1].id}) if more else None)
@@ -178,10 +189,10 @@ class LocalStore(LibraryStore[LibraryIndex]):
 
     @contextmanager
     def _live(self, index: LibraryIndex) -> Iterator[None]:
-        """Hold the library's lock; a library deleted while we waited for it is not found."""
+        """Hold the library's lock (writers); a library deleted while we waited for it is not found."""
         with index.lock:
             if index.deleted:
-                raise library_not_found(index.library.name)
+                raise library_not_found(index.name)
             yield
 
     def _open(self) -> None:

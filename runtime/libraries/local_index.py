@@ -1,83 +1,58 @@
 """The embedded store's in-memory index: one float32 matrix per library, searched exactly.
 
-A ``LibraryIndex`` holds one library's vectors as the rows of a matrix, with each row's id, metadata
-(whole, and its filterable part), create time and file hash, and a map from file hash to image for
-exact duplicates. A search scores the query against every row (one matrix-vector product) and walks
-the best rows first through the filter (``filter_eval.py``); a near-duplicate check takes the single
-best row. It knows nothing of disk: ``local.py`` fills it from SQLite (``local_sqlite.py``) on open and
-changes it only after the write it mirrors is committed, holding its ``lock``.
+A ``LibraryIndex`` holds one library as a ``Snapshot``: its vectors (the rows of a matrix), each row's
+id, metadata (whole, and its filterable part), create time and file hash, and a map from file hash to
+image for exact duplicates. A snapshot is never changed once published: a write builds the next one
+and swaps it in, so reads take the current snapshot without a lock and run alongside each other and
+alongside writes, and a write never waits for a read. Writers hold the index's ``lock`` against each
+other. ``local.py`` fills the index from SQLite (``local_sqlite.py``) on open and changes it only after
+the write it mirrors is committed.
+
+A search scores the query against every row (one matrix-vector product) and walks the best rows first
+through the filter (``filter_eval.py``), at most ``filters.filtered_candidates`` of them; a near-duplicate
+check takes the single best row.
+
+What a write costs: appends fill spare rows of the matrix past every published snapshot's rows (growth
+by a quarter when full); the lists and maps of ids and metadata are copied (pointers, ~20 ms per 100,000
+images); a delete copies the matrix, since the row it frees is one that older snapshots still read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from runtime.libraries.filter_eval import Predicate, compile_filter
-from runtime.libraries.filters import Filter
+from runtime.libraries.filter_eval import Predicate, compile_filter, readable
+from runtime.libraries.filters import Filter, filtered_candidates
 from runtime.libraries.metadata import filterable_part
-from runtime.libraries.store import EXACT_SCORE, Image, Library, Match, NewImage
+from runtime.libraries.store import EXACT_SCORE, Image, Library, Match, NewImage, SearchResult
 from runtime.vectors import scores_of
 
 
-class LibraryIndex:
-    """One library in memory: vectors (rows of a matrix), ids, metadata, file hashes. Guarded by ``lock``."""
+@dataclass(frozen=True)
+class Snapshot:
+    """One library's images at one moment; read-only once published (``LibraryIndex.snapshot``)."""
 
-    def __init__(self, library: Library, dimension: int):
-        self.library = library
-        self.dimension = dimension
-        self.lock = threading.Lock()
-        self.deleted = False
-        self.vectors = np.empty((0, dimension), dtype=np.float32)
-        self.count = 0
-        self.ids: list[str] = []
-        self.rows: dict[str, int] = {}
-        self.metadata: list[dict[str, Any]] = []
-        self.filterable: list[dict[str, Any]] = []
-        self.create_times: list[float] = []
-        self.hashes: list[str | None] = []
-        self.by_hash: dict[str, str] = {}
+    library: Library
+    """Its ``image_count`` is the number of rows."""
+    vectors: np.ndarray
+    """Exactly ``image_count`` rows: a view of the index's matrix that no write changes."""
+    ids: list[str]
+    rows: dict[str, int]
+    metadata: list[dict[str, Any]]
+    filterable: list[dict[str, Any]]
+    """Each image's filterable metadata as the filter reads it (``filter_eval.readable``)."""
+    create_times: list[float]
+    hashes: list[str | None]
+    by_hash: dict[str, str]
 
-    def info(self) -> Library:
-        return Library(self.library.name, self.library.model_version, self.library.create_time, self.count)
-
-    def append(self, images: list[NewImage], vectors: np.ndarray, create_times: list[float]) -> None:
-        self._reserve(len(images))
-        self.vectors[self.count : self.count + len(images)] = vectors
-        for image, create_time in zip(images, create_times, strict=True):
-            assert image.id is not None
-            self.rows[image.id] = len(self.ids)
-            self.ids.append(image.id)
-            self.metadata.append(image.metadata)
-            self.filterable.append(filterable_part(image.metadata))
-            self.create_times.append(create_time)
-            self.hashes.append(image.content_hash)
-            if image.content_hash:
-                self.by_hash.setdefault(image.content_hash, image.id)
-        self.count += len(images)
-
-    def remove(self, image_id: str) -> None:
-        """Move the last row into the freed one: O(1), order is not meaningful."""
-        row, last = self.rows.pop(image_id), self.count - 1
-        content_hash = self.hashes[row]
-        if content_hash and self.by_hash.get(content_hash) == image_id:
-            del self.by_hash[content_hash]
-        columns: tuple[list[Any], ...] = (self.ids, self.metadata, self.filterable, self.create_times, self.hashes)
-        if row != last:
-            self.vectors[row] = self.vectors[last]
-            for column in columns:
-                column[row] = column[last]
-            self.rows[self.ids[row]] = row
-        for column in columns:
-            del column[last]
-        self.count -= 1
-
-    def set_metadata(self, image_id: str, metadata: dict[str, Any]) -> Image:
-        row = self.rows[image_id]
-        self.metadata[row], self.filterable[row] = metadata, filterable_part(metadata)
-        return Image(image_id, metadata, self.create_times[row])
+    @property
+    def count(self) -> int:
+        return self.library.image_count
 
     def image(self, image_id: str) -> Image | None:
         row = self.rows.get(image_id)
@@ -94,27 +69,32 @@ class LibraryIndex:
     def best(self, vector: np.ndarray) -> Match | None:
         if self.count == 0:
             return None
-        scores = scores_of(self.vectors[: self.count] @ vector)
+        scores = scores_of(self.vectors @ vector)
         row = int(np.argmax(scores))
         return self._match(row, float(scores[row]))
 
     def top(
         self, vector: np.ndarray, top_k: int, min_score: float | None, conditions: Filter, exclude: str | None
-    ) -> list[Match]:
-        """The ``top_k`` best rows that pass the filter, best first (exact: every row is scored)."""
+    ) -> SearchResult:
+        """The ``top_k`` best rows that pass the filter, best first (exact: every row is scored). A
+        filter checks at most ``filters.filtered_candidates`` rows: past them the answer is ``partial``."""
         if self.count == 0:
-            return []
-        scores = scores_of(self.vectors[: self.count] @ vector)
+            return SearchResult([])
+        scores = scores_of(self.vectors @ vector)
         passes = compile_filter(conditions) if conditions else None
         skip = self.rows.get(exclude) if exclude is not None else None
-        # With a filter, rank a generous head first and widen it only if too few rows pass.
+        # With a filter, rank a generous head first and widen it only if too few rows pass; each widening
+        # walks only the rows not checked before.
         wanted = top_k + (skip is not None)
-        limit = min(self.count, max(16 * top_k, 1024) if passes else wanted)
+        reach = min(self.count, filtered_candidates(conditions)) if passes else self.count
+        limit = min(reach, max(16 * top_k, 1024) if passes else wanted)
+        matches: list[Match] = []
+        checked: set[int] = set()
         while True:
-            matches, done = self._walk(scores, best_rows(scores, limit), top_k, min_score, passes, skip)
-            if done or limit == self.count:
-                return matches
-            limit = min(self.count, 8 * limit)
+            done = self._walk(scores, best_rows(scores, limit), top_k, min_score, passes, skip, matches, checked)
+            if done or limit == reach:
+                return SearchResult(matches, partial=not done and reach < self.count)
+            limit = min(reach, 8 * limit)
 
     def _walk(
         self,
@@ -124,30 +104,114 @@ class LibraryIndex:
         min_score: float | None,
         passes: Predicate | None,
         skip: int | None,
-    ) -> tuple[list[Match], bool]:
-        """Matches among ``rows`` (best first), and whether the walk found all it needs."""
-        matches: list[Match] = []
-        for row in rows:
+        matches: list[Match],
+        checked: set[int],
+    ) -> bool:
+        """Add the rows of ``rows`` (best first) that pass to ``matches``, leaving out those ``checked``
+        before; whether the walk found all it needs."""
+        for ranked in rows:
+            row = int(ranked)
+            if row in checked:
+                continue
+            checked.add(row)
             score = float(scores[row])
             if min_score is not None and score < min_score:
-                return matches, True
+                return True
             if row == skip or (passes is not None and not passes(self.filterable[row])):
                 continue
-            matches.append(self._match(int(row), score))
+            matches.append(self._match(row, score))
             if len(matches) == top_k:
-                return matches, True
-        return matches, False
+                return True
+        return False
 
     def _match(self, row: int, score: float) -> Match:
         return Match(self.ids[row], score, self.metadata[row])
 
-    def _reserve(self, extra: int) -> None:
-        needed = self.count + extra
-        if needed > len(self.vectors):
+
+class LibraryIndex:
+    """One library in memory: the current ``snapshot``, replaced whole by each write (under ``lock``)."""
+
+    def __init__(self, library: Library, dimension: int):
+        self.name = library.name
+        self.dimension = dimension
+        self.lock = threading.Lock()
+        """Held by writers (and the library's deletion) against each other; readers never take it."""
+        self.deleted = False
+        self._matrix = np.empty((0, dimension), dtype=np.float32)
+        """Rows below the snapshot's count are never written again; appends fill the spare rows after them."""
+        empty = Library(library.name, library.model_version, library.create_time, 0)
+        self.snapshot = Snapshot(empty, self._matrix[:0], [], {}, [], [], [], [], {})
+
+    def info(self) -> Library:
+        return self.snapshot.library
+
+    def append(self, images: list[NewImage], vectors: np.ndarray, create_times: list[float]) -> None:
+        old = self.snapshot
+        count = old.count + len(images)
+        if count > len(self._matrix):
             # Grow by a quarter: amortised appends without doubling a large library's memory.
-            grown = np.empty((max(needed, len(self.vectors) * 5 // 4, 1024), self.dimension), dtype=np.float32)
-            grown[: self.count] = self.vectors[: self.count]
-            self.vectors = grown
+            grown = np.empty((max(count, len(self._matrix) * 5 // 4, 1024), self.dimension), dtype=np.float32)
+            grown[: old.count] = old.vectors
+            self._matrix = grown
+        self._matrix[old.count : count] = vectors
+        ids = [image.id or "" for image in images]
+        by_hash = dict(old.by_hash)
+        for image in images:
+            if image.content_hash:
+                by_hash.setdefault(image.content_hash, image.id or "")
+        self._publish(
+            old,
+            count,
+            ids=old.ids + ids,
+            rows={**old.rows, **{image_id: old.count + offset for offset, image_id in enumerate(ids)}},
+            metadata=old.metadata + [image.metadata for image in images],
+            filterable=old.filterable + [readable(filterable_part(image.metadata)) for image in images],
+            create_times=old.create_times + list(create_times),
+            hashes=old.hashes + [image.content_hash for image in images],
+            by_hash=by_hash,
+        )
+
+    def remove(self, image_id: str) -> None:
+        """Move the last row into the freed one (order is not meaningful), in a copy of the matrix."""
+        old = self.snapshot
+        row, last = old.rows[image_id], old.count - 1
+        matrix = np.empty_like(self._matrix)
+        matrix[:last] = old.vectors[:last]
+        columns: dict[str, list[Any]] = {
+            "ids": list(old.ids),
+            "metadata": list(old.metadata),
+            "filterable": list(old.filterable),
+            "create_times": list(old.create_times),
+            "hashes": list(old.hashes),
+        }
+        if row != last:
+            matrix[row] = old.vectors[last]
+            for column in columns.values():
+                column[row] = column[last]
+        for column in columns.values():
+            del column[last]
+        rows = dict(old.rows)
+        del rows[image_id]
+        if row != last:
+            rows[old.ids[last]] = row
+        by_hash = dict(old.by_hash)
+        content_hash = old.hashes[row]
+        if content_hash and by_hash.get(content_hash) == image_id:
+            del by_hash[content_hash]
+        self._matrix = matrix
+        self._publish(old, last, rows=rows, by_hash=by_hash, **columns)
+
+    def set_metadata(self, image_id: str, metadata: dict[str, Any]) -> Image:
+        old = self.snapshot
+        row = old.rows[image_id]
+        whole, filterable = list(old.metadata), list(old.filterable)
+        whole[row], filterable[row] = metadata, readable(filterable_part(metadata))
+        self._publish(old, old.count, metadata=whole, filterable=filterable)
+        return Image(image_id, metadata, old.create_times[row])
+
+    def _publish(self, old: Snapshot, count: int, **changes: Any) -> None:
+        library = dataclasses.replace(old.library, image_count=count)
+        self.snapshot = dataclasses.replace(old, library=library, vectors=self._matrix[:count], **changes)
 
 
 def best_rows(scores: np.ndarray, count: int) -> np.ndarray:

@@ -81,6 +81,16 @@ class Match:
 
 
 @dataclass(frozen=True)
+class SearchResult:
+    matches: list[Match]
+    """Best first."""
+    partial: bool = False
+    """True: the local store checked the filter on its bound of candidates (the best-scoring images,
+    ``filters.filtered_candidates``) and fewer than ``top_k`` passed; more may pass further down the
+    ranking. The matches given are still the best that pass. The AWS store's answers are never partial."""
+
+
+@dataclass(frozen=True)
 class NewImage:
     vector: np.ndarray
     id: str | None = None
@@ -312,7 +322,7 @@ class LibraryStore(ABC, Generic[HandleT]):
         top_k: int = 10,
         min_score: float | None = None,
         filter: Filter | None = None,
-    ) -> list[Match]:
+    ) -> SearchResult:
         """The ``top_k`` best matches, best first, scored (1 + cosine) / 2."""
         vector = check_vector(vector, self.dimension)
         top_k, conditions = self.check_top_k(top_k), check_filter(filter)
@@ -331,7 +341,7 @@ class LibraryStore(ABC, Generic[HandleT]):
         top_k: int = 10,
         min_score: float | None = None,
         filter: Filter | None = None,
-    ) -> list[Match]:
+    ) -> SearchResult:
         """ "More like this": search by a stored image's vector; the image itself is left out."""
         name, image_id = check_library_name(name), check_image_id(image_id)
         top_k, conditions = self.check_top_k(top_k), check_filter(filter)
@@ -409,7 +419,7 @@ class LibraryStore(ABC, Generic[HandleT]):
         min_score: float | None,
         conditions: Filter,
         exclude: str | None,
-    ) -> list[Match]:
+    ) -> SearchResult:
         """The ``top_k`` best matches passing ``conditions``, best first, without image ``exclude``."""
 
     @abstractmethod

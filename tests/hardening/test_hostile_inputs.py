@@ -7,7 +7,7 @@ ratios (one request and batches of 32); JPEG scan bombs; malformed EXIF in PNG, 
 every route that reads images; the new formats (GIF, TIFF, AVIF, HEIC); huge strings and JSON built
 to be expensive; non-public addresses from the IANA registries; the error contract (overlong numbers,
 exact types, encoded slashes, methods); library metadata and name rules (``runtime/libraries/metadata.py``,
-``names.py``).
+``names.py``); filters built to be expensive (``filters.py``'s cost bound).
 
 Bounds (peak RSS growth of the server, reset before each request via /proc/<pid>/clear_refs):
 ``PER_REQUEST_BOUND`` for a request, ``PER_BATCH_BOUND`` for a 32-slot batch. Every answer within
@@ -327,6 +327,34 @@ def library_rule_cases() -> list[Hostile]:
     return cases
 
 
+def filter_cases() -> list[Hostile]:
+    """Filters built to be expensive (issue 21: ``$and`` of 10,000 empty filters took 16 s, of 49,990
+    63 s): refused at the cost bound of runtime/libraries/filters.py, which names the limit."""
+
+    def search(name: str, conditions: dict, code: str | None, message_has: str = "") -> Hostile:
+        status = 200 if code is None else 400
+        return case(name, {"text": "a cat", "filter": conditions}, code, status, path=SEARCH, message_has=message_has)
+
+    deep: dict = {"color": "red"}
+    for _ in range(8):
+        deep = {"$or": [deep]}
+    limit = "at most 100 constraints"
+    return [
+        search("filter: $and of 10,000 empty filters", {"$and": [{}] * 10_000}, "invalid_filter", limit),
+        search("filter: $and of 49,990 empty filters", {"$and": [{}] * 49_990}, "invalid_filter", limit),
+        search(
+            "filter: 101 constraints", {f"k{i}": {"$in": list(range(100))} for i in range(101)}, "invalid_filter", limit
+        ),
+        search(
+            "filter: 100 constraints of 100-value lists",
+            {f"k{i}": {"$nin": list(range(100))} for i in range(100)},
+            None,
+        ),
+        search("filter: $or nested 9 levels", deep, "invalid_filter", "nested more than 8 levels"),
+        search("filter: $in of 101 values", {"color": {"$in": list(range(101))}}, "invalid_filter", "1 to 100"),
+    ]
+
+
 def hostile_cases() -> list[Hostile]:
     return (
         old_cases()
@@ -337,6 +365,7 @@ def hostile_cases() -> list[Hostile]:
         + address_cases()
         + contract_cases()
         + library_rule_cases()
+        + filter_cases()
     )
 
 

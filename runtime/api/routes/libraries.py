@@ -351,14 +351,14 @@ async def search(
         if any(value is not None for value in (body.url, body.img, body.text)):
             raise BadRequest("request body: give only one of url or img or text or id", code="ambiguous_input")
         image_id = body.id
-        matches = await run_in_threadpool(
+        found = await run_in_threadpool(
             lambda: store.search_like(
                 name, image_id, model_version=version, top_k=top_k, min_score=min_score, filter=conditions
             )
         )
     else:
         item = slot_input({"url": body.url, "img": body.img, "text": body.text}, SLOT_FIELDS, "request body")
-        matches = await run_in_threadpool(
+        found = await run_in_threadpool(
             lambda: store.search(
                 name,
                 embed_one(embedder, item),
@@ -368,7 +368,11 @@ async def search(
                 filter=conditions,
             )
         )
-    return {"matches": [match_body(match) for match in matches], "model_version": embedder.model_version}
+    return {
+        "matches": [match_body(match) for match in found.matches],
+        "partial": found.partial,
+        "model_version": embedder.model_version,
+    }
 
 
 router.include_router(writes)

@@ -54,6 +54,7 @@ from runtime.libraries.store import (
     LibraryStore,
     Match,
     NewImage,
+    SearchResult,
     check_library_quota,
     encode_token,
     library_exists,
@@ -250,11 +251,11 @@ class S3VectorsStore(LibraryStore[Held]):
         min_score: float | None,
         conditions: Filter,
         exclude: str | None,
-    ) -> list[Match]:
+    ) -> SearchResult:
         asked = min(top_k + (exclude is not None), MAX_TOP_K)
         matches = self._query_index(held.index, vector, top_k=asked, conditions=conditions)
         kept = [m for m in matches if m.id != exclude and (min_score is None or m.score >= min_score)]
-        return kept[:top_k]
+        return SearchResult(kept[:top_k])
 
     def _page(self, held: Held, limit: int, token: dict[str, Any] | None) -> ImagePage:
         """One ListVectors call of ``limit`` vectors; the token carries the service's ``nextToken``.

@@ -109,6 +109,7 @@ def test_library_flow(server):
 
     filtered = server.post("/libraries/flow_商品/search", {"img": img(1), "filter": {"color": "blue"}}).json()
     assert [match["id"] for match in filtered["matches"]] == [other_id]
+    assert filtered["partial"] is False  # the library is far below the filter's candidate bound
     high = server.post("/libraries/flow_商品/search", {"img": img(1), "min_score": 0.999}).json()
     assert [match["id"] for match in high["matches"]] == ["a"]
 

@@ -58,10 +58,9 @@ def fill(store, records: dict) -> None:
 def answer(store, example: dict) -> list:
     """The ids and scores of the filtered search, best first; every record can be among them."""
     query = test_stores.unit(1000)
-    matches = store.search(
-        "docs", query, model_version=VERSION, top_k=len(example["records"]), filter=example["filter"]
-    )
-    return [(match.id, match.score) for match in matches]
+    found = store.search("docs", query, model_version=VERSION, top_k=len(example["records"]), filter=example["filter"])
+    assert not found.partial
+    return [(match.id, match.score) for match in found.matches]
 
 
 # --- the table itself -------------------------------------------------------------------------

@@ -140,7 +140,10 @@ def add(store, name, vector, **kwargs):
 
 
 def search(store, name, vector, **kwargs):
-    return store.search(name, vector, model_version=VERSION, **kwargs)
+    """The matches of a search (its answer is complete: these libraries are far below the candidate bound)."""
+    found = store.search(name, vector, model_version=VERSION, **kwargs)
+    assert not found.partial
+    return found.matches
 
 
 # --- the shared suite --------------------------------------------------------------------
@@ -434,6 +437,35 @@ def test_a_bad_filter_names_the_operator_and_its_path(store, conditions, path):
         search(store, "lib", unit(1), filter=conditions)
     assert refused.value.code == "invalid_filter"
     assert refused.value.message.startswith(path + ":"), refused.value.message
+
+
+def nested_filter(levels: int, inner: dict) -> dict:
+    for _ in range(levels):
+        inner = {"$and": [inner]}
+    return inner
+
+
+def test_the_filter_cost_bound_is_the_same_on_both_stores(store):
+    """100 constraints, 8 levels and 100-value lists are searched on either store; the attack's
+    10,000 and 49,990 empty filters, and one step past each limit, are refused alike (filters.py)."""
+    store.create_library("lib", VERSION)
+    add(store, "lib", unit(1), image_id="hit", metadata={"color": "red", "size": 3})
+    add(store, "lib", unit(2), image_id="miss", metadata={"color": "blue", "size": 3})
+    sizes = list(range(100))
+    hundred = {"$and": [{"color": "red"}, *[{"size": {"$gte": 1}}] * 98, {"size": {"$in": sizes}}]}
+    assert [match.id for match in search(store, "lib", unit(1), filter=hundred)] == ["hit"]
+    assert [match.id for match in search(store, "lib", unit(1), filter=nested_filter(7, {"color": "red"}))] == ["hit"]
+    refused = {
+        "at most 100 constraints": [{"$and": [{}] * 10_000}, {"$and": [{}] * 49_990}, {**hundred, "size": 3}],
+        "nested more than 8 levels": [nested_filter(8, {"color": "red"})],
+        "a list of 1 to 100": [{"size": {"$in": [*sizes, 100]}}],
+    }
+    for limit, filters in refused.items():
+        for conditions in filters:
+            with pytest.raises(BadRequest) as refusal:
+                search(store, "lib", unit(1), filter=conditions)
+            assert refusal.value.code == "invalid_filter"
+            assert limit in refusal.value.message
 
 
 def test_filter_finds_matches_beyond_the_unfiltered_top_k(store):
@@ -881,12 +913,10 @@ def test_search_like_a_stored_image_leaves_it_out(store):
     base = unit(1)
     images = [NewImage(at_cosine(base, c, seed=100 + i), f"n{i}", {"i": i}) for i, c in enumerate((0.9, 0.8, 0.7))]
     store.add_images("lib", [NewImage(base, "sku-1"), *images], model_version=VERSION, dedup_threshold=None)
-    like = store.search_like("lib", "sku-1", model_version=VERSION, top_k=2)
+    like = store.search_like("lib", "sku-1", model_version=VERSION, top_k=2).matches
     assert [m.id for m in like] == ["n0", "n1"]
-    assert [m.id for m in store.search_like("lib", "sku-1", model_version=VERSION, filter={"i": {"$gte": 1}})] == [
-        "n1",
-        "n2",
-    ]
+    filtered = store.search_like("lib", "sku-1", model_version=VERSION, filter={"i": {"$gte": 1}}).matches
+    assert [m.id for m in filtered] == ["n1", "n2"]
     with pytest.raises(NotFound) as missing:
         store.search_like("lib", "nope", model_version=VERSION)
     assert missing.value.code == "image_not_found"
