@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -17,6 +17,7 @@ from runtime.api.doors import API_KEY_HEADER, LocalDoors, local_doors
 from runtime.api.field_hints import request_error
 from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightLimit
 from runtime.api.openai_errors import OpenAIErrorShape
+from runtime.api.query_check import refuse_unknown_query
 from runtime.api.request_log import RequestLog
 from runtime.api.routes import explorer, home, imports, libraries, library_page, openai_embeddings, similarity
 from runtime.embedder import Embedder
@@ -59,6 +60,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,  # the document is served by the API Explorer (runtime/api/explorer.py)
+        dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.settings = settings
     app.state.embedder = embedder

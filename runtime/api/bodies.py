@@ -88,6 +88,8 @@ class BodyRoute(APIRoute):
             kind = body_kind(content_type_of(request.scope))
             if model is not None and kind in (JSON, TEXT) and BINARY_SLOT in model.model_fields:
                 kind = BINARY if looks_like_image(await request.body()) else kind  # curl --data-binary @a.jpg
+            if model is not None and kind == JSON:
+                refuse_query_fields(request, model)
             if model is not None and kind == TEXT:
                 raise text_refused()
             if model is not None and kind != JSON:
@@ -127,7 +129,7 @@ async def upload_fields(request: Request, kind: str, model: type[BaseModel]) -> 
         data = await request.body()
         if not data:
             raise InvalidInput("request body: the image is empty (0 bytes)", code="not_an_image")
-        return {BINARY_SLOT: data}
+        return {**query_fields(request, model, settings), BINARY_SLOT: data}
     if not any(slot in names for slot in IMAGE_SLOTS):
         raise unsupported(names)
     await request.body()  # kept, so FastAPI finds a body to validate
@@ -151,6 +153,38 @@ async def upload_fields(request: Request, kind: str, model: type[BaseModel]) -> 
             fields[name] = await part_value(name, value, model, settings)
     finally:
         await form.close()  # large parts are spooled to temporary files
+    for name, value in query_fields(request, model, settings).items():
+        if name in fields:
+            raise BadRequest(f"query parameter '{name}': given as a part too; send it once", code="duplicate_part")
+        fields[name] = value
+    return fields
+
+
+def refuse_query_fields(request: Request, model: type[BaseModel]) -> None:
+    """With a JSON body, the body's fields go in it: one given in the query would be ignored."""
+    for name in request.query_params:
+        if name in model.model_fields:
+            message = f"query parameter '{name}': with a JSON body, give {name} in the body"
+            raise BadRequest(message, code="unknown_field")
+
+
+def query_fields(request: Request, model: type[BaseModel], settings: Settings) -> dict[str, Any]:
+    """The body model's fields given as query parameters (``?id=sku-1&metadata={...}``): an image or a form
+    body carries the add's options there, typed as a form's text is. Other query parameters are the
+    route's own (FastAPI reads them); unknown ones are refused app-wide (``runtime.api.query_check``)."""
+    fields: dict[str, Any] = {}
+    for name, text in request.query_params.multi_items():
+        if name not in model.model_fields or name in IMAGE_SLOTS:
+            continue
+        where = f"query parameter '{name}'"
+        if name in fields:
+            raise BadRequest(f"{where}: given twice; send one value", code="duplicate_part")
+        annotation = model.model_fields[name].annotation
+        fields[name] = (
+            json_part(name, text, settings.max_json_values, where)
+            if wants_json(annotation)
+            else (form_scalar(text, annotation))
+        )
     return fields
 
 
@@ -211,8 +245,8 @@ def wants_json(annotation: Any) -> bool:
     return any(typing.get_origin(kind) in (dict, list) or kind in (dict, list) for kind in kinds)
 
 
-def json_part(name: str, text: str, max_values: int) -> Any:
-    part = f"part '{name}'"
+def json_part(name: str, text: str, max_values: int, where: str | None = None) -> Any:
+    part = where or f"part '{name}'"
     if json_values_bound(text.encode()) > max_values:
         raise BadRequest(f"{part}: more than {max_values} JSON values", code="json_too_large")
     try:

@@ -24,12 +24,12 @@ GUESSED_NAMES = {
 NUMBERED = re.compile(r"^(?P<base>.+?)_?(?P<number>[12])$")
 
 
-def unknown_field_hint(name: str, known: list[str]) -> str:
-    """``did you mean 'img'?``, or the names this body takes when none is close."""
+def unknown_field_hint(name: str, known: list[str], takes: str = "this body takes") -> str:
+    """``did you mean 'img'?``, or the names known when none is close."""
     meant = _meant(name, known)
     if meant is not None:
         return f"did you mean '{meant}'?"
-    return f"this body takes {', '.join(known)}" if known else "this body takes no fields"
+    return f"{takes} {', '.join(known)}" if known else f"{takes} none"
 
 
 def _meant(name: str, known: list[str]) -> str | None:
