@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import replace
 from decimal import Decimal
@@ -24,7 +25,7 @@ from runtime.errors import InvalidInput
 from runtime.libraries.imports.counts import COUNTS
 from runtime.libraries.imports.jobs import ImportJob, check_import_id, counts_of_record, new_import_id, not_found
 from runtime.libraries.imports.runner import check_source
-from runtime.libraries.imports.sources import bounded_lines, read_manifest, split_s3
+from runtime.libraries.imports.sources import bounded_manifest, read_manifest, split_s3
 from runtime.libraries.store import LibraryStore, check_score
 from runtime.settings import Settings
 
@@ -152,8 +153,12 @@ class StepFunctionsImports:
             return split_s3(manifest, "manifest")
         key = f"{RESULTS_PREFIX}/{import_id}/manifest.jsonl"
         assert self.bucket is not None, "an https manifest is copied into the results bucket"
-        body = bounded_lines(read_manifest(manifest, self.settings))
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        with tempfile.TemporaryFile() as fetched, tempfile.TemporaryFile() as bounded:
+            read_manifest(manifest, self.settings, fetched)
+            fetched.seek(0)
+            bounded_manifest(fetched, bounded)
+            bounded.seek(0)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=bounded)
         return self.bucket, key
 
     def get(self, library: str, import_id: str) -> ImportJob:

@@ -9,12 +9,17 @@ process is resumed by the next ``LocalImports`` on the same data directory (see 
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import replace
+from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from runtime.embedder import Embedder
@@ -26,6 +31,7 @@ from runtime.libraries.imports.sources import (
     ImportItem,
     check_bucket,
     folder_items,
+    manifest_file_items,
     manifest_items,
     read_manifest,
     s3_prefix_items,
@@ -51,16 +57,35 @@ def check_source(source: dict[str, str], settings: Settings) -> None:
         raise BadRequest("manifest: give an s3:// or https:// URL of a JSONL file", code="invalid_source")
 
 
-def list_items(source: dict[str, str], settings: Settings) -> Iterator[ImportItem]:
+@contextmanager
+def listed_items(source: dict[str, str], settings: Settings, scratch: Path) -> Iterator[Iterator[ImportItem]]:
+    """The source's items, one at a time: a remote manifest is first fetched to a file in ``scratch``
+    (the job's folder), and every manifest is read from its file a line at a time."""
     kind, location = next(iter(source.items()))
     if kind == "folder":
-        return folder_items(location)
-    if kind == "source":
-        return s3_prefix_items(location, settings)
-    if "://" not in location:  # the CLI's local manifest file
-        with open(location, "rb") as manifest:
-            return manifest_items(manifest.read())
-    return manifest_items(read_manifest(location, settings))
+        yield folder_items(location)
+    elif kind == "source":
+        yield s3_prefix_items(location, settings)
+    elif "://" not in location:  # the CLI's local manifest file
+        yield manifest_file_items(location)
+    else:
+        with tempfile.TemporaryFile(dir=scratch) as manifest:
+            read_manifest(location, settings, manifest)
+            manifest.seek(0)
+            yield manifest_items(manifest)
+
+
+def batches_of(items: Iterator[ImportItem], size: int) -> Iterator[list[ImportItem]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def pending_batches(jobs: FileJobs, job: ImportJob, finished: set[int]) -> Iterator[tuple[int, list[ImportItem]]]:
+    """The job's batches not yet finished, by number, read from its items file as they are asked for."""
+    items = (ImportItem.from_json(item) for item in jobs.items(job.import_id))
+    for n, batch in enumerate(batches_of(items, job.batch_size)):
+        if n not in finished:
+            yield n, batch
 
 
 class ImportRunner:
@@ -86,14 +111,9 @@ class ImportRunner:
         cancelled = cancelled or threading.Event()
         stopping = stopping or threading.Event()
         try:
-            items = self._items(job)
-            job = self.jobs.save(replace(job, total=len(items)))
-            done = self.jobs.read_results(job.import_id)
-            finished = {result["batch"] for result in done}
-            job = replace(job, counts=dict.fromkeys(job.counts, 0))
-            for result in done:
-                job = job.with_counts(result)
-            job = self._run_batches(job, items, finished, cancelled, stopping, progress)
+            job = self.jobs.save(replace(job, total=self._list(job)))
+            counts, finished = self.jobs.restore(job.import_id)
+            job = self._run_batches(replace(job, counts=counts), finished, cancelled, stopping, progress)
             if stopping.is_set() and not cancelled.is_set():
                 return job
             status = "cancelled" if cancelled.is_set() else "succeeded"
@@ -110,45 +130,39 @@ class ImportRunner:
         latest = self.jobs.get(job.library, job.import_id)
         return self.jobs.save(replace(latest, status="failed", error=message, end_time=time.time()))
 
-    def _items(self, job: ImportJob) -> list[ImportItem]:
-        listed = self.jobs.read_items(job.import_id)
-        if listed is None:
-            import json
-
-            items = list(list_items(job.source, self.settings))
-            self.jobs.write_items(job.import_id, (json.dumps(item.to_json()) for item in items))
-            return items
-        return [ImportItem.from_json(item) for item in listed]
+    def _list(self, job: ImportJob) -> int:
+        """Lists the source once into the job's items file (a resumed job reads that again); how many."""
+        if self.jobs.has_items(job.import_id):
+            return job.total if job.total is not None else self.jobs.count_items(job.import_id)
+        with listed_items(job.source, self.settings, self.jobs.folder_of(job.import_id)) as items:
+            return self.jobs.write_items(job.import_id, (json.dumps(item.to_json()) for item in items))
 
     def _run_batches(
         self,
         job: ImportJob,
-        items: list[ImportItem],
         finished: set[int],
         cancelled: threading.Event,
         stopping: threading.Event,
         progress: Progress | None,
     ) -> ImportJob:
+        """The batches not yet finished, ``import_batches_in_flight`` at a time: only those are in memory."""
         threshold = dedup_threshold(job.dedup, job.threshold, self.settings)
         seen = ExactSeen()
-        size = job.batch_size
-        todo = [n for n in range(0, (len(items) + size - 1) // size) if n not in finished]
+        todo = pending_batches(self.jobs, job, finished)
         in_flight = max(1, self.settings.import_batches_in_flight)
         with ThreadPoolExecutor(in_flight, thread_name_prefix="import-batch") as batches:
             importer = BatchImporter(self.embedder, self.store, local_files=job.source.keys() == {"folder"})
 
-            def one(n: int) -> dict[str, Any]:
-                result = importer.run(job.library, items[n * size : (n + 1) * size], threshold=threshold, seen=seen)
-                return {"batch": n, **result}
+            def one(n: int, batch: list[ImportItem]) -> dict[str, Any]:
+                return {"batch": n, **importer.run(job.library, batch, threshold=threshold, seen=seen)}
 
             pending: set[Future] = set()
-            queue = iter(todo)
             while True:
                 while len(pending) < in_flight and not (cancelled.is_set() or stopping.is_set()):
-                    n = next(queue, None)
-                    if n is None:
+                    following = next(todo, None)
+                    if following is None:
                         break
-                    pending.add(batches.submit(one, n))
+                    pending.add(batches.submit(one, *following))
                 if not pending:
                     return job
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
