@@ -24,9 +24,9 @@ from typing import Any
 from runtime.errors import InvalidInput
 from runtime.libraries.imports.counts import COUNTS
 from runtime.libraries.imports.jobs import ImportJob, check_import_id, counts_of_record, new_import_id, not_found
-from runtime.libraries.imports.runner import check_source
+from runtime.libraries.imports.runner import check_source, page_start
 from runtime.libraries.imports.sources import bounded_manifest, read_manifest, split_s3
-from runtime.libraries.store import LibraryStore, check_score
+from runtime.libraries.store import LibraryStore, check_score, encode_token
 from runtime.settings import Settings
 
 EXECUTION_STATUS = {"RUNNING": "running", "SUCCEEDED": "succeeded", "ABORTED": "cancelled"}
@@ -205,6 +205,22 @@ class StepFunctionsImports:
                     if len(found) >= limit:
                         return found[:limit]
         return found
+
+    def failures_page(
+        self, job: ImportJob, limit: int, next_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The ResultWriter's files hold a batch's failures together: a page skips the ones before it."""
+        after = page_start(next_token)
+        found = self.failures(job, after + limit)[after:]
+        more = len(found) == limit or not job.finished
+        return found, encode_token({"after": after + len(found)}) if more else None
+
+    def forget_library(self, library: str) -> None:
+        """Running executions stop (their batches would stop on the missing library anyway); the job
+        records stay until they are deleted with the table, and the results expire after 30 days."""
+        for job in self.jobs.list_jobs(library):
+            if not job.finished:
+                self.cancel(library, job.import_id)
 
 
 def job_of(record: dict[str, Any]) -> tuple[ImportJob, str]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -154,6 +155,12 @@ class FileJobs:
     def list_jobs(self, library: str) -> list[ImportJob]:
         return [job for job in self.all() if job.library == library]
 
+    def remove(self, import_id: str) -> None:
+        """The job's folder and everything in it (its record first: a half-removed job is no job)."""
+        folder = self.folder_of(import_id)
+        (folder / JOB_FILE).unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
     # --- items and results -----------------------------------------------------------------
     def write_items(self, import_id: str, lines: Iterator[str]) -> int:
         """Write the listed items (one JSON per line) whole, or not at all, as they come; their number."""
@@ -187,16 +194,23 @@ class FileJobs:
         folder = self.folder_of(import_id)
         counts = {name: value for name, value in result.items() if name != "failures"}
         with self._lock:
-            with open(folder / FAILURES_FILE, "ab") as out:
-                for failure in result.get("failures", []):
-                    out.write(json.dumps(shown_failure(failure), ensure_ascii=False).encode() + b"\n")
-                out.flush()
-                os.fsync(out.fileno())
-                counts["failures_end"] = out.tell()
+            counts["failures_end"] = self._append_failures(folder / FAILURES_FILE, result.get("failures", []))
             with open(folder / RESULTS_FILE, "a", encoding="utf-8") as results:
                 results.write(json.dumps(counts) + "\n")
                 results.flush()
                 os.fsync(results.fileno())
+
+    @staticmethod
+    def _append_failures(path: Path, failures: list[dict[str, Any]]) -> int:
+        """Appends and syncs them; where the file ends (no file is made for none: the CLI tells by it)."""
+        if not failures:
+            return path.stat().st_size if path.exists() else 0
+        with open(path, "ab") as out:
+            for failure in failures:
+                out.write(json.dumps(shown_failure(failure), ensure_ascii=False).encode() + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+            return out.tell()
 
     def results(self, import_id: str) -> Iterator[dict[str, Any]]:
         """The finished batches, one line at a time; a last line cut short by a crash is left out

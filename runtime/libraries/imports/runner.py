@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.embedder import Embedder
-from runtime.errors import ApiError, BadRequest, Conflict
+from runtime.errors import TOO_MANY_IMPORTS, ApiError, BadRequest, Conflict
 from runtime.libraries.adding import ExactSeen, dedup_threshold
 from runtime.libraries.imports.batches import BatchImporter, JobStopped
 from runtime.libraries.imports.jobs import RESULTS_FILE, FileJobs, ImportJob, new_import_id
@@ -37,10 +37,13 @@ from runtime.libraries.imports.sources import (
     s3_prefix_items,
     split_s3,
 )
-from runtime.libraries.store import LibraryStore
+from runtime.libraries.store import LibraryStore, decode_token, encode_token
 from runtime.settings import Settings
 
 log = logging.getLogger("runtime.imports")
+CLAIMS_KEPT_PER_BATCH_IN_FLIGHT = 8
+"""The content hashes an import remembers: those of the last 8 rounds of batches in flight (older
+batches are committed: the store's own check finds their copies)."""
 Progress = Callable[[ImportJob, dict[str, Any]], None]
 
 
@@ -86,6 +89,20 @@ def pending_batches(jobs: FileJobs, job: ImportJob, finished: set[int]) -> Itera
     for n, batch in enumerate(batches_of(items, job.batch_size)):
         if n not in finished:
             yield n, batch
+
+
+def page_start(next_token: str | None) -> int:
+    """Where a page of failures starts: 0, or the offset a ``next_token`` carries (a count on AWS)."""
+    if next_token is None:
+        return 0
+    after = decode_token(next_token).get("after")
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise invalid_token()
+    return after
+
+
+def invalid_token() -> BadRequest:
+    return BadRequest("next_token: not a token this API gave", code="invalid_next_token")
 
 
 class ImportRunner:
@@ -147,9 +164,9 @@ class ImportRunner:
     ) -> ImportJob:
         """The batches not yet finished, ``import_batches_in_flight`` at a time: only those are in memory."""
         threshold = dedup_threshold(job.dedup, job.threshold, self.settings)
-        seen = ExactSeen()
-        todo = pending_batches(self.jobs, job, finished)
         in_flight = max(1, self.settings.import_batches_in_flight)
+        seen = ExactSeen(keep=CLAIMS_KEPT_PER_BATCH_IN_FLIGHT * in_flight * job.batch_size)
+        todo = pending_batches(self.jobs, job, finished)
         with ThreadPoolExecutor(in_flight, thread_name_prefix="import-batch") as batches:
             importer = BatchImporter(self.embedder, self.store, local_files=job.source.keys() == {"folder"})
 
@@ -185,6 +202,9 @@ class LocalImports:
         self.runner = ImportRunner(embedder, store, self.jobs)
         self._cancel: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._libraries: dict[str, str] = {}
+        """Each import this process started or resumed: its library."""
+        self._starting = threading.Lock()
         self._stopping = threading.Event()
 
     def start(self, library: str, source: dict[str, str], *, dedup: bool, threshold: float | None) -> ImportJob:
@@ -201,9 +221,38 @@ class LocalImports:
             batch_size=self.settings.import_batch,
             results=str(self.jobs.folder_of(import_id) / RESULTS_FILE),
         )
-        self.jobs.save(job)
-        self._launch(job)
+        with self._starting:  # the count and the launch together: two starts never both take the last slot
+            self._check_room(library)
+            self._forget_oldest(library)
+            self.jobs.save(job)
+            self._launch(job)
         return job
+
+    def _check_room(self, library: str) -> None:
+        running = [job_library for job_id, job_library in self._libraries.items() if self._is_running(job_id)]
+        if len(running) >= self.settings.import_max_running:
+            raise Conflict(
+                f"imports: {len(running)} imports are running, as many as this server runs at once; start this "
+                "one when one of them ends (setting IMSIM_IMPORT_MAX_RUNNING)",
+                code=TOO_MANY_IMPORTS,
+            )
+        if running.count(library) >= self.settings.import_max_running_per_library:
+            raise Conflict(
+                f"imports: {running.count(library)} imports into library {library!r} are running, as many as one "
+                "library takes at once; start this one when one of them ends "
+                "(setting IMSIM_IMPORT_MAX_RUNNING_PER_LIBRARY)",
+                code=TOO_MANY_IMPORTS,
+            )
+
+    def _forget_oldest(self, library: str) -> None:
+        """Room for one more record: the oldest ended imports past ``import_kept_per_library`` go."""
+        ended = [job for job in self.jobs.list_jobs(library) if job.finished]
+        for job in ended[: max(0, len(ended) - self.settings.import_kept_per_library + 1)]:
+            self.jobs.remove(job.import_id)
+
+    def _is_running(self, import_id: str) -> bool:
+        thread = self._threads.get(import_id)
+        return thread is not None and thread.is_alive()
 
     def resume(self) -> list[str]:
         """Start again every job a killed process left running; their ids."""
@@ -228,6 +277,17 @@ class LocalImports:
     def failures(self, job: ImportJob, limit: int) -> list[dict[str, Any]]:
         return self.jobs.failures(job.import_id, limit)
 
+    def failures_page(
+        self, job: ImportJob, limit: int, next_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Pages by byte offset in the failures file: a page reads its own lines, wherever it starts."""
+        after = page_start(next_token)
+        if not self.jobs.is_line_start(job.import_id, after):
+            raise invalid_token()
+        found, end = self.jobs.failures_page(job.import_id, limit, after)
+        more = len(found) == limit or not job.finished
+        return found, encode_token({"after": end}) if more else None
+
     def cancel(self, library: str, import_id: str) -> ImportJob:
         job = self.jobs.get(library, import_id)
         if job.finished:
@@ -241,6 +301,16 @@ class LocalImports:
             job = self.jobs.save(replace(job, status="cancelled", end_time=time.time()))
         return job
 
+    def forget_library(self, library: str) -> None:
+        for job in self.jobs.list_jobs(library):
+            self._cancel.setdefault(job.import_id, threading.Event()).set()
+            thread = self._threads.pop(job.import_id, None)
+            if thread is not None:
+                thread.join()  # its batches in flight finish (the library is gone: they stop it)
+            self._cancel.pop(job.import_id, None)
+            self._libraries.pop(job.import_id, None)
+            self.jobs.remove(job.import_id)
+
     def _launch(self, job: ImportJob) -> None:
         cancelled = self._cancel.setdefault(job.import_id, threading.Event())
         thread = threading.Thread(
@@ -251,6 +321,7 @@ class LocalImports:
         )
         thread.daemon = True
         self._threads[job.import_id] = thread
+        self._libraries[job.import_id] = job.library
         thread.start()
 
     def wait(self, import_id: str, timeout: float | None = None) -> None:

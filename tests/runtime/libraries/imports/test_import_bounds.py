@@ -26,7 +26,8 @@ MEASURE = textwrap.dedent(
     manifest = data / "manifest.jsonl"
     with open(manifest, "w") as out:
         for n in range(lines):
-            out.write(json.dumps({"url": f"https://example.com/{n}.png", "id": f"sku-{n}", "metadata": {"n": n}}) + "\\n")
+            line = {"url": f"https://example.com/{n}.png", "id": f"sku-{n}", "metadata": {"n": n}}
+            out.write(json.dumps(line) + "\\n")
     jobs = FileJobs(data)
     job = jobs.save(ImportJob("0" * 32, "products", {"manifest": str(manifest)}))
     runner = ImportRunner.__new__(ImportRunner)  # only its listing: no engine, no store
