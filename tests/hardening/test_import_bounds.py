@@ -49,8 +49,8 @@ def failed_job(attacked_server):
     server, client = attacked_server
     files = FileServer({"/manifest.jsonl": (200, {}, failing_manifest(FAILING_LINES))})
     try:
-        assert client.post("/libraries", json={"name": "bounded-status"}).status_code == 201
-        job = run_import(client, "bounded-status", {"manifest": f"{files.base}/manifest.jsonl"})
+        assert client.post("/libraries", json={"name": "bounded_status"}).status_code == 201
+        job = run_import(client, "bounded_status", {"manifest": f"{files.base}/manifest.jsonl"})
     finally:
         files.close()
     assert job["status"] == "succeeded", job
@@ -63,7 +63,7 @@ def test_a_status_reads_the_same_few_bytes_however_many_items_failed(failed_job)
     failures_on_disk = sum(path.stat().st_size for path in Path(job["results"]).parent.glob("*.jsonl"))
     assert failures_on_disk > 2_000_000
     before = bytes_read(server.process.pid)
-    answer = client.get(f"/libraries/bounded-status/imports/{job['import_id']}")
+    answer = client.get(f"/libraries/bounded_status/imports/{job['import_id']}")
     read = bytes_read(server.process.pid) - before
     assert answer.status_code == 200
     assert len(answer.json()["failures"]) == 100
@@ -74,7 +74,7 @@ def test_a_status_reads_the_same_few_bytes_however_many_items_failed(failed_job)
 
 def test_every_failure_is_listed_once_page_by_page(failed_job):
     _, client, job = failed_job
-    path = f"/libraries/bounded-status/imports/{job['import_id']}/failures"
+    path = f"/libraries/bounded_status/imports/{job['import_id']}/failures"
     positions: list[int] = []
     token = None
     pages = 0
@@ -96,5 +96,5 @@ def test_every_failure_is_listed_once_page_by_page(failed_job):
 def test_a_token_the_api_did_not_give_is_a_400(failed_job, token):
     """Garbage, an offset inside a line ({"after":7}), a negative one, and true."""
     _, client, job = failed_job
-    answer = client.get(f"/libraries/bounded-status/imports/{job['import_id']}/failures", params={"next_token": token})
+    answer = client.get(f"/libraries/bounded_status/imports/{job['import_id']}/failures", params={"next_token": token})
     assert answer.status_code == 400 and answer.json()["code"] == "invalid_next_token", answer.text
