@@ -2,7 +2,7 @@
 
     python -m bench.bench_import_manifest --lines 1000000        # peak RSS, status latency while it runs
     python -m bench.bench_import_manifest --long-urls 20         # status size of 20 lines of 10 MB URLs
-    python -m bench.bench_import_manifest --long-urls 200 --url-bytes 60000   # URLs under the line cap
+    python -m bench.bench_import_manifest --long-urls 200 --url-bytes 60000 --no-ids   # failures named by their URL
 
 Every --lines line has an id the rules refuse, so each is a failure found before anything is fetched: the run
 measures the import's own bookkeeping (listing, results, status), not the model. The tiny test model.
@@ -36,9 +36,12 @@ def failing_lines(count: int) -> bytes:
     )
 
 
-def long_url_lines(count: int, url_bytes: int) -> bytes:
+def long_url_lines(count: int, url_bytes: int, ids: bool = True) -> bytes:
+    """Lines of long URLs; without ids, a failure is named by its URL."""
     url = "http://127.0.0.1:9/" + "a" * url_bytes
-    return b"".join(json.dumps({"url": url, "id": f"long-{n}"}).encode() + b"\n" for n in range(count))
+    return b"".join(
+        json.dumps({"url": f"{url}{n}", **({"id": f"long-{n}"} if ids else {})}).encode() + b"\n" for n in range(count)
+    )
 
 
 def run(manifest: bytes, settings) -> dict:
@@ -85,13 +88,14 @@ def main() -> None:
     p.add_argument("--lines", type=int, default=0, help="a manifest of this many failing lines")
     p.add_argument("--long-urls", type=int, default=0, help="a manifest of this many lines of long URLs")
     p.add_argument("--url-bytes", type=int, default=LONG_URL_BYTES, help="how long (10 MB)")
+    p.add_argument("--no-ids", action="store_true", help="long-URL lines without ids")
     args = p.parse_args()
     settings = model_settings(smoke=True)
     settings = settings.replace(data_dir=tempfile.mkdtemp(prefix="bench-manifest-"))
     if args.lines:
         print(f"{args.lines:,} lines:", json.dumps(run(failing_lines(args.lines), settings)))
     if args.long_urls:
-        result = run(long_url_lines(args.long_urls, args.url_bytes), settings)
+        result = run(long_url_lines(args.long_urls, args.url_bytes, not args.no_ids), settings)
         print(f"{args.long_urls} lines of {args.url_bytes:,}-byte URLs:", json.dumps(result))
     sizes = sum(path.stat().st_size for path in Path(settings.data_dir).rglob("*") if path.is_file())
     print(f"data directory: {sizes / 1e6:.1f} MB")

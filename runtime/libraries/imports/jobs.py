@@ -239,12 +239,12 @@ class FileJobs:
                 out.truncate(failures_end)
         return counts, finished
 
-    def failures(self, import_id: str, limit: int | None = None, after: int = 0) -> list[dict[str, Any]]:
-        """Up to ``limit`` failed items, from byte ``after`` of ``failures.jsonl`` (a line's start)."""
-        return self.failures_page(import_id, limit, after)[0]
+    def failures(self, import_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The first ``limit`` failed items (all of them: the CLI's list of a direct import)."""
+        return self.failures_page(import_id, limit)[0]
 
     def failures_page(self, import_id: str, limit: int | None, after: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """Up to ``limit`` failed items from byte ``after`` (a line's start: ``check_cursor``), and the
+        """Up to ``limit`` failed items from byte ``after`` (a line's start: ``is_line_start``), and the
         byte where the next page starts. Reads those lines only, however many failures there are."""
         path = self.folder_of(import_id) / FAILURES_FILE
         found: list[dict[str, Any]] = []
