@@ -4,6 +4,7 @@ and failures past the status's first ones are paged (issues 21 and 25)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -98,3 +99,23 @@ def test_a_token_the_api_did_not_give_is_a_400(failed_job, token):
     _, client, job = failed_job
     answer = client.get(f"/libraries/bounded_status/imports/{job['import_id']}/failures", params={"next_token": token})
     assert answer.status_code == 400 and answer.json()["code"] == "invalid_next_token", answer.text
+
+
+def test_failures_named_by_long_urls_are_cut_in_the_status(attacked_server):
+    """Lines under the 64 KiB cap, each a 60 KB URL without an id: before, each of the 100 failures
+    shown repeated its whole URL (6 MB a status)."""
+    _, client = attacked_server
+    url = "http://127.0.0.1:9/" + "a" * 60_000
+    lines = b"".join(json.dumps({"url": f"{url}{n}"}).encode() + b"\n" for n in range(150))
+    files = FileServer({"/long.jsonl": (200, {}, lines)})
+    try:
+        assert client.post("/libraries", json={"name": "long_urls"}).status_code == 201
+        job = run_import(client, "long_urls", {"manifest": f"{files.base}/long.jsonl"})
+    finally:
+        files.close()
+    assert job["status"] == "succeeded" and job["counts"]["failed"] == 150, job["counts"]
+    answer = client.get(f"/libraries/long_urls/imports/{job['import_id']}")
+    assert len(answer.content) < 100_000
+    items = [failure["item"] for failure in answer.json()["failures"]]
+    assert len(items) == 100 and all(len(item) <= 512 for item in items)
+    assert all(item.startswith(url[:400]) and re.search(r"\(60,02\d characters in all\)$", item) for item in items)
