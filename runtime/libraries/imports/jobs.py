@@ -228,6 +228,7 @@ class FileJobs:
     def restore(self, import_id: str) -> tuple[dict[str, int], set[int]]:
         """What the finished batches counted and their numbers; the failures of a batch that was not
         recorded as finished (a crash between the two appends) are dropped: it is redone."""
+        self.upgrade(import_id)
         counts, finished, failures_end = zero_counts(), set(), 0
         for result in self.results(import_id):
             finished.add(result["batch"])
@@ -238,6 +239,29 @@ class FileJobs:
             with open(path, "r+b") as out:
                 out.truncate(failures_end)
         return counts, finished
+
+    def upgrade(self, import_id: str) -> None:
+        """A job recorded before ``failures.jsonl`` kept its failures in ``results.jsonl``'s lines:
+        they move to ``failures.jsonl``, once. Both files are written aside; the results' rename is
+        the commit, and a crash before the failures' rename is finished here the next time."""
+        folder = self.folder_of(import_id)
+        path, moved = folder / RESULTS_FILE, folder / (FAILURES_FILE + ".partial")
+        if not path.exists():
+            return
+        with open(path, encoding="utf-8") as lines:
+            old = '"failures"' in lines.readline()
+        if old:
+            moved.unlink(missing_ok=True)
+            scratch = folder / (RESULTS_FILE + ".partial")
+            with open(scratch, "w", encoding="utf-8") as results:
+                for result in self.results(import_id):
+                    result["failures_end"] = self._append_failures(moved, result.pop("failures", []))
+                    results.write(json.dumps(result) + "\n")
+                results.flush()
+                os.fsync(results.fileno())
+            os.replace(scratch, path)
+        if moved.exists():
+            os.replace(moved, folder / FAILURES_FILE)
 
     def failures(self, import_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         """The first ``limit`` failed items (all of them: the CLI's list of a direct import)."""

@@ -255,8 +255,12 @@ class LocalImports:
         return thread is not None and thread.is_alive()
 
     def resume(self) -> list[str]:
-        """Start again every job a killed process left running; their ids."""
-        running = [job for job in self.jobs.all() if job.status == "running" and job.import_id not in self._threads]
+        """Start again every job a killed process left running; their ids. (Every job's files are
+        upgraded first: one recorded by an earlier version lists its failures like the others.)"""
+        jobs = self.jobs.all()
+        for job in jobs:
+            self.jobs.upgrade(job.import_id)
+        running = [job for job in jobs if job.status == "running" and job.import_id not in self._threads]
         for job in running:
             log.info("resuming import %s into %r", job.import_id, job.library)
             self._launch(job)

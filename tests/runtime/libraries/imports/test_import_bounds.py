@@ -84,3 +84,33 @@ def test_a_manifests_lines_are_read_one_at_a_time():
     first = next(manifest_items(reader))
     assert first.location == "https://example.com/0.png"
     assert reader.read_so_far == len(b'{"url": "https://example.com/0.png"}\n')  # its first line only
+
+
+def test_a_job_recorded_before_failures_had_their_file_keeps_them(tmp_path):
+    """Before, each results line held its batch's failures: they move to failures.jsonl, in order."""
+    from runtime.libraries.imports.counts import zero_counts
+    from runtime.libraries.imports.jobs import FileJobs, ImportJob
+
+    jobs = FileJobs(tmp_path)
+    job = jobs.save(ImportJob("a" * 32, "products", {"manifest": "https://example.com/m.jsonl"}))
+    old_lines = []
+    for batch in range(3):
+        failures = [
+            {
+                "item": f"sku-{batch}-{n}",
+                "position": batch * 2 + n,
+                "field": "url",
+                "code": "url_unreachable",
+                "message": "url: the server answered HTTP 404",
+            }
+            for n in range(2)
+        ]
+        counts = {**zero_counts(), "processed": 2, "failed": 2}
+        old_lines.append(json.dumps({"batch": batch, **counts, "failures": failures}))
+    (jobs.folder_of(job.import_id) / "results.jsonl").write_text("\n".join(old_lines) + "\n")
+    counts, finished = jobs.restore(job.import_id)
+    assert finished == {0, 1, 2} and counts["failed"] == 6
+    assert [one["position"] for one in jobs.failures(job.import_id)] == list(range(6))
+    assert all("failures" not in result for result in jobs.results(job.import_id))
+    jobs.upgrade(job.import_id)  # once only
+    assert len(jobs.failures(job.import_id)) == 6
