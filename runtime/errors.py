@@ -124,6 +124,10 @@ class UpstreamError(ApiError):
 LIBRARY_NOT_FOUND = "library_not_found"
 LIBRARIES_DISABLED = "libraries_disabled"
 IMAGE_EXISTS = "image_exists"
+TOO_MANY_IMPORTS = "too_many_imports"
+"""As many imports run as the server or the library allows (settings ``import_max_running*``)."""
+DUPLICATE_ID = "duplicate_id"
+"""An import's item whose id an earlier item of its batch has: that item's failure."""
 IMAGE_QUOTA_EXCEEDED = "image_quota_exceeded"
 MODEL_VERSION_MISMATCH = "model_version_mismatch"
 NOT_AN_IMAGE = "not_an_image"
@@ -186,6 +190,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
         "invalid_source",
         "file_unreadable",
         "invalid_host",
+        DUPLICATE_ID,
     ),
     401: ("invalid_api_key",),
     403: ("cross_site_request",),
@@ -209,6 +214,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
         "image_quota_exceeded",
         "model_version_mismatch",
         "import_finished",
+        TOO_MANY_IMPORTS,
     ),
     415: ("unsupported_media_type",),
     413: ("payload_too_large",),

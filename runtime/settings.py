@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     """Images per batch of a bulk import: one forward pass, one store write (see docs/imports.md)."""
     import_batches_in_flight: int = Field(3, ge=1)
     """Local imports: batches read, embedded and written at once, so the engine never waits for a fetch."""
+    import_max_running: int = Field(4, ge=1)
+    """Local imports: how many run at once in this server, all libraries together (each is a thread and
+    its ``import_batches_in_flight`` batch threads); another is refused with 409 ``too_many_imports``."""
+    import_max_running_per_library: int = Field(2, ge=1)
+    """Local imports: how many run at once into one library (they share its write lock)."""
+    import_kept_per_library: int = Field(100, ge=1)
+    """Local imports: the records (and files) of ended imports kept per library; starting one more
+    removes the oldest ended ones past this."""
     max_manifest_bytes: int = Field(256 * 1024 * 1024, ge=1)
     """Largest JSONL manifest an import reads (about 2 million lines of 120 bytes)."""
     import_state_machine: str | None = None

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from runtime.api.library_schemas import DedupThreshold
+from runtime.api.schemas import STRICT_REQUEST
 from runtime.inputs.images import IMAGE_SUFFIXES
 
 SOURCE_DOC = (
@@ -23,7 +24,7 @@ MANIFEST_DOC = (
 
 
 class ImportRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_REQUEST  # one strictness for every route: no "false" for false, no "0.5" for 0.5
 
     source: str | None = Field(None, description=SOURCE_DOC)
     manifest: str | None = Field(None, description=MANIFEST_DOC)
@@ -60,6 +61,19 @@ class ImportFailure(BaseModel):
     message: str = Field(description="The reason, in the words a single add uses.")
 
 
+class ListedFailure(ImportFailure):
+    position: int | None = Field(
+        None, description="The item's place in the source (a manifest's line is position + 1)."
+    )
+
+
+class ImportFailuresResponse(BaseModel):
+    failures: list[ListedFailure]
+    next_token: str | None = Field(
+        description="Give it back for the next page; null once the import has ended and no failure follows."
+    )
+
+
 class ImportResponse(BaseModel):
     import_id: str
     library: str
@@ -72,7 +86,9 @@ class ImportResponse(BaseModel):
     end_time: datetime | None
     results: str | None = Field(description="Where the per-item results are (a file, or an s3:// prefix on AWS).")
     error: str | None = Field(description="Why a failed import stopped (not an item's problem: those are failures).")
-    failures: list[ImportFailure] = Field(description="The first failed items (all of them are in `results`).")
+    failures: list[ImportFailure] = Field(
+        description="The first 100 failed items; every one is listed by `GET .../imports/{id}/failures`."
+    )
 
 
 class ImportListResponse(BaseModel):
@@ -119,3 +135,20 @@ RUNNING = {
 }
 IMPORT_ANSWERS = {"running": {"summary": "An import", "value": RUNNING}}
 LIST_ANSWERS = {"imports": {"summary": "The library's imports", "value": {"imports": [RUNNING]}}}
+FAILURES_ANSWERS = {
+    "page": {
+        "summary": "A page of failed items",
+        "value": {
+            "failures": [
+                {
+                    "item": "shoes:red.jpg",
+                    "field": "url",
+                    "code": "url_not_image",
+                    "message": "url: the URL's content is not an image",
+                    "position": 41,
+                }
+            ],
+            "next_token": "eyJhZnRlciI6MTcyMDB9",
+        },
+    }
+}

@@ -104,11 +104,11 @@ def server_side(
 
 
 def local_items(source: dict[str, str]) -> Iterator[Any]:
-    from runtime.libraries.imports.sources import folder_items, manifest_items
+    from runtime.libraries.imports.sources import folder_items, manifest_file_items
 
     if "folder" in source:
         return folder_items(source["folder"])
-    return manifest_items(Path(source["manifest"]).read_bytes())
+    return manifest_file_items(source["manifest"])
 
 
 def single_adds(

@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import closing, contextmanager
@@ -26,6 +26,7 @@ from runtime.inputs.special_addresses import not_reachable_block
 from runtime.settings import Settings
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Sink = Callable[[bytes], object]
 REDIRECT_CODES = {301, 302, 303, 307, 308}
 PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 QUERY_SAFE = PATH_SAFE + "?"
@@ -88,13 +89,20 @@ class UrlFetcher:
 
     def fetch(self, url: str, field: str, deadline: float | None = None) -> bytes:
         """The URL's bytes. ``deadline`` (``time.monotonic()``) bounds the whole request's fetches."""
+        chunks: list[bytes] = []
+        self.fetch_to(url, field, chunks.append, deadline)
+        return b"".join(chunks)
+
+    def fetch_to(self, url: str, field: str, sink: Sink, deadline: float | None = None) -> None:
+        """The URL's bytes, chunk by chunk (64 KiB at most), handed to ``sink`` as they arrive (a
+        manifest written to a file is never whole in memory); the same rules and limits as ``fetch``."""
         scheme = _split(url, field).scheme.lower()
         if scheme == "s3":
-            return self._fetch_s3(url, field)
+            return self._fetch_s3(url, field, sink)
         if scheme in ("http", "https"):
             own = time.monotonic() + self.settings.fetch_timeout_s
             deadline = own if deadline is None else min(own, deadline)
-            return self._fetch_http(url, field, deadline, self.settings.fetch_max_redirects)
+            return self._fetch_http(url, field, deadline, self.settings.fetch_max_redirects, sink)
         raise _refused(f"{field}: only http://, https:// and s3:// URLs are accepted, not {scheme or 'a bare path'}")
 
     # --- http(s) -----------------------------------------------------------------------
@@ -134,7 +142,7 @@ class UrlFetcher:
             raise _unreachable(f"{field}: the host {host!r} has no address")
         return addresses[0]
 
-    def _fetch_http(self, url: str, field: str, deadline: float, redirects_left: int) -> bytes:
+    def _fetch_http(self, url: str, field: str, deadline: float, redirects_left: int, sink: Sink) -> None:
         parts = _split(url, field)
         if parts.username is not None or parts.password is not None:
             raise _refused(f"{field}: URLs with credentials (user:password@) are not accepted")
@@ -165,10 +173,10 @@ class UrlFetcher:
                     if _split(target, field).scheme.lower() not in ("http", "https"):
                         raise _refused(f"{field}: redirect to a non-http(s) URL is not followed")
                     connection.close()
-                    return self._fetch_http(target, field, deadline, redirects_left - 1)
+                    return self._fetch_http(target, field, deadline, redirects_left - 1, sink)
                 if response.status != 200:
                     raise _unreachable(f"{field}: the server answered HTTP {response.status}")
-                return self._read_body(response, connection, field, deadline)
+                return self._read_body(response, connection, field, deadline, sink)
             finally:
                 connection.close()
 
@@ -210,13 +218,17 @@ class UrlFetcher:
         return response
 
     def _read_body(
-        self, response: http.client.HTTPResponse, connection: http.client.HTTPConnection, field: str, deadline: float
-    ) -> bytes:
+        self,
+        response: http.client.HTTPResponse,
+        connection: http.client.HTTPConnection,
+        field: str,
+        deadline: float,
+        sink: Sink,
+    ) -> None:
         limit = self.settings.max_image_bytes
         declared = response.getheader("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise _too_big(field, limit)
-        chunks: list[bytes] = []
         size = 0
         try:
             while True:
@@ -230,7 +242,7 @@ class UrlFetcher:
                 size += len(chunk)
                 if size > limit:
                     raise _too_big(field, limit)
-                chunks.append(chunk)
+                sink(chunk)
         except TimeoutError as exc:
             raise _timeout(field, self.settings.fetch_timeout_s) from exc
         except (OSError, http.client.HTTPException) as exc:
@@ -239,11 +251,10 @@ class UrlFetcher:
             raise _unreachable(f"{field}: the download broke off ({exc.__class__.__name__})") from exc
         if time.monotonic() >= deadline:  # the body was cut by _shut_at
             raise _timeout(field, self.settings.fetch_timeout_s)
-        return b"".join(chunks)
 
     # --- s3 ----------------------------------------------------------------------------
 
-    def _fetch_s3(self, url: str, field: str) -> bytes:
+    def _fetch_s3(self, url: str, field: str, sink: Sink) -> None:
         parts = urlsplit(url)
         bucket, key = parts.netloc, parts.path.lstrip("/")
         if not bucket or not key:
@@ -257,15 +268,17 @@ class UrlFetcher:
             obj = self._s3_client().get_object(Bucket=bucket, Key=key)
             if obj.get("ContentLength", 0) > self.settings.max_image_bytes:
                 raise _too_big(field, self.settings.max_image_bytes)
+            size = 0
             with closing(obj["Body"]):
-                data = obj["Body"].read(self.settings.max_image_bytes + 1)
+                for chunk in obj["Body"].iter_chunks(64 * 1024):
+                    size += len(chunk)
+                    if size > self.settings.max_image_bytes:
+                        raise _too_big(field, self.settings.max_image_bytes)
+                    sink(chunk)
         except ClientError as exc:
             raise _s3_error(exc, field, bucket, key) from exc
         except BotoCoreError as exc:
             raise _unreachable(f"{field}: S3 cannot be reached ({exc.__class__.__name__})") from exc
-        if len(data) > self.settings.max_image_bytes:
-            raise _too_big(field, self.settings.max_image_bytes)
-        return data
 
     def _s3_client(self):
         with self._s3_lock:

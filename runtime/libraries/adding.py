@@ -20,6 +20,7 @@ raises. What no item can avoid (the library is gone or full, another model's lib
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,16 +74,22 @@ def dedup_threshold(dedup: bool, threshold: float | None, settings: Settings) ->
 
 class ExactSeen:
     """Files taken by earlier calls of one import (its batches run in parallel, so the store may not
-    hold them yet): content hash -> the match a later copy is answered with."""
+    hold them yet): content hash -> the match a later copy is answered with.
 
-    def __init__(self) -> None:
-        self._first: dict[str, Match] = {}
+    Only the latest ``keep`` claims are kept, so an import of a million images holds no million
+    hashes: a claim that old is from a batch long committed, whose copies the store finds itself."""
+
+    def __init__(self, keep: int = 4096) -> None:
+        self._first: OrderedDict[str, Match] = OrderedDict()
+        self._keep = keep
         self._lock = threading.Lock()
 
     def claim(self, digest: str, image_id: str, metadata: dict[str, Any]) -> Match | None:
         """None if this is the first image with this content, else the first one's match."""
         with self._lock:
             first = self._first.setdefault(digest, Match(image_id, EXACT_SCORE, metadata))
+            if len(self._first) > self._keep:
+                self._first.popitem(last=False)
         return None if first.id == image_id else first
 
 
@@ -191,7 +198,9 @@ def answer_exact_copies(
         earlier = known.get(one.digest)
         if earlier is None and seen is not None and one.id is not None:
             earlier = seen.claim(one.digest, one.id, one.metadata)
-        if earlier is not None:
+        if earlier is not None and earlier.id == one.id:  # stored since its id was checked (another import)
+            outcomes[one.position] = image_exists(library, one.id, one.item.label)
+        elif earlier is not None:
             outcomes[one.position] = Duplicate(earlier, exact=True)
         else:
             going_on.append(one)

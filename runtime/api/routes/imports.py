@@ -10,27 +10,39 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, FastAPI, Path, Request
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from runtime.api.deps import embedder_of, store_of
 from runtime.api.import_schemas import (
+    FAILURES_ANSWERS,
     IMPORT_ANSWERS,
     IMPORT_EXAMPLES,
     LIST_ANSWERS,
+    ImportFailuresResponse,
     ImportListResponse,
     ImportRequest,
     ImportResponse,
 )
-from runtime.api.library_schemas import NAME_DOC, NAME_EXAMPLES, STORE_FAULTS, WRITE_FAULTS, error_examples, utc
+from runtime.api.library_schemas import (
+    NAME_DOC,
+    NAME_EXAMPLES,
+    STORE_FAULTS,
+    TOKEN_EXAMPLES,
+    WRITE_FAULTS,
+    error_examples,
+    utc,
+)
 from runtime.api.schemas import Responses, answer_examples, error_responses
 from runtime.errors import BadRequest
 from runtime.libraries.imports.counts import summary
-from runtime.libraries.imports.jobs import ImportJob
+from runtime.libraries.imports.jobs import FileJobs, ImportJob
 from runtime.libraries.imports.runner import LocalImports
 from runtime.libraries.imports.service import ImportService
 
 MAX_FAILURES_SHOWN = 100
+"""A status shows the first 100 failures; the failures listing pages through all of them."""
+MAX_FAILURES_PAGE = 1000
 router = APIRouter(tags=["imports"])
 LibraryName = Annotated[str, Path(description=NAME_DOC, openapi_examples=NAME_EXAMPLES)]
 ImportId = Annotated[str, Path(description="The import's id (from POST).")]
@@ -47,6 +59,7 @@ def documented(
         "import_not_found": (404, "No such import", "library 'products' has no import with id '5f0c6e0a'"),
         "import_finished": (409, "Already finished", "import '5f0c6e0a' has already succeeded"),
         "url_refused": (400, "Bucket not allowed", "source: bucket 'other' is not one this deployment may read"),
+        "invalid_next_token": (400, "Not a token", "next_token: not a token this API gave"),
     }
     for code in ("url_refused", *extra):
         code_status, summary, message = own[code]
@@ -81,6 +94,17 @@ def imports_of_app(app: FastAPI) -> ImportService:
             service = LocalImports(app.state.embedder, app.state.libraries)
         app.state.imports = service
     return service
+
+
+def forget_imports(app: FastAPI, library: str) -> None:
+    """A deleted library's imports stop, and their records and files go with it."""
+    settings = app.state.settings
+    if getattr(app.state, "embedder", None) is None and not settings.import_state_machine:
+        jobs = FileJobs(settings.data_dir)  # no model served: no import runs here, files may be left
+        for job in jobs.list_jobs(library):
+            jobs.remove(job.import_id)
+        return
+    imports_of_app(app).forget_library(library)
 
 
 def imports_of(request: Request) -> ImportService:
@@ -138,6 +162,35 @@ async def get_import(request: Request, name: LibraryName, import_id: ImportId) -
     return job_body(job, failures)
 
 
+@router.get(
+    "/libraries/{name}/imports/{import_id}/failures",
+    response_model=ImportFailuresResponse,
+    responses=documented(FAILURES_ANSWERS, extra=("import_not_found", "invalid_next_token")),
+    summary="List an import's failed items, a page at a time",
+    description="Every item the import could not add, in the order they failed, with its position in the "
+    "source; `next_token` from one answer gives the next page (while the import runs, pages keep coming).",
+)
+async def list_failures(
+    request: Request,
+    name: LibraryName,
+    import_id: ImportId,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_FAILURES_PAGE, description=f"Failures per page, 1 to {MAX_FAILURES_PAGE}.")
+    ] = 100,
+    next_token: Annotated[
+        str | None, Query(description="The `next_token` of the previous page.", openapi_examples=TOKEN_EXAMPLES)
+    ] = None,
+) -> dict[str, Any]:
+    service = imports_of(request)
+    await run_in_threadpool(store_of(request).get_library, name)
+    job = await run_in_threadpool(service.get, name, import_id)
+    found, following = await run_in_threadpool(service.failures_page, job, limit, next_token)
+    return {
+        "failures": [failure_body(one) | {"position": one.get("position")} for one in found],
+        "next_token": following,
+    }
+
+
 @router.delete(
     "/libraries/{name}/imports/{import_id}",
     response_model=ImportResponse,
@@ -164,8 +217,9 @@ def job_body(job: ImportJob, failures: list[dict[str, Any]]) -> dict[str, Any]:
         "end_time": utc(job.end_time) if job.end_time is not None else None,
         "results": job.results,
         "error": job.error,
-        "failures": [
-            {"item": one["item"], "field": one["field"], "code": one["code"], "message": one["message"]}
-            for one in failures
-        ],
+        "failures": [failure_body(one) for one in failures],
     }
+
+
+def failure_body(failure: dict[str, Any]) -> dict[str, Any]:
+    return {name: failure[name] for name in ("item", "field", "code", "message")}

@@ -161,8 +161,11 @@ async def get_library(request: Request, name: LibraryName) -> dict[str, Any]:
     summary="Delete a library and its images",
 )
 async def delete_library(request: Request, name: LibraryName) -> dict[str, Any]:
+    from runtime.api.routes.imports import forget_imports
+
     store = store_of(request)
     await run_in_threadpool(store.delete_library, name)
+    await run_in_threadpool(forget_imports, request.app, name)
     return {"name": name, "deleted": True}
 
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import replace
 from decimal import Decimal
@@ -23,9 +24,9 @@ from typing import Any
 from runtime.errors import InvalidInput
 from runtime.libraries.imports.counts import COUNTS
 from runtime.libraries.imports.jobs import ImportJob, check_import_id, counts_of_record, new_import_id, not_found
-from runtime.libraries.imports.runner import check_source
-from runtime.libraries.imports.sources import bounded_lines, read_manifest, split_s3
-from runtime.libraries.store import LibraryStore
+from runtime.libraries.imports.runner import check_source, page_start
+from runtime.libraries.imports.sources import bounded_manifest, read_manifest, split_s3
+from runtime.libraries.store import LibraryStore, encode_token
 from runtime.libraries.values import check_score
 from runtime.settings import Settings
 
@@ -153,8 +154,12 @@ class StepFunctionsImports:
             return split_s3(manifest, "manifest")
         key = f"{RESULTS_PREFIX}/{import_id}/manifest.jsonl"
         assert self.bucket is not None, "an https manifest is copied into the results bucket"
-        body = bounded_lines(read_manifest(manifest, self.settings))
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        with tempfile.TemporaryFile() as fetched, tempfile.TemporaryFile() as bounded:
+            read_manifest(manifest, self.settings, fetched)
+            fetched.seek(0)
+            bounded_manifest(fetched, bounded)
+            bounded.seek(0)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=bounded)
         return self.bucket, key
 
     def get(self, library: str, import_id: str) -> ImportJob:
@@ -201,6 +206,22 @@ class StepFunctionsImports:
                     if len(found) >= limit:
                         return found[:limit]
         return found
+
+    def failures_page(
+        self, job: ImportJob, limit: int, next_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The ResultWriter's files hold a batch's failures together: a page skips the ones before it."""
+        after = page_start(next_token)
+        found = self.failures(job, after + limit)[after:]
+        more = len(found) == limit or not job.finished
+        return found, encode_token({"after": after + len(found)}) if more else None
+
+    def forget_library(self, library: str) -> None:
+        """Running executions stop (their batches would stop on the missing library anyway); the job
+        records stay until they are deleted with the table, and the results expire after 30 days."""
+        for job in self.jobs.list_jobs(library):
+            if not job.finished:
+                self.cancel(library, job.import_id)
 
 
 def job_of(record: dict[str, Any]) -> tuple[ImportJob, str]:

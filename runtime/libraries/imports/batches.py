@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.embedder import Embedder, Input
-from runtime.errors import JOB_STOPPING_CODES, ApiError
+from runtime.errors import DUPLICATE_ID, JOB_STOPPING_CODES, ApiError
 from runtime.libraries.adding import AddItem, ExactSeen, Outcome, add_items
 from runtime.libraries.imports.counts import count_of, zero_counts
-from runtime.libraries.imports.sources import ImportItem, problem_of
+from runtime.libraries.imports.sources import ImportItem, problem, problem_of
 from runtime.libraries.store import LibraryStore
 
 
@@ -27,6 +27,16 @@ class JobStopped(Exception):
     def __init__(self, error: ApiError):
         super().__init__(error.message)
         self.error = error
+
+
+def given_before(item: ImportItem, earlier: list[ImportItem]) -> bool:
+    """Whether an earlier item of the batch has the same id: the later one is that line's failure.
+    (An id of an earlier batch is in the library by then: that one is ``already present``.)"""
+    return item.id is not None and any(one.id == item.id for one in earlier)
+
+
+def given_twice(item: ImportItem) -> dict[str, str]:
+    return problem("id", DUPLICATE_ID, f"id: {item.id!r} is given twice in the manifest; the first one is imported")
 
 
 class BatchImporter:
@@ -47,9 +57,9 @@ class BatchImporter:
         for item in items:
             if item.ignored is not None:
                 counts[f"ignored_{item.ignored}"] += 1
-            elif item.problem is not None:
+            elif item.problem is not None or given_before(item, to_add):
                 counts["failed"] += 1
-                failures.append({"item": item.name, "position": item.position, **item.problem})
+                failures.append({"item": item.name, "position": item.position, **(item.problem or given_twice(item))})
             else:
                 to_add.append(item)
         for item, outcome in zip(to_add, self.add(library, to_add, threshold, seen), strict=True):

@@ -5,12 +5,17 @@ Locally each job is a folder ``<data_dir>/imports/<import_id>/``:
 - ``job.json``: the record, replaced atomically (written to a scratch file, synced, renamed);
 - ``items.jsonl``: the source's items, listed once when the job starts (a resumed job reads them
   again from here, so it sees the same list);
-- ``results.jsonl``: one line per finished batch (its counts and its failed items), appended and
-  synced after the batch's images are committed to the store. A resumed job skips the batches listed
-  here; a batch finished in the store but not yet listed is redone, and its images, present by id,
-  count as already present, so no image is added twice.
+- ``failures.jsonl``: one line per failed item (``item``, ``position``, ``field``, ``code``,
+  ``message``), appended batch by batch; the status reads its first lines, and the failures listing
+  pages through it by byte offset;
+- ``results.jsonl``: one line per finished batch (its counts, and where its failures end), appended and
+  synced after the batch's images are committed to the store and its failures are written. A resumed
+  job skips the batches listed here (and drops the failures written past the last one); a batch
+  finished in the store but not yet listed is redone, and its images, present by id, count as
+  already present, so no image is added twice.
 
-A full disk is 507 ``storage_full`` (``disk_writes``), the record as it was before.
+A full disk is 507 ``storage_full`` (``disk_writes``), the record as it was before. Nothing here
+is ever read whole: items, results and failures are read a line at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -37,6 +43,10 @@ ENDED = ("succeeded", "failed", "cancelled")
 EARLIER_COUNT_NAMES = {"duplicates": "duplicates_similar", "skipped": "already_present"}
 """Counts of records written before duplicates had tiers (their tier is not known)."""
 JOB_FILE, ITEMS_FILE, RESULTS_FILE = "job.json", "items.jsonl", "results.jsonl"
+FAILURES_FILE = "failures.jsonl"
+MAX_FAILURE_TEXT = 512
+"""The longest item name or message a kept failure holds (in characters): ids are far shorter, and
+the messages of a single add name no URL; only an item named by its URL is ever cut."""
 IMPORT_ID = re.compile(r"[0-9a-f]{32}")
 """What ``new_import_id`` makes (a UUID4's hex): 32 lowercase ASCII hex digits. ``str.isalnum`` is no
 check: it takes letters and digits of every script, at any length (200 Arabic-Indic digits are 400
@@ -149,9 +159,15 @@ class FileJobs:
     def list_jobs(self, library: str) -> list[ImportJob]:
         return [job for job in self.all() if job.library == library]
 
+    def remove(self, import_id: str) -> None:
+        """The job's folder and everything in it (its record first: a half-removed job is no job)."""
+        folder = self.folder_of(import_id)
+        (folder / JOB_FILE).unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
     # --- items and results -----------------------------------------------------------------
     def write_items(self, import_id: str, lines: Iterator[str]) -> int:
-        """Write the listed items (one JSON per line) whole, or not at all; their number."""
+        """Write the listed items (one JSON per line) whole, or not at all, as they come; their number."""
         scratch = self.folder_of(import_id) / (ITEMS_FILE + ".partial")
         count = 0
         with disk_writes(scratch), open(scratch, "w", encoding="utf-8") as out:
@@ -163,40 +179,138 @@ class FileJobs:
         os.replace(scratch, self.folder_of(import_id) / ITEMS_FILE)
         return count
 
-    def read_items(self, import_id: str) -> list[dict[str, Any]] | None:
-        path = self.folder_of(import_id) / ITEMS_FILE
-        if not path.exists():
-            return None
-        with open(path, encoding="utf-8") as lines:
-            return [json.loads(line) for line in lines]
+    def has_items(self, import_id: str) -> bool:
+        return (self.folder_of(import_id) / ITEMS_FILE).exists()
+
+    def items(self, import_id: str) -> Iterator[dict[str, Any]]:
+        """The listed items, one line at a time."""
+        with open(self.folder_of(import_id) / ITEMS_FILE, encoding="utf-8") as lines:
+            for line in lines:
+                yield json.loads(line)
+
+    def count_items(self, import_id: str) -> int:
+        with open(self.folder_of(import_id) / ITEMS_FILE, "rb") as lines:
+            return sum(1 for _ in lines)
 
     def append_result(self, import_id: str, result: dict[str, Any]) -> None:
-        path = self.folder_of(import_id) / RESULTS_FILE
-        with self._lock, disk_writes(path), open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+        """A finished batch: its failures to ``failures.jsonl``, then its counts to ``results.jsonl``
+        with where its failures end, so a resumed job drops the failures of a batch it redoes."""
+        folder = self.folder_of(import_id)
+        counts = {name: value for name, value in result.items() if name != "failures"}
+        with self._lock, disk_writes(folder / RESULTS_FILE):
+            counts["failures_end"] = self._append_failures(folder / FAILURES_FILE, result.get("failures", []))
+            with open(folder / RESULTS_FILE, "a", encoding="utf-8") as results:
+                results.write(json.dumps(counts) + "\n")
+                results.flush()
+                os.fsync(results.fileno())
+
+    @staticmethod
+    def _append_failures(path: Path, failures: list[dict[str, Any]]) -> int:
+        """Appends and syncs them; where the file ends (no file is made for none: the CLI tells by it)."""
+        if not failures:
+            return path.stat().st_size if path.exists() else 0
+        with open(path, "ab") as out:
+            for failure in failures:
+                out.write(json.dumps(shown_failure(failure), ensure_ascii=False).encode() + b"\n")
             out.flush()
             os.fsync(out.fileno())
+            return out.tell()
 
-    def read_results(self, import_id: str) -> list[dict[str, Any]]:
-        """The finished batches; a last line cut short by a crash is left out (that batch is redone)."""
+    def results(self, import_id: str) -> Iterator[dict[str, Any]]:
+        """The finished batches, one line at a time; a last line cut short by a crash is left out
+        (that batch is redone)."""
         path = self.folder_of(import_id) / RESULTS_FILE
         if not path.exists():
-            return []
-        results = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                results.append(json.loads(line))
-            except ValueError:
-                break
-        return results
+            return
+        with open(path, encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    return
+
+    def restore(self, import_id: str) -> tuple[dict[str, int], set[int]]:
+        """What the finished batches counted and their numbers; the failures of a batch that was not
+        recorded as finished (a crash between the two appends) are dropped: it is redone."""
+        self.upgrade(import_id)
+        counts, finished, failures_end = zero_counts(), set(), 0
+        for result in self.results(import_id):
+            finished.add(result["batch"])
+            counts = {name: counts[name] + int(result.get(name, 0)) for name in COUNTS}
+            failures_end = max(failures_end, int(result.get("failures_end", 0)))
+        path = self.folder_of(import_id) / FAILURES_FILE
+        if path.exists() and path.stat().st_size > failures_end:
+            with open(path, "r+b") as out:
+                out.truncate(failures_end)
+        return counts, finished
+
+    def upgrade(self, import_id: str) -> None:
+        """A job recorded before ``failures.jsonl`` kept its failures in ``results.jsonl``'s lines:
+        they move to ``failures.jsonl``, once. Both files are written aside; the results' rename is
+        the commit, and a crash before the failures' rename is finished here the next time."""
+        folder = self.folder_of(import_id)
+        path, moved = folder / RESULTS_FILE, folder / (FAILURES_FILE + ".partial")
+        if not path.exists():
+            return
+        with open(path, encoding="utf-8") as lines:
+            old = '"failures"' in lines.readline()
+        if old:
+            moved.unlink(missing_ok=True)
+            scratch = folder / (RESULTS_FILE + ".partial")
+            with open(scratch, "w", encoding="utf-8") as results:
+                for result in self.results(import_id):
+                    result["failures_end"] = self._append_failures(moved, result.pop("failures", []))
+                    results.write(json.dumps(result) + "\n")
+                results.flush()
+                os.fsync(results.fileno())
+            os.replace(scratch, path)
+        if moved.exists():
+            os.replace(moved, folder / FAILURES_FILE)
 
     def failures(self, import_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The first ``limit`` failed items (all of them: the CLI's list of a direct import)."""
+        return self.failures_page(import_id, limit)[0]
+
+    def failures_page(self, import_id: str, limit: int | None, after: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Up to ``limit`` failed items from byte ``after`` (a line's start: ``is_line_start``), and the
+        byte where the next page starts. Reads those lines only, however many failures there are."""
+        path = self.folder_of(import_id) / FAILURES_FILE
         found: list[dict[str, Any]] = []
-        for result in self.read_results(import_id):
-            found.extend(result.get("failures", []))
-            if limit is not None and len(found) >= limit:
-                return found[:limit]
-        return found
+        if not path.exists():
+            return found, after
+        position = after
+        with open(path, "rb") as lines:
+            lines.seek(after)
+            while limit is None or len(found) < limit:
+                line = lines.readline()
+                if not line.endswith(b"\n"):  # the end, or a line being written
+                    break
+                found.append(json.loads(line))
+                position += len(line)
+        return found, position
+
+    def is_line_start(self, import_id: str, offset: int) -> bool:
+        """Whether byte ``offset`` of the failures starts a line (a cursor this module gave)."""
+        if offset == 0:
+            return True
+        path = self.folder_of(import_id) / FAILURES_FILE
+        if not path.exists() or offset > path.stat().st_size:
+            return False
+        with open(path, "rb") as lines:
+            lines.seek(offset - 1)
+            return lines.read(1) == b"\n"
+
+
+def shown_failure(failure: dict[str, Any]) -> dict[str, Any]:
+    """A failure as it is kept and shown: its item and message cut to ``MAX_FAILURE_TEXT`` characters
+    (an item named by a URL of 64 KiB is not repeated whole in every status)."""
+    return {name: cut(value) if isinstance(value, str) else value for name, value in failure.items()}
+
+
+def cut(text: str) -> str:
+    if len(text) <= MAX_FAILURE_TEXT:
+        return text
+    return f"{text[: MAX_FAILURE_TEXT - 40]}... ({len(text):,} characters in all)"
 
 
 @contextmanager

@@ -9,16 +9,21 @@ process is resumed by the next ``LocalImports`` on the same data directory (see 
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import replace
+from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from runtime.embedder import Embedder
-from runtime.errors import ApiError, BadRequest, Conflict
+from runtime.errors import TOO_MANY_IMPORTS, ApiError, BadRequest, Conflict
 from runtime.libraries.adding import ExactSeen, dedup_threshold
 from runtime.libraries.imports.batches import BatchImporter, JobStopped
 from runtime.libraries.imports.jobs import RESULTS_FILE, FileJobs, ImportJob, new_import_id
@@ -26,16 +31,20 @@ from runtime.libraries.imports.sources import (
     ImportItem,
     check_bucket,
     folder_items,
+    manifest_file_items,
     manifest_items,
     read_manifest,
     s3_prefix_items,
     split_s3,
 )
-from runtime.libraries.store import LibraryStore
+from runtime.libraries.store import LibraryStore, decode_token, encode_token
 from runtime.libraries.values import LONE_SURROGATE, writable_as_utf8
 from runtime.settings import Settings
 
 log = logging.getLogger("runtime.imports")
+CLAIMS_KEPT_PER_BATCH_IN_FLIGHT = 8
+"""The content hashes an import remembers: those of the last 8 rounds of batches in flight (older
+batches are committed: the store's own check finds their copies)."""
 Progress = Callable[[ImportJob, dict[str, Any]], None]
 
 
@@ -54,16 +63,49 @@ def check_source(source: dict[str, str], settings: Settings) -> None:
         raise BadRequest("manifest: give an s3:// or https:// URL of a JSONL file", code="invalid_source")
 
 
-def list_items(source: dict[str, str], settings: Settings) -> Iterator[ImportItem]:
+@contextmanager
+def listed_items(source: dict[str, str], settings: Settings, scratch: Path) -> Iterator[Iterator[ImportItem]]:
+    """The source's items, one at a time: a remote manifest is first fetched to a file in ``scratch``
+    (the job's folder), and every manifest is read from its file a line at a time."""
     kind, location = next(iter(source.items()))
     if kind == "folder":
-        return folder_items(location)
-    if kind == "source":
-        return s3_prefix_items(location, settings)
-    if "://" not in location:  # the CLI's local manifest file
-        with open(location, "rb") as manifest:
-            return manifest_items(manifest.read())
-    return manifest_items(read_manifest(location, settings))
+        yield folder_items(location)
+    elif kind == "source":
+        yield s3_prefix_items(location, settings)
+    elif "://" not in location:  # the CLI's local manifest file
+        yield manifest_file_items(location)
+    else:
+        with tempfile.TemporaryFile(dir=scratch) as manifest:
+            read_manifest(location, settings, manifest)
+            manifest.seek(0)
+            yield manifest_items(manifest)
+
+
+def batches_of(items: Iterator[ImportItem], size: int) -> Iterator[list[ImportItem]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def pending_batches(jobs: FileJobs, job: ImportJob, finished: set[int]) -> Iterator[tuple[int, list[ImportItem]]]:
+    """The job's batches not yet finished, by number, read from its items file as they are asked for."""
+    items = (ImportItem.from_json(item) for item in jobs.items(job.import_id))
+    for n, batch in enumerate(batches_of(items, job.batch_size)):
+        if n not in finished:
+            yield n, batch
+
+
+def page_start(next_token: str | None) -> int:
+    """Where a page of failures starts: 0, or the offset a ``next_token`` carries (a count on AWS)."""
+    if next_token is None:
+        return 0
+    after = decode_token(next_token).get("after")
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise invalid_token()
+    return after
+
+
+def invalid_token() -> BadRequest:
+    return BadRequest("next_token: not a token this API gave", code="invalid_next_token")
 
 
 class ImportRunner:
@@ -89,14 +131,9 @@ class ImportRunner:
         cancelled = cancelled or threading.Event()
         stopping = stopping or threading.Event()
         try:
-            items = self._items(job)
-            job = self.jobs.save(replace(job, total=len(items)))
-            done = self.jobs.read_results(job.import_id)
-            finished = {result["batch"] for result in done}
-            job = replace(job, counts=dict.fromkeys(job.counts, 0))
-            for result in done:
-                job = job.with_counts(result)
-            job = self._run_batches(job, items, finished, cancelled, stopping, progress)
+            job = self.jobs.save(replace(job, total=self._list(job)))
+            counts, finished = self.jobs.restore(job.import_id)
+            job = self._run_batches(replace(job, counts=counts), finished, cancelled, stopping, progress)
             if stopping.is_set() and not cancelled.is_set():
                 return job
             status = "cancelled" if cancelled.is_set() else "succeeded"
@@ -113,45 +150,39 @@ class ImportRunner:
         latest = self.jobs.get(job.library, job.import_id)
         return self.jobs.save(replace(latest, status="failed", error=message, end_time=time.time()))
 
-    def _items(self, job: ImportJob) -> list[ImportItem]:
-        listed = self.jobs.read_items(job.import_id)
-        if listed is None:
-            import json
-
-            items = list(list_items(job.source, self.settings))
-            self.jobs.write_items(job.import_id, (json.dumps(item.to_json()) for item in items))
-            return items
-        return [ImportItem.from_json(item) for item in listed]
+    def _list(self, job: ImportJob) -> int:
+        """Lists the source once into the job's items file (a resumed job reads that again); how many."""
+        if self.jobs.has_items(job.import_id):
+            return job.total if job.total is not None else self.jobs.count_items(job.import_id)
+        with listed_items(job.source, self.settings, self.jobs.folder_of(job.import_id)) as items:
+            return self.jobs.write_items(job.import_id, (json.dumps(item.to_json()) for item in items))
 
     def _run_batches(
         self,
         job: ImportJob,
-        items: list[ImportItem],
         finished: set[int],
         cancelled: threading.Event,
         stopping: threading.Event,
         progress: Progress | None,
     ) -> ImportJob:
+        """The batches not yet finished, ``import_batches_in_flight`` at a time: only those are in memory."""
         threshold = dedup_threshold(job.dedup, job.threshold, self.settings)
-        seen = ExactSeen()
-        size = job.batch_size
-        todo = [n for n in range(0, (len(items) + size - 1) // size) if n not in finished]
         in_flight = max(1, self.settings.import_batches_in_flight)
+        seen = ExactSeen(keep=CLAIMS_KEPT_PER_BATCH_IN_FLIGHT * in_flight * job.batch_size)
+        todo = pending_batches(self.jobs, job, finished)
         with ThreadPoolExecutor(in_flight, thread_name_prefix="import-batch") as batches:
             importer = BatchImporter(self.embedder, self.store, local_files=job.source.keys() == {"folder"})
 
-            def one(n: int) -> dict[str, Any]:
-                result = importer.run(job.library, items[n * size : (n + 1) * size], threshold=threshold, seen=seen)
-                return {"batch": n, **result}
+            def one(n: int, batch: list[ImportItem]) -> dict[str, Any]:
+                return {"batch": n, **importer.run(job.library, batch, threshold=threshold, seen=seen)}
 
             pending: set[Future[Any]] = set()
-            queue = iter(todo)
             while True:
                 while len(pending) < in_flight and not (cancelled.is_set() or stopping.is_set()):
-                    n = next(queue, None)
-                    if n is None:
+                    following = next(todo, None)
+                    if following is None:
                         break
-                    pending.add(batches.submit(one, n))
+                    pending.add(batches.submit(one, *following))
                 if not pending:
                     return job
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -174,6 +205,9 @@ class LocalImports:
         self.runner = ImportRunner(embedder, store, self.jobs)
         self._cancel: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._libraries: dict[str, str] = {}
+        """Each import this process started or resumed: its library."""
+        self._starting = threading.Lock()
         self._stopping = threading.Event()
 
     def start(self, library: str, source: dict[str, str], *, dedup: bool, threshold: float | None) -> ImportJob:
@@ -190,13 +224,46 @@ class LocalImports:
             batch_size=self.settings.import_batch,
             results=str(self.jobs.folder_of(import_id) / RESULTS_FILE),
         )
-        self.jobs.save(job)
-        self._launch(job)
+        with self._starting:  # the count and the launch together: two starts never both take the last slot
+            self._check_room(library)
+            self._forget_oldest(library)
+            self.jobs.save(job)
+            self._launch(job)
         return job
 
+    def _check_room(self, library: str) -> None:
+        running = [job_library for job_id, job_library in self._libraries.items() if self._is_running(job_id)]
+        if len(running) >= self.settings.import_max_running:
+            raise Conflict(
+                f"imports: {len(running)} imports are running, as many as this server runs at once; start this "
+                "one when one of them ends (setting IMSIM_IMPORT_MAX_RUNNING)",
+                code=TOO_MANY_IMPORTS,
+            )
+        if running.count(library) >= self.settings.import_max_running_per_library:
+            raise Conflict(
+                f"imports: {running.count(library)} imports into library {library!r} are running, as many as one "
+                "library takes at once; start this one when one of them ends "
+                "(setting IMSIM_IMPORT_MAX_RUNNING_PER_LIBRARY)",
+                code=TOO_MANY_IMPORTS,
+            )
+
+    def _forget_oldest(self, library: str) -> None:
+        """Room for one more record: the oldest ended imports past ``import_kept_per_library`` go."""
+        ended = [job for job in self.jobs.list_jobs(library) if job.finished]
+        for job in ended[: max(0, len(ended) - self.settings.import_kept_per_library + 1)]:
+            self.jobs.remove(job.import_id)
+
+    def _is_running(self, import_id: str) -> bool:
+        thread = self._threads.get(import_id)
+        return thread is not None and thread.is_alive()
+
     def resume(self) -> list[str]:
-        """Start again every job a killed process left running; their ids."""
-        running = [job for job in self.jobs.all() if job.status == "running" and job.import_id not in self._threads]
+        """Start again every job a killed process left running; their ids. (Every job's files are
+        upgraded first: one recorded by an earlier version lists its failures like the others.)"""
+        jobs = self.jobs.all()
+        for job in jobs:
+            self.jobs.upgrade(job.import_id)
+        running = [job for job in jobs if job.status == "running" and job.import_id not in self._threads]
         for job in running:
             log.info("resuming import %s into %r", job.import_id, job.library)
             self._launch(job)
@@ -217,6 +284,17 @@ class LocalImports:
     def failures(self, job: ImportJob, limit: int) -> list[dict[str, Any]]:
         return self.jobs.failures(job.import_id, limit)
 
+    def failures_page(
+        self, job: ImportJob, limit: int, next_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Pages by byte offset in the failures file: a page reads its own lines, wherever it starts."""
+        after = page_start(next_token)
+        if not self.jobs.is_line_start(job.import_id, after):
+            raise invalid_token()
+        found, end = self.jobs.failures_page(job.import_id, limit, after)
+        more = len(found) == limit or not job.finished
+        return found, encode_token({"after": end}) if more else None
+
     def cancel(self, library: str, import_id: str) -> ImportJob:
         job = self.jobs.get(library, import_id)
         if job.finished:
@@ -230,6 +308,16 @@ class LocalImports:
             job = self.jobs.save(replace(job, status="cancelled", end_time=time.time()))
         return job
 
+    def forget_library(self, library: str) -> None:
+        for job in self.jobs.list_jobs(library):
+            self._cancel.setdefault(job.import_id, threading.Event()).set()
+            thread = self._threads.pop(job.import_id, None)
+            if thread is not None:
+                thread.join()  # its batches in flight finish (the library is gone: they stop it)
+            self._cancel.pop(job.import_id, None)
+            self._libraries.pop(job.import_id, None)
+            self.jobs.remove(job.import_id)
+
     def _launch(self, job: ImportJob) -> None:
         cancelled = self._cancel.setdefault(job.import_id, threading.Event())
         thread = threading.Thread(
@@ -240,6 +328,7 @@ class LocalImports:
         )
         thread.daemon = True
         self._threads[job.import_id] = thread
+        self._libraries[job.import_id] = job.library
         thread.start()
 
     def wait(self, import_id: str, timeout: float | None = None) -> None:

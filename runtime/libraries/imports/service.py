@@ -27,3 +27,14 @@ class ImportService(Protocol):
     def failures(self, job: ImportJob, limit: int) -> list[dict[str, Any]]:
         """The first ``limit`` items the job could not add, each with its field, code and message."""
         ...
+
+    def failures_page(
+        self, job: ImportJob, limit: int, next_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the failed items, from where ``next_token`` (of the page before) says, and the
+        token of the next page (None once the job has ended and nothing follows)."""
+        ...
+
+    def forget_library(self, library: str) -> None:
+        """After the library is deleted: its running imports stop and their records and files go."""
+        ...

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from runtime.errors import ApiError, BadRequest, InvalidInput
@@ -32,6 +32,8 @@ MAX_MANIFEST_LINE_BYTES = 64 * 1024
 """One image's url, id and metadata: far more than the rules let them hold (a URL of 8 KB, 4 KB of
 metadata), and under a Distributed Map batch's input bound, so a long line is its own item's failure
 and never breaks the batch it is in (infra/imports_stack.py MAX_INPUT_BYTES_PER_BATCH)."""
+LINE_CHUNK_BYTES = 64 * 1024
+"""How much of an over-long line is read at a time while it is counted."""
 PATH_SEPARATOR_IN_ID = ":"
 """Image ids may not hold ``/``: a key ``shoes/red.jpg`` under the prefix becomes the id ``shoes:red.jpg``."""
 
@@ -158,41 +160,75 @@ def s3_client() -> Any:
 # --- JSONL manifest ------------------------------------------------------------------------
 
 
-def read_manifest(location: str, settings: Settings) -> bytes:
-    """The manifest's bytes: ``s3://`` and ``http(s)://`` under the image URLs' fetch rules, or a local
-    file (the CLI only; ``local_files`` is never set for a request)."""
+def read_manifest(location: str, settings: Settings, out: BinaryIO) -> None:
+    """The manifest's bytes, written to ``out`` as they arrive: ``s3://`` and ``http(s)://`` under the
+    image URLs' fetch rules (``max_manifest_bytes`` in all)."""
     scheme = urlsplit(location).scheme.lower()
     if scheme == "s3":
         check_bucket(split_s3(location, "manifest")[0], settings, "manifest")
     if scheme in ("s3", "http", "https"):
         fetcher = UrlFetcher(settings.replace(max_image_bytes=settings.max_manifest_bytes))
-        return fetcher.fetch(location, "manifest")
+        fetcher.fetch_to(location, "manifest", out.write)
+        return
     raise BadRequest("manifest: give an s3:// or https:// URL of a JSONL file", code="invalid_source")
 
 
-def manifest_items(data: bytes) -> Iterator[ImportItem]:
-    """One item per non-empty line; a line that is not a usable JSON object is an item with a problem."""
-    for position, raw in enumerate(data.splitlines()):
-        if raw.strip():
+def manifest_items(lines: BinaryIO) -> Iterator[ImportItem]:
+    """One item per non-empty line, read as they come (one line in memory at a time); a line that is
+    not a usable JSON object is an item with a problem."""
+    for position, raw in enumerate(bounded_lines(lines)):
+        if isinstance(raw, int):
+            yield too_long(position, raw)
+        elif raw.strip():
             yield manifest_item(position, raw)
 
 
-def bounded_lines(data: bytes) -> bytes:
+def manifest_file_items(path: str | Path) -> Iterator[ImportItem]:
+    """The items of a local manifest file (the CLI's), read a line at a time."""
+    with open(path, "rb") as lines:
+        yield from manifest_items(lines)
+
+
+def bounded_lines(lines: BinaryIO) -> Iterator[bytes | int]:
+    """Each line (without its end of line), or, for a line over ``MAX_MANIFEST_LINE_BYTES``, its length:
+    such a line is counted as it is read, never held."""
+    while True:
+        raw = lines.readline(MAX_MANIFEST_LINE_BYTES + 2)
+        if not raw:
+            return
+        if len(raw) > MAX_MANIFEST_LINE_BYTES and not raw.endswith(b"\n"):
+            yield len(raw) + rest_of_line(lines)
+        else:
+            yield raw.rstrip(b"\r\n")
+
+
+def rest_of_line(lines: BinaryIO) -> int:
+    """Reads to the end of the line; how many bytes it held (without its end of line)."""
+    length = 0
+    while True:
+        chunk = lines.readline(LINE_CHUNK_BYTES)
+        if not chunk or chunk.endswith(b"\n"):
+            return length + len(chunk.rstrip(b"\r\n"))
+        length += len(chunk)
+
+
+def bounded_manifest(lines: BinaryIO, out: BinaryIO) -> None:
     """The manifest with each over-long line replaced by its length, before Step Functions reads it:
     a line longer than a batch's input bound would break its batch, not just its own item."""
-    lines = data.splitlines()
-    if all(len(raw) <= MAX_MANIFEST_LINE_BYTES for raw in lines):
-        return data
-    return b"\n".join(
-        raw if len(raw) <= MAX_MANIFEST_LINE_BYTES else json.dumps({TOO_LONG_FIELD: len(raw)}).encode() for raw in lines
-    )
+    for raw in bounded_lines(lines):
+        out.write((json.dumps({TOO_LONG_FIELD: raw}).encode() if isinstance(raw, int) else raw) + b"\n")
+
+
+def too_long(position: int, size: int) -> ImportItem:
+    line = f"line {position + 1}"
+    message = f"{line}: {size:,} bytes, over a manifest line's {MAX_MANIFEST_LINE_BYTES:,}"
+    return ImportItem(position, problem=problem(line, "json_too_large", message))
 
 
 def manifest_item(position: int, raw: bytes | str) -> ImportItem:
     line = f"line {position + 1}"
     if len(raw) > MAX_MANIFEST_LINE_BYTES:  # refused before it is parsed; a str line's characters count
-        message = f"{line}: {len(raw):,} bytes, over a manifest line's {MAX_MANIFEST_LINE_BYTES:,}"
-        return ImportItem(position, problem=problem(line, "json_too_large", message))
+        return too_long(position, len(raw))
     try:
         entry = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -209,8 +245,7 @@ def item_of_entry(position: int, entry: dict[str, Any]) -> ImportItem:
         json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
     )
     if size > MAX_MANIFEST_LINE_BYTES:
-        message = f"{line}: {size:,} bytes, over a manifest line's {MAX_MANIFEST_LINE_BYTES:,}"
-        return ImportItem(position, problem=problem(line, "json_too_large", message))
+        return too_long(position, size)
     unwritable = unwritable_problem(line, entry)
     if unwritable is not None:  # the item carries neither its url nor its id: no result or answer could hold them
         return ImportItem(position, problem=unwritable)

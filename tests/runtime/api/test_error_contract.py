@@ -78,6 +78,11 @@ def test_an_overlong_integer_is_a_400_naming_its_field(server, path, body, field
         ("/image-similarity", {"text": 5}, "text"),
         ("/image-similarity", {"inputs": [{"text": True}]}, "inputs[0].text"),
         ("/libraries", {"name": 12}, "name"),
+        ("/libraries/contract/imports", {"source": "s3://b/p/", "dedup": "false"}, "dedup"),
+        ("/libraries/contract/imports", {"source": "s3://b/p/", "dedup": 0}, "dedup"),
+        ("/libraries/contract/imports", {"source": "s3://b/p/", "threshold": "0.5"}, "threshold"),
+        ("/libraries/contract/imports", {"source": "s3://b/p/", "threshold": True}, "threshold"),
+        ("/libraries/contract/imports", {"manifest": 5}, "manifest"),
     ],
 )
 def test_fields_take_exactly_their_openapi_types(server, path, body, field):

@@ -4,6 +4,9 @@ server, a JSONL manifest over http, and every kind of bad input."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,7 @@ def api(s3_endpoint, tiny_settings, tiny_engine, tmp_path_factory):
         s3_allowed_buckets=(BUCKET,),
         fetch_allow_networks=("127.0.0.1/32",),
         import_batch=4,
+        import_max_running_per_library=3,
     )
     with LiveServer.start(settings, tiny_engine) as live:
         yield live
@@ -224,3 +228,131 @@ def test_a_manifest_line_holding_a_lone_surrogate_is_that_lines_failure(api):
     }
     assert api.client.get("/libraries/surrogate_lines").json()["image_count"] == 2
     assert api.client.get("/libraries/surrogate_lines/imports").status_code == 200
+
+
+def test_an_id_given_twice_in_a_manifest_fails_that_line_only(api):
+    files = FileServer({f"/{n}.png": (200, {}, image_bytes(300 + n)) for n in range(6)})
+    lines = [{"url": f"{files.base}/{n}.png", "id": f"sku-{n}"} for n in range(5)]
+    lines.insert(3, {"url": f"{files.base}/5.png", "id": "sku-1"})  # sku-1 again, another picture
+    files.routes["/twice.jsonl"] = (200, {}, "\n".join(json.dumps(line) for line in lines).encode())
+    try:
+        new_library(api, "twice")
+        job = run_to_end(api, "twice", {"manifest": f"{files.base}/twice.jsonl", "dedup": False})
+    finally:
+        files.close()
+    assert job["status"] == "succeeded", job
+    assert (job["counts"]["added"], job["counts"]["failed"]) == (5, 1), job["counts"]
+    (failure,) = job["failures"]
+    assert failure["item"] == "sku-1" and failure["field"] == "id" and failure["code"] == "duplicate_id"
+    assert failure["message"] == "id: 'sku-1' is given twice in the manifest; the first one is imported"
+    assert api.client.get("/libraries/twice").json()["image_count"] == 5
+
+
+def test_concurrent_imports_of_one_manifest_all_succeed_and_add_each_image_once(api):
+    files = FileServer({f"/{n}.png": (200, {}, image_bytes(400 + n)) for n in range(12)})
+    lines = [{"url": f"{files.base}/{n}.png", "id": f"sku-{n}"} for n in range(12)]
+    files.routes["/same.jsonl"] = (200, {}, "\n".join(json.dumps(line) for line in lines).encode())
+    try:
+        new_library(api, "together")
+        body = {"manifest": f"{files.base}/same.jsonl", "dedup": False}
+        started = [start(api, "together", body) for _ in range(3)]
+        jobs = [wait_for_end(api.client, "together", one["import_id"]) for one in started]
+    finally:
+        files.close()
+    assert [job["status"] for job in jobs] == ["succeeded"] * 3, [job["error"] for job in jobs]
+    assert sum(job["counts"]["added"] for job in jobs) == 12
+    # An id another import stored first is already present, whenever it was stored: never a failure
+    assert sum(job["counts"]["already_present"] for job in jobs) == 24
+    assert all(job["counts"]["failed"] == 0 for job in jobs)
+    assert api.client.get("/libraries/together").json()["image_count"] == 12
+
+
+def test_deleting_a_library_deletes_its_imports_files(api):
+    files = FileServer({"/a.png": (200, {}, image_bytes(501)), "/bad.png": (200, {}, b"not a png")})
+    lines = [{"url": f"{files.base}/a.png", "id": "a"}, {"url": f"{files.base}/bad.png", "id": "bad"}]
+    files.routes["/gone.jsonl"] = (200, {}, "\n".join(json.dumps(line) for line in lines).encode())
+    try:
+        new_library(api, "short_lived")
+        job = run_to_end(api, "short_lived", {"manifest": f"{files.base}/gone.jsonl"})
+    finally:
+        files.close()
+    folder = Path(job["results"]).parent
+    assert job["counts"]["failed"] == 1 and (folder / "items.jsonl").exists()
+    assert api.client.delete("/libraries/short_lived").status_code == 200
+    assert not folder.exists()
+    new_library(api, "short_lived")  # the same name again: none of the old imports
+    assert api.client.get("/libraries/short_lived/imports").json()["imports"] == []
+    gone = api.client.get(f"/libraries/short_lived/imports/{job['import_id']}")
+    assert gone.status_code == 404 and gone.json()["code"] == "import_not_found"
+
+
+class HeldAnswers:
+    """A loopback server that takes each request and answers nothing until ``release`` (then the
+    connections close): an import fetching its manifest from here runs until then."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def release(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_running_imports_are_capped_per_library_and_per_server(tiny_settings, tiny_engine, tmp_path):
+    settings = tiny_settings.replace(
+        data_dir=str(tmp_path),
+        fetch_allow_networks=("127.0.0.1/32",),
+        fetch_timeout_s=300,
+        import_max_running=3,
+        import_max_running_per_library=2,
+    )
+    held = HeldAnswers()
+    body = {"manifest": f"{held.base}/slow.jsonl"}
+    with LiveServer.start(settings, tiny_engine) as live:
+        try:
+            for name in ("first", "second"):
+                new_library(live, name)
+            running = [start(live, "first", body), start(live, "first", body)]
+            refused = live.post("/libraries/first/imports", body)
+            assert refused.status_code == 409 and refused.json()["code"] == "too_many_imports", refused.text
+            assert "into library 'first'" in refused.json()["message"]
+            running.append(start(live, "second", body))
+            refused = live.post("/libraries/second/imports", body)
+            assert refused.status_code == 409 and refused.json()["code"] == "too_many_imports", refused.text
+            assert "3 imports are running" in refused.json()["message"]
+        finally:
+            held.release()
+        ended = [wait_for_end(live.client, job["library"], job["import_id"]) for job in running]
+        assert [job["status"] for job in ended] == ["failed"] * 3
+        again = HeldAnswers()
+        try:
+            start(live, "first", {"manifest": f"{again.base}/slow.jsonl"})  # the slots are free again
+        finally:
+            again.release()
+
+
+def test_only_the_newest_ended_imports_are_kept(tiny_settings, tiny_engine, tmp_path):
+    settings = tiny_settings.replace(data_dir=str(tmp_path), s3_allowed_buckets=("nowhere",), import_kept_per_library=2)
+    with LiveServer.start(settings, tiny_engine) as live:
+        new_library(live, "kept")
+        ids = []
+        for _ in range(4):  # each fails at once: the manifest is refused when it is fetched
+            job = wait_for_end(
+                live.client, "kept", start(live, "kept", {"manifest": "http://10.0.0.1/m.jsonl"})["import_id"]
+            )
+            assert job["status"] == "failed", job
+            ids.append(job["import_id"])
+        listed = [job["import_id"] for job in live.client.get("/libraries/kept/imports").json()["imports"]]
+        assert listed == ids[-2:]
+        assert sorted(path.name for path in (tmp_path / "imports").iterdir()) == sorted(ids[-2:])

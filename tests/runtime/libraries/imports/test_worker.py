@@ -3,6 +3,7 @@ store tests' fake for QueryVectors, DynamoDB) through real botocore clients, wit
 
 from __future__ import annotations
 
+import io
 import json
 
 import boto3
@@ -11,7 +12,7 @@ from botocore.config import Config
 
 from runtime.libraries.aws.s3vectors import S3VectorsStore
 from runtime.libraries.imports.aws import JobTable
-from runtime.libraries.imports.sources import bounded_lines
+from runtime.libraries.imports.sources import bounded_manifest
 from runtime.libraries.imports.worker import ImportStopped, StoreBusy, Worker
 from tests.fakes.s3vectors import FakeS3Vectors, error
 from tests.runtime.libraries.imports.conftest import JOBS, PHOTOS
@@ -130,7 +131,9 @@ def test_an_https_manifests_over_long_line_reaches_the_worker_as_its_length(moto
     worker.importer.store.create_library("products", tiny_engine.model_version)
     good = json.dumps({"url": f"s3://{PHOTOS}/2025/bags/p0.png", "id": "sku-1"}).encode()
     long = json.dumps({"url": f"s3://{PHOTOS}/2025/shoes/p1.png", "metadata": {"n": "x" * 300_000}}).encode()
-    copied = bounded_lines(b"\n".join([good, long]))
+    copied_file = io.BytesIO()
+    bounded_manifest(io.BytesIO(b"\n".join([good, long])), copied_file)
+    copied = copied_file.getvalue()
     assert len(copied) < 1000
     items = [json.loads(line) for line in copied.splitlines()]
     answer = worker.handle({"Items": items, "BatchInput": batch_input(kind="manifest")})
