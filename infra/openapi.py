@@ -48,6 +48,7 @@ ROUTES = (
     Route("/libraries/{name}/search", ("post",)),
     Route("/libraries/{name}/imports", ("get", "post")),
     Route("/libraries/{name}/imports/{import_id}", ("get", "delete")),
+    Route("/libraries/{name}/imports/{import_id}/failures", ("get",)),
     Route("/api-explorer", ("get",), explorer=True),
     Route("/api-explorer/{proxy+}", ("get",), explorer=True),
     Route("/libraries-ui", ("get",), explorer=True),
