@@ -45,6 +45,7 @@ ROUTES = (
     Route("/libraries/{name}", ("get", "delete")),
     Route("/libraries/{name}/images", ("get", "post")),
     Route("/libraries/{name}/images/{id}", ("get", "patch", "delete")),
+    Route("/libraries/{name}/images/{id}/thumbnail", ("get",)),
     Route("/libraries/{name}/search", ("post",)),
     Route("/libraries/{name}/imports", ("get", "post")),
     Route("/libraries/{name}/imports/{import_id}", ("get", "delete")),

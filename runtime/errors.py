@@ -199,6 +199,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
         "not_found",
         "library_not_found",
         "image_not_found",
+        "thumbnail_not_found",
         "libraries_disabled",
         "import_not_found",
         MODEL_NOT_FOUND,

@@ -42,6 +42,12 @@ class CreateLibraryRequest(BaseModel):
     model_config = STRICT_REQUEST
 
     name: str = Field(description=NAME_DOC)
+    thumbnails: bool | None = Field(
+        None,
+        description="Keep a small WebP (160 px, at most 8 KB) of each image added, served by "
+        "`GET /libraries/{name}/images/{id}/thumbnail` (the library page shows them). Default: yes on the "
+        "local store, no on S3 Vectors (each takes up to 11 KB of a vector's 40 KB of metadata).",
+    )
 
 
 class NewImageFields(BaseModel):
@@ -104,6 +110,7 @@ class LibraryResponse(BaseModel):
     create_time: datetime = Field(description="When the library was created (UTC, ISO 8601).")
     image_count: int
     model_version: str = Field(description="The model whose vectors the library holds; other models are refused.")
+    thumbnails: bool = Field(description="Whether it keeps a thumbnail of each image it adds.")
 
 
 class LibraryListResponse(BaseModel):
@@ -241,7 +248,13 @@ SEARCH_EXAMPLES = {
     },
     "like": {"summary": "More like a stored image", "value": {"id": "sku-1042", "top_k": 5}},
 }
-LIBRARY = {"name": "products", "create_time": CREATED, "image_count": 1042, "model_version": VERSION}
+LIBRARY = {
+    "name": "products",
+    "create_time": CREATED,
+    "image_count": 1042,
+    "model_version": VERSION,
+    "thumbnails": True,
+}
 MATCH = {"id": "sku-1042", "score": 0.9731, "metadata": {"color": "red", "price": 59}}
 LIBRARY_ANSWERS = {"library": {"summary": "A library", "value": LIBRARY}}
 LIST_ANSWERS = {"list": {"summary": "All libraries", "value": {"libraries": [LIBRARY]}}}
@@ -313,6 +326,7 @@ ERROR_TEXTS = {
     "batch_too_large": (400, "Too many images", "images: 33 images; at most 32 per request"),
     "library_not_found": (404, "No such library", "library 'products' does not exist"),
     "image_not_found": (404, "No such image", "library 'products' holds no image with id 'sku-1042'"),
+    "thumbnail_not_found": (404, "No thumbnail", "image 'sku-1042' of library 'products' has no thumbnail"),
     "libraries_disabled": (404, "Libraries off", "libraries are not enabled on this server (setting IMSIM_STORE)"),
     "library_exists": (409, "Name taken", "name: a library named 'products' already exists"),
     "library_quota_exceeded": (

@@ -41,6 +41,7 @@ from runtime.libraries.store import (
     Refused,
     image_exists,
 )
+from runtime.libraries.thumbnails import make_thumbnail
 from runtime.libraries.values import check_score
 from runtime.observability import record_library_adds
 from runtime.settings import Settings
@@ -236,7 +237,10 @@ def embed_and_add(
         return []
     digests = list(decoded)
     vectors = dict(zip(digests, embedder.encode_pixels([decoded[digest] for digest in digests]), strict=True))
-    images = [NewImage(vectors[one.digest], one.id, one.metadata, one.digest) for one in ready]
+    thumbnails = {
+        digest: make_thumbnail(pixels) for digest, pixels in decoded.items()
+    }  # kept if the library keeps them
+    images = [NewImage(vectors[one.digest], one.id, one.metadata, one.digest, thumbnails[one.digest]) for one in ready]
     labels = [one.item.label for one in ready]
     added = store.add_batch(
         library, images, model_version=embedder.model_version, dedup_threshold=threshold, labels=labels

@@ -49,6 +49,8 @@ from runtime.settings import Settings
 
 
 class LocalStore(LibraryStore[LibraryIndex]):
+    thumbnails_by_default = True  # a few KB an image, on the user's own disk
+
     def __init__(self, settings: Settings, dimension: int):
         super().__init__(settings, dimension)
         self.folder = Path(settings.data_dir)
@@ -59,13 +61,13 @@ class LocalStore(LibraryStore[LibraryIndex]):
         self._indexes: dict[str, LibraryIndex] = {}
 
     # --- libraries ---------------------------------------------------------------------
-    def _create_library(self, name: str, model_version: str) -> Library:
+    def _create_library(self, name: str, model_version: str, thumbnails: bool) -> Library:
         indexes = self._opened()
         with self._registry_lock:
             if name in indexes:
                 raise library_exists(name)
             check_library_quota(len(indexes), self.settings)
-            library = Library(name, model_version, time.time(), 0)
+            library = Library(name, model_version, time.time(), 0, thumbnails)
             self._database().create_library(library, self.dimension)
             indexes[name] = LibraryIndex(library, self.dimension)
         return library
@@ -113,11 +115,15 @@ class LocalStore(LibraryStore[LibraryIndex]):
     def _insert(self, held: LibraryIndex, images: list[NewImage]) -> None:
         now = time.time()
         vectors = np.stack([image.vector for image in images]).astype("<f4")
-        self._database().insert_images(held.name, images, vectors, now)
+        keep = held.info().thumbnails
+        self._database().insert_images(held.name, images, vectors, now, thumbnails=keep)
         held.append(images, vectors, [now] * len(images))
 
     def _image(self, held: LibraryIndex, image_id: str) -> Image | None:
         return held.snapshot.image(image_id)
+
+    def _thumbnail(self, held: LibraryIndex, image_id: str) -> bytes | None:
+        return self._database().thumbnail(held.name, image_id)
 
     def _vector(self, held: LibraryIndex, image_id: str) -> np.ndarray | None:
         return held.snapshot.vector(image_id)

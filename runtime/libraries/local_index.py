@@ -139,7 +139,7 @@ class LibraryIndex:
         self.deleted = False
         self._matrix = np.empty((0, dimension), dtype=np.float32)
         """Rows below the snapshot's count are never written again; appends fill the spare rows after them."""
-        empty = Library(library.name, library.model_version, library.create_time, 0)
+        empty = dataclasses.replace(library, image_count=0)
         self.snapshot = Snapshot(empty, self._matrix[:0], [], {}, [], [], [], [], {})
 
     def info(self) -> Library:

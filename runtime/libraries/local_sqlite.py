@@ -57,9 +57,14 @@ CREATE TABLE IF NOT EXISTS images (
     UNIQUE (library, id)
 );
 """
-COLUMNS_ADDED = {"content_hash": "ALTER TABLE images ADD COLUMN content_hash TEXT"}
+COLUMNS_ADDED = {
+    ("images", "content_hash"): "ALTER TABLE images ADD COLUMN content_hash TEXT",
+    ("images", "thumbnail"): "ALTER TABLE images ADD COLUMN thumbnail BLOB",
+    # Libraries of a data directory from before thumbnails keep them from now on, as new local ones do.
+    ("libraries", "thumbnails"): "ALTER TABLE libraries ADD COLUMN thumbnails INTEGER NOT NULL DEFAULT 1",
+}
 """Columns newer than the first release: added in place to a data directory written before them."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of the files this release writes (0: a file written before it was kept)."""
 SQLITE_HEADER = b"SQLite format 3\x00"
 RESTORE_HINT = "stop the server and restore the file from a copy (docs/libraries.md, 'Backup and restore')"
@@ -110,8 +115,13 @@ class LibraryDatabase:
     def libraries(self) -> list[tuple[Library, int]]:
         """Every library (its image count left at 0) with its vectors' dimension."""
         with self._statements() as db:
-            rows = db.execute("SELECT name, model_version, create_time, dimension FROM libraries").fetchall()
-        return [(Library(name, version, created, 0), dimension) for name, version, created, dimension in rows]
+            rows = db.execute(
+                "SELECT name, model_version, create_time, dimension, thumbnails FROM libraries"
+            ).fetchall()
+        return [
+            (Library(name, version, created, 0, bool(thumbnails)), dimension)
+            for name, version, created, dimension, thumbnails in rows
+        ]
 
     def images(self, library: str, dimension: int) -> tuple[list[NewImage], np.ndarray, list[float]]:
         """Every image of a library: the images, their vectors as one matrix, their create times."""
@@ -133,12 +143,20 @@ class LibraryDatabase:
             ).fetchall()
         return [Image(image_id, json.loads(metadata), created) for image_id, metadata, created in rows]
 
+    def thumbnail(self, library: str, image_id: str) -> bytes | None:
+        with self._statements() as db:
+            row = db.execute(
+                "SELECT thumbnail FROM images WHERE library = ? AND id = ?", (library, image_id)
+            ).fetchone()
+        return bytes(row[0]) if row and row[0] is not None else None
+
     # --- writes: each one transaction, committed when the call returns --------------------
     def create_library(self, library: Library, dimension: int) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT INTO libraries (name, model_version, dimension, create_time) VALUES (?, ?, ?, ?)",
-                (library.name, library.model_version, dimension, library.create_time),
+                "INSERT INTO libraries (name, model_version, dimension, create_time, thumbnails) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (library.name, library.model_version, dimension, library.create_time, int(library.thumbnails)),
             )
 
     def delete_library(self, name: str) -> None:
@@ -146,16 +164,27 @@ class LibraryDatabase:
             db.execute("DELETE FROM images WHERE library = ?", (name,))
             db.execute("DELETE FROM libraries WHERE name = ?", (name,))
 
-    def insert_images(self, library: str, images: list[NewImage], vectors: np.ndarray, create_time: float) -> None:
-        """The images with their vectors (little-endian float32 rows), all created at ``create_time``."""
+    def insert_images(
+        self, library: str, images: list[NewImage], vectors: np.ndarray, create_time: float, *, thumbnails: bool
+    ) -> None:
+        """The images with their vectors (little-endian float32 rows), all created at ``create_time``, and
+        their thumbnails if ``thumbnails``."""
         rows = [
-            (library, image.id, vector.tobytes(), compact_json(image.metadata), create_time, image.content_hash)
+            (
+                library,
+                image.id,
+                vector.tobytes(),
+                compact_json(image.metadata),
+                create_time,
+                image.content_hash,
+                image.thumbnail if thumbnails else None,
+            )
             for image, vector in zip(images, vectors, strict=True)
         ]
         with self._write() as db:
             db.executemany(
-                "INSERT INTO images (library, id, vector, metadata, create_time, content_hash) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO images (library, id, vector, metadata, create_time, content_hash, thumbnail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -251,9 +280,8 @@ def sqlite_fault(error: sqlite3.Error, path: Path) -> ApiError | None:
 
 
 def add_new_columns(db: sqlite3.Connection) -> None:
-    present = {row[1] for row in db.execute("PRAGMA table_info(images)")}
-    for column, statement in COLUMNS_ADDED.items():
-        if column not in present:
+    for (table, column), statement in COLUMNS_ADDED.items():
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
             db.execute(statement)
 
 

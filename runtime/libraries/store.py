@@ -57,6 +57,8 @@ class Library:
     model_version: str
     create_time: float
     image_count: int
+    thumbnails: bool = False
+    """Whether it keeps a thumbnail of each image it adds (``runtime.libraries.thumbnails``)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class NewImage:
     metadata: dict[str, Any] = field(default_factory=dict)
     content_hash: str | None = None
     """SHA-256 hex of the image file (``hashing.content_hash``): exact duplicates are found by it."""
+    thumbnail: bytes | None = None
+    """A small WebP of the image, kept when the library keeps thumbnails."""
 
 
 @dataclass(frozen=True)
@@ -127,13 +131,17 @@ class LibraryStore(ABC, Generic[HandleT]):
     """Libraries of vectors. The algorithms are here; subclasses implement the ``_`` primitives on
     their own handle type ``HandleT``."""
 
+    thumbnails_by_default = False
+    """Whether a library created without saying keeps thumbnails (the local store: yes)."""
+
     def __init__(self, settings: Settings, dimension: int):
         self.settings = settings
         self.dimension = dimension
 
     # --- libraries ---------------------------------------------------------------------
-    def create_library(self, name: str, model_version: str) -> Library:
-        return self._create_library(check_library_name(name), model_version)
+    def create_library(self, name: str, model_version: str, *, thumbnails: bool | None = None) -> Library:
+        keeps = self.thumbnails_by_default if thumbnails is None else thumbnails
+        return self._create_library(check_library_name(name), model_version, keeps)
 
     def list_libraries(self) -> list[Library]:
         return sorted(self._list_libraries(), key=lambda library: (library.create_time, library.name))
@@ -251,7 +259,12 @@ class LibraryStore(ABC, Generic[HandleT]):
                 continue
             seen.add(image_id)
             vector = check_vector(image.vector, self.dimension)
-            checked.append((position, NewImage(vector, image_id, metadata, check_content_hash(image.content_hash))))
+            checked.append(
+                (
+                    position,
+                    NewImage(vector, image_id, metadata, check_content_hash(image.content_hash), image.thumbnail),
+                )
+            )
         return checked
 
     def _screen(self, held: HandleT, images: list[NewImage], threshold: float | None) -> list[AddResult]:
@@ -280,6 +293,18 @@ class LibraryStore(ABC, Generic[HandleT]):
         return results
 
     # --- images ------------------------------------------------------------------------
+    def get_thumbnail(self, name: str, image_id: str) -> bytes:
+        """The image's thumbnail (WebP); 404 when the image is not there or has none (its library keeps
+        none, or it was added before the library kept them)."""
+        name, image_id = check_library_name(name), check_image_id(image_id)
+        with self._reading(name) as (_, held):
+            if not self._existing_ids(held, [image_id]):
+                raise image_not_found(name, image_id)
+            thumbnail = self._thumbnail(held, image_id)
+        if thumbnail is None:
+            raise NotFound(f"image {image_id!r} of library {name!r} has no thumbnail", code="thumbnail_not_found")
+        return thumbnail
+
     def get_image(self, name: str, image_id: str) -> Image:
         name, image_id = check_library_name(name), check_image_id(image_id)
         with self._reading(name) as (_, held):
@@ -369,7 +394,7 @@ class LibraryStore(ABC, Generic[HandleT]):
     # --- the primitives each store implements --------------------------------------------
     # ``held`` is what ``_reading`` / ``_writing`` yield beside the library: the store's own handle, ``HandleT``.
     @abstractmethod
-    def _create_library(self, name: str, model_version: str) -> Library: ...
+    def _create_library(self, name: str, model_version: str, thumbnails: bool) -> Library: ...
 
     @abstractmethod
     def _list_libraries(self) -> list[Library]: ...
@@ -400,6 +425,9 @@ class LibraryStore(ABC, Generic[HandleT]):
 
     @abstractmethod
     def _image(self, held: HandleT, image_id: str) -> Image | None: ...
+
+    @abstractmethod
+    def _thumbnail(self, held: HandleT, image_id: str) -> bytes | None: ...
 
     @abstractmethod
     def _vector(self, held: HandleT, image_id: str) -> np.ndarray | None: ...

@@ -39,6 +39,7 @@ async function loadLibraries() {
     option.value = item.name;
     option.textContent = item.name;
     option.dataset.count = item.image_count;
+    option.dataset.thumbnails = item.thumbnails ? "yes" : "";
     return option;
   }));
   if (!libraries.length) show("No library yet: create one with POST /libraries (see the API Explorer).");
@@ -123,7 +124,7 @@ function thumbnail(item) {
   const placeholder = document.createElement("div");
   placeholder.className = "thumb";
   placeholder.textContent = "no picture kept";
-  if (!config.thumbnails) return placeholder;
+  if (!$("library").selectedOptions[0]?.dataset.thumbnails) return placeholder;
   const picture = document.createElement("img");
   picture.className = "thumb";
   picture.alt = item.id;

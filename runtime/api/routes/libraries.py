@@ -64,6 +64,7 @@ from runtime.embedder import Embedder, Input
 from runtime.errors import ApiError, BadRequest, unparsable_body
 from runtime.libraries.adding import AddItem, Outcome, add_items, dedup_threshold
 from runtime.libraries.store import MAX_PAGE, Added, Image, Library, LibraryStore, Match
+from runtime.libraries.thumbnails import THUMBNAIL_MEDIA_TYPE
 from runtime.libraries.values import check_score
 
 SLOT_FIELDS = {"url": "url", "img": "img", "text": "text"}
@@ -130,7 +131,8 @@ async def create_library(
     request: Request, body: Annotated[CreateLibraryRequest, Body(openapi_examples=CREATE_EXAMPLES)]
 ) -> dict[str, Any]:
     store, version = store_of(request), embedder_of(request).model_version
-    return library_body(await run_in_threadpool(store.create_library, body.name, version))
+    created = await run_in_threadpool(lambda: store.create_library(body.name, version, thumbnails=body.thumbnails))
+    return library_body(created)
 
 
 @router.get(
@@ -294,6 +296,20 @@ async def get_image(request: Request, name: LibraryName, id: ImageId) -> dict[st
     return image_body(await run_in_threadpool(store_of(request).get_image, name, id))
 
 
+@router.get(
+    "/libraries/{name}/images/{id}/thumbnail",
+    response_class=Response,
+    responses={
+        **documented({}, [*READ_ERRORS, "image_not_found", "thumbnail_not_found"], write=False),
+        200: {"content": {THUMBNAIL_MEDIA_TYPE: {"example": "(WebP bytes)"}}, "description": "The thumbnail."},
+    },
+    summary="Get an image's thumbnail (WebP, 160 px)",
+)
+async def get_thumbnail(request: Request, name: LibraryName, id: ImageId) -> Response:
+    thumbnail = await run_in_threadpool(store_of(request).get_thumbnail, name, id)
+    return Response(thumbnail, media_type=THUMBNAIL_MEDIA_TYPE, headers={"cache-control": "private, max-age=300"})
+
+
 @writes.patch(
     "/libraries/{name}/images/{id}",
     response_model=ImageResponse,
@@ -395,6 +411,7 @@ def library_body(library: Library) -> dict[str, Any]:
         "create_time": utc(library.create_time),
         "image_count": library.image_count,
         "model_version": library.model_version,
+        "thumbnails": library.thumbnails,
     }
 
 

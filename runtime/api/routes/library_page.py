@@ -51,7 +51,7 @@ def render_page(request: Request) -> str:
     settings = settings_of(request)
     base = urlsplit(request_base_url(request)).path.rstrip("/")
     asks_key = settings.auth == "API_KEY" or bool(settings.api_key)  # deployed, or serve --api-key
-    config = {"base": base, "asks_key": asks_key, "thumbnails": False}
+    config = {"base": base, "asks_key": asks_key}
     return (
         page_file("library.html")
         .decode()

@@ -221,7 +221,13 @@ class ConditionFailedError(Exception):
 
 
 def library_of(item: dict[str, Any]) -> Library:
-    return Library(item["name"], item["model_version"], float(item["create_time"]), int(item["image_count"]))
+    return Library(
+        item["name"],
+        item["model_version"],
+        float(item["create_time"]),
+        int(item["image_count"]),
+        bool(int(item.get("thumbnails", 0))),  # stored as a number: the registry's items hold no booleans
+    )
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:

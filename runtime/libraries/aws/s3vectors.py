@@ -24,6 +24,7 @@ QueryVectors, ListVectors, and the registry's DynamoDB calls. Failed calls are r
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -113,7 +114,7 @@ class S3VectorsStore(LibraryStore[Held]):
         )
 
     # --- libraries ---------------------------------------------------------------------
-    def _create_library(self, name: str, model_version: str) -> Library:
+    def _create_library(self, name: str, model_version: str, thumbnails: bool) -> Library:
         with self.registry.lease(REGISTRY_KEY):
             if self.registry.get(name) is not None:
                 raise library_exists(name)
@@ -137,6 +138,7 @@ class S3VectorsStore(LibraryStore[Held]):
                 "model_version": model_version,
                 "create_time": time.time(),
                 "image_count": 0,
+                "thumbnails": int(thumbnails),
             }
             if not self.registry.put_new(item):
                 self._call("DeleteIndex", indexName=index_name)
@@ -197,7 +199,17 @@ class S3VectorsStore(LibraryStore[Held]):
         now = time.time()
         self._put(
             held.index,
-            [image_vector(image.id or "", image.vector, image.metadata, now, image.content_hash) for image in images],
+            [
+                image_vector(
+                    image.id or "",
+                    image.vector,
+                    image.metadata,
+                    now,
+                    image.content_hash,
+                    encoded(image.thumbnail) if library_of(held.item).thumbnails else None,
+                )
+                for image in images
+            ],
         )
         held.lease.count_delta += len(images)
         files = [image for image in images if image.content_hash]
@@ -219,6 +231,11 @@ class S3VectorsStore(LibraryStore[Held]):
         record = record_of(found[0])
         return Image(image_id, record["metadata"], record["create_time"])
 
+    def _thumbnail(self, held: Held, image_id: str) -> bytes | None:
+        found = self._get(held.index, [image_id], with_metadata=True)
+        thumbnail = record_of(found[0]).get("thumbnail") if found else None
+        return base64.b64decode(thumbnail) if thumbnail else None
+
     def _vector(self, held: Held, image_id: str) -> np.ndarray | None:
         found = self._get(held.index, [image_id], with_metadata=False, with_data=True)
         return np.asarray(found[0]["data"]["float32"], dtype=np.float32) if found else None
@@ -239,7 +256,16 @@ class S3VectorsStore(LibraryStore[Held]):
         vector = np.asarray(found["data"]["float32"], dtype=np.float32)
         self._put(
             held.index,
-            [image_vector(image_id, vector, metadata, record["create_time"], record.get("content_hash"))],
+            [
+                image_vector(
+                    image_id,
+                    vector,
+                    metadata,
+                    record["create_time"],
+                    record.get("content_hash"),
+                    record.get("thumbnail"),
+                )
+            ],
         )
         return Image(image_id, metadata, record["create_time"])
 
@@ -359,14 +385,26 @@ def record_of(vector: dict[str, Any]) -> dict[str, Any]:
 
 
 def image_vector(
-    image_id: str, vector: np.ndarray, metadata: dict[str, Any], create_time: float, content_hash: str | None
+    image_id: str,
+    vector: np.ndarray,
+    metadata: dict[str, Any],
+    create_time: float,
+    content_hash: str | None,
+    thumbnail: str | None = None,
 ) -> dict[str, Any]:
-    record = {"metadata": metadata, "create_time": create_time, "content_hash": content_hash}
+    """``thumbnail``: base64 WebP, in the record (non-filterable metadata: S3 Vectors allows 40 KB in all)."""
+    record: dict[str, Any] = {"metadata": metadata, "create_time": create_time, "content_hash": content_hash}
+    if thumbnail:
+        record["thumbnail"] = thumbnail
     return {
         "key": image_id,
         "data": {"float32": vector.astype(np.float32).tolist()},
         "metadata": {**filterable_part(metadata), RESERVED_METADATA_KEY: compact_json(record)},
     }
+
+
+def encoded(thumbnail: bytes | None) -> str | None:
+    return base64.b64encode(thumbnail).decode("ascii") if thumbnail else None
 
 
 def file_vector(image: NewImage) -> dict[str, Any]:

@@ -639,3 +639,24 @@ def test_a_throttled_store_answers_503_with_retry_after_and_a_denied_one_502(fre
     denied = server.post("/libraries/shop/search", {"text": "a red shoe"})
     error_of(denied, 502, "store_error", write=False)
     assert "retry-after" not in denied.headers
+
+
+def test_thumbnails_are_kept_and_served_as_the_library_says(server):
+    import io
+
+    from PIL import Image as PILImage
+
+    picture = b64(image_bytes(71, size=(400, 300)))
+    assert server.post("/libraries", {"name": "thumbs"}).json()["thumbnails"] is True  # local default
+    assert server.post("/libraries", {"name": "no_thumbs", "thumbnails": False}).json()["thumbnails"] is False
+    for name in ("thumbs", "no_thumbs"):
+        assert server.post(f"/libraries/{name}/images", {"img": picture, "id": "p"}).json()["status"] == 1
+    kept = server.client.get("/libraries/thumbs/images/p/thumbnail")
+    assert kept.status_code == 200 and kept.headers["content-type"] == "image/webp"
+    assert len(kept.content) <= 8 * 1024
+    width, height = PILImage.open(io.BytesIO(kept.content)).size  # the model input, at most 160 px (tiny model: 32)
+    assert width == height and 0 < width <= 160
+    none = server.client.get("/libraries/no_thumbs/images/p/thumbnail")
+    assert none.status_code == 404 and none.json()["code"] == "thumbnail_not_found"
+    missing = server.client.get("/libraries/thumbs/images/q/thumbnail")
+    assert missing.status_code == 404 and missing.json()["code"] == "image_not_found"

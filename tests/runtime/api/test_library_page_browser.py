@@ -64,6 +64,9 @@ def test_search_browse_filter_and_page(browser, server, library, tmp_path):
     page.locator("#library").select_option(library)
     wait_for_status(page, "5 images")
     assert sorted(card_ids(page)) == [f"item-{n}" for n in range(5)]
+    thumbnails = page.locator("#results img.thumb")  # the library keeps them (the local store's default)
+    assert thumbnails.count() == 5
+    page.wait_for_function("[...document.querySelectorAll('#results img.thumb')].every(i => i.naturalWidth > 0)")
 
     page.locator("#text").fill("a red square")
     page.locator("#search-form button[type=submit]").click()
@@ -122,7 +125,7 @@ def test_a_page_of_a_library_holding_markup_shows_it_as_text(browser, server):
     page.locator("#library").select_option(name)
     wait_for_status(page, "1 images")
     assert "<img src=x onerror=" in page.locator("#results .card .meta").inner_text()
-    assert page.locator("#results img").count() == 0
+    assert page.locator("#results img[src='x']").count() == 0
     assert page.evaluate("window.ran") is None
     page.close()
     server.client.delete(f"/libraries/{name}")

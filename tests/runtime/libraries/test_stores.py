@@ -1121,3 +1121,34 @@ def test_concurrent_adds_of_one_file_add_it_once(store):
     assert len(added) == 1
     assert all(result.exact and result.match.id == added[0].id for result in results if isinstance(result, Duplicate))
     assert store.get_library("lib").image_count == 1
+
+
+# --- thumbnails --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keeps", [True, False])
+def test_a_library_keeps_thumbnails_when_it_says_so(store, keeps):
+    from runtime.libraries.store import NewImage
+    from runtime.libraries.thumbnails import make_thumbnail
+
+    pixels = np.random.default_rng(3).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    thumbnail = make_thumbnail(pixels)
+    library = store.create_library("pictures", VERSION, thumbnails=keeps)
+    assert library.thumbnails is keeps and store.get_library("pictures").thumbnails is keeps
+    image = NewImage(unit(11), "one", {"k": "v"}, "ab" * 32, thumbnail)
+    store.add_images("pictures", [image], model_version=VERSION, dedup_threshold=None)
+    store.update_metadata("pictures", "one", {"k": "w"})  # an update keeps the thumbnail
+    if keeps:
+        assert store.get_thumbnail("pictures", "one") == thumbnail
+    else:
+        with pytest.raises(ApiError) as none:
+            store.get_thumbnail("pictures", "one")
+        assert none.value.code == "thumbnail_not_found"
+    with pytest.raises(ApiError) as missing:
+        store.get_thumbnail("pictures", "two")
+    assert missing.value.code == "image_not_found"
+
+
+def test_the_default_is_the_store_s(store):
+    library = store.create_library("defaults", VERSION)
+    assert library.thumbnails is store.thumbnails_by_default
