@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from runtime.errors import ModelUnavailable
 
@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 
     Pixels = NDArray[np.uint8]
     """N x size x size x 3 uint8 images, already cropped to the model's input size."""
+
+
+Priority = Literal["interactive", "batch"]
+"""Which queue a shared engine (the micro-batcher) puts a call in: ``interactive`` (a search, an embedding
+request, a single add: a client waits on its one answer) goes ahead of ``batch`` (a batch add, an import).
+An engine that runs each call as it comes ignores it."""
+INTERACTIVE: Priority = "interactive"
+BATCH: Priority = "batch"
 
 
 class Engine(Protocol):
@@ -46,11 +54,11 @@ class Engine(Protocol):
         """The length of each vector."""
         ...
 
-    def encode_images(self, pixels: Pixels) -> Vectors:
+    def encode_images(self, pixels: Pixels, priority: Priority = INTERACTIVE) -> Vectors:
         """N x size x size x 3 uint8 -> N x dimension float32, L2-normalised."""
         ...
 
-    def encode_texts(self, texts: list[str]) -> Vectors:
+    def encode_texts(self, texts: list[str], priority: Priority = INTERACTIVE) -> Vectors:
         """N strings -> N x dimension float32, L2-normalised."""
         ...
 
