@@ -15,6 +15,7 @@ The model is ViT-B-32 at full size with random weights (``python -m runtime serv
 from __future__ import annotations
 
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -77,7 +78,7 @@ def main() -> None:
     args = cli.parse_args()
     seconds = 3.0 if args.smoke else args.seconds
     adders = 2 if args.smoke else args.adders
-    settings = model_settings(args.smoke)
+    settings = model_settings(args.smoke).replace(data_dir=tempfile.mkdtemp(prefix="priority-data-"))
     size = (160, 120) if args.smoke else (640, 480)
     images = [b64(image_bytes(seed, size=size, fmt="JPEG", quality=85)) for seed in range(BATCH)]
     with ServerProcess(*server_args(settings)) as server:

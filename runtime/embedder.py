@@ -14,7 +14,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from runtime.engines import Engine, Priority
+from runtime.engines import Engine
+from runtime.engines.priority import Priority
 from runtime.errors import NOT_AN_IMAGE, ApiError, InvalidInput
 from runtime.inputs.fetch import UrlFetcher
 from runtime.inputs.files import read_file

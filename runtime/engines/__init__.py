@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from runtime.engines.priority import INTERACTIVE, Priority
 from runtime.errors import ModelUnavailable
 
 # Types only: importing the package (e.g. runtime.engines.catalog, which the CDK app reads) needs no NumPy.
@@ -28,14 +29,6 @@ if TYPE_CHECKING:
 
     Pixels = NDArray[np.uint8]
     """N x size x size x 3 uint8 images, already cropped to the model's input size."""
-
-
-Priority = Literal["interactive", "batch"]
-"""Which queue a shared engine (the micro-batcher) puts a call in: ``interactive`` (a search, an embedding
-request, a single add: a client waits on its one answer) goes ahead of ``batch`` (a batch add, an import).
-An engine that runs each call as it comes ignores it."""
-INTERACTIVE: Priority = "interactive"
-BATCH: Priority = "batch"
 
 
 class Engine(Protocol):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from runtime.engines import BATCH, INTERACTIVE, Priority
+from runtime.engines.priority import BATCH, INTERACTIVE, Priority
 from runtime.vectors import Vectors
 
 if TYPE_CHECKING:

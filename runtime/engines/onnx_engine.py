@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.engines import INTERACTIVE
 from runtime.engines.model_folder import (
     GRAPHS_OPTIMIZED_BY,
     IMAGE_GRAPH,
@@ -19,6 +18,7 @@ from runtime.engines.model_folder import (
     has_manifest,
     read_manifest,
 )
+from runtime.engines.priority import INTERACTIVE
 from runtime.engines.tokenizer import ClipTokenizer, HfTokenizer, load_tokenizer
 from runtime.inputs.images import ImageSpec, normalize
 from runtime.vectors import Vectors, l2_normalize
@@ -26,7 +26,8 @@ from runtime.vectors import Vectors, l2_normalize
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
-    from runtime.engines import Pixels, Priority
+    from runtime.engines import Pixels
+    from runtime.engines.priority import Priority
 
 
 class OnnxEngine:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runtime.engines import INTERACTIVE
 from runtime.engines.catalog import find
+from runtime.engines.priority import INTERACTIVE
 from runtime.errors import Overloaded, UpstreamError
 from runtime.inputs.images import encode_png
 from runtime.settings import Settings
@@ -23,7 +23,8 @@ from runtime.vectors import Vectors, l2_normalize
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
 
-    from runtime.engines import Pixels, Priority
+    from runtime.engines import Pixels
+    from runtime.engines.priority import Priority
 
 Input = dict[str, str]
 """One input of the endpoint's batch mode: ``{"img": base64 PNG}`` or ``{"text": ...}``."""

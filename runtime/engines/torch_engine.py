@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runtime.engines import INTERACTIVE
 from runtime.engines.pretrained import pretrained_problem
+from runtime.engines.priority import INTERACTIVE
 from runtime.errors import ModelUnavailable
 from runtime.inputs.images import ImageSpec, normalize
 from runtime.vectors import Vectors, l2_normalize
@@ -18,7 +18,8 @@ from runtime.vectors import Vectors, l2_normalize
 if TYPE_CHECKING:
     import torch
 
-    from runtime.engines import Pixels, Priority
+    from runtime.engines import Pixels
+    from runtime.engines.priority import Priority
     from runtime.settings import Settings
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from runtime.embedder import Embedder, Input
-from runtime.engines import Priority
+from runtime.engines.priority import Priority
 from runtime.errors import ApiError
 from runtime.libraries.hashing import content_hash
 from runtime.libraries.metadata import check_metadata

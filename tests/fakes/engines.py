@@ -6,7 +6,8 @@ import threading
 
 import numpy as np
 
-from runtime.engines import INTERACTIVE, Engine, Priority
+from runtime.engines import Engine
+from runtime.engines.priority import INTERACTIVE, Priority
 from runtime.vectors import Vectors
 
 

@@ -57,7 +57,7 @@ from runtime.api.library_schemas import (
 from runtime.api.parsing import slot_input
 from runtime.api.schemas import answer_examples, error_responses
 from runtime.embedder import Embedder, Input
-from runtime.engines import BATCH, INTERACTIVE, Priority
+from runtime.engines.priority import BATCH, INTERACTIVE, Priority
 from runtime.errors import ApiError, BadRequest, unparsable_body, validation_error
 from runtime.libraries.adding import AddItem, Outcome, add_items, dedup_threshold
 from runtime.libraries.store import MAX_PAGE, Added, Image, Library, LibraryStore, Match

@@ -23,7 +23,7 @@ from runtime.api.schemas import (
     error_responses,
 )
 from runtime.embedder import Embedder, similarity
-from runtime.engines import BATCH, INTERACTIVE
+from runtime.engines.priority import BATCH, INTERACTIVE
 
 router = APIRouter(route_class=BodyRoute)  # JSON whatever the Content-Type, raw images, forms
 sagemaker_router = APIRouter(route_class=BodyRoute)

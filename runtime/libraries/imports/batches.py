@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.embedder import Embedder, Input
-from runtime.engines import BATCH
+from runtime.engines.priority import BATCH
 from runtime.errors import JOB_STOPPING_CODES, ApiError
 from runtime.libraries.adding import AddItem, ExactSeen, Outcome, add_items
 from runtime.libraries.imports.counts import count_of, zero_counts

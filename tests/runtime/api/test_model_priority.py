@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from runtime.engines import BATCH, INTERACTIVE
 from runtime.engines.batching import MicroBatcher
+from runtime.engines.priority import BATCH, INTERACTIVE
 from tests.fakes.engines import TurnTakingEngine
 from tests.fakes.images import b64, image_bytes
 from tests.fakes.servers import LiveServer

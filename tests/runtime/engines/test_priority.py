@@ -9,8 +9,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from runtime.engines import BATCH, INTERACTIVE
 from runtime.engines.batching import INTERACTIVE_PASSES_PER_BATCH_PASS, MicroBatcher
+from runtime.engines.priority import BATCH, INTERACTIVE
 from tests.fakes.engines import TurnTakingEngine
 
 
@@ -43,9 +43,9 @@ def test_an_interactive_call_is_taken_before_the_batch_work_queued_ahead_of_it(h
     size = held.image_size
     calls = [start(lambda: batcher.encode_images(painted(1, 1, size), BATCH))]
     held.wait_for_arrivals(1)  # the model is busy with batch work
-    for label in range(2, 7):
+    for label in range(2, 7):  # each queued before the next is sent
         calls.append(start(lambda label=label: batcher.encode_images(painted(label, 32, size), BATCH)))
-    wait_until(lambda: batcher.queued(BATCH) == 5)
+        wait_until(lambda label=label: batcher.queued(BATCH) == label - 1)
     calls.append(start(lambda: batcher.encode_texts(["a search"], INTERACTIVE)))
     calls.append(start(lambda: batcher.encode_images(painted(99, 1, size), INTERACTIVE)))
     wait_until(lambda: batcher.queued(INTERACTIVE) == 2)
