@@ -19,7 +19,13 @@ from runtime.engines.priority import Priority
 from runtime.errors import NOT_AN_IMAGE, ApiError, InvalidInput
 from runtime.inputs.fetch import UrlFetcher
 from runtime.inputs.files import read_file
-from runtime.inputs.images import DecodeBudget, ImageLimits, configure_pillow, image_to_pixels
+from runtime.inputs.images import (
+    DecodeBudget,
+    ImageLimits,
+    configure_pillow,
+    image_to_pixels,
+    unmap_large_buffers_when_freed,
+)
 from runtime.observability import record_embedded, span
 from runtime.settings import Settings
 from runtime.vectors import scores_of
@@ -58,6 +64,7 @@ class Embedder:
         self._decode_budget = DecodeBudget(settings.decode_memory_mb * 1024 * 1024)
         self.image_limits = ImageLimits.of(settings)
         configure_pillow(settings.max_image_pixels)
+        unmap_large_buffers_when_freed()
 
     @property
     def model_version(self) -> str:
