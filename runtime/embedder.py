@@ -15,10 +15,17 @@ from typing import TypeVar
 import numpy as np
 
 from runtime.engines import Engine
+from runtime.engines.priority import Priority
 from runtime.errors import NOT_AN_IMAGE, ApiError, InvalidInput
 from runtime.inputs.fetch import UrlFetcher
 from runtime.inputs.files import read_file
-from runtime.inputs.images import DecodeBudget, ImageLimits, configure_pillow, image_to_pixels
+from runtime.inputs.images import (
+    DecodeBudget,
+    ImageLimits,
+    configure_pillow,
+    image_to_pixels,
+    unmap_large_buffers_when_freed,
+)
 from runtime.observability import record_embedded, span
 from runtime.settings import Settings
 from runtime.vectors import scores_of
@@ -57,13 +64,14 @@ class Embedder:
         self._decode_budget = DecodeBudget(settings.decode_memory_mb * 1024 * 1024)
         self.image_limits = ImageLimits.of(settings)
         configure_pillow(settings.max_image_pixels)
+        unmap_large_buffers_when_freed()
 
     @property
     def model_version(self) -> str:
         return self.engine.model_version
 
-    def embed(self, inputs: list[Input]) -> np.ndarray:
-        """One unit vector per input, in order."""
+    def embed(self, inputs: list[Input], priority: Priority) -> np.ndarray:
+        """One unit vector per input, in order; ``priority`` orders the engine calls (``runtime.engines.Priority``)."""
         texts = [(i, self.check_text(item)) for i, item in enumerate(inputs) if item.kind == "text"]
         images = [(i, item) for i, item in enumerate(inputs) if item.kind != "text"]
         deadline = time.monotonic() + self.settings.fetch_timeout_s  # for all of this request's URLs together
@@ -71,10 +79,10 @@ class Embedder:
         vectors = np.zeros((len(inputs), self.engine.dimension), dtype=np.float32)
         if images:
             with span("embed"):
-                vectors[[i for i, _ in images]] = self.engine.encode_images(np.stack(pixels))
+                vectors[[i for i, _ in images]] = self.engine.encode_images(np.stack(pixels), priority)
         if texts:
             with span("embed"):
-                vectors[[i for i, _ in texts]] = self.engine.encode_texts([text for _, text in texts])
+                vectors[[i for i, _ in texts]] = self.engine.encode_texts([text for _, text in texts], priority)
         record_embedded(images=len(images), texts=len(texts))
         return vectors
 
@@ -141,10 +149,10 @@ class Embedder:
         reads: list[Future] = [self._readers.submit(read, item) for item in items]
         return [result_or_error(one) for one in reads]
 
-    def encode_pixels(self, pixels: list[np.ndarray]) -> np.ndarray:
+    def encode_pixels(self, pixels: list[np.ndarray], priority: Priority) -> np.ndarray:
         """Unit vectors of prepared images, in one engine call."""
         with span("embed"):
-            vectors = self.engine.encode_images(np.stack(pixels))
+            vectors = self.engine.encode_images(np.stack(pixels), priority)
         record_embedded(images=len(pixels), texts=0)
         return vectors
 

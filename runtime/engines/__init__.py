@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from runtime.engines.priority import INTERACTIVE, Priority
 from runtime.errors import ModelUnavailable
 
 # Types only: importing the package (e.g. runtime.engines.catalog, which the CDK app reads) needs no NumPy.
@@ -46,11 +47,11 @@ class Engine(Protocol):
         """The length of each vector."""
         ...
 
-    def encode_images(self, pixels: Pixels) -> Vectors:
+    def encode_images(self, pixels: Pixels, priority: Priority = INTERACTIVE) -> Vectors:
         """N x size x size x 3 uint8 -> N x dimension float32, L2-normalised."""
         ...
 
-    def encode_texts(self, texts: list[str]) -> Vectors:
+    def encode_texts(self, texts: list[str], priority: Priority = INTERACTIVE) -> Vectors:
         """N strings -> N x dimension float32, L2-normalised."""
         ...
 

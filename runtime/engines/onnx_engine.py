@@ -18,6 +18,7 @@ from runtime.engines.model_folder import (
     has_manifest,
     read_manifest,
 )
+from runtime.engines.priority import INTERACTIVE
 from runtime.engines.tokenizer import ClipTokenizer, HfTokenizer, load_tokenizer
 from runtime.inputs.images import ImageSpec, normalize
 from runtime.vectors import Vectors, l2_normalize
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
     from runtime.engines import Pixels
+    from runtime.engines.priority import Priority
 
 
 class OnnxEngine:
@@ -112,13 +114,13 @@ class OnnxEngine:
             image, text = pool.map(session, (image_graph, text_graph))
         return cls(image, text, load_tokenizer(tokenizer_file, tokenizer), spec, model_version)
 
-    def encode_images(self, pixels: Pixels) -> Vectors:
+    def encode_images(self, pixels: Pixels, priority: Priority = INTERACTIVE) -> Vectors:
         batch = normalize(pixels, self.spec)
         with self._lock:
             vectors = self.image_session.run(None, {"pixels": batch})[0]
         return l2_normalize(vectors)
 
-    def encode_texts(self, texts: list[str]) -> Vectors:
+    def encode_texts(self, texts: list[str], priority: Priority = INTERACTIVE) -> Vectors:
         tokens = self.tokenizer(texts)
         with self._lock:
             vectors = self.text_session.run(None, {"tokens": tokens})[0]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runtime.engines.catalog import find
+from runtime.engines.priority import INTERACTIVE
 from runtime.errors import Overloaded, UpstreamError
 from runtime.inputs.images import encode_png
 from runtime.settings import Settings
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from botocore.exceptions import ClientError
 
     from runtime.engines import Pixels
+    from runtime.engines.priority import Priority
 
 Input = dict[str, str]
 """One input of the endpoint's batch mode: ``{"img": base64 PNG}`` or ``{"text": ...}``."""
@@ -45,11 +47,11 @@ class SageMakerEngine:
         self._client = client
         self.payload_budget = payload_budget or PAYLOAD_BUDGET
 
-    def encode_images(self, pixels: Pixels) -> Vectors:
+    def encode_images(self, pixels: Pixels, priority: Priority = INTERACTIVE) -> Vectors:
         inputs = [{"img": base64.b64encode(encode_png(image)).decode("ascii")} for image in pixels]
         return self._invoke(inputs)
 
-    def encode_texts(self, texts: list[str]) -> Vectors:
+    def encode_texts(self, texts: list[str], priority: Priority = INTERACTIVE) -> Vectors:
         return self._invoke([{"text": text} for text in texts])
 
     def _invoke(self, inputs: list[Input]) -> Vectors:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runtime.engines.pretrained import pretrained_problem
+from runtime.engines.priority import INTERACTIVE
 from runtime.errors import ModelUnavailable
 from runtime.inputs.images import ImageSpec, normalize
 from runtime.vectors import Vectors, l2_normalize
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     import torch
 
     from runtime.engines import Pixels
+    from runtime.engines.priority import Priority
     from runtime.settings import Settings
 
 
@@ -132,11 +134,11 @@ class TorchEngine:
             vectors = encode(batch)
         return l2_normalize(vectors.float().cpu().numpy())
 
-    def encode_images(self, pixels: Pixels) -> Vectors:
+    def encode_images(self, pixels: Pixels, priority: Priority = INTERACTIVE) -> Vectors:
         import torch
 
         batch = torch.from_numpy(normalize(pixels, self.spec)).to(self.device)
         return self._forward(self.model.encode_image, batch)
 
-    def encode_texts(self, texts: list[str]) -> Vectors:
+    def encode_texts(self, texts: list[str], priority: Priority = INTERACTIVE) -> Vectors:
         return self._forward(self.model.encode_text, self.tokenizer(texts).to(self.device))

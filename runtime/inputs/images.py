@@ -12,6 +12,8 @@ centre square (plus the resampling filter's reach) is converted and resized, wha
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
 import logging
 import math
@@ -115,9 +117,10 @@ def image_to_pixels(
 ) -> np.ndarray:
     """Bytes to the model's ``size`` x ``size`` uint8 input; the decode waits its turn in ``budget``."""
     image = open_image(data, field, limits)
+    full_size = image.size
     if draft_to:
         _draft(image, draft_to)
-    with budget.reserve(decode_bytes(image)) if budget else nullcontext():
+    with budget.reserve(decode_bytes(image, full_size)) if budget else nullcontext():
         image = _load(image, field, None)
         try:
             return prepare_image(image, size)
@@ -130,7 +133,8 @@ def open_image(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
 
     A JPEG's decoding cost is about its scans times its pixels (each progressive scan is a pass
     over every block, however few bytes it takes: 18 KB of repeated scans cost 12 s), so both
-    the scan count and scans x pixels are bounded.
+    the scan count and scans x pixels are bounded. The count is left in ``image.info["scans"]``
+    (0 for other formats) for the decoding memory estimate.
     """
     if not data:
         raise InvalidInput(f"{field}: the image is empty (0 bytes)", code="not_an_image")
@@ -148,6 +152,7 @@ def open_image(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
             f"{limits.max_jpeg_scan_pixels:,} (setting max_jpeg_scan_pixels)",
             code="image_too_complex",
         )
+    image.info["scans"] = scans
     return image
 
 
@@ -219,15 +224,67 @@ def _bomb(field: str) -> InvalidInput:
 # --- decoding memory ------------------------------------------------------------------------
 
 
-def decode_bytes(image: Image.Image) -> int:
-    """Estimated peak memory of decoding and preparing an opened image at its (drafted) size.
+DECODE_BYTES_PER_PIXEL = {
+    "JPEG": 10.5,
+    "MPO": 10.5,
+    "PNG": 10.5,
+    "BMP": 10.5,
+    "TIFF": 10.5,
+    "GIF": 5.0,
+    "WEBP": 18.5,
+    "AVIF": 14.5,
+    "HEIF": 11.0,
+}
+"""Peak bytes a pixel costs from decoding to the model's input, by format, at the size the image is decoded
+at (a JPEG's or a HEIC's reduced scale): Pillow's image (4 bytes a pixel in every mode but P and L: GIF),
+the centre square's crop and its RGB copy (3 + 3 for a 4:3 picture), and what the decoder holds besides
+(WebP: libwebp's two RGBA canvases and the frame's bytes, 8 more; AVIF and HEIC: the YUV planes).
+Measured, not derived: tests/runtime/inputs/test_decode_memory.py decodes a large image of each format in
+a fresh process and holds each factor between the peak it measures and twice that."""
+JPEG_COEFFICIENT_BYTES = 2
+"""A JPEG of several scans (progressive) is decoded through a buffer of every DCT coefficient of the full-size
+image, 2 bytes each, whatever the reduced scale: 3 bytes a pixel for 4:2:0, 6 for 4:4:4, 8 for CMYK."""
+DECODE_OVERHEAD_BYTES = 4 * 1024 * 1024
+"""A decoder's fixed buffers (libjpeg's at reduced scale, zlib's window), whatever the size."""
 
-    Pixels x 4 bytes for the decoded image and again for the converted centre square; libheif
-    also keeps its YUV planes and a copy (measured: about 10 bytes a pixel for a 48 MP HEIC).
-    """
+
+def decode_bytes(image: Image.Image, full_size: tuple[int, int]) -> int:
+    """Estimated peak memory of decoding an opened image at its (drafted) size and preparing it;
+    ``full_size`` is its size before any reduced-scale draft."""
     width, height = image.size
-    per_pixel = 12 if image.format == "HEIF" else 8
-    return width * height * per_pixel
+    estimate = DECODE_OVERHEAD_BYTES + width * height * DECODE_BYTES_PER_PIXEL[image.format or ""]
+    if image.info.get("scans", 0) > 1:
+        estimate += full_size[0] * full_size[1] * JPEG_COEFFICIENT_BYTES * jpeg_samples_per_pixel(image)
+    return math.ceil(estimate)
+
+
+def jpeg_samples_per_pixel(image: Image.Image) -> float:
+    """Coefficients a JPEG stores per pixel: each component's share of the full-resolution grid (its
+    sampling factors against the largest), summed; 4 (CMYK, no subsampling) when the header says nothing."""
+    components = getattr(image, "layer", [])  # Pillow's (id, horizontal, vertical, table) of each component
+    if not components:
+        return 4.0
+    widest = max(h for _, h, _, _ in components) * max(v for _, _, v, _ in components)
+    return sum(h * v for _, h, v, _ in components) / widest
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+LARGE_BUFFER_BYTES = 8 * 1024 * 1024
+
+
+def unmap_large_buffers_when_freed() -> None:
+    """Every allocation of 8 MB or more gets a mapping of its own, unmapped when freed (glibc; elsewhere a no-op).
+
+    By default glibc raises that threshold to the size of each large buffer freed (up to 32 MB) and keeps
+    smaller freed buffers resident for reuse, in one arena per thread: the decoder threads' freed images
+    (Pillow's 16 MB blocks) added up past the decode budget (a batch of 32 x 48 MP WebPs: 1,985 MB of peak
+    growth over a budget of 1,024). The budget bounds the memory of the decodes in progress only if what
+    finished decodes freed goes back to the system."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError):  # no C library of that name, or one without mallopt
+        return
+    mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES)
 
 
 class DecodeBudget:

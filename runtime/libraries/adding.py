@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from runtime.embedder import Embedder, Input
+from runtime.engines.priority import Priority
 from runtime.errors import ApiError
 from runtime.libraries.hashing import content_hash
 from runtime.libraries.metadata import check_metadata
@@ -113,10 +114,12 @@ def add_items(
     items: list[AddItem],
     *,
     threshold: float | None,
+    priority: Priority,
     deadline: float | None = None,
     seen: ExactSeen | None = None,
 ) -> list[Outcome]:
-    """Each item's outcome, in order (see the module's docstring for the steps)."""
+    """Each item's outcome, in order (see the module's docstring for the steps); ``priority`` is the
+    forward pass's place in the engine's queue (``runtime.engines.Priority``)."""
     outcomes: list[Outcome | None] = [None] * len(items)
     pending = checked_items(store, library, items, outcomes)
     pending = read_files(embedder, pending, outcomes, deadline)
@@ -124,7 +127,7 @@ def add_items(
     pending = [one for one in pending if outcomes[one.position] is None]
     if threshold is not None:
         pending = answer_exact_copies(store, library, pending, outcomes, seen)
-    for one, result in embed_and_add(store, embedder, library, pending, outcomes, threshold):
+    for one, result in embed_and_add(store, embedder, library, pending, outcomes, threshold, priority):
         outcomes[one.position] = result.error if isinstance(result, Refused) else result
     return record_library_adds([outcome for outcome in outcomes if outcome is not None])
 
@@ -215,6 +218,7 @@ def embed_and_add(
     pending: list[Pending],
     outcomes: list[Outcome | None],
     threshold: float | None,
+    priority: Priority,
 ) -> list[tuple[Pending, AddResult | Refused]]:
     """Decodes each distinct file once, embeds them in one forward pass, and adds every pending item
     in one store call (a copy of an earlier item of the call gets its vector: the store finds it exact)."""
@@ -236,7 +240,7 @@ def embed_and_add(
     if not ready:
         return []
     digests = list(decoded)
-    vectors = dict(zip(digests, embedder.encode_pixels([decoded[digest] for digest in digests]), strict=True))
+    vectors = dict(zip(digests, embedder.encode_pixels([decoded[digest] for digest in digests], priority), strict=True))
     thumbnails = {
         digest: make_thumbnail(pixels) for digest, pixels in decoded.items()
     }  # kept if the library keeps them

@@ -20,6 +20,7 @@ BENCHES = {
     "gpu_check.py": "GPU check",
     "bench_openvino.py": "OpenVINO vs ONNX Runtime",
     "bench_powertools.py": "explorer handler",
+    "bench_priority.py": "Text search under batch adds",
 }
 
 

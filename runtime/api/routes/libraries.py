@@ -61,6 +61,7 @@ from runtime.api.library_schemas import (
 from runtime.api.parsing import slot_input
 from runtime.api.schemas import Responses, answer_examples, error_responses
 from runtime.embedder import Embedder, Input
+from runtime.engines.priority import BATCH, INTERACTIVE, Priority
 from runtime.errors import ApiError, BadRequest, unparsable_body
 from runtime.libraries.adding import AddItem, Outcome, add_items, dedup_threshold
 from runtime.libraries.store import MAX_PAGE, Added, Image, Library, LibraryStore, Match
@@ -215,12 +216,12 @@ async def add_image(
                 code="ambiguous_input",
             )
         items = batch_items(body.images)
-        results = await run_in_threadpool(add_all, store, embedder, name, items, threshold)
+        results = await run_in_threadpool(add_all, store, embedder, name, items, threshold, BATCH)
         return {"results": [result_body(result) for result in results]}
     if body.url is None and body.img is None:
         raise BadRequest("request body: give url or img (the image to add), or images", code="missing_input")
     item = AddItem(slot_input({"url": body.url, "img": body.img}, SLOT_FIELDS, "request body"), body.id, body.metadata)
-    [result] = await run_in_threadpool(add_all, store, embedder, name, [item], threshold)
+    [result] = await run_in_threadpool(add_all, store, embedder, name, [item], threshold, INTERACTIVE)
     if isinstance(result, ApiError):
         raise result
     return result_body(result)
@@ -248,11 +249,17 @@ def batch_items(images: list[BatchImage]) -> list[AddItem]:
 
 
 def add_all(
-    store: LibraryStore[Any], embedder: Embedder, name: str, items: list[AddItem], threshold: float | None
+    store: LibraryStore[Any],
+    embedder: Embedder,
+    name: str,
+    items: list[AddItem],
+    threshold: float | None,
+    priority: Priority,
 ) -> list[Outcome]:
-    """The request's items through the one add path, under one fetch deadline for the request."""
+    """The request's items through the one add path, under one fetch deadline for the request: a single
+    add's forward pass goes ahead of batch adds' and imports' (``runtime.engines.Priority``)."""
     deadline = time.monotonic() + embedder.settings.fetch_timeout_s
-    return add_items(store, embedder, name, items, threshold=threshold, deadline=deadline)
+    return add_items(store, embedder, name, items, threshold=threshold, priority=priority, deadline=deadline)
 
 
 def result_body(result: Outcome) -> dict[str, Any]:
@@ -401,7 +408,7 @@ router.include_router(writes)
 
 
 def embed_one(embedder: Embedder, item: Input) -> np.ndarray:
-    vector: np.ndarray = embedder.embed([item])[0]
+    vector: np.ndarray = embedder.embed([item], INTERACTIVE)[0]
     return vector
 
 

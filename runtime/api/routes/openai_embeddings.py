@@ -29,6 +29,7 @@ from runtime.api.openai_schemas import (
 from runtime.api.parsing import openai_inputs
 from runtime.api.schemas import EXAMPLE_VERSION, ExamplesByStatus, Responses, answer_examples, error_responses
 from runtime.embedder import Embedder
+from runtime.engines.priority import BATCH, INTERACTIVE
 from runtime.errors import MODEL_NOT_FOUND, BadRequest, NotFound
 
 router = APIRouter(route_class=BodyRoute, tags=["openai"])  # JSON whatever the Content-Type, as every route
@@ -80,7 +81,8 @@ async def create_embeddings(request: Request, body: EmbeddingsBody) -> dict[str,
     check_model(embedder, body.model)
     check_dimensions(embedder, body.dimensions)
     inputs = openai_inputs(body.input, embedder.settings.max_batch)
-    vectors = await run_in_threadpool(embedder.embed, inputs)
+    priority = INTERACTIVE if len(inputs) <= 2 else BATCH  # as /image-similarity's single and pair modes
+    vectors = await run_in_threadpool(embedder.embed, inputs, priority)
     return {
         "object": "list",
         "data": [

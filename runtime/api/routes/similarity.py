@@ -23,6 +23,7 @@ from runtime.api.schemas import (
     error_responses,
 )
 from runtime.embedder import Embedder, similarity
+from runtime.engines.priority import BATCH, INTERACTIVE
 
 router = APIRouter(route_class=BodyRoute)  # JSON whatever the Content-Type, raw images, forms
 sagemaker_router = APIRouter(route_class=BodyRoute)
@@ -40,7 +41,8 @@ mode) or a multipart form (file parts `img`, `img_1`, `img_2`; text parts for th
 
 async def answer(embedder: Embedder, body: SimilarityRequest) -> dict[str, Any]:
     mode, inputs = parse_request(body, embedder.settings.max_batch)
-    vectors = await run_in_threadpool(embedder.embed, inputs)
+    # Single and pair mode go ahead of batch work for the model; batch mode (up to 32 inputs) is batch work.
+    vectors = await run_in_threadpool(embedder.embed, inputs, BATCH if mode == "batch" else INTERACTIVE)
     version = embedder.model_version
     if mode == "single":
         return {"result": vectors[0].tolist(), "model_version": version}

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.embedder import Embedder, Input
+from runtime.engines.priority import BATCH
 from runtime.errors import DUPLICATE_ID, JOB_STOPPING_CODES, ApiError
 from runtime.libraries.adding import AddItem, ExactSeen, Outcome, add_items
 from runtime.libraries.imports.counts import count_of, zero_counts
@@ -74,7 +75,7 @@ class BatchImporter:
     ) -> list[Outcome]:
         adds = [AddItem(self.source_of(item), item.id, item.metadata, named_by_content=True) for item in items]
         try:
-            return add_items(self.store, self.embedder, library, adds, threshold=threshold, seen=seen)
+            return add_items(self.store, self.embedder, library, adds, threshold=threshold, priority=BATCH, seen=seen)
         except ApiError as exc:
             if exc.code in JOB_STOPPING_CODES:
                 raise JobStopped(exc) from exc

@@ -416,9 +416,9 @@ def forward_passes(tiny_engine, monkeypatch):
     calls: list[int] = []
     encode = tiny_engine.encode_images
 
-    def counted(pixels):
+    def counted(pixels, priority):
         calls.append(len(pixels))
-        return encode(pixels)
+        return encode(pixels, priority)
 
     monkeypatch.setattr(tiny_engine, "encode_images", counted)
     return calls
