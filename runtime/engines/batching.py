@@ -21,6 +21,7 @@ from runtime.vectors import Vectors
 
 if TYPE_CHECKING:
     from runtime.engines import Engine, Pixels
+    from runtime.inputs.images import ImageSpec
 
 
 @dataclass
@@ -48,6 +49,10 @@ class MicroBatcher:
     @property
     def image_size(self) -> int:
         return self.engine.image_size
+
+    @property
+    def spec(self) -> ImageSpec:
+        return self.engine.spec
 
     @property
     def dimension(self) -> int:
