@@ -6,7 +6,6 @@ import pytest
 
 from runtime.engines import catalog
 
-
 CLEANING_OF_KIND = {"clip": None, "hf": "whitespace", "hf-canonicalize": "canonicalize"}
 
 
