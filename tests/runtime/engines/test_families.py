@@ -185,3 +185,27 @@ def test_a_catalogued_model_is_preprocessed_as_its_row_says_with_local_weights(f
         assert _image_spec(read_manifest(tmp_path)) == engine.spec
     finally:
         catalog.catalog.cache_clear()
+
+
+def test_a_store_of_another_dimension_opens_and_refuses_only_the_other_models_libraries(
+    family, tiny_settings, tiny_engine, tmp_path
+):
+    """A data directory made by the 512-d default-shaped model, served by this family's model: the old
+    library loads with its own dimension and answers 409 (vectors of two models do not compare); a new
+    library takes this model's vectors."""
+    from tests.fakes.servers import LiveServer
+
+    _, settings, _, _, dimension, _ = family
+    img = b64(image_bytes(4, size=(48, 40)))
+    with LiveServer.start(tiny_settings.replace(data_dir=str(tmp_path)), tiny_engine) as before:
+        assert before.post("/libraries", {"name": "old"}).status_code == 201
+        assert before.post("/libraries/old/images", {"img": img, "id": "a"}).json()["id"] == "a"
+    engine = load_engine(settings)
+    with LiveServer.start(settings.replace(data_dir=str(tmp_path)), engine) as after:
+        assert [library["name"] for library in after.client.get("/libraries").json()["libraries"]] == ["old"]
+        refused = after.post("/libraries/old/search", {"img": img})
+        assert refused.status_code == 409 and refused.json()["code"] == "model_version_mismatch"
+        assert after.post("/libraries", {"name": "new"}).status_code == 201
+        assert after.post("/libraries/new/images", {"img": img, "id": "b"}).json()["id"] == "b"
+        assert [match["id"] for match in after.post("/libraries/new/search", {"img": img}).json()["matches"]] == ["b"]
+    assert engine.dimension == dimension
