@@ -286,9 +286,11 @@ def _retention(value: Any) -> int:
 
 
 def _model(value: Any) -> tuple[str, str]:
-    allowed = "<arch>/<pretrained> listed in runtime/engines/catalog.csv: " + " | ".join(catalog.versions())
     arch, _, pretrained = str(value).partition("/")
     if catalog.find(arch, pretrained) is None:
+        close = difflib.get_close_matches(str(value), catalog.versions(), n=1, cutoff=0.4)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        allowed = f"{hint}<arch>/<pretrained> listed in runtime/engines/catalog.csv: " + " | ".join(catalog.versions())
         raise _fail("model", value, allowed)
     return arch, pretrained
 

@@ -127,15 +127,15 @@ class Embedder:
             started.append(decode)
 
     def decode(self, item: Input, data: bytes) -> np.ndarray:
-        size = self.engine.image_size
+        spec = self.engine.spec
         try:
             with span("decode"):
                 return image_to_pixels(
                     data,
                     item.field,
-                    size,
+                    spec,
                     self.image_limits,
-                    draft_to=size * self.settings.draft_factor,
+                    draft_to=spec.size * self.settings.draft_factor,
                     budget=self._decode_budget,
                 )
         except InvalidInput as exc:

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, fie
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from runtime.contract import ENV_PREFIX, setting_variable
+from runtime.engines import catalog
 from runtime.errors import SettingsError
 
 SETTINGS_DOC = "docs/api.md#limits-and-settings"
@@ -63,7 +64,8 @@ class Settings(BaseSettings):
     model: str = DEFAULT_MODEL
     """OpenCLIP architecture name."""
     pretrained: str = DEFAULT_PRETRAINED
-    """OpenCLIP pretrained tag; the second half of the model version string."""
+    """OpenCLIP pretrained tag; the second half of the model version string. Not given: the catalog's
+    first tag for ``model`` (``runtime/engines/catalog.csv``), else ``laion2b_s34b_b79k``."""
     weights: str | None = None
     """Local checkpoint path; when set it replaces the download of ``pretrained``."""
     model_config_path: str | None = None
@@ -88,6 +90,8 @@ class Settings(BaseSettings):
     """The endpoint the ``sagemaker`` engine sends prepared images and texts to."""
     image_size: int = Field(224, ge=16, le=4096)
     """Model input size; used by the ``sagemaker`` engine, which has no model to ask."""
+    dimension: int = Field(512, ge=1, le=8192)
+    """Vector length; used by the ``sagemaker`` engine for a model the catalog does not list."""
 
     # --- inputs ------------------------------------------------------------------------
     max_image_side: int = Field(8192, ge=1)
@@ -229,6 +233,16 @@ class Settings(BaseSettings):
         if url is not None and not url.startswith(("http://", "https://")):
             raise ValueError("should be an http:// or https:// URL")
         return url
+
+    @model_validator(mode="before")
+    @classmethod
+    def _catalogued_tag(cls, data: Any) -> Any:
+        """``--model MobileCLIP2-S0`` alone means its catalogued tag, not ViT-B-32's default one."""
+        if isinstance(data, dict) and data.get("pretrained") is None and data.get("model"):
+            tag = catalog.first_pretrained(str(data["model"]))
+            if tag:
+                data = {**data, "pretrained": tag}
+        return data
 
     @model_validator(mode="after")
     def _combination_works(self) -> Settings:

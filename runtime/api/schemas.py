@@ -72,7 +72,10 @@ SIMILARITY_EXAMPLES = {
 
 
 class VectorResponse(BaseModel):
-    result: list[float] = Field(description="The 512-d L2-normalised vector.")
+    result: list[float] = Field(
+        description="The L2-normalised vector: one float per dimension of the model (512 for ViT-B-32, 768 for "
+        "SigLIP 2; runtime/engines/catalog.csv lists each model's)."
+    )
     model_version: str = Field(description="<architecture>/<pretrained tag>; vectors of two versions do not compare.")
 
 
@@ -104,7 +107,7 @@ class PingResponse(BaseModel):
 
 # --- examples of answers and errors (shown by the API Explorer) ---------------------------
 
-SHORTENED = "shortened here: a real vector has 512 floats"
+SHORTENED = "shortened here: a real vector has the model's dimension, 512 floats for ViT-B-32"
 EXAMPLE_VERSION = "ViT-B-32/laion2b_s34b_b79k"
 SIMILARITY_ANSWER_EXAMPLES = {
     "single": {

@@ -22,7 +22,7 @@ def export_onnx(engine, out: Path, *, int8: bool = True) -> dict[str, float]:
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
-    model = engine.model.to("cpu").eval()
+    model = deployable(engine.model.to("cpu").eval())
     size = engine.image_size
     pixels = torch.zeros(1, 3, size, size)
     tokens = torch.as_tensor(engine.tokenizer(["a photo"]))
@@ -35,6 +35,18 @@ def export_onnx(engine, out: Path, *, int8: bool = True) -> dict[str, float]:
         for graph in (IMAGE_GRAPH, TEXT_GRAPH):
             quantize_int8(out / graph, out / int8_name(graph))
     return check_against_torch(engine, out, int8=int8)
+
+
+def deployable(model):
+    """The model in its inference form: MobileCLIP's FastViT/MCi blocks reparameterised (timm's
+    ``reparameterize_model``: each block's train-time branches fused into one convolution), the same
+    function in a smaller, faster graph. A copy: the torch engine goes on with the original, whose
+    weights bake saves. Models without such blocks are returned as they are."""
+    if not any(hasattr(module, "reparameterize") for module in model.modules()):
+        return model
+    from timm.utils.model import reparameterize_model
+
+    return reparameterize_model(model).eval()
 
 
 def _tower(model, method: str):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+    from runtime.inputs.images import ImageSpec
     from runtime.settings import Settings
     from runtime.vectors import Vectors
 
@@ -40,6 +41,11 @@ class Engine(Protocol):
     @property
     def image_size(self) -> int:
         """The side, in pixels, of the square images ``encode_images`` takes."""
+        ...
+
+    @property
+    def spec(self) -> ImageSpec:
+        """How an image becomes the model's input: size, resize mode, interpolation, mean and std."""
         ...
 
     @property

@@ -27,6 +27,7 @@ from runtime.vectors import Vectors
 
 if TYPE_CHECKING:
     from runtime.engines import Engine, Pixels
+    from runtime.inputs.images import ImageSpec
 
 INTERACTIVE_PASSES_PER_BATCH_PASS = 4
 """While batch work waits, at most this many interactive passes in a row; then one batch pass. The in-flight
@@ -62,6 +63,10 @@ class MicroBatcher:
     @property
     def image_size(self) -> int:
         return self.engine.image_size
+
+    @property
+    def spec(self) -> ImageSpec:
+        return self.engine.spec
 
     @property
     def dimension(self) -> int:

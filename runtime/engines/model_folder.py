@@ -103,6 +103,8 @@ def write_manifest(folder: Path, settings: Settings, engine: TorchEngine, **extr
         "image_size": spec.size,
         "image_mean": list(spec.mean),
         "image_std": list(spec.std),
+        "image_resize": spec.resize,
+        "image_interpolation": spec.interpolation,
         "dimension": engine.dimension,
         "tokenizer": tokenizer_kind(engine.tokenizer),  # which tokenizer.json the onnx engine loads
         **extra,

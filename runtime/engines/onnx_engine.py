@@ -128,5 +128,12 @@ class OnnxEngine:
 
 
 def _image_spec(manifest: dict[str, Any]) -> ImageSpec:
-    """Size, mean and std from a model folder's manifest."""
-    return ImageSpec(size=manifest["image_size"], mean=tuple(manifest["image_mean"]), std=tuple(manifest["image_std"]))
+    """The preprocessing a model folder's manifest records (folders from before the resize mode and
+    interpolation were recorded: open_clip's defaults, shortest side and bicubic)."""
+    return ImageSpec(
+        size=manifest["image_size"],
+        mean=tuple(manifest["image_mean"]),
+        std=tuple(manifest["image_std"]),
+        resize=manifest.get("image_resize", "shortest"),
+        interpolation=manifest.get("image_interpolation", "bicubic"),
+    )

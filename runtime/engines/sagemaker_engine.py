@@ -16,7 +16,7 @@ import numpy as np
 from runtime.engines.catalog import find
 from runtime.engines.priority import INTERACTIVE
 from runtime.errors import Overloaded, UpstreamError
-from runtime.inputs.images import encode_png
+from runtime.inputs.images import ImageSpec, catalog_spec, encode_png
 from runtime.settings import Settings
 from runtime.vectors import Vectors, l2_normalize
 
@@ -39,13 +39,17 @@ class SageMakerEngine:
             raise ValueError("the sagemaker engine needs IMSIM_SAGEMAKER_ENDPOINT")
         self.endpoint = settings.sagemaker_endpoint
         # The endpoint's model is not in this process: its facts come from the catalog when it lists
-        # the model, else from the settings (IMSIM_IMAGE_SIZE) and the API's 512-d contract.
+        # the model, else from the settings (IMSIM_IMAGE_SIZE, IMSIM_DIMENSION).
         listed = find(settings.model, settings.pretrained)
-        self.image_size = listed.image_size if listed else settings.image_size
+        self.spec = catalog_spec(listed) if listed else ImageSpec(size=settings.image_size)
         self.model_version = settings.model_version
-        self.dimension = listed.dimension if listed else 512
+        self.dimension = listed.dimension if listed else settings.dimension
         self._client = client
         self.payload_budget = payload_budget or PAYLOAD_BUDGET
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.size
 
     def encode_images(self, pixels: Pixels, priority: Priority = INTERACTIVE) -> Vectors:
         inputs = [{"img": base64.b64encode(encode_png(image)).decode("ascii")} for image in pixels]

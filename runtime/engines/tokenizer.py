@@ -7,6 +7,8 @@ Two kinds (the ``tokenizer`` column of the model catalog):
 - ``hf``: a Hugging Face tokenizer (XLM-RoBERTa's for ``xlm-roberta-base-ViT-B-32``: 100 languages).
   Its fast tokenizer already is a ``tokenizers`` pipeline; it is saved with open_clip's padding and
   truncation, and ``HfTokenizer`` gives the same ids as open_clip's ``HFTokenizer``.
+- ``hf-canonicalize``: the same, with open_clip's ``canonicalize`` cleaning before it (lower case,
+  punctuation removed: SigLIP's and SigLIP 2's tokenizers, context length 64).
 
 Export runs at bake time (open_clip, and transformers for ``hf``, installed); loading needs only
 ``tokenizers`` and ``ftfy``. Tests check both kinds against open_clip on a corpus.
@@ -15,6 +17,7 @@ Export runs at bake time (open_clip, and transformers for ``hf``, installed); lo
 from __future__ import annotations
 
 import html
+import string
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,10 @@ from numpy.typing import NDArray
 # open_clip's pre-tokenization: contractions, runs of letters, single digits, runs of other symbols.
 CLIP_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 START, END = "<start_of_text>", "<end_of_text>"
-KINDS = ("clip", "hf")
+KINDS = ("clip", "hf", "hf-canonicalize")
+HF_KIND_OF_CLEANING = {"_clean_whitespace": "hf", "_clean_canonicalize": "hf-canonicalize"}
+"""open_clip's cleaning function (``HFTokenizer.clean_fn``) -> the kind of tokenizer it makes."""
+PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def clean(text: str) -> str:
@@ -40,10 +46,20 @@ def clean_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
+def clean_canonical(text: str) -> str:
+    """open_clip's 'canonicalize' cleaning (SigLIP's): as ``clean_whitespace``, then underscores to
+    spaces, ASCII punctuation removed, lower case, white space folded."""
+    text = clean_whitespace(text).replace("_", " ").translate(PUNCTUATION).lower()
+    return " ".join(text.split())
+
+
 def tokenizer_kind(tokenizer: Any) -> str:
-    """``clip`` or ``hf`` for a tokenizer from ``open_clip.get_tokenizer``."""
+    """``clip``, ``hf`` or ``hf-canonicalize`` for a tokenizer from ``open_clip.get_tokenizer``."""
     if hasattr(getattr(tokenizer, "tokenizer", None), "backend_tokenizer"):
-        return "hf"
+        cleaning = getattr(tokenizer.clean_fn, "__name__", "")
+        if cleaning not in HF_KIND_OF_CLEANING:
+            raise ValueError(f"the onnx engine has no open_clip HF tokenizer cleaning {cleaning or 'unnamed'}")
+        return HF_KIND_OF_CLEANING[cleaning]
     if hasattr(getattr(tokenizer, "tokenizer", tokenizer), "bpe_ranks"):
         return "clip"
     raise ValueError(f"the onnx engine has no tokenizer like open_clip's {type(tokenizer).__name__}")
@@ -52,7 +68,7 @@ def tokenizer_kind(tokenizer: Any) -> str:
 def export_tokenizer(tokenizer: Any, path: Path) -> str:
     """Write an ``open_clip.get_tokenizer`` tokenizer as a tokenizers JSON file; returns its kind."""
     kind = tokenizer_kind(tokenizer)
-    if kind == "hf":
+    if kind != "clip":
         export_hf_tokenizer(tokenizer, path)
     else:
         export_clip_tokenizer(getattr(tokenizer, "tokenizer", tokenizer), path)
@@ -62,7 +78,9 @@ def export_tokenizer(tokenizer: Any, path: Path) -> str:
 def load_tokenizer(path: Path, kind: str) -> ClipTokenizer | HfTokenizer:
     if kind not in KINDS:
         raise ValueError(f"tokenizer kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    return HfTokenizer(path) if kind == "hf" else ClipTokenizer(path)
+    if kind == "clip":
+        return ClipTokenizer(path)
+    return HfTokenizer(path, canonical=kind == "hf-canonicalize")
 
 
 def export_hf_tokenizer(tokenizer: Any, path: Path) -> None:
@@ -72,8 +90,6 @@ def export_hf_tokenizer(tokenizer: Any, path: Path) -> None:
 
     if getattr(tokenizer, "tokenizer_mode", "") or getattr(tokenizer, "strip_sep_token", False):
         raise ValueError("the onnx engine supports open_clip HF tokenizers in their standard mode only")
-    if getattr(tokenizer.clean_fn, "__name__", "") != "_clean_whitespace":
-        raise ValueError("the onnx engine supports open_clip HF tokenizers with 'whitespace' cleaning only")
     fast = tokenizer.tokenizer
     pipeline = Tokenizer.from_str(fast.backend_tokenizer.to_str())  # a copy: the original stays as it was
     pipeline.enable_truncation(max_length=tokenizer.context_length)
@@ -101,11 +117,14 @@ def export_clip_tokenizer(simple_tokenizer: Any, path: Path) -> None:
 
 
 class HfTokenizer:
-    """A Hugging Face tokenizer saved by ``export_hf_tokenizer``: padding and truncation are in the file."""
+    """A Hugging Face tokenizer saved by ``export_hf_tokenizer``: padding and truncation are in the file.
+    ``canonical``: texts get open_clip's 'canonicalize' cleaning (kind ``hf-canonicalize``), else its
+    'whitespace' cleaning (kind ``hf``)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, canonical: bool = False):
         from tokenizers import Tokenizer
 
+        self.clean = clean_canonical if canonical else clean_whitespace
         self.tokenizer = Tokenizer.from_file(str(path))
         padding = self.tokenizer.padding
         if not padding or not padding.get("length"):
@@ -114,7 +133,7 @@ class HfTokenizer:
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """int64 ids, one row of ``context_length`` per text, as open_clip's ``HFTokenizer`` gives them."""
-        encodings = self.tokenizer.encode_batch([clean_whitespace(text) for text in texts])
+        encodings = self.tokenizer.encode_batch([self.clean(text) for text in texts])
         return np.array([encoding.ids for encoding in encodings], dtype=np.int64).reshape(
             len(texts), self.context_length
         )

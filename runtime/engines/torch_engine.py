@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from runtime.engines.catalog import find
 from runtime.engines.pretrained import pretrained_problem
 from runtime.engines.priority import INTERACTIVE
 from runtime.errors import ModelUnavailable
-from runtime.inputs.images import ImageSpec, normalize
+from runtime.inputs.images import ImageSpec, catalog_spec, normalize
 from runtime.vectors import Vectors, l2_normalize
 
 if TYPE_CHECKING:
@@ -57,17 +58,25 @@ def create_openclip(settings: Settings, device: str = "cpu") -> tuple[Any, Any, 
     except Exception as exc:  # open_clip raises RuntimeError, OSError, hub errors...
         raise ModelUnavailable(_unavailable_message(settings, exc)) from exc
     model.eval()
-    return model, open_clip.get_tokenizer(settings.model), image_spec_of(model)
+    listed = find(settings.model, settings.pretrained)
+    spec = catalog_spec(listed) if listed else image_spec_of(model)
+    return model, open_clip.get_tokenizer(settings.model), spec
 
 
 def image_spec_of(model: Any) -> ImageSpec:
+    """The preprocessing open_clip attached to the model: the pretrained tag's, or its defaults (OpenAI's
+    mean and std, shortest side, bicubic) for a local checkpoint or random weights."""
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = cfg.get("size", getattr(model.visual, "image_size", 224))
     size = size[0] if isinstance(size, (tuple, list)) else size
-    spec = ImageSpec(size=int(size))
-    if cfg.get("mean") and cfg.get("std"):
-        spec = ImageSpec(size=int(size), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
-    return spec
+    defaults = ImageSpec()
+    return ImageSpec(
+        size=int(size),
+        mean=tuple(cfg.get("mean") or defaults.mean),
+        std=tuple(cfg.get("std") or defaults.std),
+        resize=cfg.get("resize_mode") or defaults.resize,
+        interpolation=cfg.get("interpolation") or defaults.interpolation,
+    )
 
 
 def _unavailable_message(settings: Settings, exc: Exception) -> str:

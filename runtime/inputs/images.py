@@ -28,6 +28,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
+from runtime.engines.catalog import CatalogModel
 from runtime.errors import InvalidInput
 from runtime.settings import Settings
 
@@ -48,7 +49,8 @@ ALLOWED_FORMATS = {
 REDUCED_SCALE_FORMATS = ("JPEG", "MPO", "HEIF")  # libjpeg's 1/2..1/8 scaling; HEIF's faithful thumbnails
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-BICUBIC_REACH = 2  # source pixels a bicubic tap reaches on each side, at scale 1
+FILTER_REACH = 2  # source pixels a bicubic (or bilinear: 1) tap reaches on each side, at scale 1
+RESAMPLING = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 # Once, at import: HEIC/HEIF through pillow-heif (Pillow reads AVIF itself).
 pillow_heif.register_heif_opener()
@@ -84,6 +86,15 @@ class ImageSpec:
     size: int = 224
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
+    resize: str = "shortest"
+    """``shortest``: shortest side to ``size``, then the centre square; ``squash``: the whole image to the square."""
+    interpolation: str = "bicubic"
+    """``bicubic`` or ``bilinear``: open_clip's names (the catalog's ``interpolation`` column)."""
+
+
+def catalog_spec(model: CatalogModel) -> ImageSpec:
+    """The preprocessing of a catalogued model (runtime/engines/catalog.csv)."""
+    return ImageSpec(model.image_size, model.image_mean, model.image_std, model.resize, model.interpolation)
 
 
 @dataclass(frozen=True)
@@ -113,9 +124,9 @@ def decode_image(data: bytes, field: str, limits: ImageLimits, *, draft_to: int 
 
 
 def image_to_pixels(
-    data: bytes, field: str, size: int, limits: ImageLimits, *, draft_to: int | None, budget: DecodeBudget | None
+    data: bytes, field: str, spec: ImageSpec, limits: ImageLimits, *, draft_to: int | None, budget: DecodeBudget | None
 ) -> np.ndarray:
-    """Bytes to the model's ``size`` x ``size`` uint8 input; the decode waits its turn in ``budget``."""
+    """Bytes to the model's ``spec.size`` square uint8 input; the decode waits its turn in ``budget``."""
     image = open_image(data, field, limits)
     full_size = image.size
     if draft_to:
@@ -123,7 +134,7 @@ def image_to_pixels(
     with budget.reserve(decode_bytes(image, full_size)) if budget else nullcontext():
         image = _load(image, field, None)
         try:
-            return prepare_image(image, size)
+            return prepare_image(image, spec)
         except Exception as exc:  # e.g. a pixel mode with no conversion to RGB
             raise InvalidInput(f"{field}: the image cannot be converted to RGB ({exc})", code="invalid_image") from exc
 
@@ -392,14 +403,18 @@ def upright(image: Image.Image) -> Image.Image:
 # --- to the model's input -------------------------------------------------------------------
 
 
-def prepare_image(image: Image.Image, size: int) -> np.ndarray:
-    """Shortest side to ``size`` (bicubic), centre crop to ``size`` x ``size``: uint8 HxWx3.
+def prepare_image(image: Image.Image, spec: ImageSpec) -> np.ndarray:
+    """The model's ``spec.size`` square uint8 HxWx3 input, resized as open_clip's inference transform does.
 
-    The same pixels as resizing the whole image and then cropping (Pillow's ``box`` maps the
-    output onto the same source coordinates, with the filter reaching past the box), but only the
-    centre square and the filter's reach are converted and resampled: a 1 x 8192 px strip costs
-    no more than a small square, and a 48 MP photo is not copied whole.
+    ``shortest``: shortest side to the size, centre crop. The same pixels as resizing the whole image
+    and then cropping (Pillow's ``box`` maps the output onto the same source coordinates, with the
+    filter reaching past the box), but only the centre square and the filter's reach are converted and
+    resampled: a 1 x 8192 px strip costs no more than a small square, and a 48 MP photo is not copied
+    whole. ``squash``: the whole image to the square, its aspect ratio not kept.
     """
+    size, resampling = spec.size, RESAMPLING[spec.interpolation]
+    if spec.resize == "squash":
+        return np.asarray(image.convert("RGB").resize((size, size), resampling), dtype=np.uint8)
     width, height = image.size
     short, long = (width, height) if width <= height else (height, width)
     new_long = int(size * long / short)
@@ -411,15 +426,15 @@ def prepare_image(image: Image.Image, size: int) -> np.ndarray:
     region = _with_filter_reach(box, scale_x, scale_y, width, height)
     image = image.crop(region).convert("RGB")
     shifted = (box[0] - region[0], box[1] - region[1], box[2] - region[0], box[3] - region[1])
-    image = image.resize((size, size), Image.Resampling.BICUBIC, box=shifted)
+    image = image.resize((size, size), resampling, box=shifted)
     return np.asarray(image, dtype=np.uint8)
 
 
 def _with_filter_reach(
     box: tuple[float, float, float, float], scale_x: float, scale_y: float, width: int, height: int
 ) -> tuple[int, int, int, int]:
-    reach_x = math.ceil(BICUBIC_REACH * max(scale_x, 1.0)) + 1
-    reach_y = math.ceil(BICUBIC_REACH * max(scale_y, 1.0)) + 1
+    reach_x = math.ceil(FILTER_REACH * max(scale_x, 1.0)) + 1
+    reach_y = math.ceil(FILTER_REACH * max(scale_y, 1.0)) + 1
     return (
         max(0, math.floor(box[0]) - reach_x),
         max(0, math.floor(box[1]) - reach_y),

@@ -271,3 +271,13 @@ def test_front_engine_splits_a_batch_that_would_exceed_the_endpoint_payload_limi
     vectors = front.encode_images(pixels)
     assert client.calls == 6
     assert np.allclose(vectors, tiny_engine.encode_images(pixels), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("model", "dimension", "resize"), [("ViT-B-32-SigLIP2-256", 768, "squash"), ("MobileCLIP2-S0", 512, "shortest")]
+)
+def test_the_front_engine_takes_a_catalogued_models_dimension_and_preprocessing(model, dimension, resize):
+    engine = SageMakerEngine(Settings(engine="sagemaker", sagemaker_endpoint="e", model=model, micro_batching=False))
+    assert (engine.dimension, engine.image_size, engine.spec.resize) == (dimension, 256, resize)
+    unlisted = Settings(engine="sagemaker", sagemaker_endpoint="e", model="custom", dimension=1024, image_size=96)
+    assert (SageMakerEngine(unlisted).dimension, SageMakerEngine(unlisted).image_size) == (1024, 96)

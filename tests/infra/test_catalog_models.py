@@ -40,9 +40,9 @@ def test_the_multilingual_model_synthesizes_on_the_lambda_backend(tmp_path):
 def test_a_model_without_the_onnx_engine_needs_the_sagemaker_backend(tmp_path, monkeypatch):
     table = tmp_path / "catalog.csv"
     table.write_text(
-        "architecture,pretrained,dimension,image_size,tokenizer,engines\n"
-        "ViT-B-32,laion2b_s34b_b79k,512,224,clip,torch onnx\n"
-        "ViT-B-16,torch-only-tag,512,224,clip,torch\n"
+        "architecture,pretrained,dimension,image_size,tokenizer,engines,image_mean,image_std,resize,interpolation\n"
+        "ViT-B-32,laion2b_s34b_b79k,512,224,clip,torch onnx,0.5 0.5 0.5,0.5 0.5 0.5,shortest,bicubic\n"
+        "ViT-B-16,torch-only-tag,512,224,clip,torch,0.5 0.5 0.5,0.5 0.5 0.5,shortest,bicubic\n"
     )
     monkeypatch.setattr(catalog, "CATALOG_FILE", table)
     catalog.catalog.cache_clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,32 @@ def test_app_py_says_where_it_wrote_the_templates_and_what_to_run_next(tmp_path)
     lines = result.stdout.splitlines()
     assert lines[0] == f"Wrote ImageSimilarity.template.json and {len(written) - 1} nested templates to cdk.out/"
     assert "bootstrap" in lines[1] and lines[1].endswith("deploy -c explorer=no")
+
+
+@pytest.mark.parametrize(
+    ("value", "nearest"),
+    [
+        ("MobileCLIP2-S0", "MobileCLIP2-S0/dfndr2b"),
+        ("ViT-B-32-SigLIP2-256/webli2", "ViT-B-32-SigLIP2-256/webli"),
+        ("vit-b-16-siglip2/webli", "ViT-B-16-SigLIP2/webli"),
+    ],
+)
+def test_an_unknown_model_names_the_nearest_catalogued_one(value, nearest):
+    with pytest.raises(ConfigError, match=f"did you mean '{re.escape(nearest)}'"):
+        config_of(model=value)
+
+
+@pytest.mark.parametrize(
+    ("model", "image_size", "dimension"),
+    [
+        ("ViT-B-32-SigLIP2-256/webli", 256, 768),
+        ("ViT-B-16-SigLIP2/webli", 224, 768),
+        ("ViT-B-16-SigLIP-i18n-256/webli", 256, 768),
+        ("MobileCLIP2-S0/dfndr2b", 256, 512),
+        ("MobileCLIP2-S2/dfndr2b", 256, 512),
+    ],
+)
+def test_the_newer_families_deploy_on_both_backends(model, image_size, dimension):
+    for backend in ("lambda", "sagemaker"):
+        config = config_of(model=model, backend=backend)
+        assert (config.image_size, config.model.dimension) == (image_size, dimension)

@@ -160,3 +160,12 @@ def test_every_setting_has_a_docstring_and_a_row_in_the_settings_doc():
     for name in setting_names():
         assert re.search(rf"\n    {name}: [^\n]+\n    \"\"\"", source), f"{name} has no docstring"
         assert f"`IMSIM_{name.upper()}`" in doc, f"docs/api.md does not list IMSIM_{name.upper()}"
+
+
+def test_a_catalogued_model_alone_takes_its_catalogued_tag():
+    assert Settings(model="MobileCLIP2-S0").pretrained == "dfndr2b"
+    assert Settings(model="ViT-B-32-SigLIP2-256").model_version == "ViT-B-32-SigLIP2-256/webli"
+    assert Settings(model="ViT-B-32-SigLIP2-256", pretrained="other").pretrained == "other"
+    assert Settings.from_env({"IMSIM_MODEL": "MobileCLIP2-S2"}).pretrained == "dfndr2b"
+    assert Settings().pretrained == "laion2b_s34b_b79k"
+    assert Settings(model="a-custom-config").pretrained == "laion2b_s34b_b79k"

@@ -6,17 +6,40 @@ import pytest
 
 from runtime.engines import catalog
 
+CLEANING_OF_KIND = {"clip": None, "hf": "whitespace", "hf-canonicalize": "canonicalize"}
+
 
 def test_every_row_is_what_open_clip_builds():
+    """Dimension, input size, tokenizer kind and preprocessing: what open_clip's config and the pretrained
+    tag's own settings say (read from open_clip's tables; nothing downloaded)."""
     import open_clip
 
     known = set(open_clip.list_pretrained())
     for model in catalog.catalog():
         assert (model.architecture, model.pretrained) in known, model.version
         config = open_clip.get_model_config(model.architecture)
-        assert config["embed_dim"] == model.dimension == 512, model.version  # the API's 512-d contract
+        assert config["embed_dim"] == model.dimension, model.version
         assert config["vision_cfg"]["image_size"] == model.image_size, model.version
-        assert ("hf_tokenizer_name" in config["text_cfg"]) == (model.tokenizer == "hf"), model.version
+        text = config["text_cfg"]
+        cleaning = text.get("tokenizer_kwargs", {}).get("clean", "whitespace") if "hf_tokenizer_name" in text else None
+        assert CLEANING_OF_KIND[model.tokenizer] == cleaning, model.version
+        tag = open_clip.get_pretrained_cfg(model.architecture, model.pretrained)
+        assert (model.image_mean, model.image_std) == (tuple(tag["mean"]), tuple(tag["std"])), model.version
+        assert (model.resize, model.interpolation) == (tag["resize_mode"], tag["interpolation"]), model.version
+
+
+def test_the_newer_families_are_listed_with_their_own_dimension():
+    versions = {model.version: model for model in catalog.catalog()}
+    for version, dimension in [
+        ("ViT-B-32-SigLIP2-256/webli", 768),
+        ("ViT-B-16-SigLIP2/webli", 768),
+        ("ViT-B-16-SigLIP-i18n-256/webli", 768),
+        ("MobileCLIP2-S0/dfndr2b", 512),
+        ("MobileCLIP2-S2/dfndr2b", 512),
+    ]:
+        assert versions[version].dimension == dimension and versions[version].runs_on("onnx"), version
+    assert catalog.first_pretrained("MobileCLIP2-S0") == "dfndr2b"
+    assert catalog.first_pretrained("no-such-architecture") is None
 
 
 def test_the_default_model_and_the_multilingual_one_are_listed():
@@ -40,16 +63,24 @@ def table(tmp_path, monkeypatch):
     catalog.catalog.cache_clear()
 
 
-HEADER = "architecture,pretrained,dimension,image_size,tokenizer,engines\n"
+HEADER = "architecture,pretrained,dimension,image_size,tokenizer,engines,image_mean,image_std,resize,interpolation\n"
+PRE = ",0.5 0.5 0.5,0.5 0.5 0.5,shortest,bicubic"
 
 
 @pytest.mark.parametrize(
     ("row", "reason"),
     [
-        ("ViT-B-32,openai,512,224,sentencepiece,torch onnx", "tokenizer 'sentencepiece'"),
-        ("ViT-B-32,openai,512,224,clip,tensorrt", "engines 'tensorrt'"),
-        ("ViT-B-32,openai,512,224,clip,", "engines ''"),
-        ("ViT-B-32,openai,512,224,clip,torch\nViT-B-32,openai,512,224,clip,onnx", "listed twice: ViT-B-32/openai"),
+        ("ViT-B-32,openai,512,224,sentencepiece,torch onnx" + PRE, "tokenizer 'sentencepiece'"),
+        ("ViT-B-32,openai,512,224,clip,tensorrt" + PRE, "engines 'tensorrt'"),
+        ("ViT-B-32,openai,512,224,clip," + PRE, "engines ''"),
+        (
+            "ViT-B-32,openai,512,224,clip,torch" + PRE + "\nViT-B-32,openai,512,224,clip,onnx" + PRE,
+            "listed twice: ViT-B-32/openai",
+        ),
+        ("ViT-B-32,openai,512,224,clip,torch,0.5 0.5,0.5 0.5 0.5,shortest,bicubic", "image_mean '0.5 0.5'"),
+        ("ViT-B-32,openai,512,224,clip,torch,0.5 0.5 0.5,a b c,shortest,bicubic", "image_std 'a b c'"),
+        ("ViT-B-32,openai,512,224,clip,torch,0.5 0.5 0.5,0.5 0.5 0.5,longest,bicubic", "resize 'longest'"),
+        ("ViT-B-32,openai,512,224,clip,torch,0.5 0.5 0.5,0.5 0.5 0.5,squash,lanczos", "interpolation 'lanczos'"),
     ],
 )
 def test_bad_rows_are_refused_with_their_line(table, row, reason):

@@ -18,6 +18,7 @@ from runtime.errors import InvalidInput
 from runtime.inputs.images import (
     DecodeBudget,
     ImageLimits,
+    ImageSpec,
     decode_image,
     image_to_pixels,
     jpeg_scan_count,
@@ -30,7 +31,7 @@ LIMITS = ImageLimits(max_side=8192, max_pixels=50_000_000, max_jpeg_scans=32)
 
 
 def pixels_of(data: bytes, size: int = 224, limits: ImageLimits = LIMITS) -> np.ndarray:
-    return image_to_pixels(data, "img", size, limits, draft_to=size, budget=None)
+    return image_to_pixels(data, "img", ImageSpec(size), limits, draft_to=size, budget=None)
 
 
 def peak_growth(work) -> int:
@@ -88,7 +89,7 @@ def test_cropping_first_gives_the_same_pixels_as_resizing_the_whole_image(size):
     whole = image.resize((224, new_long) if width <= height else (new_long, 224), Image.Resampling.BICUBIC)
     left, top = int(round((whole.width - 224) / 2.0)), int(round((whole.height - 224) / 2.0))
     expected = np.asarray(whole.crop((left, top, left + 224, top + 224)), dtype=np.int16)
-    assert np.abs(prepare_image(image, 224).astype(np.int16) - expected).max() <= 1
+    assert np.abs(prepare_image(image, ImageSpec(224)).astype(np.int16) - expected).max() <= 1
 
 
 def test_progressive_jpeg_scans_are_counted_from_the_markers():

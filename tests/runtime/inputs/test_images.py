@@ -21,8 +21,31 @@ def test_preparation_equals_open_clip_preprocess(tiny_settings, size):
     image = Image.open(io.BytesIO(image_bytes(11, size=size)))
     expected = preprocess(image).numpy()
     spec = ImageSpec(size=32)
-    ours = normalize(prepare_image(image, 32)[None], spec)[0]
+    ours = normalize(prepare_image(image, ImageSpec(32))[None], spec)[0]
     assert ours.shape == expected.shape
+    assert np.abs(ours - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize("version", ["ViT-B-32-SigLIP2-256/webli", "MobileCLIP2-S0/dfndr2b", "ViT-B-16-SigLIP2/webli"])
+@pytest.mark.parametrize("size", [(300, 200), (97, 301), (256, 256), (40, 30)])
+def test_preparation_equals_open_clip_for_each_catalogued_preprocessing(version, size):
+    """SigLIP's squash resize and mean/std of 0.5, MobileCLIP 2's bilinear resize and mean 0 / std 1: the
+    pixels open_clip's inference transform gives for the tag's own preprocessing settings."""
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    from runtime.engines.catalog import find
+    from runtime.inputs.images import catalog_spec
+
+    model = find(*version.split("/"))
+    assert model is not None
+    spec = catalog_spec(model)
+    cfg = PreprocessCfg(
+        size=spec.size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation, resize_mode=spec.resize
+    )
+    image = Image.open(io.BytesIO(image_bytes(14, size=size)))
+    expected = image_transform_v2(cfg, is_train=False)(image).numpy()
+    ours = normalize(prepare_image(image, spec)[None], spec)[0]
+    assert ours.shape == expected.shape == (3, spec.size, spec.size)
     assert np.abs(ours - expected).max() < 1e-5
 
 
@@ -33,8 +56,8 @@ def test_large_jpeg_is_decoded_at_reduced_scale():
     assert reduced.size == (1024, 768)  # libjpeg scaled by 1/4 while decoding, never below 448
     full = decode_image(data, "img", ImageLimits(max_side=4096))
     assert full.size == (4096, 3072)
-    a = prepare_image(reduced, 224).astype(np.float32) / 255
-    b = prepare_image(full, 224).astype(np.float32) / 255
+    a = prepare_image(reduced, ImageSpec(224)).astype(np.float32) / 255
+    b = prepare_image(full, ImageSpec(224)).astype(np.float32) / 255
     assert np.abs(a - b).mean() < 0.01
 
 
@@ -48,4 +71,4 @@ def test_transparent_and_grey_images_become_rgb():
         out = io.BytesIO()
         Image.new(mode, (40, 30)).save(out, format="PNG")
         image = decode_image(out.getvalue(), "img", ImageLimits(max_side=4096))
-        assert prepare_image(image, 32).shape == (32, 32, 3)
+        assert prepare_image(image, ImageSpec(32)).shape == (32, 32, 3)
