@@ -17,7 +17,7 @@ SOURCE_DOC = (
     "relative to the prefix, with `/` written `:` (`shoes/red.jpg` -> `shoes:red.jpg`)."
 )
 MANIFEST_DOC = (
-    "A JSONL file (s3:// or https://, fetched under the same rules as image URLs): one JSON object per line, "
+    "A JSONL file (s3://, https:// or http://, fetched under the same rules as image URLs): one JSON object per line, "
     'each a single add\'s fields: `{"url": "...", "id": "sku-1", "metadata": {...}}`. '
     "An image without an id is named by its content hash."
 )

@@ -33,6 +33,7 @@ from runtime.libraries.imports.sources import (
     folder_items,
     manifest_file_items,
     manifest_items,
+    manifest_refused,
     read_manifest,
     s3_prefix_items,
     split_s3,
@@ -60,7 +61,7 @@ def check_source(source: dict[str, str], settings: Settings) -> None:
     elif kind == "manifest" and location.lower().startswith("s3://"):
         check_bucket(split_s3(location, "manifest")[0], settings, "manifest")
     elif kind == "manifest" and not location.lower().startswith(("https://", "http://")):
-        raise BadRequest("manifest: give an s3:// or https:// URL of a JSONL file", code="invalid_source")
+        raise manifest_refused()
 
 
 @contextmanager

@@ -170,7 +170,13 @@ def read_manifest(location: str, settings: Settings, out: BinaryIO) -> None:
         fetcher = UrlFetcher(settings.replace(max_image_bytes=settings.max_manifest_bytes))
         fetcher.fetch_to(location, "manifest", out.write)
         return
-    raise BadRequest("manifest: give an s3:// or https:// URL of a JSONL file", code="invalid_source")
+    raise manifest_refused()
+
+
+def manifest_refused() -> BadRequest:
+    """A manifest is fetched as an image URL is: ``s3://`` (an allowed bucket), ``https://`` or ``http://``
+    (public addresses, the fetch ports), never a local path through the API."""
+    return BadRequest("manifest: give an s3://, https:// or http:// URL of a JSONL file", code="invalid_source")
 
 
 def manifest_items(lines: BinaryIO) -> Iterator[ImportItem]:

@@ -148,6 +148,7 @@ def test_manifest_lines_fail_one_by_one_and_the_import_goes_on(api):
         ({"source": "s3://elsewhere/catalog/"}, 400, "url_refused"),  # not on the allow list
         ({"manifest": "s3://elsewhere/list.jsonl"}, 400, "url_refused"),
         ({"manifest": "/etc/passwd"}, 400, "invalid_source"),  # a request never reads the server's files
+        ({"manifest": "ftp://example.com/list.jsonl"}, 400, "invalid_source"),
         ({"source": "https://example.com/"}, 400, "invalid_source"),
         ({}, 400, "missing_input"),
         ({"source": f"s3://{BUCKET}/a/", "manifest": f"s3://{BUCKET}/m.jsonl"}, 400, "missing_input"),
@@ -159,6 +160,8 @@ def test_bad_requests_are_refused_before_a_job_starts(api, body, status, code):
     new_library(api, "refusing") if api.client.get("/libraries/refusing").status_code == 404 else None
     answer = api.post("/libraries/refusing/imports", body)
     assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
+    if code == "invalid_source" and "manifest" in body:  # docs/imports.md says the same three schemes
+        assert answer.json()["message"] == "manifest: give an s3://, https:// or http:// URL of a JSONL file"
     assert api.client.get("/libraries/refusing/imports").json()["imports"] == []
 
 
