@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 import typing
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,12 @@ def check_data_dir(settings: Settings, flag_given: bool) -> None:
         raise SettingsError(f"{name}={settings.data_dir!r}: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise SettingsError(f"{name}={settings.data_dir!r}: {existing} cannot be written by this user")
+    try:  # the permission bits are not the whole story: /proc says yes to root, a read-only mount too
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise SettingsError(f"{name}={settings.data_dir!r}: cannot be written ({error.strerror})") from error
 
 
 def check_key_beyond_loopback(settings: Settings, host: str, sagemaker: bool) -> None:

@@ -149,6 +149,13 @@ def test_a_data_directory_that_cannot_be_written_is_refused_at_start(tmp_path):
     assert error.startswith(f"error: --data-dir='{blocker / 'data'}'") and "not a directory" in error
 
 
+@pytest.mark.parametrize("folder", ["/proc/imsim-data", "/sys/imsim-data"])
+def test_a_data_directory_under_proc_or_sys_is_refused_at_start(folder):
+    """Root passes every permission check there, and then cannot make a file: serve must say so at start."""
+    error = refused("--smoke", "--data-dir", folder)
+    assert error.startswith(f"error: --data-dir='{folder}': cannot be written"), error
+
+
 def test_a_port_in_use_is_refused_at_start(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
