@@ -450,3 +450,13 @@ def test_the_example_swagger_fills_in_first_needs_no_internet(document):
             first = next(iter(body["content"]["application/json"]["examples"].values()))
             sent = json.dumps(first["value"])
             assert "example.com" not in sent and "s3://" not in sent, f"{method} {path}: {sent[:100]}"
+
+
+@pytest.mark.parametrize("path", ["/api-explorer", "/libraries-ui"])
+def test_smoke_mode_says_on_both_pages_that_the_scores_mean_nothing(path):
+    for smoke in (True, False):
+        app = create_app(Settings(smoke=smoke, explorer=True, store="off"), serve_model=False)
+        with TestClient(app) as client:
+            page = client.get(path).text
+        assert ('id="smoke-note"' in page) is smoke
+        assert ("weights are random" in page) is smoke
