@@ -8,6 +8,7 @@ import numpy as np
 
 from runtime.engines import Engine
 from runtime.engines.priority import INTERACTIVE, Priority
+from runtime.inputs.images import ImageSpec
 from runtime.vectors import Vectors
 
 
@@ -34,6 +35,10 @@ class TurnTakingEngine:
     @property
     def dimension(self) -> int:
         return self.engine.dimension
+
+    @property
+    def spec(self) -> ImageSpec:
+        return self.engine.spec
 
     def encode_images(self, pixels: np.ndarray, priority: Priority = INTERACTIVE) -> Vectors:
         self._take_turn([int(value) for value in pixels[:, 0, 0, 0]])

@@ -27,7 +27,7 @@ MP48, MP24, MP12 = (8064, 6048), (5664, 4248), (4032, 3024)
 MEASURE = """
 import json, sys
 from pathlib import Path
-from runtime.inputs.images import ImageLimits, _draft, decode_bytes, image_to_pixels, open_image
+from runtime.inputs.images import ImageLimits, ImageSpec, _draft, decode_bytes, image_to_pixels, open_image
 
 def status(key):
     line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(key + ":"))
@@ -41,7 +41,7 @@ estimate = decode_bytes(opened, full_size)
 del opened
 Path("/proc/self/clear_refs").write_text("5")  # VmHWM back to the current VmRSS
 before = status("VmRSS")
-image_to_pixels(data, "img", 224, limits, draft_to=224, budget=None)
+image_to_pixels(data, "img", ImageSpec(224), limits, draft_to=224, budget=None)
 print(json.dumps({"estimate": estimate, "peak": status("VmHWM") - before}))
 """
 
