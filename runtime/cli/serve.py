@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import typing
 from pathlib import Path
 from typing import Any
@@ -262,4 +263,16 @@ def run(args: argparse.Namespace) -> int:
         log_config=log_config,
         **server_options(settings),
     )
+    leave_slow_threads()
     return 0
+
+
+def leave_slow_threads() -> None:
+    """The server has stopped and its store is closed: the process ends now. A batch thread still
+    waiting on a slow fetch (an import's, left ``interrupted`` at shutdown) would otherwise hold the
+    interpreter's exit until the fetch's timeout (``concurrent.futures`` joins its workers at exit)."""
+    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate()[1:]):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.fakes.images import image_bytes
@@ -287,26 +289,115 @@ def test_deleting_a_library_deletes_its_imports_files(api):
 
 
 class HeldAnswers:
-    """A loopback server that takes each request and answers nothing until ``release`` (then the
-    connections close): an import fetching its manifest from here runs until then."""
+    """A loopback server that takes each request and answers nothing until ``release``: then the
+    connections close, or, given ``answer``, each held request and every later one gets a 200 with
+    those bytes. An import fetching its manifest or its images from here runs until then.
+    ``arrived`` is set once a request is held."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: bytes | None = None) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.held: list[socket.socket] = []
+        self.answer = answer
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        self._lock = threading.Lock()  # a request taken while ``release`` runs is answered, not held forever
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
         while True:
             try:
-                self.held.append(self.sock.accept()[0])
+                conn = self.sock.accept()[0]
             except OSError:
                 return
+            with self._lock:
+                if not self.released.is_set():
+                    self.held.append(conn)
+                    self.arrived.set()
+                    continue
+            self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        if self.answer is not None:
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(self.answer)}\r\n\r\n"
+            try:
+                conn.recv(65536)
+                conn.sendall(head.encode() + self.answer)
+            except OSError:
+                pass
+        conn.close()
 
     def release(self) -> None:
-        self.sock.close()
+        with self._lock:
+            self.released.set()
+        if self.answer is None:
+            self.sock.close()
         for conn in self.held:
-            conn.close()
+            self._answer(conn)
+
+
+def held_images_manifest(held: HeldAnswers, count: int) -> FileServer:
+    """A manifest of ``count`` image URLs, every one of them on ``held``."""
+    lines = [json.dumps({"url": f"{held.base}/{n}.png", "id": f"held-{n}"}) for n in range(count)]
+    return FileServer({"/held.jsonl": (200, {"Content-Type": "application/jsonl"}, "\n".join(lines).encode())})
+
+
+def held_settings(tiny_settings, tmp_path):
+    return tiny_settings.replace(
+        data_dir=str(tmp_path), fetch_allow_networks=("127.0.0.1/32",), fetch_timeout_s=600, import_batch=2
+    )
+
+
+def test_a_cancel_answers_at_once_and_40_of_them_leave_the_api_answering(tiny_settings, tiny_engine, tmp_path):
+    held = HeldAnswers()
+    manifest = held_images_manifest(held, 8)
+    with LiveServer.start(held_settings(tiny_settings, tmp_path), tiny_engine) as live:
+        try:
+            new_library(live, "slow")
+            job = start(live, "slow", {"manifest": f"{manifest.base}/held.jsonl"})
+            assert held.arrived.wait(60), "the import never fetched its images"
+            path = f"/libraries/slow/imports/{job['import_id']}"
+            with httpx.Client(base_url=live.url, timeout=30) as client:
+                first = client.delete(path)  # the old code waited for the job's thread: the fetch's timeout
+                assert first.status_code == 200 and first.json()["status"] == "running", first.text
+                with ThreadPoolExecutor(41) as pool:
+                    cancels = [pool.submit(client.delete, path) for _ in range(40)]
+                    listing = pool.submit(client.get, "/libraries")
+                    answers = [one.result() for one in cancels]
+                    listed = listing.result()
+            assert {answer.status_code for answer in answers} == {200}
+            assert listed.status_code == 200 and [one["name"] for one in listed.json()["libraries"]] == ["slow"]
+            assert not held.released.is_set(), "every answer came while the images were still held"
+        finally:
+            held.release()
+            manifest.close()
+        ended = wait_for_end(live.client, "slow", job["import_id"])
+        assert ended["status"] == "cancelled", ended
+        assert ended["counts"]["processed"] < 8  # it stopped after the batches in flight
+
+
+def test_deleting_a_library_stops_its_imports_and_a_new_one_of_its_name_gets_nothing(
+    tiny_settings, tiny_engine, tmp_path
+):
+    held = HeldAnswers(answer=image_bytes(7))
+    manifest = held_images_manifest(held, 4)
+    with LiveServer.start(held_settings(tiny_settings, tmp_path), tiny_engine) as live:
+        try:
+            new_library(live, "again")
+            job = start(live, "again", {"manifest": f"{manifest.base}/held.jsonl"})
+            assert held.arrived.wait(60), "the import never fetched its images"
+            with httpx.Client(base_url=live.url, timeout=30) as client:
+                deleted = client.delete("/libraries/again")  # the old code waited for the fetch's timeout
+            assert deleted.status_code == 200 and deleted.json()["deleted"], deleted.text
+            new_library(live, "again")
+        finally:
+            held.release()  # the held images arrive now, after the library was made again
+            manifest.close()
+        live.server.config.app.state.imports.wait(job["import_id"])
+        assert live.client.get("/libraries/again").json()["image_count"] == 0
+        gone = live.client.get(f"/libraries/again/imports/{job['import_id']}")
+        assert gone.status_code == 404 and gone.json()["code"] == "import_not_found"
+        assert not (tmp_path / "imports" / job["import_id"]).exists()
 
 
 def test_running_imports_are_capped_per_library_and_per_server(tiny_settings, tiny_engine, tmp_path):
