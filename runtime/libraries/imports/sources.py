@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -93,17 +94,43 @@ def id_of_path(relative: str) -> str:
 
 def folder_items(folder: str | Path) -> Iterator[ImportItem]:
     """Every file under ``folder`` (recursive, sorted, symlinked folders not followed); those that are
-    not images to import carry why (``ignored``)."""
+    not images to import carry why (``ignored``): by their name, or because they are no regular file
+    (a FIFO named ``*.png`` would block its read forever) or a symlink leading out of the folder."""
     root = Path(folder)
     if not root.is_dir():
         raise BadRequest(f"source: {folder} is not a folder", code="invalid_source")
+    real_root = os.path.realpath(root)
     position = 0
     for directory, subdirectories, files in os.walk(root):
         subdirectories.sort()
         for name in sorted(files):
             path = Path(directory) / name
-            yield listed_item(position, str(path), path.relative_to(root).as_posix())
+            item = listed_item(position, str(path), path.relative_to(root).as_posix())
+            if item.ignored is None:
+                item = replace(item, ignored=folder_file_reason(path, real_root))
+            yield item
             position += 1
+
+
+def folder_file_reason(path: Path, real_root: str) -> str | None:
+    """Why a file a folder lists is not read: a symlink out of the folder, or not a regular file."""
+    resolved = os.path.realpath(path)
+    if os.path.commonpath([real_root, resolved]) != real_root:
+        return "link_outside_folder"
+    reason = file_ignore_reason(resolved)
+    return None if reason == "missing" else reason  # a file gone since: its read says so
+
+
+def file_ignore_reason(path: str | Path) -> str | None:
+    """``not_a_regular_file`` (a FIFO, a socket, a device: reading one may never end), ``missing``,
+    or None: a regular file, or one whose read will say what is wrong."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else "not_a_regular_file"
 
 
 # --- s3:// prefix --------------------------------------------------------------------------

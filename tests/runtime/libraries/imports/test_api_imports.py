@@ -60,7 +60,12 @@ def test_prefix_import_adds_every_image_once_and_reports_the_bad_one(api):
         "duplicates_by_tier": {"exact": 0, "similar": 0},
         "already_present": 0,
         "ignored": 1,
-        "ignored_by_reason": {"not_an_image_name": 1, "hidden_file": 0},
+        "ignored_by_reason": {
+            "not_an_image_name": 1,
+            "hidden_file": 0,
+            "not_a_regular_file": 0,
+            "link_outside_folder": 0,
+        },
         "failed": 1,
     }
     assert job["failures"] == [

@@ -262,3 +262,41 @@ def test_an_interrupted_import_is_resumed_by_its_id(folder, tiny_settings, tiny_
     assert jobs.find(job.import_id).status == "succeeded"
     assert jobs.find(job.import_id).counts["added"] == 6
     assert main(["import", "--resume", job.import_id, *flags]) == 2  # already succeeded
+
+
+@pytest.fixture
+def hostile_folder(tmp_path) -> Path:
+    """One picture, a FIFO named ``*.png`` (opening it for reading blocks until a writer comes), and a
+    symlink to a picture outside the folder."""
+    root, outside = tmp_path / "hostile", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    (root / "real.png").write_bytes(image_bytes(4))
+    os.mkfifo(root / "pipe.png")
+    (outside / "private.png").write_bytes(image_bytes(5))
+    (root / "away.png").symlink_to(outside / "private.png")
+    return root
+
+
+def test_a_folder_lists_its_fifos_and_outward_links_as_ignored(hostile_folder):
+    from runtime.libraries.imports.sources import folder_items
+
+    listed = {item.id: item.ignored for item in folder_items(hostile_folder)}
+    assert listed == {"away.png": "link_outside_folder", "pipe.png": "not_a_regular_file", "real.png": None}
+
+
+def test_a_folder_with_a_fifo_and_an_outward_link_imports_the_rest(hostile_folder, tiny_settings, tmp_path):
+    args = [str(hostile_folder), "--library", "hostile", "--create", "--data-dir", str(tmp_path / "data")]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "runtime", "import", *args, *model_flags(tiny_settings)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,  # the old import opened the FIFO and never came back
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the import hung on the FIFO")
+    assert done.returncode == 0, done.stderr
+    assert "added 1" in done.stdout
+    assert "ignored 2 (not a regular file 1, link outside folder 1)" in done.stdout
