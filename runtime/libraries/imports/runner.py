@@ -73,7 +73,7 @@ def listed_items(source: dict[str, str], settings: Settings, scratch: Path) -> I
     elif kind == "source":
         yield s3_prefix_items(location, settings)
     elif "://" not in location:  # the CLI's local manifest file
-        yield manifest_file_items(location)
+        yield manifest_file_items(location, source.get("allow_files"))
     else:
         with tempfile.TemporaryFile(dir=scratch) as manifest:
             read_manifest(location, settings, manifest)
@@ -106,6 +106,11 @@ def page_start(next_token: str | None) -> int:
 
 def invalid_token() -> BadRequest:
     return BadRequest("next_token: not a token this API gave", code="invalid_next_token")
+
+
+def reads_local_files(source: dict[str, str]) -> bool:
+    """A folder's, or a local manifest's with ``--allow-files`` (its paths were checked when listed)."""
+    return "folder" in source or "allow_files" in source
 
 
 def resumed_at_start(job: ImportJob) -> bool:
@@ -202,7 +207,7 @@ class ImportRunner:
         created = job.library_created or self.store.get_library(job.library).create_time
         with ThreadPoolExecutor(in_flight, thread_name_prefix="import-batch") as batches:
             importer = BatchImporter(
-                self.embedder, self.store, local_files=job.source.keys() == {"folder"}, library_created=created
+                self.embedder, self.store, local_files=reads_local_files(job.source), library_created=created
             )
 
             def one(n: int, batch: list[ImportItem]) -> dict[str, Any]:

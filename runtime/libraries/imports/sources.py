@@ -210,10 +210,35 @@ def manifest_items(lines: BinaryIO) -> Iterator[ImportItem]:
             yield manifest_item(position, raw)
 
 
-def manifest_file_items(path: str | Path) -> Iterator[ImportItem]:
-    """The items of a local manifest file (the CLI's), read a line at a time."""
+def manifest_file_items(path: str | Path, allow_files: str | None = None) -> Iterator[ImportItem]:
+    """The items of a local manifest file (the CLI's), read a line at a time; a line naming a local
+    file is one to read only under ``allow_files`` (``local_file``), in both of the CLI's modes."""
     with open(path, "rb") as lines:
-        yield from manifest_items(lines)
+        for item in manifest_items(lines):
+            yield local_file(item, allow_files)
+
+
+def local_file(item: ImportItem, allow_files: str | None) -> ImportItem:
+    """A manifest line whose url is a bare path names a file on this machine: it is refused unless
+    ``--allow-files DIR`` was given and the file, resolved (``..`` and symlinks followed), is a
+    regular file under DIR; a relative path is taken from DIR. The item then holds the resolved path."""
+    if item.problem is not None or "://" in item.location:
+        return item
+    if allow_files is None:
+        message = f"url: {item.location} is a local file; a manifest names local files only with --allow-files DIR"
+        return refused_file(item, message)
+    root = os.path.realpath(allow_files)
+    resolved = os.path.realpath(os.path.join(root, item.location))
+    if os.path.commonpath([root, resolved]) != root:
+        return refused_file(item, f"url: {item.location} is outside the --allow-files folder {root}")
+    reason = file_ignore_reason(resolved)
+    if reason not in (None, "missing"):
+        return refused_file(item, f"url: {item.location} is not a regular file")
+    return replace(item, location=resolved)
+
+
+def refused_file(item: ImportItem, message: str) -> ImportItem:
+    return replace(item, problem=problem("url", "url_refused", message))
 
 
 def bounded_lines(lines: BinaryIO) -> Iterator[bytes | int]:
