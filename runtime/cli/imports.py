@@ -207,6 +207,11 @@ def direct(args: argparse.Namespace) -> tuple[dict[str, int], int | None, list[d
         job = run_to_end(Embedder(settings, engine), store, jobs, job, settings.data_dir)
         if job.status == "failed":
             raise ImportFailed(job.error or "the import failed")
+        if job.status == "interrupted":  # a full disk: nothing of the batch was written
+            raise ImportFailed(
+                f"{job.error}; then go on with: python -m runtime import --resume {job.import_id} "
+                f"--data-dir {settings.data_dir}"
+            )
         return job.counts, job.total, jobs.failures(job.import_id)
     except ApiError as exc:
         raise ImportFailed(exc.message) from exc

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.embedder import Embedder
-from runtime.errors import TOO_MANY_IMPORTS, ApiError, BadRequest, Conflict
+from runtime.errors import TOO_MANY_IMPORTS, ApiError, BadRequest, Conflict, StorageFull
 from runtime.libraries.adding import ExactSeen, dedup_threshold
 from runtime.libraries.imports.batches import BatchImporter, JobStopped
 from runtime.libraries.imports.jobs import RESULTS_FILE, FileJobs, ImportJob, new_import_id
@@ -144,7 +144,11 @@ class ImportRunner:
         with self._job_lock:
             if self._abandoned or not self.jobs.exists(job.import_id):
                 return job
-            return self.jobs.update(job)
+            try:
+                return self.jobs.update(job)
+            except StorageFull:  # the job goes on as it is; how it ends is shown (LocalImports._shown)
+                log.warning("import %s: its record could not be written (the disk is full)", job.import_id)
+                return job
 
     def run(
         self,
@@ -170,6 +174,9 @@ class ImportRunner:
             return self._save(replace(job, status="succeeded", end_time=time.time()))
         except JobStopped as stop:
             return self._fail(job, stop.error.message, cancelled)
+        except StorageFull as full:  # nothing of the batch was written: once space is freed it goes on
+            latest = self.jobs.find(job.import_id) or job
+            return self._save(replace(latest, status="interrupted", error=f"interrupted: {full.message}"))
         except ApiError as exc:
             return self._fail(job, exc.message, cancelled)
         except Exception as exc:
@@ -243,6 +250,8 @@ class LocalImports:
         self._threads: dict[str, threading.Thread] = {}
         self._libraries: dict[str, str] = {}
         """Each import this process started or resumed: its library."""
+        self._ended: dict[str, ImportJob] = {}
+        """How each job this process ran ended, as its thread saw it (its record may not say it)."""
         self._starting = threading.Lock()
         self._stopping = threading.Event()
 
@@ -310,7 +319,7 @@ class LocalImports:
                 self.jobs.save(replace(job, status="cancelled", end_time=time.time()))
                 continue
             log.info("resuming import %s into %r", job.import_id, job.library)
-            self._launch(replace(job, status="running"))
+            self._launch(replace(job, status="running", error=None))
             resumed.append(job.import_id)
         return resumed
 
@@ -330,10 +339,22 @@ class LocalImports:
                 self.jobs.save(replace(latest, status="interrupted"))
 
     def get(self, library: str, import_id: str) -> ImportJob:
-        return self.jobs.get(library, import_id)
+        return self._shown(self.jobs.get(library, import_id))
 
     def list_jobs(self, library: str) -> list[ImportJob]:
-        return self.jobs.list_jobs(library)
+        return [self._shown(job) for job in self.jobs.list_jobs(library)]
+
+    def _shown(self, job: ImportJob) -> ImportJob:
+        """A job recorded ``running`` whose thread here has ended could not write its end (a full
+        disk): it is shown as it ended, and the next start resumes it."""
+        thread = self._threads.get(job.import_id)
+        if job.status != "running" or thread is None or thread.is_alive():
+            return job
+        ended = self._ended.get(job.import_id)
+        if ended is not None and ended.finished:
+            return ended
+        error = ended.error if ended is not None and ended.error else "interrupted: its record could not be written"
+        return replace(job, status="interrupted", error=error)
 
     def failures(self, job: ImportJob, limit: int) -> list[dict[str, Any]]:
         return self.jobs.failures(job.import_id, limit)
@@ -378,12 +399,11 @@ class LocalImports:
 
     def _launch(self, job: ImportJob) -> None:
         cancelled = self._cancel.setdefault(job.import_id, threading.Event())
-        thread = threading.Thread(
-            target=self.runner.run,
-            args=(job,),
-            kwargs={"cancelled": cancelled, "stopping": self._stopping},
-            name=f"import-{job.import_id[:8]}",
-        )
+
+        def run() -> None:
+            self._ended[job.import_id] = self.runner.run(job, cancelled=cancelled, stopping=self._stopping)
+
+        thread = threading.Thread(target=run, name=f"import-{job.import_id[:8]}")
         thread.daemon = True
         self._threads[job.import_id] = thread
         self._libraries[job.import_id] = job.library

@@ -452,3 +452,43 @@ def test_only_the_newest_ended_imports_are_kept(tiny_settings, tiny_engine, tmp_
         listed = [job["import_id"] for job in live.client.get("/libraries/kept/imports").json()["imports"]]
         assert listed == ids[-2:]
         assert sorted(path.name for path in (tmp_path / "imports").iterdir()) == sorted(ids[-2:])
+
+
+def test_a_full_disk_interrupts_the_import_visibly_and_it_goes_on_once_space_is_freed(
+    tiny_settings, tiny_engine, tmp_path
+):
+    """SQLite's own SQLITE_FULL (``PRAGMA max_page_count`` on the store's connection) in a batch: the
+    job ends ``interrupted`` with the store's message, not ``running`` with frozen counts; once space
+    is freed the same import, started again, adds the rest."""
+    count = 12
+    pictures = {f"/p{n}.png": (200, {"Content-Type": "image/png"}, image_bytes(n)) for n in range(count)}
+    lines = [
+        json.dumps({"url": f"/p{n}.png", "id": f"p{n}", "metadata": {"pad": {"text": "x" * 3000}}})
+        for n in range(count)
+    ]
+    files = FileServer(pictures)
+    files.routes["/full.jsonl"] = (
+        200,
+        {},
+        "\n".join(line.replace('"/p', f'"{files.base}/p') for line in lines).encode(),
+    )
+    settings = tiny_settings.replace(data_dir=str(tmp_path), fetch_allow_networks=("127.0.0.1/32",), import_batch=2)
+    try:
+        with LiveServer.start(settings, tiny_engine) as live:
+            new_library(live, "full")
+            connection = live.server.config.app.state.libraries._database()._db
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count = {pages + 2}")
+            body = {"manifest": f"{files.base}/full.jsonl", "dedup": False}
+            job = wait_for_end(live.client, "full", start(live, "full", body)["import_id"])
+            assert job["status"] == "interrupted", job
+            assert "the disk is full" in job["error"] and job["counts"]["processed"] < count
+            assert job["end_time"] is None
+
+            connection.execute("PRAGMA max_page_count = 1000000")  # space freed
+            again = wait_for_end(live.client, "full", start(live, "full", body)["import_id"])
+            assert again["status"] == "succeeded", again
+            assert again["counts"]["added"] + again["counts"]["already_present"] == count
+            assert live.client.get("/libraries/full").json()["image_count"] == count
+    finally:
+        files.close()
