@@ -16,9 +16,8 @@ import httpx
 import pytest
 
 from tests.fakes.images import image_bytes
-from tests.fakes.servers import free_port
+from tests.fakes.servers import HeldAnswers, free_port, held_images_manifest
 from tests.runtime.libraries.imports.conftest import BUCKET, wait_for_end
-from tests.runtime.libraries.imports.test_api_imports import HeldAnswers, held_images_manifest
 
 ROOT = Path(__file__).resolve().parents[4]
 COUNT = 120
