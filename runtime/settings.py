@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     its ``import_batches_in_flight`` batch threads); another is refused with 409 ``too_many_imports``."""
     import_max_running_per_library: int = Field(2, ge=1)
     """Local imports: how many run at once into one library (they share its write lock)."""
+    import_stop_grace_s: float = Field(2.0, ge=0)
+    """Local imports: how long a shutdown (SIGTERM) or a library's deletion waits for the batches in
+    flight before it goes on; a job stopped by a shutdown ends ``interrupted`` and the next start
+    resumes it (Lambda gives 2 s after SIGTERM, containers 10 to 30)."""
     import_kept_per_library: int = Field(100, ge=1)
     """Local imports: the records (and files) of ended imports kept per library; starting one more
     removes the oldest ended ones past this."""

@@ -40,6 +40,12 @@ class DuplicateTiers(BaseModel):
 class IgnoreReasons(BaseModel):
     not_an_image_name: int = Field(description="A file or object whose name has no image format's suffix.")
     hidden_file: int = Field(description="A hidden file (`.DS_Store`, `._IMG_0001.jpg`), whatever its name.")
+    not_a_regular_file: int = Field(
+        0, description="A local folder's FIFO, socket or device (the command-line import): never read."
+    )
+    link_outside_folder: int = Field(
+        0, description="A local folder's symlink to a file outside the folder (the command-line import): not followed."
+    )
 
 
 class ImportCounts(BaseModel):
@@ -117,7 +123,12 @@ RUNNING = {
         "duplicates_by_tier": {"exact": 40, "similar": 31},
         "already_present": 0,
         "ignored": 8,
-        "ignored_by_reason": {"not_an_image_name": 6, "hidden_file": 2},
+        "ignored_by_reason": {
+            "not_an_image_name": 6,
+            "hidden_file": 2,
+            "not_a_regular_file": 0,
+            "link_outside_folder": 0,
+        },
         "failed": 19,
     },
     "start_time": "2025-06-01T08:30:00Z",

@@ -108,7 +108,7 @@ def local_items(source: dict[str, str]) -> Iterator[Any]:
 
     if "folder" in source:
         return folder_items(source["folder"])
-    return manifest_file_items(source["manifest"])
+    return manifest_file_items(source["manifest"], source.get("allow_files"))
 
 
 def single_adds(

@@ -54,6 +54,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--api-key", help="the API key of a deployment with API_KEY authorization")
     parser.add_argument("--no-dedup", dest="dedup", action="store_false", help="add duplicates too")
     parser.add_argument("--threshold", type=float, help="near-duplicate score threshold, 0 to 1 (default 0.97)")
+    parser.add_argument(
+        "--allow-files",
+        metavar="DIR",
+        help="a local manifest may name files under DIR (bare paths, relative ones from DIR); without it, "
+        "a line naming a local file is refused",
+    )
     parser.add_argument("--results", metavar="FILE", help="where to list the failed items, if any")
     parser.add_argument("--data-dir", help="the data directory to import into (default ./data)")
     for flag in MODEL_FLAGS:
@@ -118,8 +124,21 @@ def check_flags(args: argparse.Namespace) -> str:
     if action == "run" and args.library is None:
         raise ImportFailed("--library: give the library to import into")
     if action in ("run",):
-        args.source_spec = source_of(args.source)
+        args.source_spec = with_allowed_files(source_of(args.source), args.allow_files)
+    elif args.allow_files:
+        raise ImportFailed("--allow-files: goes with the SOURCE it is for (a local manifest)")
     return action
+
+
+def with_allowed_files(source: dict[str, str], allow_files: str | None) -> dict[str, str]:
+    """A local manifest's source, with the folder its lines may name files under (``--allow-files``)."""
+    if allow_files is None:
+        return source
+    if "://" in source.get("manifest", "://"):
+        raise ImportFailed("--allow-files: goes with a local manifest file (a folder's files are its own)")
+    if not Path(allow_files).is_dir():
+        raise ImportFailed(f"--allow-files: {allow_files} is not a folder")
+    return {**source, "allow_files": str(Path(allow_files).resolve())}
 
 
 def source_of(source: str) -> dict[str, str]:
@@ -188,6 +207,11 @@ def direct(args: argparse.Namespace) -> tuple[dict[str, int], int | None, list[d
         job = run_to_end(Embedder(settings, engine), store, jobs, job, settings.data_dir)
         if job.status == "failed":
             raise ImportFailed(job.error or "the import failed")
+        if job.status == "interrupted":  # a full disk: nothing of the batch was written
+            raise ImportFailed(
+                f"{job.error}; then go on with: python -m runtime import --resume {job.import_id} "
+                f"--data-dir {settings.data_dir}"
+            )
         return job.counts, job.total, jobs.failures(job.import_id)
     except ApiError as exc:
         raise ImportFailed(exc.message) from exc

@@ -2,7 +2,8 @@
 
 Flags override the ``IMSIM_*`` environment. Whatever cannot work is refused before the model loads,
 in one line (``error: ...``) and exit code 2: an unknown or invalid setting, a bad combination, a
-data directory that cannot be written, a ``--host`` beyond loopback without an API key, a port in
+data directory that cannot be written, a ``--host`` beyond loopback without an API key (unless
+``--insecure-no-auth``, which prints a warning at start-up), a port in
 use, ``--device cuda`` without a GPU, weights that are neither cached nor downloadable. Once the model
 is loaded the library store opens, so a database that is damaged, emptied or read-only is refused the
 same way (exit 2), not answered 503 later.
@@ -17,6 +18,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import typing
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,12 @@ def add_parser(commands: Any) -> None:
         "files aside); required with a --host beyond loopback (default: unset; env IMSIM_API_KEY)",
     )
     serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="listen beyond loopback without --api-key: anyone who reaches the address can use the API "
+        "(a warning is printed at start-up); for a trusted network or a proxy that authenticates",
+    )
+    serve.add_argument(
         "--sagemaker", action="store_true", help="also answer POST /invocations (the SageMaker container contract)"
     )
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="server log level (default: info)")
@@ -180,14 +188,22 @@ def check_data_dir(settings: Settings, flag_given: bool) -> None:
         raise SettingsError(f"{name}={settings.data_dir!r}: cannot be written ({error.strerror})") from error
 
 
-def check_key_beyond_loopback(settings: Settings, host: str, sagemaker: bool) -> None:
-    """Beyond loopback, other machines reach the server: only clients with its key may use it.
-    The SageMaker container is exempt: only SageMaker reaches it, and InvokeEndpoint is IAM-signed."""
-    if not sagemaker and not settings.api_key and not is_loopback(host):
-        raise SettingsError(
-            f"--host {host}: not a loopback address, so other machines can reach the API; "
-            "give --api-key (or IMSIM_API_KEY) so that only clients with the key can use it"
+def check_key_beyond_loopback(settings: Settings, host: str, sagemaker: bool, insecure: bool = False) -> str | None:
+    """Beyond loopback, other machines reach the server: only clients with its key may use it, unless
+    ``--insecure-no-auth`` says so (then the warning to print). The SageMaker container is exempt:
+    only SageMaker reaches it, and InvokeEndpoint is IAM-signed."""
+    if sagemaker or settings.api_key or is_loopback(host):
+        return None
+    if insecure:
+        return (
+            f"warning: --insecure-no-auth: listening on {host} without an API key; anyone who can reach "
+            "this address can read, add and delete images"
         )
+    raise SettingsError(
+        f"--host {host}: not a loopback address, so other machines can reach the API; "
+        "give --api-key (or IMSIM_API_KEY) so that only clients with the key can use it, "
+        "or --insecure-no-auth to serve it to them all"
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -238,8 +254,10 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         configure_logs(settings.log_format, args.log_level.upper())
         check_data_dir(settings, flag_given=args.data_dir is not None)
-        check_key_beyond_loopback(settings, args.host, args.sagemaker)
+        warning = check_key_beyond_loopback(settings, args.host, args.sagemaker, args.insecure_no_auth)
         check_port_free(args.host, args.port)
+        if warning is not None:
+            print(warning, file=sys.stderr, flush=True)
         # The checks above import nothing heavy, so they answer at once; the model loads below.
         from runtime.api.app import create_app
         from runtime.engines.model_folder import settings_for_model_dir
@@ -269,4 +287,16 @@ def run(args: argparse.Namespace) -> int:
         log_config=log_config,
         **server_options(settings),
     )
+    leave_slow_threads()
     return 0
+
+
+def leave_slow_threads() -> None:
+    """The server has stopped and its store is closed: the process ends now. A batch thread still
+    waiting on a slow fetch (an import's, left ``interrupted`` at shutdown) would otherwise hold the
+    interpreter's exit until the fetch's timeout (``concurrent.futures`` joins its workers at exit)."""
+    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate()[1:]):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -117,9 +117,11 @@ def add_items(
     priority: Priority,
     deadline: float | None = None,
     seen: ExactSeen | None = None,
+    library_created: float | None = None,
 ) -> list[Outcome]:
     """Each item's outcome, in order (see the module's docstring for the steps); ``priority`` is the
-    forward pass's place in the engine's queue (``runtime.engines.Priority``)."""
+    forward pass's place in the engine's queue (``runtime.engines.Priority``); ``library_created``:
+    see ``LibraryStore.add_batch``."""
     outcomes: list[Outcome | None] = [None] * len(items)
     pending = checked_items(store, library, items, outcomes)
     pending = read_files(embedder, pending, outcomes, deadline)
@@ -127,7 +129,7 @@ def add_items(
     pending = [one for one in pending if outcomes[one.position] is None]
     if threshold is not None:
         pending = answer_exact_copies(store, library, pending, outcomes, seen)
-    for one, result in embed_and_add(store, embedder, library, pending, outcomes, threshold, priority):
+    for one, result in embed_and_add(store, embedder, library, pending, outcomes, threshold, priority, library_created):
         outcomes[one.position] = result.error if isinstance(result, Refused) else result
     return record_library_adds([outcome for outcome in outcomes if outcome is not None])
 
@@ -219,6 +221,7 @@ def embed_and_add(
     outcomes: list[Outcome | None],
     threshold: float | None,
     priority: Priority,
+    library_created: float | None = None,
 ) -> list[tuple[Pending, AddResult | Refused]]:
     """Decodes each distinct file once, embeds them in one forward pass, and adds every pending item
     in one store call (a copy of an earlier item of the call gets its vector: the store finds it exact)."""
@@ -247,7 +250,12 @@ def embed_and_add(
     images = [NewImage(vectors[one.digest], one.id, one.metadata, one.digest, thumbnails[one.digest]) for one in ready]
     labels = [one.item.label for one in ready]
     added = store.add_batch(
-        library, images, model_version=embedder.model_version, dedup_threshold=threshold, labels=labels
+        library,
+        images,
+        model_version=embedder.model_version,
+        dedup_threshold=threshold,
+        labels=labels,
+        library_created=library_created,
     )
     return list(zip(ready, added, strict=True))
 

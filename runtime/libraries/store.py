@@ -172,11 +172,16 @@ class LibraryStore(ABC, Generic[HandleT]):
         model_version: str,
         dedup_threshold: float | None,
         labels: list[str] | None = None,
+        library_created: float | None = None,
     ) -> list[AddResult | Refused]:
         """As ``add_images``, but an item that breaks a rule (id, metadata, id taken) is ``Refused``
         and the others go on. Errors of the whole call (library, model, quota) still raise.
-        ``labels`` name the items in error messages (default ``images[<position>]``)."""
-        return self._add(name, images, model_version, dedup_threshold, strict=False, labels=labels)
+        ``labels`` name the items in error messages (default ``images[<position>]``);
+        ``library_created``: the library must be the one made then (an import's), not one made since
+        under the same name (404 ``library_not_found``)."""
+        return self._add(
+            name, images, model_version, dedup_threshold, strict=False, labels=labels, created=library_created
+        )
 
     def add_image(
         self,
@@ -212,6 +217,7 @@ class LibraryStore(ABC, Generic[HandleT]):
         *,
         strict: bool,
         labels: list[str] | None = None,
+        created: float | None = None,
     ) -> list[AddResult | Refused]:
         check_score(threshold, "threshold")
         name = check_library_name(name)
@@ -222,6 +228,8 @@ class LibraryStore(ABC, Generic[HandleT]):
         if not checked:
             return [result for result in results if result is not None]
         with span("store"), self._writing(name) as (library, held):
+            if created is not None and library.create_time != created:
+                raise library_not_found(name)
             check_model_version(library, model_version)
             taken = set(self._existing_ids(held, [image.id or "" for _, image in checked]))
             for position, image in checked:

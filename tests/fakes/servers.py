@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -155,3 +156,57 @@ class SageMakerRuntime:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.http.close()
+
+
+class HeldAnswers:
+    """A loopback server that takes each request and answers nothing until ``release``: then the
+    connections close, or, given ``answer``, each held request and every later one gets a 200 with
+    those bytes. An import fetching its manifest or its images from here runs until then.
+    ``arrived`` is set once a request is held."""
+
+    def __init__(self, answer: bytes | None = None) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        self.answer = answer
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        self._lock = threading.Lock()  # a request taken while ``release`` runs is answered, not held forever
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self.sock.accept()[0]
+            except OSError:
+                return
+            with self._lock:
+                if not self.released.is_set():
+                    self.held.append(conn)
+                    self.arrived.set()
+                    continue
+            self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        if self.answer is not None:
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(self.answer)}\r\n\r\n"
+            try:
+                conn.recv(65536)
+                conn.sendall(head.encode() + self.answer)
+            except OSError:
+                pass
+        conn.close()
+
+    def release(self) -> None:
+        with self._lock:
+            self.released.set()
+        if self.answer is None:
+            self.sock.close()
+        for conn in self.held:
+            self._answer(conn)
+
+
+def held_images_manifest(held: HeldAnswers, count: int) -> FileServer:
+    """A manifest of ``count`` image URLs, every one of them on ``held``."""
+    lines = [json.dumps({"url": f"{held.base}/{n}.png", "id": f"held-{n}"}) for n in range(count)]
+    return FileServer({"/held.jsonl": (200, {"Content-Type": "application/jsonl"}, "\n".join(lines).encode())})

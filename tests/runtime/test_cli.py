@@ -184,7 +184,36 @@ def test_help_shows_defaults_and_points_to_the_settings():
 def test_listening_beyond_loopback_needs_an_api_key():
     error = refused("--host", "0.0.0.0", "--smoke")
     assert error.startswith("error: --host 0.0.0.0: not a loopback address, so other machines can reach the API")
-    assert "give --api-key (or IMSIM_API_KEY)" in error
+    assert "give --api-key (or IMSIM_API_KEY)" in error and "or --insecure-no-auth" in error
+
+
+def test_insecure_no_auth_serves_beyond_loopback_and_says_so(tiny_settings, tmp_path):
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "runtime", "serve", "--host", "0.0.0.0", "--port", str(port), "--insecure-no-auth"),
+        *("--model", tiny_settings.model, "--pretrained", tiny_settings.pretrained, "--device", "cpu"),
+        *("--weights", tiny_settings.weights, "--model-config", tiny_settings.model_config_path),
+        *("--data-dir", str(tmp_path), "--log-level", "warning"),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("IMSIM_API_KEY", None)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stderr.readline()  # printed before the model loads; the old serve exited 2 here
+        assert first.startswith("warning: --insecure-no-auth: listening on 0.0.0.0 without an API key"), first
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            while process.poll() is None:
+                try:
+                    answer = client.get("/libraries")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            assert process.poll() is None, process.stderr.read()
+            assert answer.status_code == 200, answer.text  # no key asked
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        process.stderr.close()
 
 
 def test_only_loopback_and_the_sagemaker_container_go_without_a_key():
@@ -197,4 +226,7 @@ def test_only_loopback_and_the_sagemaker_container_go_without_a_key():
         with pytest.raises(SettingsError, match="not a loopback address"):
             check_key_beyond_loopback(Settings(), host, sagemaker=False)
         check_key_beyond_loopback(Settings(api_key="k" * 20), host, sagemaker=False)
+        assert "--insecure-no-auth" in (
+            check_key_beyond_loopback(Settings(), host, sagemaker=False, insecure=True) or ""
+        )
     check_key_beyond_loopback(Settings(), "0.0.0.0", sagemaker=True)  # only SageMaker reaches it (IAM-signed)

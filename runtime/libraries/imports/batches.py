@@ -41,11 +41,20 @@ def given_twice(item: ImportItem) -> dict[str, str]:
 
 
 class BatchImporter:
-    def __init__(self, embedder: Embedder, store: LibraryStore[Any], *, local_files: bool = False):
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: LibraryStore[Any],
+        *,
+        local_files: bool = False,
+        library_created: float | None = None,
+    ):
         self.embedder = embedder
         self.store = store
         self.local_files = local_files
         """Locations may be file paths (the CLI's folder source); never for a request's items."""
+        self.library_created = library_created
+        """The library's ``create_time`` when the job started (see ``LibraryStore.add_batch``)."""
 
     def run(
         self, library: str, items: list[ImportItem], *, threshold: float | None, seen: ExactSeen | None = None
@@ -75,7 +84,16 @@ class BatchImporter:
     ) -> list[Outcome]:
         adds = [AddItem(self.source_of(item), item.id, item.metadata, named_by_content=True) for item in items]
         try:
-            return add_items(self.store, self.embedder, library, adds, threshold=threshold, priority=BATCH, seen=seen)
+            return add_items(
+                self.store,
+                self.embedder,
+                library,
+                adds,
+                threshold=threshold,
+                priority=BATCH,
+                seen=seen,
+                library_created=self.library_created,
+            )
         except ApiError as exc:
             if exc.code in JOB_STOPPING_CODES:
                 raise JobStopped(exc) from exc

@@ -14,9 +14,10 @@ from runtime.libraries.store import Added, AddResult, Duplicate
 
 DUPLICATE_TIERS = ("exact", "similar")
 """``exact``: the same bytes (content hash); ``similar``: the embedding at or above the threshold."""
-IGNORE_REASONS = ("not_an_image_name", "hidden_file")
-"""Why a listed file or object is not imported: its name has no image format's suffix, or it is a
-hidden file (``.DS_Store``, macOS's ``._IMG_0001.jpg`` resource forks)."""
+IGNORE_REASONS = ("not_an_image_name", "hidden_file", "not_a_regular_file", "link_outside_folder")
+"""Why a listed file or object is not imported: its name has no image format's suffix, it is a
+hidden file (``.DS_Store``, macOS's ``._IMG_0001.jpg`` resource forks), it is no regular file (a
+FIFO, a socket, a device: its read might never end), or it is a symlink leading out of the folder."""
 COUNTS = (
     "processed",
     "added",

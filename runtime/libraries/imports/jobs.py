@@ -43,6 +43,8 @@ ENDED = ("succeeded", "failed", "cancelled")
 EARLIER_COUNT_NAMES = {"duplicates": "duplicates_similar", "skipped": "already_present"}
 """Counts of records written before duplicates had tiers (their tier is not known)."""
 JOB_FILE, ITEMS_FILE, RESULTS_FILE = "job.json", "items.jsonl", "results.jsonl"
+CANCEL_FILE = "cancel"
+"""Made when a cancel is asked: the job stops at its next batch, and a restart does not resume it."""
 FAILURES_FILE = "failures.jsonl"
 MAX_FAILURE_TEXT = 512
 """The longest item name or message a kept failure holds (in characters): ids are far shorter, and
@@ -71,6 +73,9 @@ class ImportJob:
     """Where the per-item results are (a file, or an ``s3://`` prefix on AWS)."""
     error: str | None = None
     """Why a failed job stopped (a request-level problem: the library went away, the source vanished)."""
+    library_created: float | None = None
+    """The library's ``create_time`` when the job started: a library deleted and made again under the
+    same name is another library, and the job adds nothing to it."""
 
     @property
     def finished(self) -> bool:
@@ -130,6 +135,23 @@ class FileJobs:
             folder.mkdir(parents=True, exist_ok=True)
             write_atomically(folder / JOB_FILE, json.dumps(asdict(job)).encode())
         return job
+
+    def update(self, job: ImportJob) -> ImportJob:
+        """As ``save``, for a job whose folder exists: a job whose folder was removed (its library
+        deleted) is not made again (``FileNotFoundError``)."""
+        with disk_writes(self.folder_of(job.import_id)):
+            write_atomically(self.folder_of(job.import_id) / JOB_FILE, json.dumps(asdict(job)).encode())
+        return job
+
+    def exists(self, import_id: str) -> bool:
+        return (self.folder_of(import_id) / JOB_FILE).exists()
+
+    def request_cancel(self, import_id: str) -> None:
+        with disk_writes(self.folder_of(import_id)):
+            (self.folder_of(import_id) / CANCEL_FILE).touch()  # concurrent cancels all make the same file
+
+    def cancel_requested(self, import_id: str) -> bool:
+        return (self.folder_of(import_id) / CANCEL_FILE).exists()
 
     def get(self, library: str, import_id: str) -> ImportJob:
         path = self.folder_of(check_import_id(library, import_id)) / JOB_FILE

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.embedder import Embedder
-from runtime.errors import TOO_MANY_IMPORTS, ApiError, BadRequest, Conflict
+from runtime.errors import TOO_MANY_IMPORTS, ApiError, BadRequest, Conflict, StorageFull
 from runtime.libraries.adding import ExactSeen, dedup_threshold
 from runtime.libraries.imports.batches import BatchImporter, JobStopped
 from runtime.libraries.imports.jobs import RESULTS_FILE, FileJobs, ImportJob, new_import_id
@@ -74,7 +74,7 @@ def listed_items(source: dict[str, str], settings: Settings, scratch: Path) -> I
     elif kind == "source":
         yield s3_prefix_items(location, settings)
     elif "://" not in location:  # the CLI's local manifest file
-        yield manifest_file_items(location)
+        yield manifest_file_items(location, source.get("allow_files"))
     else:
         with tempfile.TemporaryFile(dir=scratch) as manifest:
             read_manifest(location, settings, manifest)
@@ -109,6 +109,19 @@ def invalid_token() -> BadRequest:
     return BadRequest("next_token: not a token this API gave", code="invalid_next_token")
 
 
+def reads_local_files(source: dict[str, str]) -> bool:
+    """A folder's, or a local manifest's with ``--allow-files`` (its paths were checked when listed)."""
+    return "folder" in source or "allow_files" in source
+
+
+def resumed_at_start(job: ImportJob) -> bool:
+    """Whether a server's start resumes this job: one left ``running`` (its process was killed), or
+    one of a request (an ``s3://`` prefix, a remote manifest) left ``interrupted`` by a shutdown."""
+    kind, location = next(iter(job.source.items()))
+    from_a_request = kind == "source" or (kind == "manifest" and "://" in location)
+    return job.status == "running" or (job.status == "interrupted" and from_a_request)
+
+
 class ImportRunner:
     """Runs one job to its end, batch by batch; resumable (see jobs.py)."""
 
@@ -118,6 +131,25 @@ class ImportRunner:
         self.store = store
         self.jobs = jobs
         self._job_lock = threading.Lock()
+        self._abandoned = False
+
+    def abandon(self) -> None:
+        """At shutdown, past the grace period: the jobs still running write no more records (their
+        batches still append results: a resumed job counts from those)."""
+        with self._job_lock:
+            self._abandoned = True
+
+    def _save(self, job: ImportJob) -> ImportJob:
+        """The job's record, unless the job was abandoned at shutdown or its library deleted (its
+        folder is gone: nothing makes it again)."""
+        with self._job_lock:
+            if self._abandoned or not self.jobs.exists(job.import_id):
+                return job
+            try:
+                return self.jobs.update(job)
+            except StorageFull:  # the job goes on as it is; how it ends is shown (LocalImports._shown)
+                log.warning("import %s: its record could not be written (the disk is full)", job.import_id)
+                return job
 
     def run(
         self,
@@ -127,29 +159,38 @@ class ImportRunner:
         stopping: threading.Event | None = None,
         progress: Progress | None = None,
     ) -> ImportJob:
-        """Run to the end, or until ``cancelled`` (the job ends ``cancelled``) or ``stopping`` (the
-        server shuts down: the job stays ``running`` and the next start resumes it)."""
+        """Run to the end, or until ``cancelled`` (the job ends ``cancelled`` once the batches in
+        flight are done) or ``stopping`` (the server shuts down: the job ends ``interrupted``, and the
+        next start resumes it)."""
         cancelled = cancelled or threading.Event()
         stopping = stopping or threading.Event()
         try:
-            job = self.jobs.save(replace(job, total=self._list(job)))
+            job = self._save(replace(job, total=self._list(job)))
             counts, finished = self.jobs.restore(job.import_id)
             job = self._run_batches(replace(job, counts=counts), finished, cancelled, stopping, progress)
-            if stopping.is_set() and not cancelled.is_set():
-                return job
-            status = "cancelled" if cancelled.is_set() else "succeeded"
-            return self.jobs.save(replace(job, status=status, end_time=time.time()))
+            if cancelled.is_set():
+                return self._save(replace(job, status="cancelled", end_time=time.time()))
+            if stopping.is_set():
+                return self._save(replace(job, status="interrupted"))
+            return self._save(replace(job, status="succeeded", end_time=time.time()))
         except JobStopped as stop:
-            return self._fail(job, stop.error.message)
+            return self._fail(job, stop.error.message, cancelled)
+        except StorageFull as full:  # nothing of the batch was written: once space is freed it goes on
+            latest = self.jobs.find(job.import_id) or job
+            return self._save(replace(latest, status="interrupted", error=f"interrupted: {full.message}"))
         except ApiError as exc:
-            return self._fail(job, exc.message)
+            return self._fail(job, exc.message, cancelled)
         except Exception as exc:
+            if not self.jobs.exists(job.import_id) or self._abandoned:
+                return job  # its library was deleted, or the server stopped under it: nothing to record
             log.exception("import %s failed", job.import_id)
-            return self._fail(job, f"internal error ({exc.__class__.__name__})")
+            return self._fail(job, f"internal error ({exc.__class__.__name__})", cancelled)
 
-    def _fail(self, job: ImportJob, message: str) -> ImportJob:
-        latest = self.jobs.get(job.library, job.import_id)
-        return self.jobs.save(replace(latest, status="failed", error=message, end_time=time.time()))
+    def _fail(self, job: ImportJob, message: str, cancelled: threading.Event) -> ImportJob:
+        latest = self.jobs.find(job.import_id) or job
+        if cancelled.is_set():  # cancelled while its last batch failed (its library deleted): cancelled
+            return self._save(replace(latest, status="cancelled", end_time=time.time()))
+        return self._save(replace(latest, status="failed", error=message, end_time=time.time()))
 
     def _list(self, job: ImportJob) -> int:
         """Lists the source once into the job's items file (a resumed job reads that again); how many."""
@@ -171,8 +212,11 @@ class ImportRunner:
         in_flight = max(1, self.settings.import_batches_in_flight)
         seen = ExactSeen(keep=CLAIMS_KEPT_PER_BATCH_IN_FLIGHT * in_flight * job.batch_size)
         todo = pending_batches(self.jobs, job, finished)
+        created = job.library_created or self.store.get_library(job.library).create_time
         with ThreadPoolExecutor(in_flight, thread_name_prefix="import-batch") as batches:
-            importer = BatchImporter(self.embedder, self.store, local_files=job.source.keys() == {"folder"})
+            importer = BatchImporter(
+                self.embedder, self.store, local_files=reads_local_files(job.source), library_created=created
+            )
 
             def one(n: int, batch: list[ImportItem]) -> dict[str, Any]:
                 return {"batch": n, **importer.run(job.library, batch, threshold=threshold, seen=seen)}
@@ -190,8 +234,7 @@ class ImportRunner:
                 for future in done:
                     result = future.result()  # JobStopped ends the job; the batches in flight finish first
                     self.jobs.append_result(job.import_id, result)
-                    with self._job_lock:
-                        job = self.jobs.save(job.with_counts(result))
+                    job = self._save(job.with_counts(result))
                     if progress is not None:
                         progress(job, result)
 
@@ -208,13 +251,15 @@ class LocalImports:
         self._threads: dict[str, threading.Thread] = {}
         self._libraries: dict[str, str] = {}
         """Each import this process started or resumed: its library."""
+        self._ended: dict[str, ImportJob] = {}
+        """How each job this process ran ended, as its thread saw it (its record may not say it)."""
         self._starting = threading.Lock()
         self._stopping = threading.Event()
 
     def start(self, library: str, source: dict[str, str], *, dedup: bool, threshold: float | None) -> ImportJob:
         check_source(source, self.settings)
         dedup_threshold(dedup, threshold, self.settings)  # a bad threshold is a 400 now, not a failed job later
-        self.store.get_library(library)  # an unknown library is a 404 now, not a failed job later
+        created = self.store.get_library(library).create_time  # an unknown library is a 404 now, not later
         import_id = new_import_id()
         job = ImportJob(
             import_id,
@@ -224,6 +269,7 @@ class LocalImports:
             threshold=threshold,
             batch_size=self.settings.import_batch,
             results=str(self.jobs.folder_of(import_id) / RESULTS_FILE),
+            library_created=created,
         )
         with self._starting:  # the count and the launch together: two starts never both take the last slot
             self._check_room(library)
@@ -259,28 +305,57 @@ class LocalImports:
         return thread is not None and thread.is_alive()
 
     def resume(self) -> list[str]:
-        """Start again every job a killed process left running; their ids. (Every job's files are
+        """Start again every job a killed process left ``running``, and every job of a request a
+        stopped server left ``interrupted`` (the CLI's, stopped with Ctrl-C, wait for ``import
+        --resume``); one whose cancel was asked ends ``cancelled``. Their ids. (Every job's files are
         upgraded first: one recorded by an earlier version lists its failures like the others.)"""
         jobs = self.jobs.all()
         for job in jobs:
             self.jobs.upgrade(job.import_id)
-        running = [job for job in jobs if job.status == "running" and job.import_id not in self._threads]
-        for job in running:
+        resumed = []
+        for job in jobs:
+            if job.import_id in self._threads or not resumed_at_start(job):
+                continue
+            if self.jobs.cancel_requested(job.import_id):
+                self.jobs.save(replace(job, status="cancelled", end_time=time.time()))
+                continue
             log.info("resuming import %s into %r", job.import_id, job.library)
-            self._launch(job)
-        return [job.import_id for job in running]
+            self._launch(replace(job, status="running", error=None))
+            resumed.append(job.import_id)
+        return resumed
 
-    def stop(self, timeout: float = 120) -> None:
-        """At shutdown, before the store closes: the batches in flight finish, the jobs stay running."""
+    def stop(self, grace_s: float | None = None) -> None:
+        """At shutdown, before the store closes: no new batch starts; the batches in flight have
+        ``import_stop_grace_s`` in all to finish, and every job ends ``interrupted`` (the next start
+        resumes it). A job still in a batch then (a slow fetch) is left to the process's end: what
+        it finished is in its results, and the batch is redone."""
         self._stopping.set()
+        deadline = time.monotonic() + (self.settings.import_stop_grace_s if grace_s is None else grace_s)
         for thread in list(self._threads.values()):
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.runner.abandon()
+        for import_id, thread in list(self._threads.items()):
+            latest = self.jobs.find(import_id)
+            if thread.is_alive() and latest is not None and not latest.finished:
+                self.jobs.save(replace(latest, status="interrupted"))
 
     def get(self, library: str, import_id: str) -> ImportJob:
-        return self.jobs.get(library, import_id)
+        return self._shown(self.jobs.get(library, import_id))
 
     def list_jobs(self, library: str) -> list[ImportJob]:
-        return self.jobs.list_jobs(library)
+        return [self._shown(job) for job in self.jobs.list_jobs(library)]
+
+    def _shown(self, job: ImportJob) -> ImportJob:
+        """A job recorded ``running`` whose thread here has ended could not write its end (a full
+        disk): it is shown as it ended, and the next start resumes it."""
+        thread = self._threads.get(job.import_id)
+        if job.status != "running" or thread is None or thread.is_alive():
+            return job
+        ended = self._ended.get(job.import_id)
+        if ended is not None and ended.finished:
+            return ended
+        error = ended.error if ended is not None and ended.error else "interrupted: its record could not be written"
+        return replace(job, status="interrupted", error=error)
 
     def failures(self, job: ImportJob, limit: int) -> list[dict[str, Any]]:
         return self.jobs.failures(job.import_id, limit)
@@ -297,36 +372,39 @@ class LocalImports:
         return found, encode_token({"after": end}) if more else None
 
     def cancel(self, library: str, import_id: str) -> ImportJob:
+        """Asks the job to stop and answers at once: a running job ends ``cancelled`` once its
+        batches in flight are done (no new one starts); one not running here ends now."""
         job = self.jobs.get(library, import_id)
         if job.finished:
             raise Conflict(f"import {import_id!r} has already {job.status}", code="import_finished")
+        self.jobs.request_cancel(import_id)  # a restart before it stops does not resume it
         self._cancel.setdefault(import_id, threading.Event()).set()
-        thread = self._threads.get(import_id)
-        if thread is not None:
-            thread.join()  # the batches in flight finish; no new one starts
-        job = self.jobs.get(library, import_id)
-        if not job.finished:  # not running in this process
-            job = self.jobs.save(replace(job, status="cancelled", end_time=time.time()))
+        if not self._is_running(import_id):
+            return self.jobs.save(replace(job, status="cancelled", end_time=time.time()))
         return job
 
     def forget_library(self, library: str) -> None:
-        for job in self.jobs.list_jobs(library):
+        """The library was deleted: its jobs are asked to stop, and their records and files go after
+        at most ``import_stop_grace_s``. A job still in a batch then (a slow fetch) adds nothing when
+        it ends: the library it started on is gone, even if one of the same name is made meanwhile."""
+        forgotten = self.jobs.list_jobs(library)
+        for job in forgotten:
             self._cancel.setdefault(job.import_id, threading.Event()).set()
-            thread = self._threads.pop(job.import_id, None)
+        deadline = time.monotonic() + self.settings.import_stop_grace_s
+        for job in forgotten:
+            thread = self._threads.get(job.import_id)
             if thread is not None:
-                thread.join()  # its batches in flight finish (the library is gone: they stop it)
-            self._cancel.pop(job.import_id, None)
-            self._libraries.pop(job.import_id, None)
+                thread.join(max(0.0, deadline - time.monotonic()))
+        for job in forgotten:  # a thread still running counts against the server's imports until it ends
             self.jobs.remove(job.import_id)
 
     def _launch(self, job: ImportJob) -> None:
         cancelled = self._cancel.setdefault(job.import_id, threading.Event())
-        thread = threading.Thread(
-            target=self.runner.run,
-            args=(job,),
-            kwargs={"cancelled": cancelled, "stopping": self._stopping},
-            name=f"import-{job.import_id[:8]}",
-        )
+
+        def run() -> None:
+            self._ended[job.import_id] = self.runner.run(job, cancelled=cancelled, stopping=self._stopping)
+
+        thread = threading.Thread(target=run, name=f"import-{job.import_id[:8]}")
         thread.daemon = True
         self._threads[job.import_id] = thread
         self._libraries[job.import_id] = job.library

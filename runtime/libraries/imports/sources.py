@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -93,17 +94,43 @@ def id_of_path(relative: str) -> str:
 
 def folder_items(folder: str | Path) -> Iterator[ImportItem]:
     """Every file under ``folder`` (recursive, sorted, symlinked folders not followed); those that are
-    not images to import carry why (``ignored``)."""
+    not images to import carry why (``ignored``): by their name, or because they are no regular file
+    (a FIFO named ``*.png`` would block its read forever) or a symlink leading out of the folder."""
     root = Path(folder)
     if not root.is_dir():
         raise BadRequest(f"source: {folder} is not a folder", code="invalid_source")
+    real_root = os.path.realpath(root)
     position = 0
     for directory, subdirectories, files in os.walk(root):
         subdirectories.sort()
         for name in sorted(files):
             path = Path(directory) / name
-            yield listed_item(position, str(path), path.relative_to(root).as_posix())
+            item = listed_item(position, str(path), path.relative_to(root).as_posix())
+            if item.ignored is None:
+                item = replace(item, ignored=folder_file_reason(path, real_root))
+            yield item
             position += 1
+
+
+def folder_file_reason(path: Path, real_root: str) -> str | None:
+    """Why a file a folder lists is not read: a symlink out of the folder, or not a regular file."""
+    resolved = os.path.realpath(path)
+    if os.path.commonpath([real_root, resolved]) != real_root:
+        return "link_outside_folder"
+    reason = file_ignore_reason(resolved)
+    return None if reason == "missing" else reason  # a file gone since: its read says so
+
+
+def file_ignore_reason(path: str | Path) -> str | None:
+    """``not_a_regular_file`` (a FIFO, a socket, a device: reading one may never end), ``missing``,
+    or None: a regular file, or one whose read will say what is wrong."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else "not_a_regular_file"
 
 
 # --- s3:// prefix --------------------------------------------------------------------------
@@ -189,10 +216,35 @@ def manifest_items(lines: BinaryIO) -> Iterator[ImportItem]:
             yield manifest_item(position, raw)
 
 
-def manifest_file_items(path: str | Path) -> Iterator[ImportItem]:
-    """The items of a local manifest file (the CLI's), read a line at a time."""
+def manifest_file_items(path: str | Path, allow_files: str | None = None) -> Iterator[ImportItem]:
+    """The items of a local manifest file (the CLI's), read a line at a time; a line naming a local
+    file is one to read only under ``allow_files`` (``local_file``), in both of the CLI's modes."""
     with open(path, "rb") as lines:
-        yield from manifest_items(lines)
+        for item in manifest_items(lines):
+            yield local_file(item, allow_files)
+
+
+def local_file(item: ImportItem, allow_files: str | None) -> ImportItem:
+    """A manifest line whose url is a bare path names a file on this machine: it is refused unless
+    ``--allow-files DIR`` was given and the file, resolved (``..`` and symlinks followed), is a
+    regular file under DIR; a relative path is taken from DIR. The item then holds the resolved path."""
+    if item.problem is not None or "://" in item.location:
+        return item
+    if allow_files is None:
+        message = f"url: {item.location} is a local file; a manifest names local files only with --allow-files DIR"
+        return refused_file(item, message)
+    root = os.path.realpath(allow_files)
+    resolved = os.path.realpath(os.path.join(root, item.location))
+    if os.path.commonpath([root, resolved]) != root:
+        return refused_file(item, f"url: {item.location} is outside the --allow-files folder {root}")
+    reason = file_ignore_reason(resolved)
+    if reason not in (None, "missing"):
+        return refused_file(item, f"url: {item.location} is not a regular file")
+    return replace(item, location=resolved)
+
+
+def refused_file(item: ImportItem, message: str) -> ImportItem:
+    return replace(item, problem=problem("url", "url_refused", message))
 
 
 def bounded_lines(lines: BinaryIO) -> Iterator[bytes | int]:

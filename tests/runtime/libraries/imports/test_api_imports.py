@@ -4,14 +4,14 @@ server, a JSONL manifest over http, and every kind of bad input."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.fakes.images import image_bytes
-from tests.fakes.servers import FileServer, LiveServer
+from tests.fakes.servers import FileServer, HeldAnswers, LiveServer, held_images_manifest
 from tests.runtime.libraries.imports.conftest import BUCKET, IMAGES, wait_for_end
 
 
@@ -58,7 +58,12 @@ def test_prefix_import_adds_every_image_once_and_reports_the_bad_one(api):
         "duplicates_by_tier": {"exact": 0, "similar": 0},
         "already_present": 0,
         "ignored": 1,
-        "ignored_by_reason": {"not_an_image_name": 1, "hidden_file": 0},
+        "ignored_by_reason": {
+            "not_an_image_name": 1,
+            "hidden_file": 0,
+            "not_a_regular_file": 0,
+            "link_outside_folder": 0,
+        },
         "failed": 1,
     }
     assert job["failures"] == [
@@ -289,27 +294,62 @@ def test_deleting_a_library_deletes_its_imports_files(api):
     assert gone.status_code == 404 and gone.json()["code"] == "import_not_found"
 
 
-class HeldAnswers:
-    """A loopback server that takes each request and answers nothing until ``release`` (then the
-    connections close): an import fetching its manifest from here runs until then."""
+def held_settings(tiny_settings, tmp_path):
+    return tiny_settings.replace(
+        data_dir=str(tmp_path), fetch_allow_networks=("127.0.0.1/32",), fetch_timeout_s=600, import_batch=2
+    )
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                self.held.append(self.sock.accept()[0])
-            except OSError:
-                return
+def test_a_cancel_answers_at_once_and_40_of_them_leave_the_api_answering(tiny_settings, tiny_engine, tmp_path):
+    held = HeldAnswers()
+    manifest = held_images_manifest(held, 8)
+    with LiveServer.start(held_settings(tiny_settings, tmp_path), tiny_engine) as live:
+        try:
+            new_library(live, "slow")
+            job = start(live, "slow", {"manifest": f"{manifest.base}/held.jsonl"})
+            assert held.arrived.wait(60), "the import never fetched its images"
+            path = f"/libraries/slow/imports/{job['import_id']}"
+            with httpx.Client(base_url=live.url, timeout=30) as client:
+                first = client.delete(path)  # the old code waited for the job's thread: the fetch's timeout
+                assert first.status_code == 200 and first.json()["status"] == "running", first.text
+                with ThreadPoolExecutor(41) as pool:
+                    cancels = [pool.submit(client.delete, path) for _ in range(40)]
+                    listing = pool.submit(client.get, "/libraries")
+                    answers = [one.result() for one in cancels]
+                    listed = listing.result()
+            assert {answer.status_code for answer in answers} == {200}
+            assert listed.status_code == 200 and [one["name"] for one in listed.json()["libraries"]] == ["slow"]
+            assert not held.released.is_set(), "every answer came while the images were still held"
+        finally:
+            held.release()
+            manifest.close()
+        ended = wait_for_end(live.client, "slow", job["import_id"])
+        assert ended["status"] == "cancelled", ended
+        assert ended["counts"]["processed"] < 8  # it stopped after the batches in flight
 
-    def release(self) -> None:
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
+
+def test_deleting_a_library_stops_its_imports_and_a_new_one_of_its_name_gets_nothing(
+    tiny_settings, tiny_engine, tmp_path
+):
+    held = HeldAnswers(answer=image_bytes(7))
+    manifest = held_images_manifest(held, 4)
+    with LiveServer.start(held_settings(tiny_settings, tmp_path), tiny_engine) as live:
+        try:
+            new_library(live, "again")
+            job = start(live, "again", {"manifest": f"{manifest.base}/held.jsonl"})
+            assert held.arrived.wait(60), "the import never fetched its images"
+            with httpx.Client(base_url=live.url, timeout=30) as client:
+                deleted = client.delete("/libraries/again")  # the old code waited for the fetch's timeout
+            assert deleted.status_code == 200 and deleted.json()["deleted"], deleted.text
+            new_library(live, "again")
+        finally:
+            held.release()  # the held images arrive now, after the library was made again
+            manifest.close()
+        live.server.config.app.state.imports.wait(job["import_id"])
+        assert live.client.get("/libraries/again").json()["image_count"] == 0
+        gone = live.client.get(f"/libraries/again/imports/{job['import_id']}")
+        assert gone.status_code == 404 and gone.json()["code"] == "import_not_found"
+        assert not (tmp_path / "imports" / job["import_id"]).exists()
 
 
 def test_running_imports_are_capped_per_library_and_per_server(tiny_settings, tiny_engine, tmp_path):
@@ -359,3 +399,43 @@ def test_only_the_newest_ended_imports_are_kept(tiny_settings, tiny_engine, tmp_
         listed = [job["import_id"] for job in live.client.get("/libraries/kept/imports").json()["imports"]]
         assert listed == ids[-2:]
         assert sorted(path.name for path in (tmp_path / "imports").iterdir()) == sorted(ids[-2:])
+
+
+def test_a_full_disk_interrupts_the_import_visibly_and_it_goes_on_once_space_is_freed(
+    tiny_settings, tiny_engine, tmp_path
+):
+    """SQLite's own SQLITE_FULL (``PRAGMA max_page_count`` on the store's connection) in a batch: the
+    job ends ``interrupted`` with the store's message, not ``running`` with frozen counts; once space
+    is freed the same import, started again, adds the rest."""
+    count = 12
+    pictures = {f"/p{n}.png": (200, {"Content-Type": "image/png"}, image_bytes(n)) for n in range(count)}
+    lines = [
+        json.dumps({"url": f"/p{n}.png", "id": f"p{n}", "metadata": {"pad": {"text": "x" * 3000}}})
+        for n in range(count)
+    ]
+    files = FileServer(pictures)
+    files.routes["/full.jsonl"] = (
+        200,
+        {},
+        "\n".join(line.replace('"/p', f'"{files.base}/p') for line in lines).encode(),
+    )
+    settings = tiny_settings.replace(data_dir=str(tmp_path), fetch_allow_networks=("127.0.0.1/32",), import_batch=2)
+    try:
+        with LiveServer.start(settings, tiny_engine) as live:
+            new_library(live, "full")
+            connection = live.server.config.app.state.libraries._database()._db
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count = {pages + 2}")
+            body = {"manifest": f"{files.base}/full.jsonl", "dedup": False}
+            job = wait_for_end(live.client, "full", start(live, "full", body)["import_id"])
+            assert job["status"] == "interrupted", job
+            assert "the disk is full" in job["error"] and job["counts"]["processed"] < count
+            assert job["end_time"] is None
+
+            connection.execute("PRAGMA max_page_count = 1000000")  # space freed
+            again = wait_for_end(live.client, "full", start(live, "full", body)["import_id"])
+            assert again["status"] == "succeeded", again
+            assert again["counts"]["added"] + again["counts"]["already_present"] == count
+            assert live.client.get("/libraries/full").json()["image_count"] == count
+    finally:
+        files.close()

@@ -262,3 +262,94 @@ def test_an_interrupted_import_is_resumed_by_its_id(folder, tiny_settings, tiny_
     assert jobs.find(job.import_id).status == "succeeded"
     assert jobs.find(job.import_id).counts["added"] == 6
     assert main(["import", "--resume", job.import_id, *flags]) == 2  # already succeeded
+
+
+def test_a_manifest_names_local_files_only_under_allow_files_in_both_modes(
+    tiny_settings, tiny_engine, tmp_path, capsys
+):
+    """Through --api the CLI once read every bare path of a manifest and uploaded it (``/etc/hostname``
+    reached the server). Now a local file is read only under --allow-files DIR, resolved: a path, a
+    ``..`` or a symlink leading out of DIR is refused, in the same words directly and through the API."""
+    from runtime.cli import main
+
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    (allowed / "inside.png").write_bytes(image_bytes(1))
+    (outside / "secret.png").write_bytes(image_bytes(2))
+    (allowed / "link.png").symlink_to(outside / "secret.png")
+    manifest = tmp_path / "files.jsonl"
+    lines = [
+        {"url": "inside.png", "id": "inside"},
+        {"url": str(outside / "secret.png"), "id": "absolute"},
+        {"url": "../outside/secret.png", "id": "dotdot"},
+        {"url": "link.png", "id": "link"},
+    ]
+    manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+
+    def imported(mode: list[str], *flags: str) -> tuple[set[str], list[dict]]:
+        results = tmp_path / f"failures-{len(list(tmp_path.iterdir()))}.jsonl"
+        args = ["import", str(manifest), "--library", "files", "--create", "--results", str(results), *flags]
+        assert main([*args, *mode]) == 1
+        capsys.readouterr()
+        failures = [json.loads(line) for line in results.read_text().splitlines()]
+        return {failure["item"] for failure in failures}, failures
+
+    with LiveServer.start(tiny_settings.replace(data_dir=str(tmp_path / "served")), tiny_engine) as live:
+        api = ["--api", live.url]
+        refused, failures = imported(api)  # no --allow-files: no local file at all
+        assert refused == {"inside", "absolute", "dotdot", "link"}
+        assert {failure["code"] for failure in failures} == {"url_refused"}
+        assert live.client.get("/libraries/files").json()["image_count"] == 0
+        refused, api_failures = imported(api, "--allow-files", str(allowed))
+        assert refused == {"absolute", "dotdot", "link"}
+        assert [image["id"] for image in live.client.get("/libraries/files/images").json()["images"]] == ["inside"]
+    direct = ["--data-dir", str(tmp_path / "direct"), *model_flags(tiny_settings)]
+    refused, direct_failures = imported(direct, "--allow-files", str(allowed))
+    assert sorted(direct_failures, key=str) == sorted(api_failures, key=str)
+    assert "outside the --allow-files folder" in api_failures[0]["message"]
+
+
+def test_allow_files_is_refused_where_it_means_nothing(folder, tmp_path, capsys):
+    from runtime.cli import main
+
+    assert main(["import", str(folder), "--library", "a", "--allow-files", str(tmp_path)]) == 2
+    assert "--allow-files: goes with a local manifest file" in capsys.readouterr().err
+
+
+@pytest.fixture
+def hostile_folder(tmp_path) -> Path:
+    """One picture, a FIFO named ``*.png`` (opening it for reading blocks until a writer comes), and a
+    symlink to a picture outside the folder."""
+    root, outside = tmp_path / "hostile", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    (root / "real.png").write_bytes(image_bytes(4))
+    os.mkfifo(root / "pipe.png")
+    (outside / "private.png").write_bytes(image_bytes(5))
+    (root / "away.png").symlink_to(outside / "private.png")
+    return root
+
+
+def test_a_folder_lists_its_fifos_and_outward_links_as_ignored(hostile_folder):
+    from runtime.libraries.imports.sources import folder_items
+
+    listed = {item.id: item.ignored for item in folder_items(hostile_folder)}
+    assert listed == {"away.png": "link_outside_folder", "pipe.png": "not_a_regular_file", "real.png": None}
+
+
+def test_a_folder_with_a_fifo_and_an_outward_link_imports_the_rest(hostile_folder, tiny_settings, tmp_path):
+    args = [str(hostile_folder), "--library", "hostile", "--create", "--data-dir", str(tmp_path / "data")]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "runtime", "import", *args, *model_flags(tiny_settings)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,  # the old import opened the FIFO and never came back
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the import hung on the FIFO")
+    assert done.returncode == 0, done.stderr
+    assert "added 1" in done.stdout
+    assert "ignored 2 (not a regular file 1, link outside folder 1)" in done.stdout

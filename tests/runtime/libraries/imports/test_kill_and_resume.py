@@ -16,14 +16,16 @@ import httpx
 import pytest
 
 from tests.fakes.images import image_bytes
-from tests.fakes.servers import free_port
+from tests.fakes.servers import HeldAnswers, free_port, held_images_manifest
 from tests.runtime.libraries.imports.conftest import BUCKET, wait_for_end
 
 ROOT = Path(__file__).resolve().parents[4]
 COUNT = 120
 
 
-def start_server(tiny_settings, data_dir: Path, endpoint: str) -> tuple[subprocess.Popen, httpx.Client]:
+def start_server(
+    tiny_settings, data_dir: Path, endpoint: str, **settings: str
+) -> tuple[subprocess.Popen, httpx.Client]:
     port = free_port()
     env = {
         **os.environ,
@@ -32,6 +34,7 @@ def start_server(tiny_settings, data_dir: Path, endpoint: str) -> tuple[subproce
         "IMSIM_IMPORT_BATCH": "4",
         "IMSIM_IMPORT_BATCHES_IN_FLIGHT": "1",
         "HF_HUB_OFFLINE": "1",
+        **{f"IMSIM_{name.upper()}": value for name, value in settings.items()},
     }
     command = [
         *(sys.executable, "-m", "runtime", "serve", "--port", str(port), "--data-dir", str(data_dir)),
@@ -88,7 +91,8 @@ def test_a_server_killed_mid_import_resumes_it_and_adds_nothing_twice(big_pictur
         process.stderr.close()
     assert job["status"] == "running" and job["counts"]["processed"] < COUNT, "the import ended before the kill"
     record = json.loads((tmp_path / "imports" / import_id / "job.json").read_text())
-    assert record["status"] == "running"  # a stopped server pauses its imports; it does not fail them
+    # a stopped server pauses its imports (a killed one leaves them running); it does not fail them
+    assert record["status"] == ("interrupted" if stop == signal.SIGTERM else "running")
 
     process, client = start_server(tiny_settings, tmp_path, s3_endpoint)
     try:
@@ -106,3 +110,50 @@ def test_a_server_killed_mid_import_resumes_it_and_adds_nothing_twice(big_pictur
     with sqlite3.connect(tmp_path / "libraries.sqlite3") as db:
         ids = [row[0] for row in db.execute("SELECT id FROM images WHERE library = 'resumed'")]
     assert sorted(ids) == [f"{n:03d}.jpg" for n in range(COUNT)]  # each once, none lost
+
+
+def test_sigterm_with_slow_fetches_running_exits_in_its_grace_period_and_the_restart_resumes(
+    s3_endpoint, tiny_settings, tmp_path
+):
+    """Every image of the import is on a server that holds the fetches: the server still exits on
+    SIGTERM (before anything is released), leaving the job ``interrupted``; the next start resumes it."""
+    held = HeldAnswers(answer=image_bytes(3))
+    manifest = held_images_manifest(held, 4)
+    slow = {"fetch_allow_networks": "127.0.0.1/32", "fetch_timeout_s": "600", "import_batch": "2"}
+    try:
+        process, client = start_server(tiny_settings, tmp_path, s3_endpoint, **slow)
+        try:
+            assert client.post("/libraries", json={"name": "held"}).status_code == 201
+            body = {"manifest": f"{manifest.base}/held.jsonl", "dedup": False}
+            started = client.post("/libraries/held/imports", json=body)
+            assert started.status_code == 202, started.text
+            import_id = started.json()["import_id"]
+            assert held.arrived.wait(60), "the import never fetched its images"
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)  # the old server waited for the fetches: 120 s per job
+            assert not held.released.is_set()
+        finally:
+            client.close()
+            if process.poll() is None:
+                process.kill()
+            process.stderr.close()
+        record = json.loads((tmp_path / "imports" / import_id / "job.json").read_text())
+        assert record["status"] == "interrupted", record
+
+        held.arrived.clear()
+        process, client = start_server(tiny_settings, tmp_path, s3_endpoint, **slow)
+        try:
+            assert held.arrived.wait(60), "the restart did not resume the import"
+            assert client.get(f"/libraries/held/imports/{import_id}").json()["status"] == "running"
+            held.release()
+            job = wait_for_end(client, "held", import_id)
+            assert job["status"] == "succeeded", job
+            assert job["counts"]["added"] == 4 and client.get("/libraries/held").json()["image_count"] == 4
+        finally:
+            client.close()
+            process.terminate()
+            process.wait(timeout=30)
+            process.stderr.close()
+    finally:
+        held.release()
+        manifest.close()

@@ -56,6 +56,8 @@ def test_a_prefix_batch_is_embedded_written_and_counted(moto_aws, tiny_settings,
         "already_present": 0,
         "ignored_not_an_image_name": 1,
         "ignored_hidden_file": 0,
+        "ignored_not_a_regular_file": 0,
+        "ignored_link_outside_folder": 0,
         "failed": 1,
     }
     assert answer["failures"] == [
