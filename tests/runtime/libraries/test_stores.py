@@ -1152,3 +1152,31 @@ def test_a_library_keeps_thumbnails_when_it_says_so(store, keeps):
 def test_the_default_is_the_store_s(store):
     library = store.create_library("defaults", VERSION)
     assert library.thumbnails is store.thumbnails_by_default
+
+
+@pytest.mark.parametrize("kind", ["local", "s3vectors"])
+def test_a_library_of_a_768_d_model_works_on_both_stores(kind, tmp_path, request):
+    """A SigLIP 2 model's 768-d vectors: the S3 Vectors index is created with the model's dimension."""
+    dimension, version = 768, "ViT-B-32-SigLIP2-256/webli"
+    if kind == "local":
+        store = LocalStore(Settings(data_dir=str(tmp_path)), dimension)
+    else:
+        vectors, dynamodb, fake = request.getfixturevalue("aws")
+        settings = Settings(store="s3vectors", vector_bucket=BUCKET, registry_table=TABLE)
+        store = S3VectorsStore(settings, dimension, s3vectors=vectors, dynamodb=dynamodb)
+    try:
+        store.create_library("siglip", version)
+        if kind == "s3vectors":
+            assert fake.operations("CreateIndex")[0]["dimension"] == dimension
+        rng = np.random.default_rng(5)
+        stored = [v / np.linalg.norm(v) for v in rng.normal(size=(3, dimension)).astype(np.float32)]
+        images = [NewImage(vector, f"img-{n}") for n, vector in enumerate(stored)]
+        store.add_images("siglip", images, model_version=version, dedup_threshold=None)
+        found = store.search("siglip", stored[1], model_version=version, top_k=1).matches
+        assert found[0].id == "img-1" and found[0].score == pytest.approx(1.0, abs=1e-5)
+        with pytest.raises(ApiError):  # a 512-d vector does not go into it
+            store.add_images(
+                "siglip", [NewImage(stored[0][:512], "short")], model_version=version, dedup_threshold=None
+            )
+    finally:
+        store.close()
