@@ -1174,7 +1174,7 @@ def test_a_library_of_a_768_d_model_works_on_both_stores(kind, tmp_path, request
         store.add_images("siglip", images, model_version=version, dedup_threshold=None)
         found = store.search("siglip", stored[1], model_version=version, top_k=1).matches
         assert found[0].id == "img-1" and found[0].score == pytest.approx(1.0, abs=1e-5)
-        with pytest.raises(ApiError):  # a 512-d vector does not go into it
+        with pytest.raises(ValueError, match="the store holds 768"):  # a 512-d vector does not go into it
             store.add_images(
                 "siglip", [NewImage(stored[0][:512], "short")], model_version=version, dedup_threshold=None
             )
