@@ -21,6 +21,7 @@ BENCHES = {
     "bench_openvino.py": "OpenVINO vs ONNX Runtime",
     "bench_powertools.py": "explorer handler",
     "bench_priority.py": "Text search under batch adds",
+    "bench_models.py": "Models: images/s",
 }
 
 
