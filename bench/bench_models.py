@@ -94,7 +94,7 @@ def build(name: str, smoke: bool):
         from runtime.engines.torch_engine import TorchEngine
 
         return TorchEngine.load(settings).model
-    return open_clip.create_model(name, pretrained=None).eval()
+    return open_clip.create_model(name, pretrained=None).eval().requires_grad_(False)
 
 
 def main() -> None:
