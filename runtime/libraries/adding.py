@@ -244,9 +244,9 @@ def embed_and_add(
         return []
     digests = list(decoded)
     vectors = dict(zip(digests, embedder.encode_pixels([decoded[digest] for digest in digests], priority), strict=True))
-    thumbnails = {
-        digest: make_thumbnail(pixels) for digest, pixels in decoded.items()
-    }  # kept if the library keeps them
+    # Encoded only for a library that keeps them: a WebP costs 3 to 50 ms an image.
+    keeps = store.get_library(library).thumbnails
+    thumbnails = {digest: make_thumbnail(pixels) if keeps else None for digest, pixels in decoded.items()}
     images = [NewImage(vectors[one.digest], one.id, one.metadata, one.digest, thumbnails[one.digest]) for one in ready]
     labels = [one.item.label for one in ready]
     added = store.add_batch(

@@ -306,9 +306,9 @@ class LibraryStore(ABC, Generic[HandleT]):
         none, or it was added before the library kept them)."""
         name, image_id = check_library_name(name), check_image_id(image_id)
         with self._reading(name) as (_, held):
-            if not self._existing_ids(held, [image_id]):
-                raise image_not_found(name, image_id)
             thumbnail = self._thumbnail(held, image_id)
+            if thumbnail is None and not self._existing_ids(held, [image_id]):  # a second read only then
+                raise image_not_found(name, image_id)
         if thumbnail is None:
             raise NotFound(f"image {image_id!r} of library {name!r} has no thumbnail", code="thumbnail_not_found")
         return thumbnail

@@ -197,6 +197,7 @@ class S3VectorsStore(LibraryStore[Held]):
     def _insert(self, held: Held, images: list[NewImage]) -> None:
         assert held.lease is not None
         now = time.time()
+        keeps = library_of(held.item).thumbnails
         self._put(
             held.index,
             [
@@ -206,7 +207,7 @@ class S3VectorsStore(LibraryStore[Held]):
                     image.metadata,
                     now,
                     image.content_hash,
-                    encoded(image.thumbnail) if library_of(held.item).thumbnails else None,
+                    encoded(image.thumbnail) if keeps else None,
                 )
                 for image in images
             ],

@@ -1,7 +1,6 @@
 """The API Explorer in headless Chromium: expand the similarity operation, Try it out, Execute.
 
-Debian's ``chromium`` (installed by scripts/setup.sh) is driven by Playwright; no browser is ever
-downloaded. Outside CI the test is skipped when Chromium is missing; in CI (``CI`` set) it runs.
+Debian's ``chromium`` driven by Playwright (the ``browser`` fixture, conftest.py).
 Set ``UPDATE_DOCS_SCREENSHOT=1`` to also write the README's screenshot, docs/explorer.png.
 """
 
@@ -15,24 +14,8 @@ import pytest
 
 from tests.fakes.images import b64, image_bytes
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "explorer.png"
 OPERATION = "#operations-similarity-image_similarity_image_similarity_post"
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"), reason="Debian's chromium is not installed (scripts/setup.sh)"
-)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_try_it_out_answers_a_vector(browser, server, tmp_path):

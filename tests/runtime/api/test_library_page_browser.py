@@ -1,7 +1,7 @@
 """The library page (``GET /libraries-ui``) in headless Chromium: search by text and by an uploaded file,
 click a result for more like it, filter on metadata, page through the library.
 
-Debian's ``chromium`` driven by Playwright, as in test_explorer_browser.py. Set ``UPDATE_DOCS_SCREENSHOT=1``
+Debian's ``chromium`` driven by Playwright (the ``browser`` fixture, conftest.py). Set ``UPDATE_DOCS_SCREENSHOT=1``
 to also write docs/library-page.png (the README shows it).
 """
 
@@ -13,25 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.images import b64, image_bytes
-from tests.runtime.api.test_explorer_browser import CHROMIUM, CHROMIUM_ARGS
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "library-page.png"
 LIBRARY = "page_test"
 COLORS = ["red", "blue", "red", "green", "red"]
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"), reason="Debian's chromium is not installed (scripts/setup.sh)"
-)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
