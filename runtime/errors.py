@@ -132,6 +132,8 @@ IMAGE_QUOTA_EXCEEDED = "image_quota_exceeded"
 MODEL_VERSION_MISMATCH = "model_version_mismatch"
 NOT_AN_IMAGE = "not_an_image"
 MODEL_NOT_FOUND = "model_not_found"
+SCAN_TOO_LARGE = "scan_too_large"
+"""A count, delete by filter or ``order_by`` listing of a library larger than ``max_scan_images``."""
 JOB_STOPPING_CODES = frozenset({LIBRARY_NOT_FOUND, LIBRARIES_DISABLED, IMAGE_QUOTA_EXCEEDED, MODEL_VERSION_MISMATCH})
 """An import that meets one of these stops (the next item would fail the same way), whichever way it runs."""
 
@@ -216,6 +218,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
         "model_version_mismatch",
         "import_finished",
         TOO_MANY_IMPORTS,
+        SCAN_TOO_LARGE,
     ),
     415: ("unsupported_media_type",),
     413: ("payload_too_large",),

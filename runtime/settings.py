@@ -165,6 +165,10 @@ class Settings(BaseSettings):
     """``s3vectors`` store: how long a writer's lease on a library lasts if its holder crashes."""
     library_wait_s: float = Field(10.0, ge=0)
     """``s3vectors`` store: how long a write waits for a busy library before answering 503."""
+    max_scan_images: int | None = Field(None, ge=1)
+    """Images a count, a delete by filter or an ``order_by`` listing reads at most (each reads the whole
+    library); a larger library is refused with 409 ``scan_too_large``. Unset: the store's own bound
+    (``local``: none, the library is in memory; ``s3vectors``: 10,000, ten ListVectors calls or more)."""
 
     # --- bulk imports ------------------------------------------------------------------
     import_batch: int = Field(32, ge=1, le=500)

@@ -40,6 +40,7 @@ from runtime.libraries.store import (
     Match,
     NewImage,
     SearchResult,
+    Stored,
     check_library_quota,
     encode_token,
     library_exists,
@@ -146,6 +147,14 @@ class LocalStore(LibraryStore[LibraryIndex]):
         exclude: str | None,
     ) -> SearchResult:
         return held.snapshot.top(vector, top_k, min_score, conditions, exclude)
+
+    def _every_image(self, held: LibraryIndex) -> list[Stored]:
+        return held.snapshot.every_image()
+
+    def _remove_many(self, held: LibraryIndex, images: list[Stored]) -> None:
+        ids = [stored.image.id for stored in images]
+        self._database().delete_images(held.name, ids)
+        held.remove_many(set(ids))
 
     def _page(self, held: LibraryIndex, limit: int, token: dict[str, Any] | None) -> ImagePage:
         """Keyset pages in id order: the token is the last id served, so an insert or delete between

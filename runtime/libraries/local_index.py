@@ -29,7 +29,7 @@ import numpy as np
 from runtime.libraries.filter_eval import Predicate, compile_filter, readable
 from runtime.libraries.filters import Filter, filtered_candidates
 from runtime.libraries.metadata import filterable_part
-from runtime.libraries.store import EXACT_SCORE, Image, Library, Match, NewImage, SearchResult
+from runtime.libraries.store import EXACT_SCORE, Image, Library, Match, NewImage, SearchResult, Stored
 from runtime.vectors import scores_of
 
 
@@ -124,6 +124,14 @@ class Snapshot:
                 return True
         return False
 
+    def every_image(self) -> list[Stored]:
+        return [
+            Stored(Image(image_id, metadata, created), filterable, content_hash)
+            for image_id, metadata, created, filterable, content_hash in zip(
+                self.ids, self.metadata, self.create_times, self.filterable, self.hashes, strict=True
+            )
+        ]
+
     def _match(self, row: int, score: float) -> Match:
         return Match(self.ids[row], score, self.metadata[row])
 
@@ -200,6 +208,24 @@ class LibraryIndex:
             del by_hash[content_hash]
         self._matrix = matrix
         self._publish(old, last, rows=rows, by_hash=by_hash, **columns)
+
+    def remove_many(self, image_ids: set[str]) -> None:
+        """Drop these rows at once, in a copy of the matrix (older snapshots still read the old one):
+        one copy however many go, where ``remove`` copies once per image."""
+        old = self.snapshot
+        kept = [row for row, image_id in enumerate(old.ids) if image_id not in image_ids]
+        matrix = np.empty((max(len(kept), 1024), self.dimension), dtype=np.float32)
+        matrix[: len(kept)] = old.vectors[kept]
+        # Every list of the snapshot is a column of one value per row.
+        columns = {
+            column.name: [getattr(old, column.name)[row] for row in kept]
+            for column in dataclasses.fields(Snapshot)
+            if isinstance(getattr(old, column.name), list)
+        }
+        rows = {image_id: row for row, image_id in enumerate(columns["ids"])}
+        by_hash = {content_hash: owner for content_hash, owner in old.by_hash.items() if owner not in image_ids}
+        self._matrix = matrix
+        self._publish(old, len(kept), rows=rows, by_hash=by_hash, **columns)
 
     def set_metadata(self, image_id: str, metadata: dict[str, Any]) -> Image:
         old = self.snapshot

@@ -192,6 +192,11 @@ class LibraryDatabase:
         with self._write() as db:
             db.execute("DELETE FROM images WHERE library = ? AND id = ?", (library, image_id))
 
+    def delete_images(self, library: str, image_ids: list[str]) -> None:
+        """Every one of these images, in one transaction: all deleted or none."""
+        with self._write() as db:
+            db.executemany("DELETE FROM images WHERE library = ? AND id = ?", [(library, i) for i in image_ids])
+
     def replace_metadata(self, library: str, image_id: str, metadata: dict[str, Any]) -> None:
         with self._write() as db:
             db.execute(

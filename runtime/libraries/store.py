@@ -27,16 +27,19 @@ from runtime.errors import (
     IMAGE_QUOTA_EXCEEDED,
     LIBRARY_NOT_FOUND,
     MODEL_VERSION_MISMATCH,
+    SCAN_TOO_LARGE,
     ApiError,
     BadRequest,
     Conflict,
     NotFound,
     QuotaExceeded,
 )
+from runtime.libraries.filter_eval import compile_filter
 from runtime.libraries.filters import Filter, check_filter
 from runtime.libraries.hashing import check_content_hash
 from runtime.libraries.metadata import check_metadata
 from runtime.libraries.names import check_image_id, check_library_name, new_image_id
+from runtime.libraries.ordering import Order, check_order, page_after, sort_key, token_of
 from runtime.libraries.values import at, check_score, check_vector, writable_as_utf8
 from runtime.observability import span
 from runtime.settings import Settings
@@ -127,12 +130,35 @@ class Refused:
 AddResult = Added | Duplicate
 
 
+@dataclass(frozen=True)
+class Stored:
+    """One image as a full read of its library gives it (``_every_image``)."""
+
+    image: Image
+    filterable: dict[str, Any]
+    """Its filterable metadata as the filter evaluator reads it (``filter_eval.readable``)."""
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What a delete by filter found and did."""
+
+    count: int
+    """Images that match the filter."""
+    deleted: int
+    """Images deleted: ``count``, or 0 for a dry run."""
+
+
 class LibraryStore(ABC, Generic[HandleT]):
     """Libraries of vectors. The algorithms are here; subclasses implement the ``_`` primitives on
     their own handle type ``HandleT``."""
 
     thumbnails_by_default = False
     """Whether a library created without saying keeps thumbnails (the local store: yes)."""
+    scan_limit_by_default: int | None = None
+    """Images a full read (count, delete by filter, ``order_by``) takes at most when the setting
+    ``max_scan_images`` is unset (None: no bound)."""
 
     def __init__(self, settings: Settings, dimension: int):
         self.settings = settings
@@ -321,13 +347,62 @@ class LibraryStore(ABC, Generic[HandleT]):
             raise image_not_found(name, image_id)
         return image
 
-    def list_images(self, name: str, *, limit: int = 100, next_token: str | None = None) -> ImagePage:
+    def list_images(
+        self,
+        name: str,
+        *,
+        limit: int = 100,
+        next_token: str | None = None,
+        order_by: str | None = None,
+        order: str | None = None,
+    ) -> ImagePage:
         """Images in a stable order, ``limit`` at a time; a token resumes after the last image it saw,
-        across inserts and deletes (see each store's ``_page`` for how)."""
+        across inserts and deletes (see each store's ``_page`` for how). With ``order_by``, in the order
+        of that metadata key (``ordering.py``): a full read of the library for every page."""
         if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit: must be between 1 and {MAX_PAGE}", code="invalid_value")
-        with self._reading(check_library_name(name)) as (_, held):
-            return self._page(held, limit, decode_token(next_token) if next_token else None)
+        ordered = check_order(order_by, order)
+        token = decode_token(next_token) if next_token else None
+        with self._reading(check_library_name(name)) as (library, held):
+            if ordered is None:
+                return self._page(held, limit, token)
+            self.check_scan(library, "order_by")
+            return ordered_page(self._every_image(held), ordered, limit, token)
+
+    # --- by filter -----------------------------------------------------------------------
+    def count_images(self, name: str, filter: Filter | None = None) -> int:
+        """How many images pass the filter (all of them without one): a full read of the library,
+        evaluated by ``filter_eval`` on both stores."""
+        conditions = check_filter(filter)
+        with self._reading(check_library_name(name)) as (library, held):
+            if not conditions:
+                return library.image_count
+            self.check_scan(library, "filter")
+            return len(matching(self._every_image(held), conditions))
+
+    def delete_images(self, name: str, filter: Filter, *, dry_run: bool = False) -> Deleted:
+        """Delete every image that passes the filter (``{}``: every image), in one hold of the library:
+        the images that match when it takes the library are deleted, and writes that come meanwhile
+        wait for it (local) or for its lease (AWS), so none of them is deleted. A dry run only counts."""
+        conditions = check_filter(filter)
+        name = check_library_name(name)
+        with (self._reading if dry_run else self._writing)(name) as (library, held):
+            self.check_scan(library, "filter")
+            found = matching(self._every_image(held), conditions)
+            if found and not dry_run:
+                self._remove_many(held, found)
+        return Deleted(len(found), 0 if dry_run else len(found))
+
+    def check_scan(self, library: Library, field_name: str) -> None:
+        """A full read of a library larger than the bound is refused before it starts (409)."""
+        limit = self.settings.max_scan_images or self.scan_limit_by_default
+        if limit is not None and library.image_count > limit:
+            raise Conflict(
+                f"{field_name}: library {library.name!r} holds {library.image_count} images; this reads every "
+                f"image, and this store reads at most {limit} (setting IMSIM_MAX_SCAN_IMAGES). Use search "
+                "with a filter, or list the images a page at a time",
+                code=SCAN_TOO_LARGE,
+            )
 
     def update_metadata(self, name: str, image_id: str, metadata: dict[str, Any]) -> Image:
         """Replace an image's metadata (the same rules as at add); its vector and create time stay."""
@@ -461,6 +536,14 @@ class LibraryStore(ABC, Generic[HandleT]):
     @abstractmethod
     def _page(self, held: HandleT, limit: int, token: dict[str, Any] | None) -> ImagePage: ...
 
+    @abstractmethod
+    def _every_image(self, held: HandleT) -> list[Stored]:
+        """Every image of the library, in any order (the callers check ``check_scan`` first)."""
+
+    @abstractmethod
+    def _remove_many(self, held: HandleT, images: list[Stored]) -> None:
+        """Delete these images (held for writing), in as few writes as the store allows."""
+
 
 # --- pieces of the algorithms -------------------------------------------------------------
 
@@ -487,6 +570,23 @@ def better(first: Match | None, second: Match | None) -> Match | None:
     if first is None or (second is not None and second.score > first.score):
         return second
     return first
+
+
+def matching(images: list[Stored], conditions: Filter) -> list[Stored]:
+    """The images that pass a checked filter: the one evaluator (``filter_eval``) for both stores."""
+    if not conditions:
+        return images
+    passes = compile_filter(conditions)
+    return [stored for stored in images if passes(stored.filterable)]
+
+
+def ordered_page(images: list[Stored], order: Order, limit: int, token: dict[str, Any] | None) -> ImagePage:
+    """One page of the images in ``order``, after the position ``token`` names (``ordering.py``)."""
+    ranked = sorted((sort_key(order, s.image.id, s.image.metadata), s.image) for s in images)
+    start = page_after([key for key, _ in ranked], token, order)
+    page = [image for _, image in ranked[start : start + limit]]
+    more = start + limit < len(ranked)
+    return ImagePage(page, encode_token(token_of(order, page[-1].id, page[-1].metadata)) if more else None)
 
 
 def encode_token(position: dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ from runtime.libraries.aws.registry import (
     library_of,
     method_name,
 )
+from runtime.libraries.filter_eval import readable
 from runtime.libraries.filters import Filter
 from runtime.libraries.metadata import RESERVED_METADATA_KEY, filterable_part
 from runtime.libraries.store import (
@@ -56,6 +57,7 @@ from runtime.libraries.store import (
     Match,
     NewImage,
     SearchResult,
+    Stored,
     check_library_quota,
     encode_token,
     library_exists,
@@ -69,6 +71,10 @@ from runtime.vectors import scores_of
 MAX_PER_WRITE = 500  # vectors per PutVectors / keys per DeleteVectors call
 MAX_PER_GET = 100  # keys per GetVectors call
 MAX_TOP_K = 100  # QueryVectors topK (the service's documented maximum; the model states only the minimum)
+MAX_PER_LIST = 1000  # vectors per ListVectors page (fewer when a page would pass 1 MB)
+SCAN_LIMIT = 10_000
+"""Images a full read (count, delete by filter, ``order_by``) takes at most unless ``max_scan_images``
+says: at least 10 ListVectors calls (more when metadata is large: a page stops at 1 MB)."""
 INDEX_MODE = "ENHANCED"
 """Filters first, then the nearest (and ``$startsWith``): a filtered search finds ``top_k`` matches
 whenever the library holds them. Indexes of buckets made before 2026-09-30 are CLASSIC (filter during
@@ -96,6 +102,8 @@ class Held:
 
 
 class S3VectorsStore(LibraryStore[Held]):
+    scan_limit_by_default = SCAN_LIMIT
+
     def __init__(self, settings: Settings, dimension: int, *, s3vectors: Any = None, dynamodb: Any = None):
         super().__init__(settings, dimension)
         if not settings.vector_bucket or not settings.registry_table:
@@ -301,6 +309,31 @@ class S3VectorsStore(LibraryStore[Held]):
             images.append(Image(found["key"], record["metadata"], record["create_time"]))
         following = answer.get("nextToken")
         return ImagePage(images, encode_token({"aws": following}) if following else None)
+
+    def _every_image(self, held: Held) -> list[Stored]:
+        """ListVectors' pages, with metadata: a count and a delete by filter evaluate the filter on it with
+        the local store's evaluator (QueryVectors needs a vector and answers at most 100), so both stores
+        answer the same."""
+        arguments: dict[str, Any] = {"indexName": held.index, "maxResults": MAX_PER_LIST, "returnMetadata": True}
+        images: list[Stored] = []
+        for page in self._pages("ListVectors", arguments):
+            for found in page.get("vectors", []):
+                record = record_of(found)
+                image = Image(found["key"], record["metadata"], record["create_time"])
+                images.append(Stored(image, readable(filterable_part(image.metadata)), record.get("content_hash")))
+        return images
+
+    def _remove_many(self, held: Held, images: list[Stored]) -> None:
+        """DeleteVectors, 500 keys a call: the images first, then their file keys (a stale file key is
+        harmless: ``_find_hashes`` checks its image is there)."""
+        assert held.lease is not None
+        for batch in chunks([stored.image.id for stored in images], MAX_PER_WRITE):
+            self._call("DeleteVectors", indexName=held.index, keys=batch)
+            held.lease.count_delta -= len(batch)
+        hashes = [stored.content_hash for stored in images if stored.content_hash]
+        if held.files:
+            for batch in chunks(hashes, MAX_PER_WRITE):
+                self._call("DeleteVectors", indexName=held.files, keys=batch)
 
     # --- S3 Vectors calls ----------------------------------------------------------------
     def _query_index(
