@@ -22,7 +22,7 @@ METADATA_DOC = (
 )
 FILTER_DOC = (
     'The S3 Vectors filter language over top-level metadata: `{"color": "red"}` (equality), operators '
-    '`$eq $ne $gt $gte $lt $lte $in $nin $exists` under a key (`{"price": {"$lt": 50}}`), and `$and` / '
+    '`$eq $ne $gt $gte $lt $lte $in $nin $exists $startsWith` under a key (`{"price": {"$lt": 50}}`), and `$and` / '
     "`$or` over lists of filters. A stored list matches when any element does; `true` is not `1`. "
     f"At most {MAX_FILTER_CONSTRAINTS} constraints (an operator on a key, or an empty filter, each), "
     f"{MAX_FILTER_DEPTH} levels of `$and` / `$or` and {MAX_FILTER_LIST} values in an `$in` / `$nin` list. "
@@ -105,6 +105,33 @@ class SearchRequest(BaseModel):
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
 
 
+class CountRequest(BaseModel):
+    model_config = STRICT_REQUEST
+
+    filter: dict[str, Any] | None = Field(
+        None, description="Count the images that pass it (all without). " + FILTER_DOC
+    )
+
+
+class CountResponse(BaseModel):
+    count: int = Field(description="Images that pass the filter.")
+
+
+class DeleteImagesRequest(BaseModel):
+    model_config = STRICT_REQUEST
+
+    filter: dict[str, Any] = Field(
+        description="Delete the images that pass it (required; `{}` deletes every image). " + FILTER_DOC
+    )
+    dry_run: bool = Field(False, description="true: count them and delete nothing.")
+
+
+class DeleteImagesResponse(BaseModel):
+    count: int = Field(description="Images that pass the filter when the library was held.")
+    deleted: int = Field(description="Images deleted: `count`, or 0 for a dry run.")
+    dry_run: bool
+
+
 class LibraryResponse(BaseModel):
     name: str
     create_time: datetime = Field(description="When the library was created (UTC, ISO 8601).")
@@ -166,7 +193,7 @@ class ImageResponse(BaseModel):
 
 
 class ImageListResponse(BaseModel):
-    images: list[ImageResponse] = Field(description="In id order.")
+    images: list[ImageResponse] = Field(description="In id order, or in the order `order_by` asks.")
     next_token: str | None = Field(
         description="Pass as `next_token` for the next page; null on the last. Images added or deleted between "
         "pages do not make the listing repeat or skip the others."
@@ -227,6 +254,23 @@ UPDATE_EXAMPLES = {
     }
 }
 LIMIT_EXAMPLES = {"hundred": {"summary": "100 images a page", "value": 100}}
+ORDER_BY_EXAMPLES = {"date": {"summary": "By the metadata key date (ISO dates or numbers)", "value": "date"}}
+ORDER_EXAMPLES = {"newest": {"summary": "Descending: newest first", "value": "desc"}}
+COUNT_EXAMPLES = {
+    "filter": {"summary": "Count red shoes under 60", "value": {"filter": {"color": "red", "price": {"$lt": 60}}}},
+    "prefix": {"summary": "Count by an id prefix in metadata", "value": {"filter": {"sku": {"$startsWith": "AB-"}}}},
+    "all": {"summary": "Count every image", "value": {}},
+}
+DELETE_IMAGES_EXAMPLES = {
+    "dry-run": {
+        "summary": "How many would go (nothing deleted)",
+        "value": {"filter": {"discontinued": True}, "dry_run": True},
+    },
+    "delete": {
+        "summary": "Delete the images of an album",
+        "value": {"filter": {"album": {"$startsWith": "2019/"}}},
+    },
+}
 TOKEN_EXAMPLES = {"next": {"summary": "The next_token of the page before", "value": "eyJhZnRlciI6InNrdS0xMDQyIn0"}}
 SEARCH_EXAMPLES = {
     "text": {"summary": "Search by text", "value": {"text": "a red running shoe", "top_k": 10}},
@@ -293,6 +337,11 @@ IMAGE_LIST_ANSWERS = {
     },
     "last": {"summary": "The last page", "value": {"images": [IMAGE], "next_token": None}},
 }
+COUNT_ANSWERS = {"count": {"summary": "The images that pass", "value": {"count": 42}}}
+DELETE_IMAGES_ANSWERS = {
+    "dry-run": {"summary": "A dry run: 42 would go", "value": {"count": 42, "deleted": 0, "dry_run": True}},
+    "deleted": {"summary": "42 deleted", "value": {"count": 42, "deleted": 42, "dry_run": False}},
+}
 IMAGE_DELETED_ANSWERS = {"deleted": {"summary": "Deleted", "value": {"id": "sku-1042", "deleted": True}}}
 SEARCH_ANSWERS = {
     "matches": {
@@ -323,6 +372,7 @@ ERROR_TEXTS = {
         "one visible character)",
     ),
     "invalid_next_token": (400, "Not a page token", "next_token: not a token this API gave"),
+    "invalid_value": (400, "Not an order", "order: 'newest'; use asc or desc"),
     "batch_too_large": (400, "Too many images", "images: 33 images; at most 32 per request"),
     "library_not_found": (404, "No such library", "library 'products' does not exist"),
     "image_not_found": (404, "No such image", "library 'products' holds no image with id 'sku-1042'"),
@@ -356,6 +406,12 @@ ERROR_TEXTS = {
         ),
     ),
     "store_error": (502, "The store failed", "library store: S3 Vectors PutVectors failed (AccessDeniedException)"),
+    "scan_too_large": (
+        409,
+        "Library too large to read whole",
+        "filter: library 'products' holds 12000 images; this reads every image, and this store reads at most "
+        "10000 (setting IMSIM_MAX_SCAN_IMAGES). Use search with a filter, or list the images a page at a time",
+    ),
     "library_busy": (
         503,
         "Library busy (retry after Retry-After seconds)",

@@ -183,10 +183,23 @@ def limits_section(settings: Settings) -> str:
             "Near-duplicates",
             f"an image scoring {s.dedup_threshold:g} or more is reported, not added (`dedup`, `threshold`)",
         ),
+        ("Whole-library reads", scan_limit(s)),
         ("Deployed", "API Gateway answers within 29 s and throttles each stage (429 past the rate)"),
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     return f"## Limits\n\n| Limit | Value |\n|---|---|\n{table}"
+
+
+def scan_limit(settings: Settings) -> str:
+    """The bound of count with a filter, delete by filter and ``order_by`` (each reads every image)."""
+    what = "count with a filter, delete by filter (`dry_run` first) and `order_by` read every image:"
+    if settings.max_scan_images is not None:
+        return f"{what} at most {settings.max_scan_images:,} images"
+    if settings.store != "s3vectors":
+        return f"{what} no bound on the local store (in memory; `IMSIM_MAX_SCAN_IMAGES`)"
+    from runtime.libraries.aws.s3vectors import SCAN_LIMIT  # only where that store serves
+
+    return f"{what} at most {SCAN_LIMIT:,} images on S3 Vectors (`IMSIM_MAX_SCAN_IMAGES`)"
 
 
 def iam_section(base_url: str) -> str:

@@ -22,7 +22,11 @@ from runtime.api.field_hints import request_error
 from runtime.api.library_schemas import (
     ADD_ANSWERS,
     ADD_EXAMPLES,
+    COUNT_ANSWERS,
+    COUNT_EXAMPLES,
     CREATE_EXAMPLES,
+    DELETE_IMAGES_ANSWERS,
+    DELETE_IMAGES_EXAMPLES,
     ID_EXAMPLES,
     IMAGE_ANSWERS,
     IMAGE_DELETED_ANSWERS,
@@ -34,6 +38,8 @@ from runtime.api.library_schemas import (
     MAX_BATCH_ADD,
     NAME_DOC,
     NAME_EXAMPLES,
+    ORDER_BY_EXAMPLES,
+    ORDER_EXAMPLES,
     SEARCH_ANSWERS,
     SEARCH_EXAMPLES,
     STORE_FAULTS,
@@ -43,7 +49,11 @@ from runtime.api.library_schemas import (
     AddImageRequest,
     BatchAddResponse,
     BatchImage,
+    CountRequest,
+    CountResponse,
     CreateLibraryRequest,
+    DeleteImagesRequest,
+    DeleteImagesResponse,
     DuplicateResponse,
     ImageAddedResponse,
     ImageDeletedResponse,
@@ -273,10 +283,17 @@ def result_body(result: Outcome) -> dict[str, Any]:
 @router.get(
     "/libraries/{name}/images",
     response_model=ImageListResponse,
-    responses=documented(IMAGE_LIST_ANSWERS, [*READ_ERRORS, "invalid_next_token"], write=False),
+    responses=documented(
+        IMAGE_LIST_ANSWERS,
+        [*READ_ERRORS, "invalid_next_token", "invalid_value", "scan_too_large", "store_error", "library_busy"],
+        write=False,
+    ),
     summary="List a library's images, a page at a time",
-    description="Ids with metadata and create time, in id order. `next_token` from one answer gives the next "
-    "page; images added or deleted between pages do not make the listing repeat or skip the others.",
+    description="Ids with metadata and create time, in id order, or ordered by a metadata key (`order_by`, "
+    "`order`: numbers, ISO dates by instant, other strings; images without the key last; ties by id). "
+    "`next_token` from one answer gives the next page; images added or deleted between pages do not make the "
+    "listing repeat or skip the others. An ordered page reads the whole library (at most "
+    "`IMSIM_MAX_SCAN_IMAGES` images: 10,000 on S3 Vectors, no bound locally).",
 )
 async def list_images(
     request: Request,
@@ -288,8 +305,19 @@ async def list_images(
     next_token: Annotated[
         str | None, Query(description="The `next_token` of the previous page.", openapi_examples=TOKEN_EXAMPLES)
     ] = None,
+    order_by: Annotated[
+        str | None,
+        Query(
+            description="Order by this top-level metadata key (default: id order).", openapi_examples=ORDER_BY_EXAMPLES
+        ),
+    ] = None,
+    order: Annotated[
+        str | None, Query(description="`asc` (default) or `desc`, with `order_by`.", openapi_examples=ORDER_EXAMPLES)
+    ] = None,
 ) -> dict[str, Any]:
-    page = await run_in_threadpool(store_of(request).list_images, name, limit=limit, next_token=next_token)
+    page = await run_in_threadpool(
+        lambda: store_of(request).list_images(name, limit=limit, next_token=next_token, order_by=order_by, order=order)
+    )
     return {"images": [image_body(image) for image in page.images], "next_token": page.next_token}
 
 
@@ -347,6 +375,43 @@ async def update_image(
 async def delete_image(request: Request, name: LibraryName, id: ImageId) -> dict[str, Any]:
     await run_in_threadpool(store_of(request).delete_image, name, id)
     return {"id": id, "deleted": True}
+
+
+BY_FILTER_ERRORS = [*READ_ERRORS, "invalid_filter", "scan_too_large", "store_error", "library_busy"]
+
+
+@router.post(
+    "/libraries/{name}/count",
+    response_model=CountResponse,
+    responses=documented(COUNT_ANSWERS, BY_FILTER_ERRORS, write=False),
+    summary="Count the images that pass a filter",
+    description="The images of the library that pass `filter` (all of them without one). A filter reads the "
+    "whole library (at most `IMSIM_MAX_SCAN_IMAGES` images: 10,000 on S3 Vectors, no bound locally) and is "
+    "evaluated the same way on both stores.",
+)
+async def count_images(
+    request: Request, name: LibraryName, body: Annotated[CountRequest, Body(openapi_examples=COUNT_EXAMPLES)]
+) -> dict[str, Any]:
+    count = await run_in_threadpool(store_of(request).count_images, name, body.filter)
+    return {"count": count}
+
+
+@writes.post(
+    "/libraries/{name}/delete-images",
+    response_model=DeleteImagesResponse,
+    responses=documented(DELETE_IMAGES_ANSWERS, [*BY_FILTER_ERRORS, "storage_full"], write=True),
+    summary="Delete the images that pass a filter (dry_run: count them)",
+    description="Deletes every image that passes `filter` (`{}`: every image) while it holds the library: "
+    "writes that arrive meanwhile wait and are not deleted. `dry_run: true` answers the count and deletes "
+    "nothing; between a dry run and the delete, other writes may change what matches.",
+)
+async def delete_images(
+    request: Request,
+    name: LibraryName,
+    body: Annotated[DeleteImagesRequest, Body(openapi_examples=DELETE_IMAGES_EXAMPLES)],
+) -> dict[str, Any]:
+    done = await run_in_threadpool(lambda: store_of(request).delete_images(name, body.filter, dry_run=body.dry_run))
+    return {"count": done.count, "deleted": done.deleted, "dry_run": body.dry_run}
 
 
 SEARCH_DOC = """Search by an image (`url` or `img`), by `text`, or by a stored image's `id` ("more like this":
