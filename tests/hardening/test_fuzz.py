@@ -256,7 +256,8 @@ def is_library_write(method: str, path: str) -> bool:
     """Image and library writes; bulk imports (start, cancel) are jobs, documented without ``status``."""
     writes = {"POST", "PATCH", "DELETE"}
     job = "/imports" in path
-    return method.upper() in writes and path.startswith("/libraries") and not path.endswith("/search") and not job
+    reads = ("/search", "/count")  # POST, but reads
+    return method.upper() in writes and path.startswith("/libraries") and not path.endswith(reads) and not job
 
 
 def fuzz_operation(operation, mode: GenerationMode, server: LiveServer) -> None:

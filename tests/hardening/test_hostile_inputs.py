@@ -352,6 +352,30 @@ def filter_cases() -> list[Hostile]:
         ),
         search("filter: $or nested 9 levels", deep, "invalid_filter", "nested more than 8 levels"),
         search("filter: $in of 101 values", {"color": {"$in": list(range(101))}}, "invalid_filter", "1 to 100"),
+        *by_filter_cases(limit),
+    ]
+
+
+def by_filter_cases(limit: str) -> list[Hostile]:
+    """Count and delete by filter read the whole library: the same cost bound before any read."""
+    count, delete = f"/libraries/{LIBRARY}/count", f"/libraries/{LIBRARY}/delete-images"
+    bomb = {"$and": [{}] * 10_000}
+    return [
+        case("count: $and of 10,000 empty filters", {"filter": bomb}, "invalid_filter", path=count, message_has=limit),
+        case(
+            "delete-images (dry run): $and of 10,000 empty filters",
+            {"filter": bomb, "dry_run": True},
+            "invalid_filter",
+            path=delete,
+            message_has=limit,
+        ),
+        case(
+            "count: $startsWith of a 100,000-character prefix",
+            {"filter": {"sku": {"$startsWith": "A" * 100_000}}},
+            None,
+            200,
+            path=count,
+        ),
     ]
 
 
