@@ -1,8 +1,10 @@
 """The local filter evaluator: a checked filter compiled to a predicate over an image's filterable metadata.
 
-The embedded store runs it on every candidate of a filtered search; the AWS store never does (S3 Vectors
-evaluates filters itself), so it follows what S3 Vectors documents and, where S3 Vectors says nothing,
-MongoDB's reading of the same operators. Filters reach it checked (``filters.check_filter``):
+The embedded store runs it on every candidate of a filtered search; the AWS store's searches never do
+(S3 Vectors evaluates filters itself), so it follows what S3 Vectors documents and, where S3 Vectors says
+nothing, MongoDB's reading of the same operators. Count and delete by filter run it on both stores
+(``store.matching``, over every image's metadata), so they answer the same on both. Filters reach it
+checked (``filters.check_filter``):
 
 - ``{"key": value}`` is ``{"key": {"$eq": value}}``; several keys in one object must all hold.
 - ``$eq`` / ``$ne``: a string, number or boolean. Against a stored list, ``$eq`` holds when any element is equal.

@@ -14,6 +14,9 @@
   send at most 500 vectors per call. S3 Vectors queries are approximate nearest neighbour (the local
   store is exact) and see a write as soon as it returns.
 - Listing: ListVectors pages; the page token is the service's own, wrapped (see ``_page``).
+- Full reads (count and delete by filter, ``order_by``): every ListVectors page, with metadata, at most
+  ``SCAN_LIMIT`` images unless ``max_scan_images`` says; the filter is then evaluated by the local
+  store's evaluator (``filter_eval``), not the service, so both stores count and delete the same images.
 
 - Index mode: every index the store creates or opens is ENHANCED (``INDEX_MODE``), and the registry
   item records it, so each library pays one UpdateIndexMode call in its life.

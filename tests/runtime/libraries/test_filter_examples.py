@@ -99,6 +99,20 @@ def test_each_store_answers_the_documented_ids(make_store, example):
     assert sorted(found) == sorted(example["matches"])
 
 
+@pytest.mark.parametrize(("example", "make_store"), example_params(per_store=True), indirect=["make_store"])
+def test_each_store_counts_and_deletes_the_documented_ids(make_store, example):
+    """Count and delete by filter evaluate the filter themselves (filter_eval, on S3 Vectors over
+    ListVectors): they must keep the documented ids too, as the search on S3 Vectors (the service's
+    reading, here the fake's) does."""
+    store = make_store()
+    fill(store, example["records"])
+    assert store.count_images("docs", example["filter"]) == len(example["matches"])
+    assert store.delete_images("docs", example["filter"], dry_run=True).count == len(example["matches"])
+    store.delete_images("docs", example["filter"])
+    left = {image.id for image in store.list_images("docs").images}
+    assert left == example["records"].keys() - set(example["matches"])
+
+
 @pytest.mark.parametrize("example", example_params(per_store=False))
 def test_both_stores_answer_alike(aws, tmp_path, example):
     """The same ids in the same order with the same scores, from one set of records put in both stores."""
