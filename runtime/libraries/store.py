@@ -47,6 +47,8 @@ from runtime.vectors import scores_of
 MAX_PAGE = 1000
 """Images per page of ``list_images`` (S3 Vectors' ListVectors answers at most 1,000 a call)."""
 EXACT_SCORE = 1.0
+GROUPED_HEAD = 1024
+"""Candidates the first query of a grouped search asks for at least (``LibraryStore._grouped``)."""
 """The score an exact duplicate (the same file) is answered with."""
 
 HandleT = TypeVar("HandleT")
@@ -460,21 +462,26 @@ class LibraryStore(ABC, Generic[HandleT]):
         exclude: frozenset[str],
         grouping: Grouping,
     ) -> SearchResult:
-        """``top_k`` groups from one query of the store's candidate bound: the local store's bound of a
+        """``top_k`` groups from the best candidates, at most the store's bound: the local store's bound of a
         filtered search (``filters.filtered_candidates``: 10,000 best-scoring images, fewer for a filter of
-        over 20 constraints), S3 Vectors' 100 a query. The answer is complete, ``partial`` false, when the
-        query answered fewer candidates than the bound (it saw every image that passes the filter and
-        ``min_score``), or when it found ``top_k`` groups each of ``per_group`` matches: any group or match
-        further down the ranking scores below all of those."""
+        over 20 constraints), S3 Vectors' 100 a query. A first query asks for a generous head and each
+        widening (8x, up to the bound) asks again only while the groups are not complete. The answer is
+        complete, ``partial`` false, when a query answered fewer candidates than it asked for (it saw every
+        image that passes the filter and ``min_score``), or when it found ``top_k`` groups each of
+        ``per_group`` matches: any group or match further down the ranking scores below all of those."""
         reach = filtered_candidates(conditions)
         if self.query_limit is not None:
             reach = min(reach, self.query_limit)
-        found = self._query(held, vector, reach, min_score, conditions, None)
-        groups = group_matches([match for match in found.matches if match.id not in exclude], grouping, top_k)
-        saw_all = not found.partial and len(found.matches) < reach
-        full = len(groups) == top_k and all(len(group.matches) == grouping.per_group for group in groups)
-        matches = [match for group in groups for match in group.matches]
-        return SearchResult(matches, partial=not (saw_all or full), groups=groups)
+        asked = min(reach, max(8 * top_k * grouping.per_group, GROUPED_HEAD))
+        while True:
+            found = self._query(held, vector, asked, min_score, conditions, None)
+            groups = group_matches([match for match in found.matches if match.id not in exclude], grouping, top_k)
+            saw_all = not found.partial and len(found.matches) < asked
+            full = len(groups) == top_k and all(len(group.matches) == grouping.per_group for group in groups)
+            if saw_all or full or found.partial or asked == reach:  # found.partial: the store's own bound
+                matches = [match for group in groups for match in group.matches]
+                return SearchResult(matches, partial=not (saw_all or full), groups=groups)
+            asked = min(reach, 8 * asked)
 
     def check_top_k(self, top_k: int) -> int:
         """1 to the ``max_top_k`` setting (the API checks it before embedding the query too)."""

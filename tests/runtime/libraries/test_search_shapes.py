@@ -128,6 +128,18 @@ def test_grouping_that_cannot_see_far_enough_says_partial(make_store, monkeypatc
     assert (grouped(seen_all), seen_all.partial) == ([("one", ["p000"])], False)  # 51 pass: fewer than the bound
 
 
+def test_a_grouped_search_looks_further_down_while_its_groups_are_not_complete(make_store):
+    """The second album first appears at rank 1,501: past the first head of candidates (1,024), within
+    the local store's bound (10,000), past S3 Vectors' 100."""
+    store = make_store()
+    fill(store, [(f"p{n:04d}", 0.9 - n / 10_000, {"album": "one" if n < 1500 else "two"}) for n in range(2000)])
+    found = store.search("lib", QUERY, model_version=VERSION, top_k=2, group_by="album", per_group=2)
+    if store.query_limit is None:
+        assert (grouped(found), found.partial) == ([("one", ["p0000", "p0001"]), ("two", ["p1500", "p1501"])], False)
+    else:
+        assert (grouped(found), found.partial) == ([("one", ["p0000", "p0001"])], True)
+
+
 def test_a_search_leaves_out_every_image_it_is_told_to(store):
     fill(store, [(f"i{n}", 0.9 - n / 100, {"i": n}) for n in range(8)])
     found = store.search("lib", QUERY, model_version=VERSION, top_k=4, exclude={"i0", "i2", "i3"})
