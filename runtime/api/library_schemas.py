@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from runtime.api.schemas import EXAMPLE_PNG, IMG_DOC, STRICT_REQUEST, TEXT_DOC, URL_DOC, ExamplesByStatus, ImageValue
+from runtime.libraries.examples import MAX_EXAMPLES
 from runtime.libraries.filters import MAX_FILTER_CONSTRAINTS, MAX_FILTER_DEPTH, MAX_FILTER_LIST, MAX_FILTERED_CANDIDATES
+from runtime.libraries.grouping import MAX_PER_GROUP
 
 NAME_DOC = "Library name: 1 to 64 letters (any script, Chinese included), digits or underscores; unique."
 ID_DOC = (
@@ -87,8 +89,32 @@ class UpdateImageRequest(BaseModel):
     metadata: dict[str, Any] = Field(description="The new metadata; replaces the old whole. " + METADATA_DOC)
 
 
+class ExampleInput(BaseModel):
+    """One example of a search by examples: a stored image's ``id``, an image (``url`` or ``img``) or a ``text``."""
+
+    model_config = STRICT_REQUEST
+
+    id: str | None = Field(None, description="An image of the library, by id (left out of the matches).")
+    url: str | None = Field(None, description=URL_DOC)
+    img: str | None = Field(None, description="The image as base64 (a data: URL's prefix is dropped).")
+    text: str | None = Field(None, description=TEXT_DOC)
+
+
+EXAMPLES_DOC = (
+    "More like these, not those: each example is a stored image's `id`, an image (`url`, `img`) or a `text`. "
+    "The query is normalise(2 x mean(positive) - mean(negative)) (mean(positive) without negatives), "
+    f"searched as any other; stored examples are left out of the matches. 1 to {MAX_EXAMPLES} examples in all, "
+    "at least one positive; not with `url`, `img`, `text` or `id`."
+)
+GROUP_BY_DOC = (
+    "Group the matches by this top-level metadata key: the best `per_group` of each value (a string, number or "
+    "boolean), `top_k` groups, best group first, in `groups`. Images without a value for the key (missing, null, "
+    "a list or an object) are left out."
+)
+
+
 class SearchRequest(BaseModel):
-    """Search by an image (``url`` or ``img``), by ``text``, or by a stored image's ``id``."""
+    """Search by an image (``url`` or ``img``), by ``text``, by a stored image's ``id``, or by examples."""
 
     model_config = STRICT_REQUEST
 
@@ -103,6 +129,12 @@ class SearchRequest(BaseModel):
     )
     min_score: float | None = Field(None, description="Leave out matches scoring below this (0 to 1).")
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
+    positive: list[ExampleInput] | None = Field(None, description="Examples to search like. " + EXAMPLES_DOC)
+    negative: list[ExampleInput] | None = Field(None, description="Examples to search away from (with `positive`).")
+    group_by: str | None = Field(None, description=GROUP_BY_DOC)
+    per_group: int | None = Field(
+        None, description=f"With `group_by`: matches per group, 1 to {MAX_PER_GROUP} (default 1)."
+    )
 
 
 class CountRequest(BaseModel):
@@ -205,14 +237,24 @@ class ImageDeletedResponse(BaseModel):
     deleted: bool = True
 
 
+class GroupResponse(BaseModel):
+    value: str | bool | int | float = Field(description="The `group_by` key's value that the group's images share.")
+    matches: list[MatchResponse] = Field(description=f"Best first, at most `per_group` (1 to {MAX_PER_GROUP}).")
+
+
 class SearchResponse(BaseModel):
-    matches: list[MatchResponse] = Field(description="Best first.")
+    matches: list[MatchResponse] = Field(description="Best first; with `group_by`, the groups' matches in order.")
     partial: bool = Field(
         False,
         description=f"true: a filtered search on the local store checked its bound of best-scoring images "
         f"({MAX_FILTERED_CANDIDATES:,}, fewer for a filter of over 20 constraints: docs/libraries.md) and fewer "
         "than `top_k` passed the filter; the matches are the best that pass, and "
-        "more may pass further down the ranking (narrow the query or the filter). Always false on AWS.",
+        "more may pass further down the ranking (narrow the query or the filter). With `group_by`: the "
+        "candidates seen (that bound locally, 100 on AWS) held fewer than `top_k` groups of `per_group`; more "
+        "may follow further down. On AWS false otherwise.",
+    )
+    groups: list[GroupResponse] | None = Field(
+        None, description="With `group_by` only: best group first (a group ranks by its best match), at most `top_k`."
     )
     model_version: str
 
@@ -291,6 +333,18 @@ SEARCH_EXAMPLES = {
         },
     },
     "like": {"summary": "More like a stored image", "value": {"id": "sku-1042", "top_k": 5}},
+    "examples": {
+        "summary": "More like these, not those (ids, images, texts)",
+        "value": {
+            "positive": [{"id": "sku-1042"}, {"text": "a red running shoe"}],
+            "negative": [{"id": "sku-1043"}, {"img": EXAMPLE_PNG}],
+            "top_k": 10,
+        },
+    },
+    "group_by": {
+        "summary": "The best 2 of each album, 5 albums",
+        "value": {"text": "a red running shoe", "group_by": "album", "per_group": 2, "top_k": 5},
+    },
 }
 LIBRARY = {
     "name": "products",
@@ -343,11 +397,25 @@ DELETE_IMAGES_ANSWERS = {
     "deleted": {"summary": "42 deleted", "value": {"count": 42, "deleted": 42, "dry_run": False}},
 }
 IMAGE_DELETED_ANSWERS = {"deleted": {"summary": "Deleted", "value": {"id": "sku-1042", "deleted": True}}}
+GROUPED = [
+    {"id": "sku-1042", "score": 0.9731, "metadata": {"album": "summer", "color": "red"}},
+    {"id": "sku-1077", "score": 0.9412, "metadata": {"album": "summer", "color": "orange"}},
+    {"id": "sku-2001", "score": 0.9025, "metadata": {"album": "autumn", "color": "red"}},
+]
 SEARCH_ANSWERS = {
     "matches": {
         "summary": "Matches, best first",
         "value": {"matches": [MATCH], "partial": False, "model_version": VERSION},
-    }
+    },
+    "groups": {
+        "summary": "With group_by: groups, best first",
+        "value": {
+            "matches": GROUPED,
+            "partial": False,
+            "groups": [{"value": "summer", "matches": GROUPED[:2]}, {"value": "autumn", "matches": GROUPED[2:]}],
+            "model_version": VERSION,
+        },
+    },
 }
 
 

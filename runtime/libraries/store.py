@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -35,7 +36,8 @@ from runtime.errors import (
     QuotaExceeded,
 )
 from runtime.libraries.filter_eval import compile_filter
-from runtime.libraries.filters import Filter, check_filter
+from runtime.libraries.filters import Filter, check_filter, filtered_candidates
+from runtime.libraries.grouping import Grouping, GroupValue, check_grouping, group_of
 from runtime.libraries.hashing import check_content_hash
 from runtime.libraries.metadata import check_metadata
 from runtime.libraries.names import check_image_id, check_library_name, new_image_id
@@ -48,6 +50,8 @@ from runtime.vectors import scores_of
 MAX_PAGE = 1000
 """Images per page of ``list_images`` (S3 Vectors' ListVectors answers at most 1,000 a call)."""
 EXACT_SCORE = 1.0
+GROUPED_HEAD = 1024
+"""Candidates the first query of a grouped search asks for at least (``LibraryStore._grouped``)."""
 """The score an exact duplicate (the same file) is answered with."""
 
 HandleT = TypeVar("HandleT")
@@ -86,13 +90,27 @@ class Match:
 
 
 @dataclass(frozen=True)
+class Group:
+    """The best matches of one value of a ``group_by`` key (``runtime.libraries.grouping``)."""
+
+    value: GroupValue
+    matches: list[Match]
+    """Best first, at most ``per_group``."""
+
+
+@dataclass(frozen=True)
 class SearchResult:
     matches: list[Match]
-    """Best first."""
+    """Best first (grouped: the groups' matches, group after group)."""
     partial: bool = False
-    """True: the local store checked the filter on its bound of candidates (the best-scoring images,
-    ``filters.filtered_candidates``) and fewer than ``top_k`` passed; more may pass further down the
-    ranking. The matches given are still the best that pass. The AWS store's answers are never partial."""
+    """True: the search saw only its bound of candidates and the answer may miss some below them. The
+    local store checked the filter on its bound (the best-scoring images, ``filters.filtered_candidates``)
+    and fewer than ``top_k`` passed; or a grouped search's candidates (that bound locally, one query's
+    100 on S3 Vectors) held fewer than ``top_k`` groups of ``per_group`` (``LibraryStore._grouped``); or
+    examples left out of the matches took places S3 Vectors' 100 a query could not give back. The
+    matches given are still the best that pass."""
+    groups: list[Group] | None = None
+    """With ``group_by``: best group first, at most ``top_k``."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +177,8 @@ class LibraryStore(ABC, Generic[HandleT]):
     scan_limit_by_default: int | None = None
     """Images a full read (count, delete by filter, ``order_by``) takes at most when the setting
     ``max_scan_images`` is unset (None: no bound)."""
+    query_limit: int | None = None
+    """Most matches one ``_query`` answers (S3 Vectors: 100); None: as many as asked."""
 
     def __init__(self, settings: Settings, dimension: int):
         self.settings = settings
@@ -430,15 +450,20 @@ class LibraryStore(ABC, Generic[HandleT]):
         top_k: int = 10,
         min_score: float | None = None,
         filter: Filter | None = None,
+        exclude: Collection[str] = (),
+        group_by: str | None = None,
+        per_group: int | None = None,
     ) -> SearchResult:
-        """The ``top_k`` best matches, best first, scored (1 + cosine) / 2."""
+        """The ``top_k`` best matches, best first, scored (1 + cosine) / 2, without the images ``exclude``
+        names; with ``group_by``, the ``top_k`` best groups (``_grouped``)."""
         vector = check_vector(vector, self.dimension)
         top_k, conditions = self.check_top_k(top_k), check_filter(filter)
         check_score(min_score, "min_score")
+        grouping = check_grouping(group_by, per_group)
         with self._reading(check_library_name(name)) as (library, held):
             check_model_version(library, model_version)
             with span("store"):
-                return self._query(held, vector, top_k, min_score, conditions, None)
+                return self._ranked(held, vector, top_k, min_score, conditions, frozenset(exclude), grouping)
 
     def search_like(
         self,
@@ -449,18 +474,89 @@ class LibraryStore(ABC, Generic[HandleT]):
         top_k: int = 10,
         min_score: float | None = None,
         filter: Filter | None = None,
+        group_by: str | None = None,
+        per_group: int | None = None,
     ) -> SearchResult:
         """ "More like this": search by a stored image's vector; the image itself is left out."""
         name, image_id = check_library_name(name), check_image_id(image_id)
         top_k, conditions = self.check_top_k(top_k), check_filter(filter)
         check_score(min_score, "min_score")
+        grouping = check_grouping(group_by, per_group)
         with self._reading(name) as (library, held):
             check_model_version(library, model_version)
             vector = self._vector(held, image_id)
             if vector is None:
                 raise image_not_found(name, image_id)
             with span("store"):
-                return self._query(held, vector, top_k, min_score, conditions, image_id)
+                return self._ranked(held, vector, top_k, min_score, conditions, frozenset([image_id]), grouping)
+
+    def stored_vectors(
+        self, name: str, image_ids: list[str], labels: list[str], *, model_version: str
+    ) -> list[np.ndarray]:
+        """The vectors of these stored images, in order, in one batched read (the examples of a search,
+        read before any model work); 404 ``image_not_found`` naming the first missing one by its label."""
+        name = check_library_name(name)
+        ids = [check_image_id(image_id, label) for image_id, label in zip(image_ids, labels, strict=True)]
+        with self._reading(name) as (library, held):
+            check_model_version(library, model_version)
+            found = self._vectors(held, sorted(set(ids))) if ids else {}
+        for image_id, label in zip(ids, labels, strict=True):
+            if image_id not in found:
+                raise image_not_found(name, image_id, label)
+        return [found[image_id] for image_id in ids]
+
+    def _ranked(
+        self,
+        held: HandleT,
+        vector: np.ndarray,
+        top_k: int,
+        min_score: float | None,
+        conditions: Filter,
+        exclude: frozenset[str],
+        grouping: Grouping | None,
+    ) -> SearchResult:
+        """A search over the query primitive: one left-out image is the primitive's own; more are asked
+        for beyond ``top_k`` and dropped here."""
+        if grouping is not None:
+            return self._grouped(held, vector, top_k, min_score, conditions, exclude, grouping)
+        if len(exclude) <= 1:
+            return self._query(held, vector, top_k, min_score, conditions, next(iter(exclude), None))
+        asked = top_k + len(exclude)
+        found = self._query(held, vector, asked, min_score, conditions, None)
+        kept = [match for match in found.matches if match.id not in exclude][:top_k]
+        cut = self.query_limit is not None and asked > self.query_limit and len(found.matches) == self.query_limit
+        return SearchResult(kept, partial=len(kept) < top_k and (found.partial or cut))
+
+    def _grouped(
+        self,
+        held: HandleT,
+        vector: np.ndarray,
+        top_k: int,
+        min_score: float | None,
+        conditions: Filter,
+        exclude: frozenset[str],
+        grouping: Grouping,
+    ) -> SearchResult:
+        """``top_k`` groups from the best candidates, at most the store's bound: the local store's bound of a
+        filtered search (``filters.filtered_candidates``: 10,000 best-scoring images, fewer for a filter of
+        over 20 constraints), S3 Vectors' 100 a query. A first query asks for a generous head and each
+        widening (8x, up to the bound) asks again only while the groups are not complete. The answer is
+        complete, ``partial`` false, when a query answered fewer candidates than it asked for (it saw every
+        image that passes the filter and ``min_score``), or when it found ``top_k`` groups each of
+        ``per_group`` matches: any group or match further down the ranking scores below all of those."""
+        reach = filtered_candidates(conditions)
+        if self.query_limit is not None:
+            reach = min(reach, self.query_limit)
+        asked = min(reach, max(8 * top_k * grouping.per_group, GROUPED_HEAD))
+        while True:
+            found = self._query(held, vector, asked, min_score, conditions, None)
+            groups = group_matches([match for match in found.matches if match.id not in exclude], grouping, top_k)
+            saw_all = not found.partial and len(found.matches) < asked
+            full = len(groups) == top_k and all(len(group.matches) == grouping.per_group for group in groups)
+            if saw_all or full or found.partial or asked == reach:  # found.partial: the store's own bound
+                matches = [match for group in groups for match in group.matches]
+                return SearchResult(matches, partial=not (saw_all or full), groups=groups)
+            asked = min(reach, 8 * asked)
 
     def check_top_k(self, top_k: int) -> int:
         """1 to the ``max_top_k`` setting (the API checks it before embedding the query too)."""
@@ -515,6 +611,12 @@ class LibraryStore(ABC, Generic[HandleT]):
     @abstractmethod
     def _vector(self, held: HandleT, image_id: str) -> np.ndarray | None: ...
 
+    def _vectors(self, held: HandleT, image_ids: list[str]) -> dict[str, np.ndarray]:
+        """The vectors of those of these images the library holds, by id (a store with a batched read
+        overrides it)."""
+        found = {image_id: self._vector(held, image_id) for image_id in image_ids}
+        return {image_id: vector for image_id, vector in found.items() if vector is not None}
+
     @abstractmethod
     def _remove(self, held: HandleT, image_id: str) -> None: ...
 
@@ -564,6 +666,24 @@ def best_in_batch(vector: np.ndarray, accepted: list[NewImage]) -> Match | None:
     scores = scores_of(np.stack([image.vector for image in accepted]) @ vector)
     best = int(np.argmax(scores))
     return Match(accepted[best].id or "", float(scores[best]), accepted[best].metadata)
+
+
+def group_matches(matches: list[Match], grouping: Grouping, top_k: int) -> list[Group]:
+    """The first ``per_group`` matches (best first) of each of the first ``top_k`` values of the key; a
+    match with no value of the key (``grouping.group_of``) is left out."""
+    groups: dict[tuple[str, GroupValue], Group] = {}
+    for match in matches:
+        identity = group_of(match.metadata, grouping.key)
+        if identity is None:
+            continue
+        group = groups.get(identity)
+        if group is None:
+            if len(groups) == top_k:
+                continue
+            group = groups[identity] = Group(match.metadata[grouping.key], [])
+        if len(group.matches) < grouping.per_group:
+            group.matches.append(match)
+    return list(groups.values())
 
 
 def better(first: Match | None, second: Match | None) -> Match | None:
@@ -651,5 +771,6 @@ def image_exists(name: str, image_id: str, where: str = "") -> Conflict:
     )
 
 
-def image_not_found(name: str, image_id: str) -> NotFound:
-    return NotFound(f"library {name!r} holds no image with id {image_id!r}", code="image_not_found")
+def image_not_found(name: str, image_id: str, where: str = "") -> NotFound:
+    prefix = f"{at(where, 'id')}: " if where else ""
+    return NotFound(f"{prefix}library {name!r} holds no image with id {image_id!r}", code="image_not_found")

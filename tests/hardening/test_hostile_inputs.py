@@ -7,7 +7,8 @@ ratios (one request and batches of 32); JPEG scan bombs; malformed EXIF in PNG, 
 every route that reads images; the new formats (GIF, TIFF, AVIF, HEIC); huge strings and JSON built
 to be expensive; non-public addresses from the IANA registries; the error contract (overlong numbers,
 exact types, encoded slashes, methods); library metadata and name rules (``runtime/libraries/metadata.py``,
-``names.py``); filters built to be expensive (``filters.py``'s cost bound).
+``names.py``); filters built to be expensive (``filters.py``'s cost bound); searches by examples and
+grouped searches at and past their limits.
 
 Bounds (peak RSS growth of the server, reset before each request via /proc/<pid>/clear_refs):
 ``PER_REQUEST_BOUND`` for a request, ``PER_BATCH_BOUND`` for a 32-slot batch. Every answer within
@@ -379,6 +380,42 @@ def by_filter_cases(limit: str) -> list[Hostile]:
     ]
 
 
+def search_shape_cases() -> list[Hostile]:
+    """Searches by examples and grouped searches built to be expensive: refused at the examples limit and
+    the grouping rules (``runtime/libraries/examples.py``, ``grouping.py``), or answered within the bounds."""
+    strip = b64(crafted.strip(1, 8192))
+    return [
+        case("examples: 10,000 texts", {"positive": [{"text": "a cat"}] * 10_000}, "batch_too_large", path=SEARCH),
+        case(
+            "examples: 16 images of 1x8192",
+            {"positive": [{"img": strip}] * 8, "negative": [{"img": strip}] * 8},
+            None,
+            200,
+            path=SEARCH,
+            batch=True,
+        ),
+        case(
+            "group_by: per_group 10**9",
+            {"text": "a cat", "group_by": "k", "per_group": 10**9},
+            "invalid_value",
+            path=SEARCH,
+        ),
+        case(
+            "group_by: a key of 100,000 characters",
+            {"text": "a cat", "group_by": "k" * 100_000},
+            "invalid_value",
+            path=SEARCH,
+        ),
+        case(
+            "group_by: 100 groups of 10, the most a search answers",
+            {"text": "a cat", "group_by": "k", "per_group": 10, "top_k": 100},
+            None,
+            200,
+            path=SEARCH,
+        ),
+    ]
+
+
 def hostile_cases() -> list[Hostile]:
     return (
         old_cases()
@@ -390,6 +427,7 @@ def hostile_cases() -> list[Hostile]:
         + contract_cases()
         + library_rule_cases()
         + filter_cases()
+        + search_shape_cases()
     )
 
 

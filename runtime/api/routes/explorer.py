@@ -24,6 +24,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from runtime.api.deps import settings_of
 from runtime.errors import NotFound
+from runtime.libraries.examples import MAX_EXAMPLES
+from runtime.libraries.grouping import MAX_PER_GROUP
 from runtime.settings import Settings
 
 EXPLORER_PATH = "/api-explorer"
@@ -179,6 +181,11 @@ def limits_section(settings: Settings) -> str:
         ("Library names", "1 to 64 letters (any script), digits or `_`"),
         ("Image metadata", f"a JSON object of at most {s.max_metadata_bytes:,} bytes"),
         ("Search", f"`top_k` from 1 to {s.max_top_k} (default {s.default_top_k})"),
+        (
+            "Search by examples",
+            f"`positive` and `negative` together: 1 to {MAX_EXAMPLES} examples, one positive at least",
+        ),
+        ("Grouped search", f"`group_by` a metadata key: `top_k` groups of `per_group` (1 to {MAX_PER_GROUP}) matches"),
         (
             "Near-duplicates",
             f"an image scoring {s.dedup_threshold:g} or more is reported, not added (`dedup`, `threshold`)",

@@ -55,6 +55,7 @@ from runtime.api.library_schemas import (
     DeleteImagesRequest,
     DeleteImagesResponse,
     DuplicateResponse,
+    ExampleInput,
     ImageAddedResponse,
     ImageDeletedResponse,
     ImageListResponse,
@@ -74,7 +75,9 @@ from runtime.embedder import Embedder, Input
 from runtime.engines.priority import BATCH, INTERACTIVE, Priority
 from runtime.errors import ApiError, BadRequest, unparsable_body
 from runtime.libraries.adding import AddItem, Outcome, add_items, dedup_threshold
-from runtime.libraries.store import MAX_PAGE, Added, Image, Library, LibraryStore, Match
+from runtime.libraries.examples import Example, search_by_examples
+from runtime.libraries.grouping import check_grouping
+from runtime.libraries.store import MAX_PAGE, Added, Group, Image, Library, LibraryStore, Match, SearchResult
 from runtime.libraries.thumbnails import THUMBNAIL_MEDIA_TYPE
 from runtime.libraries.values import check_score
 
@@ -416,12 +419,18 @@ async def delete_images(
 
 SEARCH_DOC = """Search by an image (`url` or `img`), by `text`, or by a stored image's `id` ("more like this":
 that image is left out): the `top_k` best matches, best first, scored (1 + cosine) / 2. `filter` takes the
-S3 Vectors filter language over top-level metadata (`$eq $ne $gt $gte $lt $lte $in $nin $exists $and $or`)."""
+S3 Vectors filter language over top-level metadata (`$eq $ne $gt $gte $lt $lte $in $nin $exists $and $or`).
+
+More like these, not those: `positive` and `negative` lists of examples (each an `id`, `url`, `img` or
+`text`) instead of one input; the query is normalise(2 x mean(positive) - mean(negative)), and the stored
+examples are left out. `group_by` a metadata key: the best `per_group` (default 1) of each value, `top_k`
+groups, best group first, in `groups`."""
 
 
 @router.post(
     "/libraries/{name}/search",
     response_model=SearchResponse,
+    response_model_exclude_unset=True,  # "groups" only in a grouped search's answer
     responses=documented(
         SEARCH_ANSWERS,
         [*READ_ERRORS, "invalid_filter", "image_not_found", "model_version_mismatch", "store_error", "library_busy"],
@@ -437,14 +446,45 @@ async def search(
     # The store checks these too; first spares the fetch and embedding.
     top_k = store.check_top_k(body.top_k if body.top_k is not None else embedder.settings.default_top_k)
     check_score(body.min_score, "min_score")
+    check_grouping(body.group_by, body.per_group)
     version, min_score, conditions = embedder.model_version, body.min_score, body.filter
+    group_by, per_group = body.group_by, body.per_group
+    if body.positive is not None or body.negative is not None:
+        if any(value is not None for value in (body.url, body.img, body.text, body.id)):
+            raise BadRequest(
+                "request body: give positive / negative examples or one of url, img, text or id, not both",
+                code="ambiguous_input",
+            )
+        positive, negative = examples_of(body.positive, "positive"), examples_of(body.negative, "negative")
+        found = await run_in_threadpool(
+            lambda: search_by_examples(
+                store,
+                embedder,
+                name,
+                positive,
+                negative,
+                top_k=top_k,
+                min_score=min_score,
+                filter=conditions,
+                group_by=group_by,
+                per_group=per_group,
+            )
+        )
+        return search_body(found, version)
     if body.id is not None:
         if any(value is not None for value in (body.url, body.img, body.text)):
             raise BadRequest("request body: give only one of url or img or text or id", code="ambiguous_input")
         image_id = body.id
         found = await run_in_threadpool(
             lambda: store.search_like(
-                name, image_id, model_version=version, top_k=top_k, min_score=min_score, filter=conditions
+                name,
+                image_id,
+                model_version=version,
+                top_k=top_k,
+                min_score=min_score,
+                filter=conditions,
+                group_by=group_by,
+                per_group=per_group,
             )
         )
     else:
@@ -457,13 +497,29 @@ async def search(
                 top_k=top_k,
                 min_score=min_score,
                 filter=conditions,
+                group_by=group_by,
+                per_group=per_group,
             )
         )
-    return {
-        "matches": [match_body(match) for match in found.matches],
-        "partial": found.partial,
-        "model_version": embedder.model_version,
-    }
+    return search_body(found, version)
+
+
+def examples_of(given: list[ExampleInput] | None, field: str) -> list[Example]:
+    """A ``positive`` / ``negative`` list as examples: each exactly one of id, url, img or text."""
+    examples = []
+    for position, example in enumerate(given or []):
+        label = f"{field}[{position}]"
+        if all(value is None for value in (example.id, example.url, example.img, example.text)):
+            raise BadRequest(f"{label}: give one of id, url, img or text", code="missing_input")
+        if example.id is not None:
+            if any(value is not None for value in (example.url, example.img, example.text)):
+                raise BadRequest(f"{label}: give only one of id or url or img or text", code="ambiguous_input")
+            examples.append(Example(label, image_id=example.id))
+            continue
+        fields = {kind: f"{label}.{kind}" for kind in SLOT_FIELDS}
+        values: dict[str, str | bytes | None] = {"url": example.url, "img": example.img, "text": example.text}
+        examples.append(Example(label, source=slot_input(values, fields, label)))
+    return examples
 
 
 router.include_router(writes)
@@ -493,3 +549,18 @@ def image_body(image: Image) -> dict[str, Any]:
 
 def match_body(match: Match) -> dict[str, Any]:
     return {"id": match.id, "score": match.score, "metadata": match.metadata}
+
+
+def search_body(found: SearchResult, model_version: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "matches": [match_body(match) for match in found.matches],
+        "partial": found.partial,
+        "model_version": model_version,
+    }
+    if found.groups is not None:
+        body["groups"] = [group_body(group) for group in found.groups]
+    return body
+
+
+def group_body(group: Group) -> dict[str, Any]:
+    return {"value": group.value, "matches": [match_body(match) for match in group.matches]}

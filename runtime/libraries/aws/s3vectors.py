@@ -106,6 +106,7 @@ class Held:
 
 class S3VectorsStore(LibraryStore[Held]):
     scan_limit_by_default = SCAN_LIMIT
+    query_limit = MAX_TOP_K
 
     def __init__(self, settings: Settings, dimension: int, *, s3vectors: Any = None, dynamodb: Any = None):
         super().__init__(settings, dimension)
@@ -251,6 +252,10 @@ class S3VectorsStore(LibraryStore[Held]):
     def _vector(self, held: Held, image_id: str) -> np.ndarray | None:
         found = self._get(held.index, [image_id], with_metadata=False, with_data=True)
         return np.asarray(found[0]["data"]["float32"], dtype=np.float32) if found else None
+
+    def _vectors(self, held: Held, image_ids: list[str]) -> dict[str, np.ndarray]:
+        found = self._get(held.index, image_ids, with_metadata=False, with_data=True)
+        return {vector["key"]: np.asarray(vector["data"]["float32"], dtype=np.float32) for vector in found}
 
     def _remove(self, held: Held, image_id: str) -> None:
         assert held.lease is not None
