@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 HASH_SIZE = 16
-"""The DCT's side: 16 x 16 = 256 bits (64 hex digits). At 8 (64 bits) distinct photos of the set came as
-close as 4 bits and a re-encoded copy as far: no threshold told them apart."""
+"""The DCT's side: 16 x 16 = 256 bits (64 hex digits). At 8 (64 bits) distinct photos of the bench's set came
+as close as 4 bits, and at 4 bits 154 distinct pairs matched while 42% of the copies were still farther."""
 COPY_DISTANCE = 48
 """At most this many of the 256 bits differ between a copy and its original. The bench's choice: the
 closest distinct pair of its set is 60 bits apart, and a fifth of that is kept as margin."""
