@@ -22,6 +22,7 @@ BENCHES = {
     "bench_powertools.py": "explorer handler",
     "bench_priority.py": "Text search under batch adds",
     "bench_models.py": "Models: images/s",
+    "bench_duplicates.py": "Copy tier",
 }
 
 
