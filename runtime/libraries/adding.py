@@ -24,11 +24,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from runtime.embedder import Embedder, Input
 from runtime.engines.priority import Priority
 from runtime.errors import ApiError
+from runtime.inputs.images import LibraryPixels
 from runtime.libraries.hashing import content_hash
 from runtime.libraries.metadata import check_metadata
 from runtime.libraries.names import check_image_id
@@ -228,14 +227,14 @@ def embed_and_add(
     if not pending:
         return []
     firsts = list({one.digest: one for one in reversed(pending)}.values())[::-1]
-    pixels = embedder.decode_each([(source_of(one), one.data) for one in firsts])
-    decoded: dict[str, np.ndarray] = {}
+    pictures = embedder.decode_each([(source_of(one), one.data) for one in firsts])
+    decoded: dict[str, LibraryPixels] = {}
     errors: dict[str, ApiError] = {}
-    for one, prepared in zip(firsts, pixels, strict=True):
-        if isinstance(prepared, ApiError):
-            errors[one.digest] = prepared
+    for one, picture in zip(firsts, pictures, strict=True):
+        if isinstance(picture, ApiError):
+            errors[one.digest] = picture
         else:
-            decoded[one.digest] = prepared
+            decoded[one.digest] = picture
     for one in pending:
         if one.digest in errors:
             outcomes[one.position] = errors[one.digest]
@@ -243,11 +242,24 @@ def embed_and_add(
     if not ready:
         return []
     digests = list(decoded)
-    vectors = dict(zip(digests, embedder.encode_pixels([decoded[digest] for digest in digests], priority), strict=True))
+    vectors = dict(
+        zip(digests, embedder.encode_pixels([decoded[digest].pixels for digest in digests], priority), strict=True)
+    )
     # Encoded only for a library that keeps them: a WebP costs 3 to 50 ms an image.
     keeps = store.get_library(library).thumbnails
-    thumbnails = {digest: make_thumbnail(pixels) if keeps else None for digest, pixels in decoded.items()}
-    images = [NewImage(vectors[one.digest], one.id, one.metadata, one.digest, thumbnails[one.digest]) for one in ready]
+    thumbnails = {digest: make_thumbnail(picture.pixels) if keeps else None for digest, picture in decoded.items()}
+    images = [
+        NewImage(
+            vectors[one.digest],
+            one.id,
+            one.metadata,
+            one.digest,
+            thumbnails[one.digest],
+            decoded[one.digest].perceptual_hash,
+            decoded[one.digest].size,
+        )
+        for one in ready
+    ]
     labels = [one.item.label for one in ready]
     added = store.add_batch(
         library,

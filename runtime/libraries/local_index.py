@@ -49,6 +49,9 @@ class Snapshot:
     create_times: list[float]
     hashes: list[str | None]
     by_hash: dict[str, str]
+    perceptual: list[str | None]
+    """Each image's perceptual hash (None: added before they were kept)."""
+    sizes: list[tuple[int, int] | None]
 
     @property
     def count(self) -> int:
@@ -125,7 +128,7 @@ class Snapshot:
         return False
 
     def _match(self, row: int, score: float) -> Match:
-        return Match(self.ids[row], score, self.metadata[row])
+        return Match(self.ids[row], score, self.metadata[row], self.perceptual[row])
 
 
 class LibraryIndex:
@@ -140,7 +143,7 @@ class LibraryIndex:
         self._matrix = np.empty((0, dimension), dtype=np.float32)
         """Rows below the snapshot's count are never written again; appends fill the spare rows after them."""
         empty = dataclasses.replace(library, image_count=0)
-        self.snapshot = Snapshot(empty, self._matrix[:0], [], {}, [], [], [], [], {})
+        self.snapshot = Snapshot(empty, self._matrix[:0], [], {}, [], [], [], [], {}, [], [])
 
     def info(self) -> Library:
         return self.snapshot.library
@@ -169,6 +172,8 @@ class LibraryIndex:
             create_times=old.create_times + list(create_times),
             hashes=old.hashes + [image.content_hash for image in images],
             by_hash=by_hash,
+            perceptual=old.perceptual + [image.perceptual_hash for image in images],
+            sizes=old.sizes + [image.size for image in images],
         )
 
     def remove(self, image_id: str) -> None:
@@ -183,6 +188,8 @@ class LibraryIndex:
             "filterable": list(old.filterable),
             "create_times": list(old.create_times),
             "hashes": list(old.hashes),
+            "perceptual": list(old.perceptual),
+            "sizes": list(old.sizes),
         }
         if row != last:
             matrix[row] = old.vectors[last]

@@ -17,7 +17,7 @@ import binascii
 import json
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -80,6 +80,8 @@ class Match:
     id: str
     score: float
     metadata: dict[str, Any]
+    perceptual_hash: str | None = None
+    """The stored image's perceptual hash, for the copy tier (not part of any answer)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ class NewImage:
     """SHA-256 hex of the image file (``hashing.content_hash``): exact duplicates are found by it."""
     thumbnail: bytes | None = None
     """A small WebP of the image, kept when the library keeps thumbnails."""
+    perceptual_hash: str | None = None
+    """``perceptual.perceptual_hash`` of the decoded picture: copies (re-encoded, resized) are found by it."""
+    size: tuple[int, int] | None = None
+    """Width and height of the original picture in pixels (the duplicates scan keeps the largest)."""
 
 
 @dataclass(frozen=True)
@@ -267,11 +273,9 @@ class LibraryStore(ABC, Generic[HandleT]):
                 continue
             seen.add(image_id)
             vector = check_vector(image.vector, self.dimension)
+            content_hash = check_content_hash(image.content_hash)
             checked.append(
-                (
-                    position,
-                    NewImage(vector, image_id, metadata, check_content_hash(image.content_hash), image.thumbnail),
-                )
+                (position, replace(image, vector=vector, id=image_id, metadata=metadata, content_hash=content_hash))
             )
         return checked
 

@@ -28,7 +28,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -208,6 +208,8 @@ class S3VectorsStore(LibraryStore[Held]):
                     now,
                     image.content_hash,
                     encoded(image.thumbnail) if keeps else None,
+                    image.perceptual_hash,
+                    image.size,
                 )
                 for image in images
             ],
@@ -265,6 +267,8 @@ class S3VectorsStore(LibraryStore[Held]):
                     record["create_time"],
                     record.get("content_hash"),
                     record.get("thumbnail"),
+                    record.get("perceptual_hash"),
+                    record.get("size"),
                 )
             ],
         )
@@ -322,7 +326,7 @@ class S3VectorsStore(LibraryStore[Held]):
             for found in page.get("vectors", []):
                 record = record_of(found)
                 score = float(scores_of(1.0 - float(found["distance"])))  # cosine distance = 1 - cosine
-                matches.append(Match(found["key"], score, record["metadata"]))
+                matches.append(Match(found["key"], score, record["metadata"], record.get("perceptual_hash")))
             if len(matches) >= top_k:
                 break
         return sorted(matches, key=lambda match: -match.score)[:top_k]
@@ -392,11 +396,18 @@ def image_vector(
     create_time: float,
     content_hash: str | None,
     thumbnail: str | None = None,
+    perceptual_hash: str | None = None,
+    size: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """``thumbnail``: base64 WebP, in the record (non-filterable metadata: S3 Vectors allows 40 KB in all)."""
+    """``thumbnail``: base64 WebP, in the record (non-filterable metadata: S3 Vectors allows 40 KB in all);
+    ``perceptual_hash`` and ``size`` (width, height) when the add knew them."""
     record: dict[str, Any] = {"metadata": metadata, "create_time": create_time, "content_hash": content_hash}
     if thumbnail:
         record["thumbnail"] = thumbnail
+    if perceptual_hash:
+        record["perceptual_hash"] = perceptual_hash
+    if size:
+        record["size"] = list(size)
     return {
         "key": image_id,
         "data": {"float32": vector.astype(np.float32).tolist()},
