@@ -30,7 +30,12 @@ FILTER_DOC = (
 )
 MAX_BATCH_ADD = 32
 DedupThreshold = Annotated[
-    float | None, Field(description="Dedup score threshold, 0 to 1 (default 0.97, setting IMSIM_DEDUP_THRESHOLD).")
+    float | None,
+    Field(
+        description="Also refuse `similar` images: those scoring at or above this, 0 to 1. Default: the "
+        "library's `threshold`, else the setting IMSIM_DEDUP_THRESHOLD, else none (only `exact` and `copy` "
+        "duplicates are refused)."
+    ),
 ]
 """The ``threshold`` of an add and of an import."""
 SCORE_DOC = "(1 + cosine) / 2, in [0, 1]: 1 is the same image."
@@ -47,6 +52,11 @@ class CreateLibraryRequest(BaseModel):
         description="Keep a small WebP (160 px, at most 8 KB) of each image added, served by "
         "`GET /libraries/{name}/images/{id}/thumbnail` (the library page shows them). Default: yes on the "
         "local store, no on S3 Vectors (each takes up to 11 KB of a vector's 40 KB of metadata).",
+    )
+    threshold: float | None = Field(
+        None,
+        description="The `similar` threshold (0 to 1) of an add or import into this library that gives none. "
+        "Default: none (the setting IMSIM_DEDUP_THRESHOLD, if set): adds refuse only `exact` and `copy` duplicates.",
     )
 
 
@@ -75,8 +85,9 @@ class AddImageRequest(NewImageFields):
     )
     dedup: bool = Field(
         True,
-        description="Refuse the image when the library holds the same file (exact) or a near-duplicate; "
-        "also within a batch.",
+        description="Refuse the image when the library holds the same file (`exact`) or the same picture "
+        "re-encoded, resized or lightly edited (`copy`), and, with a `threshold`, an image scoring at or above "
+        "it (`similar`); also within a batch.",
     )
     threshold: DedupThreshold = None
 
@@ -111,6 +122,9 @@ class LibraryResponse(BaseModel):
     image_count: int
     model_version: str = Field(description="The model whose vectors the library holds; other models are refused.")
     thumbnails: bool = Field(description="Whether it keeps a thumbnail of each image it adds.")
+    threshold: float | None = Field(
+        None, description="The `similar` threshold of an add that gives none (null: none, or the server's setting)."
+    )
 
 
 class LibraryListResponse(BaseModel):
@@ -142,8 +156,12 @@ class DuplicateResponse(BaseModel):
     message: str = "Similar image found."
     match: MatchResponse = Field(description="The near-duplicate already in the library; nothing was added.")
     exact: bool = Field(
-        description="True: the same file (SHA-256 of its bytes) is in the library, found before any model work; "
-        "false: a near-duplicate by score."
+        description="True: the same file (SHA-256 of its bytes) is in the library, found before any model work "
+        "(`tier` is `exact`)."
+    )
+    tier: Literal["exact", "copy", "similar"] = Field(
+        description="`exact`: the same file; `copy`: the same picture re-encoded, resized or lightly edited "
+        "(perceptual hash); `similar`: an image scoring at or above the threshold."
     )
 
 
@@ -200,6 +218,10 @@ ID_EXAMPLES = {"given": {"summary": "An id you chose", "value": "sku-1042"}}
 CREATE_EXAMPLES = {
     "latin": {"summary": "Create a library", "value": {"name": "products"}},
     "chinese": {"summary": "Names may use any script", "value": {"name": "商品图库"}},
+    "threshold": {
+        "summary": "Adds refuse similar images by default",
+        "value": {"name": "products", "threshold": 0.98},
+    },
 }
 ADD_EXAMPLES = {
     # First: Swagger UI fills the body with it, and it needs no internet.
@@ -209,7 +231,7 @@ ADD_EXAMPLES = {
     },
     "url": {"summary": "Add by URL, id generated", "value": {"url": "https://example.com/shoe.jpg"}},
     "no-dedup": {"summary": "Add without the near-duplicate check", "value": {"img": EXAMPLE_PNG, "dedup": False}},
-    "threshold": {"summary": "Stricter duplicates only", "value": {"img": EXAMPLE_PNG, "threshold": 0.99}},
+    "threshold": {"summary": "Also refuse similar images", "value": {"img": EXAMPLE_PNG, "threshold": 0.98}},
     "batch": {
         "summary": "Batch add: up to 32 images, one result each",
         "value": {
@@ -254,6 +276,7 @@ LIBRARY = {
     "image_count": 1042,
     "model_version": VERSION,
     "thumbnails": True,
+    "threshold": None,
 }
 MATCH = {"id": "sku-1042", "score": 0.9731, "metadata": {"color": "red", "price": 59}}
 LIBRARY_ANSWERS = {"library": {"summary": "A library", "value": LIBRARY}}
@@ -262,19 +285,35 @@ LIBRARY_DELETED_ANSWERS = {"deleted": {"summary": "Deleted", "value": {"name": "
 ADD_ANSWERS = {
     "added": {"summary": "Added", "value": {"status": 1, "message": "Image added.", "id": "sku-1042", "score": 0.7412}},
     "duplicate": {
-        "summary": "A near-duplicate is in the library: nothing added",
-        "value": {"status": 0, "message": "Similar image found.", "match": MATCH, "exact": False},
+        "summary": "A copy (re-encoded, resized) is in the library: nothing added",
+        "value": {
+            "status": 0,
+            "message": "Similar image found.",
+            "match": MATCH,
+            "exact": False,
+            "tier": "copy",
+        },
+    },
+    "similar": {
+        "summary": "With a threshold: a similar image is in the library",
+        "value": {"status": 0, "message": "Similar image found.", "match": MATCH, "exact": False, "tier": "similar"},
     },
     "exact": {
         "summary": "The same file is in the library: nothing added, no model work",
-        "value": {"status": 0, "message": "Similar image found.", "match": {**MATCH, "score": 1.0}, "exact": True},
+        "value": {
+            "status": 0,
+            "message": "Similar image found.",
+            "match": {**MATCH, "score": 1.0},
+            "exact": True,
+            "tier": "exact",
+        },
     },
     "batch": {
         "summary": "Batch add: one result per image, in order",
         "value": {
             "results": [
                 {"status": 1, "message": "Image added.", "id": "sku-1042", "score": 0.7412},
-                {"status": 0, "message": "Similar image found.", "match": MATCH, "exact": False},
+                {"status": 0, "message": "Similar image found.", "match": MATCH, "exact": False, "tier": "copy"},
                 {
                     "status": -1,
                     "message": "images[2].img: not valid base64 (Incorrect padding)",

@@ -10,7 +10,7 @@ the write it mirrors is committed.
 
 A search scores the query against every row (one matrix-vector product) and walks the best rows first
 through the filter (``filter_eval.py``), at most ``filters.filtered_candidates`` of them; a near-duplicate
-check takes the single best row.
+check takes the ``copy_candidates`` best rows.
 
 What a write costs: appends fill spare rows of the matrix past every published snapshot's rows (growth
 by a quarter when full); the lists and maps of ids and metadata are copied (pointers, ~20 ms per 100,000
@@ -68,13 +68,6 @@ class Snapshot:
     def exact(self, content_hash: str) -> Match | None:
         image_id = self.by_hash.get(content_hash)
         return None if image_id is None else Match(image_id, EXACT_SCORE, self.metadata[self.rows[image_id]])
-
-    def best(self, vector: np.ndarray) -> Match | None:
-        if self.count == 0:
-            return None
-        scores = scores_of(self.vectors @ vector)
-        row = int(np.argmax(scores))
-        return self._match(row, float(scores[row]))
 
     def top(
         self, vector: np.ndarray, top_k: int, min_score: float | None, conditions: Filter, exclude: str | None

@@ -66,6 +66,7 @@ COLUMNS_ADDED = {
     ("images", "perceptual_hash"): "ALTER TABLE images ADD COLUMN perceptual_hash TEXT",
     ("images", "width"): "ALTER TABLE images ADD COLUMN width INTEGER",
     ("images", "height"): "ALTER TABLE images ADD COLUMN height INTEGER",
+    ("libraries", "threshold"): "ALTER TABLE libraries ADD COLUMN threshold REAL",
 }
 """Columns newer than the first release: added in place to a data directory written before them."""
 SCHEMA_VERSION = 3
@@ -120,11 +121,11 @@ class LibraryDatabase:
         """Every library (its image count left at 0) with its vectors' dimension."""
         with self._statements() as db:
             rows = db.execute(
-                "SELECT name, model_version, create_time, dimension, thumbnails FROM libraries"
+                "SELECT name, model_version, create_time, dimension, thumbnails, threshold FROM libraries"
             ).fetchall()
         return [
-            (Library(name, version, created, 0, bool(thumbnails)), dimension)
-            for name, version, created, dimension, thumbnails in rows
+            (Library(name, version, created, 0, bool(thumbnails), threshold), dimension)
+            for name, version, created, dimension, thumbnails, threshold in rows
         ]
 
     def images(self, library: str, dimension: int) -> tuple[list[NewImage], np.ndarray, list[float]]:
@@ -170,9 +171,16 @@ class LibraryDatabase:
     def create_library(self, library: Library, dimension: int) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT INTO libraries (name, model_version, dimension, create_time, thumbnails) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (library.name, library.model_version, dimension, library.create_time, int(library.thumbnails)),
+                "INSERT INTO libraries (name, model_version, dimension, create_time, thumbnails, threshold) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    library.name,
+                    library.model_version,
+                    dimension,
+                    library.create_time,
+                    int(library.thumbnails),
+                    library.threshold,
+                ),
             )
 
     def delete_library(self, name: str) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 HASH_SIZE = 8
 """8 x 8 DCT coefficients: 64 bits."""
 HASH_CHARS = HASH_SIZE * HASH_SIZE // 4
-COPY_DISTANCE = 10
+COPY_DISTANCE = 8
 """At most this many of the 64 bits differ between a picture and a copy of it (a first value: the
 duplicates bench chooses it)."""
 

@@ -37,7 +37,10 @@ EXECUTE_API_DOMAIN = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.
 
 TAGS = [
     {"name": "similarity", "description": "Vectors of images and texts, and the similarity of two inputs."},
-    {"name": "libraries", "description": "Image libraries: add images (near-duplicates detected) and search them."},
+    {
+        "name": "libraries",
+        "description": "Image libraries: add images (duplicates refused) and search them.",
+    },
     {"name": "health", "description": "Liveness."},
     {"name": "explorer", "description": "This page and its OpenAPI document."},
 ]
@@ -180,13 +183,19 @@ def limits_section(settings: Settings) -> str:
         ("Image metadata", f"a JSON object of at most {s.max_metadata_bytes:,} bytes"),
         ("Search", f"`top_k` from 1 to {s.max_top_k} (default {s.default_top_k})"),
         (
-            "Near-duplicates",
-            f"an image scoring {s.dedup_threshold:g} or more is reported, not added (`dedup`, `threshold`)",
+            "Duplicates",
+            "the same file (`exact`) or picture (`copy`) is reported, not added; an image scoring at or above "
+            f"`threshold` (`similar`) too, when one is given{similar_default(s)} (`dedup`, `threshold`)",
         ),
         ("Deployed", "API Gateway answers within 29 s and throttles each stage (429 past the rate)"),
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     return f"## Limits\n\n| Limit | Value |\n|---|---|\n{table}"
+
+
+def similar_default(settings: Settings) -> str:
+    given = settings.dedup_threshold
+    return "" if given is None else f" (libraries without one: {given:g}, setting IMSIM_DEDUP_THRESHOLD)"
 
 
 def iam_section(base_url: str) -> str:

@@ -114,7 +114,7 @@ class S3VectorsStore(LibraryStore[Held]):
         )
 
     # --- libraries ---------------------------------------------------------------------
-    def _create_library(self, name: str, model_version: str, thumbnails: bool) -> Library:
+    def _create_library(self, name: str, model_version: str, thumbnails: bool, threshold: float | None) -> Library:
         with self.registry.lease(REGISTRY_KEY):
             if self.registry.get(name) is not None:
                 raise library_exists(name)
@@ -139,6 +139,7 @@ class S3VectorsStore(LibraryStore[Held]):
                 "create_time": time.time(),
                 "image_count": 0,
                 "thumbnails": int(thumbnails),
+                **({"threshold": threshold} if threshold is not None else {}),
             }
             if not self.registry.put_new(item):
                 self._call("DeleteIndex", indexName=index_name)
@@ -189,10 +190,6 @@ class S3VectorsStore(LibraryStore[Held]):
             for content_hash, image_id in owners.items()
             if image_id in images  # an add that stopped between its two writes left a stale file key
         }
-
-    def _nearest(self, held: Held, vector: np.ndarray) -> Match | None:
-        found = self._query_index(held.index, vector, top_k=1)
-        return found[0] if found else None
 
     def _insert(self, held: Held, images: list[NewImage]) -> None:
         assert held.lease is not None
