@@ -441,3 +441,53 @@ def error_examples(codes: list[str], *, write: bool) -> ExamplesByStatus:
 def utc(timestamp: float) -> datetime:
     """A stored time (seconds since the epoch) as the answers' ``*_time`` fields give it."""
     return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+# --- GET /libraries/{name}/duplicates ------------------------------------------------------
+
+
+class DuplicateImageResponse(BaseModel):
+    id: str
+    metadata: dict[str, Any]
+    width: int | None = Field(
+        description="The original picture's width in pixels (null: added before sizes were kept)."
+    )
+    height: int | None
+
+
+class DuplicateGroupResponse(BaseModel):
+    tier: Literal["exact", "copy", "similar"] = Field(
+        description="`exact`: the same file; `copy`: the same picture (perceptual hash); `similar`: scores at or "
+        "above `threshold`."
+    )
+    keeper: DuplicateImageResponse = Field(description="The one to keep: the largest picture, then the most metadata.")
+    others: list[DuplicateImageResponse] = Field(description="The rest of the group, in id order.")
+
+
+class DuplicatesResponse(BaseModel):
+    groups: list[DuplicateGroupResponse] = Field(description="Exact groups first, then copies, then similar images.")
+    next_token: str | None = Field(description="Pass as `next_token` for the next page of groups; null on the last.")
+    scanned: int = Field(description="How many images the scan read.")
+
+
+DUPLICATES_THRESHOLD_EXAMPLES = {
+    "none": {"summary": "Exact and copies only", "value": None},
+    "similar": {"summary": "Also images scoring 0.98 or more", "value": 0.98},
+}
+DUPLICATE_IMAGE = {"id": "sku-1042", "metadata": MATCH["metadata"], "width": 2400, "height": 1600}
+DUPLICATES_ANSWERS = {
+    "groups": {
+        "summary": "A group of copies, its keeper the largest",
+        "value": {
+            "groups": [
+                {
+                    "tier": "copy",
+                    "keeper": DUPLICATE_IMAGE,
+                    "others": [{"id": "sku-1042-small", "metadata": {}, "width": 600, "height": 400}],
+                }
+            ],
+            "next_token": None,
+            "scanned": 1042,
+        },
+    }
+}

@@ -40,6 +40,7 @@ from runtime.libraries.store import (
     Match,
     NewImage,
     SearchResult,
+    StoredImage,
     check_library_quota,
     encode_token,
     library_exists,
@@ -154,6 +155,20 @@ class LocalStore(LibraryStore[LibraryIndex]):
         images = found[:limit]
         more = len(found) > limit
         return ImagePage(images, encode_token({"after": images[-1].id}) if more else None)
+
+    def _stored(self, held: LibraryIndex) -> list[StoredImage]:
+        snapshot = held.snapshot
+        return [
+            StoredImage(
+                image_id,
+                snapshot.metadata[row],
+                snapshot.create_times[row],
+                snapshot.hashes[row],
+                snapshot.perceptual[row],
+                snapshot.sizes[row],
+            )
+            for row, image_id in enumerate(snapshot.ids)
+        ]
 
     def open(self) -> None:
         self._opened()

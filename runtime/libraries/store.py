@@ -78,6 +78,19 @@ class Image:
 
 
 @dataclass(frozen=True)
+class StoredImage:
+    """An image with what the duplicates scan reads of it (``duplicates.py``)."""
+
+    id: str
+    metadata: dict[str, Any]
+    create_time: float
+    content_hash: str | None
+    perceptual_hash: str | None
+    size: tuple[int, int] | None
+    """Width and height of the original picture (None: added before sizes were kept)."""
+
+
+@dataclass(frozen=True)
 class ImagePage:
     images: list[Image]
     next_token: str | None
@@ -376,6 +389,12 @@ class LibraryStore(ABC, Generic[HandleT]):
         with self._reading(check_library_name(name)) as (_, held):
             return self._page(held, limit, decode_token(next_token) if next_token else None)
 
+    def stored_images(self, name: str) -> list[StoredImage]:
+        """Every image of the library with its hashes and size, for the duplicates scan (one snapshot
+        locally; ListVectors pages on S3 Vectors)."""
+        with self._reading(check_library_name(name)) as (_, held):
+            return self._stored(held)
+
     def update_metadata(self, name: str, image_id: str, metadata: dict[str, Any]) -> Image:
         """Replace an image's metadata (the same rules as at add); its vector and create time stay."""
         name, image_id = check_library_name(name), check_image_id(image_id)
@@ -504,6 +523,9 @@ class LibraryStore(ABC, Generic[HandleT]):
 
     @abstractmethod
     def _page(self, held: HandleT, limit: int, token: dict[str, Any] | None) -> ImagePage: ...
+
+    @abstractmethod
+    def _stored(self, held: HandleT) -> list[StoredImage]: ...
 
 
 # --- pieces of the algorithms -------------------------------------------------------------

@@ -56,6 +56,7 @@ from runtime.libraries.store import (
     Match,
     NewImage,
     SearchResult,
+    StoredImage,
     check_library_quota,
     encode_token,
     library_exists,
@@ -68,6 +69,7 @@ from runtime.vectors import scores_of
 # The service's limits, as its botocore model states them (tests/runtime/libraries/test_aws_contracts.py).
 MAX_PER_WRITE = 500  # vectors per PutVectors / keys per DeleteVectors call
 MAX_PER_GET = 100  # keys per GetVectors call
+MAX_LIST = 1000  # vectors per ListVectors call
 MAX_TOP_K = 100  # QueryVectors topK (the service's documented maximum; the model states only the minimum)
 INDEX_MODE = "ENHANCED"
 """Filters first, then the nearest (and ``$startsWith``): a filtered search finds ``top_k`` matches
@@ -302,6 +304,25 @@ class S3VectorsStore(LibraryStore[Held]):
             images.append(Image(found["key"], record["metadata"], record["create_time"]))
         following = answer.get("nextToken")
         return ImagePage(images, encode_token({"aws": following}) if following else None)
+
+    def _stored(self, held: Held) -> list[StoredImage]:
+        arguments: dict[str, Any] = {"indexName": held.index, "maxResults": MAX_LIST, "returnMetadata": True}
+        stored = []
+        for answer in self._pages("ListVectors", arguments):
+            for found in answer.get("vectors", []):
+                record = record_of(found)
+                size = record.get("size")
+                stored.append(
+                    StoredImage(
+                        found["key"],
+                        record["metadata"],
+                        record["create_time"],
+                        record.get("content_hash"),
+                        record.get("perceptual_hash"),
+                        (int(size[0]), int(size[1])) if size else None,
+                    )
+                )
+        return stored
 
     # --- S3 Vectors calls ----------------------------------------------------------------
     def _query_index(
