@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import p50, p95, parser, print_table
 from runtime.libraries.local import LocalStore
-from runtime.libraries.store import NewImage
+from runtime.libraries.store import Dedup, NewImage
 from runtime.settings import Settings
 
 DIMENSION = 512
@@ -71,7 +71,7 @@ def adder(store: LocalStore) -> Callable[[np.ndarray], object]:
 
     def add(vector: np.ndarray) -> object:
         image_id = f"new-{next(numbers)}"
-        return store.add_image("bench", vector, model_version=VERSION, image_id=image_id, dedup_threshold=0.97)
+        return store.add_image("bench", vector, model_version=VERSION, image_id=image_id, dedup=Dedup(0.97))
 
     return add
 
@@ -114,7 +114,7 @@ def load(store: LocalStore, name: str, vectors: np.ndarray, offset: int) -> None
         chunk = vectors[start : start + LOAD_CHUNK]
         numbers = range(offset + start, offset + start + len(chunk))
         images = [NewImage(v, f"img{n}", metadata_of(n)) for n, v in zip(numbers, chunk, strict=True)]
-        store.add_images(name, images, model_version=VERSION, dedup_threshold=None)
+        store.add_images(name, images, model_version=VERSION, dedup=None)
 
 
 def run(sizes: list[int], queries: int, adds: int) -> tuple[list[list], list[list]]:

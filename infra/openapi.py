@@ -49,6 +49,7 @@ ROUTES = (
     Route("/libraries/{name}/search", ("post",)),
     Route("/libraries/{name}/count", ("post",)),
     Route("/libraries/{name}/delete-images", ("post",)),
+    Route("/libraries/{name}/duplicates", ("get",)),
     Route("/libraries/{name}/imports", ("get", "post")),
     Route("/libraries/{name}/imports/{import_id}", ("get", "delete")),
     Route("/libraries/{name}/imports/{import_id}/failures", ("get",)),

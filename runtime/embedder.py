@@ -22,7 +22,9 @@ from runtime.inputs.files import read_file
 from runtime.inputs.images import (
     DecodeBudget,
     ImageLimits,
+    LibraryPixels,
     configure_pillow,
+    image_to_library_pixels,
     image_to_pixels,
     unmap_large_buffers_when_freed,
 )
@@ -108,29 +110,41 @@ class Embedder:
             for pending in downloads + decodes:
                 pending.cancel()
 
-    def decode_each(self, files: list[tuple[Input, bytes]]) -> list[np.ndarray | ApiError]:
-        """Each file's model input, in order, decoded a few at a time; a file that cannot be decoded gets its
-        ApiError as its result (a batch that answers per item, such as a library batch add, goes on without it)."""
+    def decode_each(self, files: list[tuple[Input, bytes]]) -> list[LibraryPixels | ApiError]:
+        """Each file's model input with its perceptual hash and size (a library add), in order, decoded a few
+        at a time; a file that cannot be decoded gets its ApiError as its result (a batch that answers per
+        item, such as a library batch add, goes on without it)."""
         decodes: list[Future] = []
-        self.start_decodes(files, decodes)
+        self.start_decodes(files, decodes, self.decode_for_library)
         return [result_or_error(decode) for decode in decodes]
 
-    def start_decodes(self, files: Iterable[tuple[Input, bytes]], started: list[Future]) -> None:
+    def start_decodes(
+        self,
+        files: Iterable[tuple[Input, bytes]],
+        started: list[Future],
+        decode: Callable[[Input, bytes], object] | None = None,
+    ) -> None:
         """Starts decoding each file, holding one request to decode_threads_per_request decodes at once: the
         next file is taken only when a turn is free. Each decode joins ``started`` as it starts, so the caller
         can cancel those already started when ``files`` raises (a download that failed)."""
         turns = threading.Semaphore(self.settings.decode_threads_per_request)
         for item, data in files:
             turns.acquire()
-            decode = self._decoders.submit(self.decode, item, data)
-            decode.add_done_callback(lambda _: turns.release())
-            started.append(decode)
+            one = self._decoders.submit(decode or self.decode, item, data)
+            one.add_done_callback(lambda _: turns.release())
+            started.append(one)
 
     def decode(self, item: Input, data: bytes) -> np.ndarray:
+        return self._decode(image_to_pixels, item, data)
+
+    def decode_for_library(self, item: Input, data: bytes) -> LibraryPixels:
+        return self._decode(image_to_library_pixels, item, data)
+
+    def _decode(self, to_pixels: Callable[..., R], item: Input, data: bytes) -> R:
         spec = self.engine.spec
         try:
             with span("decode"):
-                return image_to_pixels(
+                return to_pixels(
                     data,
                     item.field,
                     spec,

@@ -148,9 +148,13 @@ class Settings(BaseSettings):
     """Most libraries one deployment keeps."""
     max_images_per_library: int = Field(100_000, ge=1)
     """Most images one library keeps."""
-    dedup_threshold: float = Field(0.97, ge=0, le=1)
-    """Score ((1 + cosine) / 2) at or above which an added image counts as a near-duplicate
-    (0.97 is cosine 0.94: re-encoded, resized or lightly cropped copies; see docs/libraries.md)."""
+    dedup_threshold: float | None = Field(None, ge=0, le=1)
+    """The ``similar`` threshold (score, (1 + cosine) / 2) of an add that gives none, in a library created
+    without one; unset: such adds refuse only exact and copy duplicates (docs/libraries.md, "Duplicates")."""
+    copy_candidates: int = Field(10, ge=1, le=100)
+    """How many of the nearest stored images (by embedding) an add compares perceptual hashes with to
+    find a copy: more finds a copy among many similar shots (bursts), at a larger query (at most 100, S3
+    Vectors' topK)."""
     max_metadata_bytes: int = Field(4096, ge=0)
     """Largest metadata object of one image, in bytes of JSON."""
     default_top_k: int = Field(10, ge=1)

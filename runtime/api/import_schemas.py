@@ -28,13 +28,22 @@ class ImportRequest(BaseModel):
 
     source: str | None = Field(None, description=SOURCE_DOC)
     manifest: str | None = Field(None, description=MANIFEST_DOC)
-    dedup: bool = Field(True, description="Leave out near-duplicates of the library's images and of each other.")
+    dedup: bool = Field(
+        True,
+        description="Leave out duplicates (exact files and copies; similar images with a threshold) of the "
+        "library's images and of each other.",
+    )
     threshold: DedupThreshold = None
 
 
 class DuplicateTiers(BaseModel):
     exact: int = Field(description="The same bytes (content hash) as an image in the library or earlier in the import.")
-    similar: int = Field(description="An embedding at or above the threshold.")
+    copies: int = Field(  # named "copy" in the answers: a field "copy" would hide BaseModel.copy
+        0,
+        alias="copy",
+        description="The same picture re-encoded, resized or lightly edited (perceptual hash within COPY_DISTANCE).",
+    )
+    similar: int = Field(description="An embedding at or above the threshold (only with one).")
 
 
 class IgnoreReasons(BaseModel):

@@ -32,7 +32,12 @@ FILTER_DOC = (
 )
 MAX_BATCH_ADD = 32
 DedupThreshold = Annotated[
-    float | None, Field(description="Dedup score threshold, 0 to 1 (default 0.97, setting IMSIM_DEDUP_THRESHOLD).")
+    float | None,
+    Field(
+        description="Also refuse `similar` images: those scoring at or above this, 0 to 1. Default: the "
+        "library's `threshold`, else the setting IMSIM_DEDUP_THRESHOLD, else none (only `exact` and `copy` "
+        "duplicates are refused)."
+    ),
 ]
 """The ``threshold`` of an add and of an import."""
 SCORE_DOC = "(1 + cosine) / 2, in [0, 1]: 1 is the same image."
@@ -49,6 +54,11 @@ class CreateLibraryRequest(BaseModel):
         description="Keep a small WebP (160 px, at most 8 KB) of each image added, served by "
         "`GET /libraries/{name}/images/{id}/thumbnail` (the library page shows them). Default: yes on the "
         "local store, no on S3 Vectors (each takes up to 11 KB of a vector's 40 KB of metadata).",
+    )
+    threshold: float | None = Field(
+        None,
+        description="The `similar` threshold (0 to 1) of an add or import into this library that gives none. "
+        "Default: none (the setting IMSIM_DEDUP_THRESHOLD, if set): adds refuse only `exact` and `copy` duplicates.",
     )
 
 
@@ -77,8 +87,9 @@ class AddImageRequest(NewImageFields):
     )
     dedup: bool = Field(
         True,
-        description="Refuse the image when the library holds the same file (exact) or a near-duplicate; "
-        "also within a batch.",
+        description="Refuse the image when the library holds the same file (`exact`) or the same picture "
+        "re-encoded, resized or lightly edited (`copy`), and, with a `threshold`, an image scoring at or above "
+        "it (`similar`); also within a batch.",
     )
     threshold: DedupThreshold = None
 
@@ -170,6 +181,9 @@ class LibraryResponse(BaseModel):
     image_count: int
     model_version: str = Field(description="The model whose vectors the library holds; other models are refused.")
     thumbnails: bool = Field(description="Whether it keeps a thumbnail of each image it adds.")
+    threshold: float | None = Field(
+        None, description="The `similar` threshold of an add that gives none (null: none, or the server's setting)."
+    )
 
 
 class LibraryListResponse(BaseModel):
@@ -201,8 +215,12 @@ class DuplicateResponse(BaseModel):
     message: str = "Similar image found."
     match: MatchResponse = Field(description="The near-duplicate already in the library; nothing was added.")
     exact: bool = Field(
-        description="True: the same file (SHA-256 of its bytes) is in the library, found before any model work; "
-        "false: a near-duplicate by score."
+        description="True: the same file (SHA-256 of its bytes) is in the library, found before any model work "
+        "(`tier` is `exact`)."
+    )
+    tier: Literal["exact", "copy", "similar"] = Field(
+        description="`exact`: the same file; `copy`: the same picture re-encoded, resized or lightly edited "
+        "(perceptual hash); `similar`: an image scoring at or above the threshold."
     )
 
 
@@ -269,6 +287,10 @@ ID_EXAMPLES = {"given": {"summary": "An id you chose", "value": "sku-1042"}}
 CREATE_EXAMPLES = {
     "latin": {"summary": "Create a library", "value": {"name": "products"}},
     "chinese": {"summary": "Names may use any script", "value": {"name": "商品图库"}},
+    "threshold": {
+        "summary": "Adds refuse similar images by default",
+        "value": {"name": "products", "threshold": 0.98},
+    },
 }
 ADD_EXAMPLES = {
     # First: Swagger UI fills the body with it, and it needs no internet.
@@ -278,7 +300,7 @@ ADD_EXAMPLES = {
     },
     "url": {"summary": "Add by URL, id generated", "value": {"url": "https://example.com/shoe.jpg"}},
     "no-dedup": {"summary": "Add without the near-duplicate check", "value": {"img": EXAMPLE_PNG, "dedup": False}},
-    "threshold": {"summary": "Stricter duplicates only", "value": {"img": EXAMPLE_PNG, "threshold": 0.99}},
+    "threshold": {"summary": "Also refuse similar images", "value": {"img": EXAMPLE_PNG, "threshold": 0.98}},
     "batch": {
         "summary": "Batch add: up to 32 images, one result each",
         "value": {
@@ -352,6 +374,7 @@ LIBRARY = {
     "image_count": 1042,
     "model_version": VERSION,
     "thumbnails": True,
+    "threshold": None,
 }
 MATCH = {"id": "sku-1042", "score": 0.9731, "metadata": {"color": "red", "price": 59}}
 LIBRARY_ANSWERS = {"library": {"summary": "A library", "value": LIBRARY}}
@@ -360,19 +383,35 @@ LIBRARY_DELETED_ANSWERS = {"deleted": {"summary": "Deleted", "value": {"name": "
 ADD_ANSWERS = {
     "added": {"summary": "Added", "value": {"status": 1, "message": "Image added.", "id": "sku-1042", "score": 0.7412}},
     "duplicate": {
-        "summary": "A near-duplicate is in the library: nothing added",
-        "value": {"status": 0, "message": "Similar image found.", "match": MATCH, "exact": False},
+        "summary": "A copy (re-encoded, resized) is in the library: nothing added",
+        "value": {
+            "status": 0,
+            "message": "Similar image found.",
+            "match": MATCH,
+            "exact": False,
+            "tier": "copy",
+        },
+    },
+    "similar": {
+        "summary": "With a threshold: a similar image is in the library",
+        "value": {"status": 0, "message": "Similar image found.", "match": MATCH, "exact": False, "tier": "similar"},
     },
     "exact": {
         "summary": "The same file is in the library: nothing added, no model work",
-        "value": {"status": 0, "message": "Similar image found.", "match": {**MATCH, "score": 1.0}, "exact": True},
+        "value": {
+            "status": 0,
+            "message": "Similar image found.",
+            "match": {**MATCH, "score": 1.0},
+            "exact": True,
+            "tier": "exact",
+        },
     },
     "batch": {
         "summary": "Batch add: one result per image, in order",
         "value": {
             "results": [
                 {"status": 1, "message": "Image added.", "id": "sku-1042", "score": 0.7412},
-                {"status": 0, "message": "Similar image found.", "match": MATCH, "exact": False},
+                {"status": 0, "message": "Similar image found.", "match": MATCH, "exact": False, "tier": "copy"},
                 {
                     "status": -1,
                     "message": "images[2].img: not valid base64 (Incorrect padding)",
@@ -526,3 +565,53 @@ def error_examples(codes: list[str], *, write: bool) -> ExamplesByStatus:
 def utc(timestamp: float) -> datetime:
     """A stored time (seconds since the epoch) as the answers' ``*_time`` fields give it."""
     return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+# --- GET /libraries/{name}/duplicates ------------------------------------------------------
+
+
+class DuplicateImageResponse(BaseModel):
+    id: str
+    metadata: dict[str, Any]
+    width: int | None = Field(
+        description="The original picture's width in pixels (null: added before sizes were kept)."
+    )
+    height: int | None
+
+
+class DuplicateGroupResponse(BaseModel):
+    tier: Literal["exact", "copy", "similar"] = Field(
+        description="`exact`: the same file; `copy`: the same picture (perceptual hash); `similar`: scores at or "
+        "above `threshold`."
+    )
+    keeper: DuplicateImageResponse = Field(description="The one to keep: the largest picture, then the most metadata.")
+    others: list[DuplicateImageResponse] = Field(description="The rest of the group, in id order.")
+
+
+class DuplicatesResponse(BaseModel):
+    groups: list[DuplicateGroupResponse] = Field(description="Exact groups first, then copies, then similar images.")
+    next_token: str | None = Field(description="Pass as `next_token` for the next page of groups; null on the last.")
+    scanned: int = Field(description="How many images the scan read.")
+
+
+DUPLICATES_THRESHOLD_EXAMPLES = {
+    "none": {"summary": "Exact and copies only", "value": None},
+    "similar": {"summary": "Also images scoring 0.98 or more", "value": 0.98},
+}
+DUPLICATE_IMAGE = {"id": "sku-1042", "metadata": MATCH["metadata"], "width": 2400, "height": 1600}
+DUPLICATES_ANSWERS = {
+    "groups": {
+        "summary": "A group of copies, its keeper the largest",
+        "value": {
+            "groups": [
+                {
+                    "tier": "copy",
+                    "keeper": DUPLICATE_IMAGE,
+                    "others": [{"id": "sku-1042-small", "metadata": {}, "width": 600, "height": 400}],
+                }
+            ],
+            "next_token": None,
+            "scanned": 1042,
+        },
+    }
+}

@@ -53,7 +53,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--region", help="AWS Region of the API, for --sigv4 (default: your AWS configuration's)")
     parser.add_argument("--api-key", help="the API key of a deployment with API_KEY authorization")
     parser.add_argument("--no-dedup", dest="dedup", action="store_false", help="add duplicates too")
-    parser.add_argument("--threshold", type=float, help="near-duplicate score threshold, 0 to 1 (default 0.97)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="also leave out similar images scoring at or above this, 0 to 1 (default: the library's, else none)",
+    )
     parser.add_argument(
         "--allow-files",
         metavar="DIR",

@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from runtime.engines.catalog import CatalogModel
 from runtime.errors import InvalidInput
+from runtime.libraries.perceptual import perceptual_hash
 from runtime.settings import Settings
 
 log = logging.getLogger("runtime")
@@ -127,16 +128,56 @@ def image_to_pixels(
     data: bytes, field: str, spec: ImageSpec, limits: ImageLimits, *, draft_to: int | None, budget: DecodeBudget | None
 ) -> np.ndarray:
     """Bytes to the model's ``spec.size`` square uint8 input; the decode waits its turn in ``budget``."""
+    with _decoded(data, field, limits, draft_to, budget) as (image, _):
+        return _prepared(image, spec, field)
+
+
+@dataclass(frozen=True)
+class LibraryPixels:
+    """A decoded image as a library add keeps it: the model's input, and what the library stores of the
+    picture itself."""
+
+    pixels: np.ndarray
+    perceptual_hash: str
+    """``runtime.libraries.perceptual.perceptual_hash`` of the full frame, upright, before the model's crop."""
+    size: tuple[int, int]
+    """Width and height of the upright original in pixels (before any reduced-scale decode)."""
+
+
+def image_to_library_pixels(
+    data: bytes, field: str, spec: ImageSpec, limits: ImageLimits, *, draft_to: int | None, budget: DecodeBudget | None
+) -> LibraryPixels:
+    """As ``image_to_pixels``, with the picture's perceptual hash and size from the same decoded image."""
+    with _decoded(data, field, limits, draft_to, budget) as (image, size):
+        pixels = _prepared(image, spec, field)
+        try:
+            return LibraryPixels(pixels, perceptual_hash(image), size)
+        except Exception as exc:  # a pixel mode with no conversion to grayscale
+            raise InvalidInput(f"{field}: the image cannot be hashed ({exc})", code="invalid_image") from exc
+
+
+@contextmanager
+def _decoded(
+    data: bytes, field: str, limits: ImageLimits, draft_to: int | None, budget: DecodeBudget | None
+) -> Iterator[tuple[Image.Image, tuple[int, int]]]:
+    """The image decoded (drafted to ``draft_to``, upright) while its decode memory is reserved in
+    ``budget``, and the upright size of the original."""
     image = open_image(data, field, limits)
     full_size = image.size
     if draft_to:
         _draft(image, draft_to)
+    drafted = image.size
     with budget.reserve(decode_bytes(image, full_size)) if budget else nullcontext():
         image = _load(image, field, None)
-        try:
-            return prepare_image(image, spec)
-        except Exception as exc:  # e.g. a pixel mode with no conversion to RGB
-            raise InvalidInput(f"{field}: the image cannot be converted to RGB ({exc})", code="invalid_image") from exc
+        turned = image.size != drafted  # EXIF turned it a quarter (a square draft keeps its area either way)
+        yield image, (full_size[1], full_size[0]) if turned else full_size
+
+
+def _prepared(image: Image.Image, spec: ImageSpec, field: str) -> np.ndarray:
+    try:
+        return prepare_image(image, spec)
+    except Exception as exc:  # e.g. a pixel mode with no conversion to RGB
+        raise InvalidInput(f"{field}: the image cannot be converted to RGB ({exc})", code="invalid_image") from exc
 
 
 def open_image(data: bytes, field: str, limits: ImageLimits) -> Image.Image:

@@ -10,8 +10,8 @@ Each step spares the next its work:
    import took, or of an earlier item of the call is found before any decoding;
 4. the rest decode under the process's decode memory budget and the per-call decode limit, and one
    forward pass embeds them;
-5. one store write adds them; the store refuses near-duplicates against the library and within the
-   call, and the call's outcomes are counted in the metrics.
+5. one store write adds them; the store refuses copies (perceptual hash) and, with a threshold,
+   similar images against the library and within the call, and the call's outcomes are counted in the metrics.
 
 Every item gets its answer, in order: ``Added``, ``Duplicate`` or the ``ApiError`` a single add of it
 raises. What no item can avoid (the library is gone or full, another model's library) raises.
@@ -24,17 +24,18 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from runtime.embedder import Embedder, Input
 from runtime.engines.priority import Priority
 from runtime.errors import ApiError
+from runtime.inputs.images import LibraryPixels
 from runtime.libraries.hashing import content_hash
 from runtime.libraries.metadata import check_metadata
 from runtime.libraries.names import check_image_id
 from runtime.libraries.store import (
+    EXACT,
     EXACT_SCORE,
     AddResult,
+    Dedup,
     Duplicate,
     LibraryStore,
     Match,
@@ -45,7 +46,6 @@ from runtime.libraries.store import (
 from runtime.libraries.thumbnails import make_thumbnail
 from runtime.libraries.values import check_score
 from runtime.observability import record_library_adds
-from runtime.settings import Settings
 
 CONTENT_ID_CHARS = 32
 """An item named by its content gets the first 32 hex digits of its SHA-256 as its id."""
@@ -66,12 +66,11 @@ class AddItem:
     False lets the store give it a new id (the API)."""
 
 
-def dedup_threshold(dedup: bool, threshold: float | None, settings: Settings) -> float | None:
-    """The near-duplicate threshold an add runs with: None when dedup is off, else the caller's or the default."""
+def dedup_of(dedup: bool, threshold: float | None) -> Dedup | None:
+    """What an add refuses (``store.Dedup``): None when dedup is off; the caller's ``threshold`` (None: the
+    library's or the setting's) for the similar tier."""
     check_score(threshold, "threshold")
-    if not dedup:
-        return None
-    return threshold if threshold is not None else settings.dedup_threshold
+    return Dedup(threshold) if dedup else None
 
 
 class ExactSeen:
@@ -113,7 +112,7 @@ def add_items(
     library: str,
     items: list[AddItem],
     *,
-    threshold: float | None,
+    dedup: Dedup | None,
     priority: Priority,
     deadline: float | None = None,
     seen: ExactSeen | None = None,
@@ -127,9 +126,9 @@ def add_items(
     pending = read_files(embedder, pending, outcomes, deadline)
     name_by_content(store, library, pending, outcomes)
     pending = [one for one in pending if outcomes[one.position] is None]
-    if threshold is not None:
+    if dedup is not None:
         pending = answer_exact_copies(store, library, pending, outcomes, seen)
-    for one, result in embed_and_add(store, embedder, library, pending, outcomes, threshold, priority, library_created):
+    for one, result in embed_and_add(store, embedder, library, pending, outcomes, dedup, priority, library_created):
         outcomes[one.position] = result.error if isinstance(result, Refused) else result
     return record_library_adds([outcome for outcome in outcomes if outcome is not None])
 
@@ -207,7 +206,7 @@ def answer_exact_copies(
         if earlier is not None and earlier.id == one.id:  # stored since its id was checked (another import)
             outcomes[one.position] = image_exists(library, one.id, one.item.label)
         elif earlier is not None:
-            outcomes[one.position] = Duplicate(earlier, exact=True)
+            outcomes[one.position] = Duplicate(earlier, EXACT)
         else:
             going_on.append(one)
     return going_on
@@ -219,7 +218,7 @@ def embed_and_add(
     library: str,
     pending: list[Pending],
     outcomes: list[Outcome | None],
-    threshold: float | None,
+    dedup: Dedup | None,
     priority: Priority,
     library_created: float | None = None,
 ) -> list[tuple[Pending, AddResult | Refused]]:
@@ -228,14 +227,14 @@ def embed_and_add(
     if not pending:
         return []
     firsts = list({one.digest: one for one in reversed(pending)}.values())[::-1]
-    pixels = embedder.decode_each([(source_of(one), one.data) for one in firsts])
-    decoded: dict[str, np.ndarray] = {}
+    pictures = embedder.decode_each([(source_of(one), one.data) for one in firsts])
+    decoded: dict[str, LibraryPixels] = {}
     errors: dict[str, ApiError] = {}
-    for one, prepared in zip(firsts, pixels, strict=True):
-        if isinstance(prepared, ApiError):
-            errors[one.digest] = prepared
+    for one, picture in zip(firsts, pictures, strict=True):
+        if isinstance(picture, ApiError):
+            errors[one.digest] = picture
         else:
-            decoded[one.digest] = prepared
+            decoded[one.digest] = picture
     for one in pending:
         if one.digest in errors:
             outcomes[one.position] = errors[one.digest]
@@ -243,17 +242,30 @@ def embed_and_add(
     if not ready:
         return []
     digests = list(decoded)
-    vectors = dict(zip(digests, embedder.encode_pixels([decoded[digest] for digest in digests], priority), strict=True))
+    vectors = dict(
+        zip(digests, embedder.encode_pixels([decoded[digest].pixels for digest in digests], priority), strict=True)
+    )
     # Encoded only for a library that keeps them: a WebP costs 3 to 50 ms an image.
     keeps = store.get_library(library).thumbnails
-    thumbnails = {digest: make_thumbnail(pixels) if keeps else None for digest, pixels in decoded.items()}
-    images = [NewImage(vectors[one.digest], one.id, one.metadata, one.digest, thumbnails[one.digest]) for one in ready]
+    thumbnails = {digest: make_thumbnail(picture.pixels) if keeps else None for digest, picture in decoded.items()}
+    images = [
+        NewImage(
+            vectors[one.digest],
+            one.id,
+            one.metadata,
+            one.digest,
+            thumbnails[one.digest],
+            decoded[one.digest].perceptual_hash,
+            decoded[one.digest].size,
+        )
+        for one in ready
+    ]
     labels = [one.item.label for one in ready]
     added = store.add_batch(
         library,
         images,
         model_version=embedder.model_version,
-        dedup_threshold=threshold,
+        dedup=dedup,
         labels=labels,
         library_created=library_created,
     )

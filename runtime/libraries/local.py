@@ -62,13 +62,13 @@ class LocalStore(LibraryStore[LibraryIndex]):
         self._indexes: dict[str, LibraryIndex] = {}
 
     # --- libraries ---------------------------------------------------------------------
-    def _create_library(self, name: str, model_version: str, thumbnails: bool) -> Library:
+    def _create_library(self, name: str, model_version: str, thumbnails: bool, threshold: float | None) -> Library:
         indexes = self._opened()
         with self._registry_lock:
             if name in indexes:
                 raise library_exists(name)
             check_library_quota(len(indexes), self.settings)
-            library = Library(name, model_version, time.time(), 0, thumbnails)
+            library = Library(name, model_version, time.time(), 0, thumbnails, threshold)
             self._database().create_library(library, self.dimension)
             indexes[name] = LibraryIndex(library, self.dimension)
         return library
@@ -109,9 +109,6 @@ class LocalStore(LibraryStore[LibraryIndex]):
         snapshot = held.snapshot
         found = {content_hash: snapshot.exact(content_hash) for content_hash in hashes}
         return {content_hash: match for content_hash, match in found.items() if match is not None}
-
-    def _nearest(self, held: LibraryIndex, vector: np.ndarray) -> Match | None:
-        return held.snapshot.best(vector)
 
     def _insert(self, held: LibraryIndex, images: list[NewImage]) -> None:
         now = time.time()

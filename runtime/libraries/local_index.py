@@ -10,7 +10,7 @@ the write it mirrors is committed.
 
 A search scores the query against every row (one matrix-vector product) and walks the best rows first
 through the filter (``filter_eval.py``), at most ``filters.filtered_candidates`` of them; a near-duplicate
-check takes the single best row.
+check takes the ``copy_candidates`` best rows.
 
 What a write costs: appends fill spare rows of the matrix past every published snapshot's rows (growth
 by a quarter when full); the lists and maps of ids and metadata are copied (pointers, ~20 ms per 100,000
@@ -49,6 +49,9 @@ class Snapshot:
     create_times: list[float]
     hashes: list[str | None]
     by_hash: dict[str, str]
+    perceptual: list[str | None]
+    """Each image's perceptual hash (None: added before they were kept)."""
+    sizes: list[tuple[int, int] | None]
 
     @property
     def count(self) -> int:
@@ -65,13 +68,6 @@ class Snapshot:
     def exact(self, content_hash: str) -> Match | None:
         image_id = self.by_hash.get(content_hash)
         return None if image_id is None else Match(image_id, EXACT_SCORE, self.metadata[self.rows[image_id]])
-
-    def best(self, vector: np.ndarray) -> Match | None:
-        if self.count == 0:
-            return None
-        scores = scores_of(self.vectors @ vector)
-        row = int(np.argmax(scores))
-        return self._match(row, float(scores[row]))
 
     def top(
         self, vector: np.ndarray, top_k: int, min_score: float | None, conditions: Filter, exclude: str | None
@@ -126,14 +122,21 @@ class Snapshot:
 
     def every_image(self) -> list[Stored]:
         return [
-            Stored(Image(image_id, metadata, created), filterable, content_hash)
-            for image_id, metadata, created, filterable, content_hash in zip(
-                self.ids, self.metadata, self.create_times, self.filterable, self.hashes, strict=True
+            Stored(Image(image_id, metadata, created), filterable, content_hash, perceptual, size)
+            for image_id, metadata, created, filterable, content_hash, perceptual, size in zip(
+                self.ids,
+                self.metadata,
+                self.create_times,
+                self.filterable,
+                self.hashes,
+                self.perceptual,
+                self.sizes,
+                strict=True,
             )
         ]
 
     def _match(self, row: int, score: float) -> Match:
-        return Match(self.ids[row], score, self.metadata[row])
+        return Match(self.ids[row], score, self.metadata[row], self.perceptual[row])
 
 
 class LibraryIndex:
@@ -148,7 +151,7 @@ class LibraryIndex:
         self._matrix = np.empty((0, dimension), dtype=np.float32)
         """Rows below the snapshot's count are never written again; appends fill the spare rows after them."""
         empty = dataclasses.replace(library, image_count=0)
-        self.snapshot = Snapshot(empty, self._matrix[:0], [], {}, [], [], [], [], {})
+        self.snapshot = Snapshot(empty, self._matrix[:0], [], {}, [], [], [], [], {}, [], [])
 
     def info(self) -> Library:
         return self.snapshot.library
@@ -177,6 +180,8 @@ class LibraryIndex:
             create_times=old.create_times + list(create_times),
             hashes=old.hashes + [image.content_hash for image in images],
             by_hash=by_hash,
+            perceptual=old.perceptual + [image.perceptual_hash for image in images],
+            sizes=old.sizes + [image.size for image in images],
         )
 
     def remove(self, image_id: str) -> None:
@@ -191,6 +196,8 @@ class LibraryIndex:
             "filterable": list(old.filterable),
             "create_times": list(old.create_times),
             "hashes": list(old.hashes),
+            "perceptual": list(old.perceptual),
+            "sizes": list(old.sizes),
         }
         if row != last:
             matrix[row] = old.vectors[last]

@@ -62,9 +62,14 @@ COLUMNS_ADDED = {
     ("images", "thumbnail"): "ALTER TABLE images ADD COLUMN thumbnail BLOB",
     # Libraries of a data directory from before thumbnails keep them from now on, as new local ones do.
     ("libraries", "thumbnails"): "ALTER TABLE libraries ADD COLUMN thumbnails INTEGER NOT NULL DEFAULT 1",
+    # Schema version 3: what the copy tier and the duplicates scan read (images added before have none).
+    ("images", "perceptual_hash"): "ALTER TABLE images ADD COLUMN perceptual_hash TEXT",
+    ("images", "width"): "ALTER TABLE images ADD COLUMN width INTEGER",
+    ("images", "height"): "ALTER TABLE images ADD COLUMN height INTEGER",
+    ("libraries", "threshold"): "ALTER TABLE libraries ADD COLUMN threshold REAL",
 }
 """Columns newer than the first release: added in place to a data directory written before them."""
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """``PRAGMA user_version`` of the files this release writes (0: a file written before it was kept)."""
 SQLITE_HEADER = b"SQLite format 3\x00"
 RESTORE_HINT = "stop the server and restore the file from a copy (docs/libraries.md, 'Backup and restore')"
@@ -116,21 +121,33 @@ class LibraryDatabase:
         """Every library (its image count left at 0) with its vectors' dimension."""
         with self._statements() as db:
             rows = db.execute(
-                "SELECT name, model_version, create_time, dimension, thumbnails FROM libraries"
+                "SELECT name, model_version, create_time, dimension, thumbnails, threshold FROM libraries"
             ).fetchall()
         return [
-            (Library(name, version, created, 0, bool(thumbnails)), dimension)
-            for name, version, created, dimension, thumbnails in rows
+            (Library(name, version, created, 0, bool(thumbnails), threshold), dimension)
+            for name, version, created, dimension, thumbnails, threshold in rows
         ]
 
     def images(self, library: str, dimension: int) -> tuple[list[NewImage], np.ndarray, list[float]]:
         """Every image of a library: the images, their vectors as one matrix, their create times."""
         with self._statements() as db:
             rows = db.execute(
-                "SELECT id, vector, metadata, create_time, content_hash FROM images WHERE library = ?", (library,)
+                "SELECT id, vector, metadata, create_time, content_hash, perceptual_hash, width, height FROM images "
+                "WHERE library = ?",
+                (library,),
             ).fetchall()
         vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(len(rows), dimension)
-        images = [NewImage(vectors[i], row[0], json.loads(row[2]), row[4]) for i, row in enumerate(rows)]
+        images = [
+            NewImage(
+                vectors[i],
+                row[0],
+                json.loads(row[2]),
+                row[4],
+                perceptual_hash=row[5],
+                size=(row[6], row[7]) if row[6] is not None else None,
+            )
+            for i, row in enumerate(rows)
+        ]
         return images, vectors, [row[3] for row in rows]
 
     def images_after(self, library: str, after: str, count: int) -> list[Image]:
@@ -154,9 +171,16 @@ class LibraryDatabase:
     def create_library(self, library: Library, dimension: int) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT INTO libraries (name, model_version, dimension, create_time, thumbnails) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (library.name, library.model_version, dimension, library.create_time, int(library.thumbnails)),
+                "INSERT INTO libraries (name, model_version, dimension, create_time, thumbnails, threshold) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    library.name,
+                    library.model_version,
+                    dimension,
+                    library.create_time,
+                    int(library.thumbnails),
+                    library.threshold,
+                ),
             )
 
     def delete_library(self, name: str) -> None:
@@ -178,13 +202,15 @@ class LibraryDatabase:
                 create_time,
                 image.content_hash,
                 image.thumbnail if thumbnails else None,
+                image.perceptual_hash,
+                *(image.size or (None, None)),
             )
             for image, vector in zip(images, vectors, strict=True)
         ]
         with self._write() as db:
             db.executemany(
-                "INSERT INTO images (library, id, vector, metadata, create_time, content_hash, thumbnail) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO images (library, id, vector, metadata, create_time, content_hash, thumbnail, "
+                "perceptual_hash, width, height) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 

@@ -18,7 +18,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Collection
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -42,6 +42,7 @@ from runtime.libraries.hashing import check_content_hash
 from runtime.libraries.metadata import check_metadata
 from runtime.libraries.names import check_image_id, check_library_name, new_image_id
 from runtime.libraries.ordering import Order, check_order, page_after, sort_key, token_of
+from runtime.libraries.perceptual import COPY_DISTANCE, hash_distance
 from runtime.libraries.values import at, check_score, check_vector, writable_as_utf8
 from runtime.observability import span
 from runtime.settings import Settings
@@ -53,6 +54,11 @@ EXACT_SCORE = 1.0
 GROUPED_HEAD = 1024
 """Candidates the first query of a grouped search asks for at least (``LibraryStore._grouped``)."""
 """The score an exact duplicate (the same file) is answered with."""
+EXACT, COPY, SIMILAR = "exact", "copy", "similar"
+"""The tiers of a duplicate: the same file (content hash), the same picture re-encoded, resized or lightly
+edited (perceptual hash within ``perceptual.COPY_DISTANCE`` bits), an image that looks alike (score at or
+above a threshold)."""
+TIERS = (EXACT, COPY, SIMILAR)
 
 HandleT = TypeVar("HandleT")
 """A store's handle on a held library: what ``_reading`` / ``_writing`` yield beside it."""
@@ -66,6 +72,9 @@ class Library:
     image_count: int
     thumbnails: bool = False
     """Whether it keeps a thumbnail of each image it adds (``runtime.libraries.thumbnails``)."""
+    threshold: float | None = None
+    """The ``similar`` threshold of an add that gives none (None: such an add refuses only exact and copy
+    duplicates, or what the ``dedup_threshold`` setting says)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,8 @@ class Match:
     id: str
     score: float
     metadata: dict[str, Any]
+    perceptual_hash: str | None = None
+    """The stored image's perceptual hash, for the copy tier (not part of any answer)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,10 @@ class NewImage:
     """SHA-256 hex of the image file (``hashing.content_hash``): exact duplicates are found by it."""
     thumbnail: bytes | None = None
     """A small WebP of the image, kept when the library keeps thumbnails."""
+    perceptual_hash: str | None = None
+    """``perceptual.perceptual_hash`` of the decoded picture: copies (re-encoded, resized) are found by it."""
+    size: tuple[int, int] | None = None
+    """Width and height of the original picture in pixels (the duplicates scan keeps the largest)."""
 
 
 @dataclass(frozen=True)
@@ -132,10 +147,24 @@ class Added:
 
 
 @dataclass(frozen=True)
+class Dedup:
+    """What an add refuses (an add with dedup off passes None): exact and copy duplicates always, similar
+    images scoring at or above ``threshold``; None: the library's threshold, else the ``dedup_threshold``
+    setting, else no similar tier."""
+
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
 class Duplicate:
     match: Match
-    exact: bool = False
-    """True: the same file (content hash) is in the library, or earlier in the same call."""
+    tier: str = SIMILAR
+    """One of ``TIERS``: found in the library, or earlier in the same call."""
+
+    @property
+    def exact(self) -> bool:
+        """The same file (content hash): the answers' ``exact``, kept beside ``tier``."""
+        return self.tier == EXACT
 
 
 @dataclass(frozen=True)
@@ -156,6 +185,9 @@ class Stored:
     filterable: dict[str, Any]
     """Its filterable metadata as the filter evaluator reads it (``filter_eval.readable``)."""
     content_hash: str | None = None
+    perceptual_hash: str | None = None
+    size: tuple[int, int] | None = None
+    """Width and height of the original picture (None: added before sizes were kept)."""
 
 
 @dataclass(frozen=True)
@@ -185,9 +217,13 @@ class LibraryStore(ABC, Generic[HandleT]):
         self.dimension = dimension
 
     # --- libraries ---------------------------------------------------------------------
-    def create_library(self, name: str, model_version: str, *, thumbnails: bool | None = None) -> Library:
+    def create_library(
+        self, name: str, model_version: str, *, thumbnails: bool | None = None, threshold: float | None = None
+    ) -> Library:
+        """``threshold``: the library's default ``similar`` threshold for adds (``Library.threshold``)."""
         keeps = self.thumbnails_by_default if thumbnails is None else thumbnails
-        return self._create_library(check_library_name(name), model_version, keeps)
+        check_score(threshold, "threshold")
+        return self._create_library(check_library_name(name), model_version, keeps, threshold)
 
     def list_libraries(self) -> list[Library]:
         return sorted(self._list_libraries(), key=lambda library: (library.create_time, library.name))
@@ -201,13 +237,12 @@ class LibraryStore(ABC, Generic[HandleT]):
 
     # --- adding ------------------------------------------------------------------------
     def add_images(
-        self, name: str, images: list[NewImage], *, model_version: str, dedup_threshold: float | None
+        self, name: str, images: list[NewImage], *, model_version: str, dedup: Dedup | None
     ) -> list[AddResult]:
-        """Add in order, all or nothing on a broken rule (a 4xx names the item). With a threshold, an
-        image whose file is already in the library (or earlier in the call), or that scores at or above
-        the threshold against the library or an earlier image of the call, is not added: its match is
-        answered instead."""
-        results = self._add(name, images, model_version, dedup_threshold, strict=True)
+        """Add in order, all or nothing on a broken rule (a 4xx names the item). With ``dedup``, an image
+        that is a duplicate (``_screen``'s tiers) of one in the library or earlier in the call is not added:
+        its match is answered instead."""
+        results = self._add(name, images, model_version, dedup, strict=True)
         return [result for result in results if not isinstance(result, Refused)]
 
     def add_batch(
@@ -216,7 +251,7 @@ class LibraryStore(ABC, Generic[HandleT]):
         images: list[NewImage],
         *,
         model_version: str,
-        dedup_threshold: float | None,
+        dedup: Dedup | None,
         labels: list[str] | None = None,
         library_created: float | None = None,
     ) -> list[AddResult | Refused]:
@@ -225,9 +260,7 @@ class LibraryStore(ABC, Generic[HandleT]):
         ``labels`` name the items in error messages (default ``images[<position>]``);
         ``library_created``: the library must be the one made then (an import's), not one made since
         under the same name (404 ``library_not_found``)."""
-        return self._add(
-            name, images, model_version, dedup_threshold, strict=False, labels=labels, created=library_created
-        )
+        return self._add(name, images, model_version, dedup, strict=False, labels=labels, created=library_created)
 
     def add_image(
         self,
@@ -237,11 +270,13 @@ class LibraryStore(ABC, Generic[HandleT]):
         model_version: str,
         image_id: str | None = None,
         metadata: dict[str, Any] | None = None,
-        dedup_threshold: float | None = None,
+        dedup: Dedup | None = None,
         content_hash: str | None = None,
+        perceptual_hash: str | None = None,
     ) -> AddResult:
-        image = NewImage(vector, image_id, metadata if metadata is not None else {}, content_hash)
-        return self.add_images(name, [image], model_version=model_version, dedup_threshold=dedup_threshold)[0]
+        metadata = metadata if metadata is not None else {}
+        image = NewImage(vector, image_id, metadata, content_hash, perceptual_hash=perceptual_hash)
+        return self.add_images(name, [image], model_version=model_version, dedup=dedup)[0]
 
     def find_exact(self, name: str, hashes: list[str]) -> dict[str, Match]:
         """The images whose file has one of these content hashes, by hash: asked before any model work."""
@@ -259,13 +294,13 @@ class LibraryStore(ABC, Generic[HandleT]):
         name: str,
         images: list[NewImage],
         model_version: str,
-        threshold: float | None,
+        dedup: Dedup | None,
         *,
         strict: bool,
         labels: list[str] | None = None,
         created: float | None = None,
     ) -> list[AddResult | Refused]:
-        check_score(threshold, "threshold")
+        check_score(dedup.threshold if dedup else None, "threshold")
         name = check_library_name(name)
         results: list[AddResult | Refused | None] = [None] * len(images)
         if labels is None:
@@ -284,7 +319,7 @@ class LibraryStore(ABC, Generic[HandleT]):
                         raise image_exists(name, image.id or "", labels[position])
                     results[position] = Refused(image_exists(name, image.id or "", labels[position]))
             checked = [(position, image) for position, image in checked if image.id not in taken]
-            screened = self._screen(held, [image for _, image in checked], threshold)
+            screened = self._screen(held, [image for _, image in checked], self._similar_at(library, dedup), dedup)
             pairs = zip(checked, screened, strict=True)
             accepted = [image for (_, image), result in pairs if isinstance(result, Added)]
             if accepted:
@@ -313,18 +348,28 @@ class LibraryStore(ABC, Generic[HandleT]):
                 continue
             seen.add(image_id)
             vector = check_vector(image.vector, self.dimension)
+            content_hash = check_content_hash(image.content_hash)
             checked.append(
-                (
-                    position,
-                    NewImage(vector, image_id, metadata, check_content_hash(image.content_hash), image.thumbnail),
-                )
+                (position, replace(image, vector=vector, id=image_id, metadata=metadata, content_hash=content_hash))
             )
         return checked
 
-    def _screen(self, held: HandleT, images: list[NewImage], threshold: float | None) -> list[AddResult]:
-        """Each image's result, in order: exact duplicates first (by content hash, no vector work), then
-        near duplicates against the library and the images accepted before it in the call."""
-        if threshold is None:
+    def _similar_at(self, library: Library, dedup: Dedup | None) -> float | None:
+        """The ``similar`` threshold of an add: the call's, else the library's, else the setting's."""
+        if dedup is None:
+            return None
+        for threshold in (dedup.threshold, library.threshold, self.settings.dedup_threshold):
+            if threshold is not None:
+                return threshold
+        return None
+
+    def _screen(
+        self, held: HandleT, images: list[NewImage], threshold: float | None, dedup: Dedup | None
+    ) -> list[AddResult]:
+        """Each image's result, in order, against the library and the images accepted before it in the
+        call: ``exact`` by content hash (no vector work), then ``copy`` among the ``copy_candidates`` nearest
+        by embedding (their perceptual hashes), then ``similar`` (score at or above ``threshold``, if any)."""
+        if dedup is None:
             return [Added(image.id or "", None) for image in images]
         hashes = [image.content_hash for image in images if image.content_hash]
         stored = self._find_hashes(held, hashes) if hashes else {}
@@ -334,11 +379,16 @@ class LibraryStore(ABC, Generic[HandleT]):
         for image in images:
             exact = exact_match(image, stored, accepted_files)
             if exact is not None:
-                results.append(Duplicate(exact, exact=True))
+                results.append(Duplicate(exact, EXACT))
                 continue
-            best = better(self._nearest(held, image.vector), best_in_batch(image.vector, accepted))
-            if best is not None and best.score >= threshold:
-                results.append(Duplicate(best))
+            nearest = self._query(held, image.vector, self.settings.copy_candidates, None, {}, None).matches
+            copy = copy_match(image, nearest + in_batch(image.vector, accepted))
+            if copy is not None:
+                results.append(Duplicate(copy, COPY))
+                continue
+            best = better(nearest[0] if nearest else None, best_in_batch(image.vector, accepted))
+            if threshold is not None and best is not None and best.score >= threshold:
+                results.append(Duplicate(best, SIMILAR))
                 continue
             accepted.append(image)
             if image.content_hash:
@@ -423,6 +473,13 @@ class LibraryStore(ABC, Generic[HandleT]):
                 "with a filter, or list the images a page at a time",
                 code=SCAN_TOO_LARGE,
             )
+
+    def every_image(self, name: str, field_name: str) -> list[Stored]:
+        """Every image of the library with its hashes and size, for the duplicates scan (one snapshot
+        locally; ListVectors pages on S3 Vectors), within the full-read bound (409 naming ``field_name``)."""
+        with self._reading(check_library_name(name)) as (library, held):
+            self.check_scan(library, field_name)
+            return self._every_image(held)
 
     def update_metadata(self, name: str, image_id: str, metadata: dict[str, Any]) -> Image:
         """Replace an image's metadata (the same rules as at add); its vector and create time stay."""
@@ -573,7 +630,7 @@ class LibraryStore(ABC, Generic[HandleT]):
     # --- the primitives each store implements --------------------------------------------
     # ``held`` is what ``_reading`` / ``_writing`` yield beside the library: the store's own handle, ``HandleT``.
     @abstractmethod
-    def _create_library(self, name: str, model_version: str, thumbnails: bool) -> Library: ...
+    def _create_library(self, name: str, model_version: str, thumbnails: bool, threshold: float | None) -> Library: ...
 
     @abstractmethod
     def _list_libraries(self) -> list[Library]: ...
@@ -595,9 +652,6 @@ class LibraryStore(ABC, Generic[HandleT]):
     @abstractmethod
     def _find_hashes(self, held: HandleT, hashes: list[str]) -> dict[str, Match]:
         """Stored images by content hash (score EXACT_SCORE)."""
-
-    @abstractmethod
-    def _nearest(self, held: HandleT, vector: np.ndarray) -> Match | None: ...
 
     @abstractmethod
     def _insert(self, held: HandleT, images: list[NewImage]) -> None: ...
@@ -657,6 +711,31 @@ def exact_match(image: NewImage, stored: dict[str, Match], accepted: dict[str, N
         return stored[image.content_hash]
     earlier = accepted.get(image.content_hash)
     return None if earlier is None else Match(earlier.id or "", EXACT_SCORE, earlier.metadata)
+
+
+def in_batch(vector: np.ndarray, accepted: list[NewImage]) -> list[Match]:
+    """The images accepted before in the same add call, as matches of ``vector`` (the copy tier reads them all)."""
+    if not accepted:
+        return []
+    scores = scores_of(np.stack([image.vector for image in accepted]) @ vector)
+    return [
+        Match(image.id or "", float(score), image.metadata, image.perceptual_hash)
+        for image, score in zip(accepted, scores, strict=True)
+    ]
+
+
+def copy_match(image: NewImage, candidates: list[Match]) -> Match | None:
+    """The candidate whose perceptual hash is nearest the image's, if within ``COPY_DISTANCE`` bits (the
+    better score breaks a tie); an image or candidate without a hash is never a copy."""
+    if not image.perceptual_hash:
+        return None
+    near = [
+        (distance, -candidate.score, position, candidate)
+        for position, candidate in enumerate(candidates)
+        if candidate.perceptual_hash
+        and (distance := hash_distance(image.perceptual_hash, candidate.perceptual_hash)) <= COPY_DISTANCE
+    ]
+    return min(near)[3] if near else None
 
 
 def best_in_batch(vector: np.ndarray, accepted: list[NewImage]) -> Match | None:

@@ -39,7 +39,10 @@ EXECUTE_API_DOMAIN = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.
 
 TAGS = [
     {"name": "similarity", "description": "Vectors of images and texts, and the similarity of two inputs."},
-    {"name": "libraries", "description": "Image libraries: add images (near-duplicates detected) and search them."},
+    {
+        "name": "libraries",
+        "description": "Image libraries: add images (duplicates refused) and search them.",
+    },
     {"name": "health", "description": "Liveness."},
     {"name": "explorer", "description": "This page and its OpenAPI document."},
 ]
@@ -187,8 +190,9 @@ def limits_section(settings: Settings) -> str:
         ),
         ("Grouped search", f"`group_by` a metadata key: `top_k` groups of `per_group` (1 to {MAX_PER_GROUP}) matches"),
         (
-            "Near-duplicates",
-            f"an image scoring {s.dedup_threshold:g} or more is reported, not added (`dedup`, `threshold`)",
+            "Duplicates",
+            "the same file (`exact`) or picture (`copy`) is reported, not added; an image scoring at or above "
+            f"`threshold` (`similar`) too, when one is given{similar_default(s)} (`dedup`, `threshold`)",
         ),
         ("Whole-library reads", scan_limit(s)),
         ("Deployed", "API Gateway answers within 29 s and throttles each stage (429 past the rate)"),
@@ -207,6 +211,11 @@ def scan_limit(settings: Settings) -> str:
     from runtime.libraries.aws.s3vectors import SCAN_LIMIT  # only where that store serves
 
     return f"{what} at most {SCAN_LIMIT:,} images on S3 Vectors (`IMSIM_MAX_SCAN_IMAGES`)"
+
+
+def similar_default(settings: Settings) -> str:
+    given = settings.dedup_threshold
+    return "" if given is None else f" (libraries without one: {given:g}, setting IMSIM_DEDUP_THRESHOLD)"
 
 
 def iam_section(base_url: str) -> str:

@@ -74,10 +74,10 @@ from runtime.api.schemas import Responses, answer_examples, error_responses
 from runtime.embedder import Embedder, Input
 from runtime.engines.priority import BATCH, INTERACTIVE, Priority
 from runtime.errors import ApiError, BadRequest, unparsable_body
-from runtime.libraries.adding import AddItem, Outcome, add_items, dedup_threshold
+from runtime.libraries.adding import AddItem, Outcome, add_items, dedup_of
 from runtime.libraries.examples import Example, search_by_examples
 from runtime.libraries.grouping import check_grouping
-from runtime.libraries.store import MAX_PAGE, Added, Group, Image, Library, LibraryStore, Match, SearchResult
+from runtime.libraries.store import MAX_PAGE, Added, Dedup, Group, Image, Library, LibraryStore, Match, SearchResult
 from runtime.libraries.thumbnails import THUMBNAIL_MEDIA_TYPE
 from runtime.libraries.values import check_score
 
@@ -145,7 +145,9 @@ async def create_library(
     request: Request, body: Annotated[CreateLibraryRequest, Body(openapi_examples=CREATE_EXAMPLES)]
 ) -> dict[str, Any]:
     store, version = store_of(request), embedder_of(request).model_version
-    created = await run_in_threadpool(lambda: store.create_library(body.name, version, thumbnails=body.thumbnails))
+    created = await run_in_threadpool(
+        lambda: store.create_library(body.name, version, thumbnails=body.thumbnails, threshold=body.threshold)
+    )
     return library_body(created)
 
 
@@ -187,10 +189,13 @@ async def delete_library(request: Request, name: LibraryName) -> dict[str, Any]:
 
 # --- images ------------------------------------------------------------------------------
 
-ADD_DOC = """Embeds the image and adds it, unless `dedup` (default true) finds the same file (by SHA-256 of its
-bytes, before any model work: `exact: true`) or an image scoring at least `threshold` (default 0.97 = cosine
-0.94) already in the library: then nothing is added and the answer is `status: 0` with that match. An `id`
-already in the library is a 409 (ids are never overwritten).
+ADD_DOC = """Embeds the image and adds it, unless `dedup` (default true) finds a duplicate already in the
+library (or earlier in the batch): then nothing is added and the answer is `status: 0` with that match and
+its `tier`: `exact` (the same file, by SHA-256 of its bytes, before any model work; `exact: true`), `copy`
+(the same picture re-encoded, resized or lightly edited: its perceptual hash), or `similar` (an image scoring
+at least `threshold`; only when the add gives a `threshold` or the library was created with one: by default
+a distinct photo is added however close its embedding). An `id` already in the library is a 409 (ids are
+never overwritten).
 
 Batch add: `{"images": [...]}`, 1 to 32 images, each with a single add's image fields; one forward pass; the
 answer is 200 with one result per image, in order: `status` 1 (added), 0 (duplicate, in the library or
@@ -221,7 +226,7 @@ async def add_image(
     request: Request, name: LibraryName, body: Annotated[AddImageRequest, Body(openapi_examples=ADD_EXAMPLES)]
 ) -> dict[str, Any]:
     store, embedder = store_of(request), embedder_of(request)
-    threshold = dedup_threshold(body.dedup, body.threshold, embedder.settings)
+    dedup = dedup_of(body.dedup, body.threshold)
     if body.images is not None:
         if any(value is not None for value in (body.url, body.img, body.id, body.metadata)):
             raise BadRequest(
@@ -229,12 +234,12 @@ async def add_image(
                 code="ambiguous_input",
             )
         items = batch_items(body.images)
-        results = await run_in_threadpool(add_all, store, embedder, name, items, threshold, BATCH)
+        results = await run_in_threadpool(add_all, store, embedder, name, items, dedup, BATCH)
         return {"results": [result_body(result) for result in results]}
     if body.url is None and body.img is None:
         raise BadRequest("request body: give url or img (the image to add), or images", code="missing_input")
     item = AddItem(slot_input({"url": body.url, "img": body.img}, SLOT_FIELDS, "request body"), body.id, body.metadata)
-    [result] = await run_in_threadpool(add_all, store, embedder, name, [item], threshold, INTERACTIVE)
+    [result] = await run_in_threadpool(add_all, store, embedder, name, [item], dedup, INTERACTIVE)
     if isinstance(result, ApiError):
         raise result
     return result_body(result)
@@ -266,13 +271,13 @@ def add_all(
     embedder: Embedder,
     name: str,
     items: list[AddItem],
-    threshold: float | None,
+    dedup: Dedup | None,
     priority: Priority,
 ) -> list[Outcome]:
     """The request's items through the one add path, under one fetch deadline for the request: a single
     add's forward pass goes ahead of batch adds' and imports' (``runtime.engines.Priority``)."""
     deadline = time.monotonic() + embedder.settings.fetch_timeout_s
-    return add_items(store, embedder, name, items, threshold=threshold, priority=priority, deadline=deadline)
+    return add_items(store, embedder, name, items, dedup=dedup, priority=priority, deadline=deadline)
 
 
 def result_body(result: Outcome) -> dict[str, Any]:
@@ -280,7 +285,13 @@ def result_body(result: Outcome) -> dict[str, Any]:
         return {**result.body(), "status": -1}
     if isinstance(result, Added):
         return {"status": 1, "message": "Image added.", "id": result.id, "score": result.score}
-    return {"status": 0, "message": "Similar image found.", "match": match_body(result.match), "exact": result.exact}
+    return {
+        "status": 0,
+        "message": "Similar image found.",
+        "match": match_body(result.match),
+        "exact": result.exact,
+        "tier": result.tier,
+    }
 
 
 @router.get(
@@ -540,6 +551,7 @@ def library_body(library: Library) -> dict[str, Any]:
         "image_count": library.image_count,
         "model_version": library.model_version,
         "thumbnails": library.thumbnails,
+        "threshold": library.threshold,
     }
 
 

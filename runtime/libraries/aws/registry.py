@@ -227,6 +227,7 @@ def library_of(item: dict[str, Any]) -> Library:
         float(item["create_time"]),
         int(item["image_count"]),
         bool(int(item.get("thumbnails", 0))),  # stored as a number: the registry's items hold no booleans
+        float(item["threshold"]) if "threshold" in item else None,
     )
 
 

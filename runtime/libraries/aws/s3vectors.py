@@ -31,7 +31,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -126,7 +126,7 @@ class S3VectorsStore(LibraryStore[Held]):
         )
 
     # --- libraries ---------------------------------------------------------------------
-    def _create_library(self, name: str, model_version: str, thumbnails: bool) -> Library:
+    def _create_library(self, name: str, model_version: str, thumbnails: bool, threshold: float | None) -> Library:
         with self.registry.lease(REGISTRY_KEY):
             if self.registry.get(name) is not None:
                 raise library_exists(name)
@@ -151,6 +151,7 @@ class S3VectorsStore(LibraryStore[Held]):
                 "create_time": time.time(),
                 "image_count": 0,
                 "thumbnails": int(thumbnails),
+                **({"threshold": threshold} if threshold is not None else {}),
             }
             if not self.registry.put_new(item):
                 self._call("DeleteIndex", indexName=index_name)
@@ -202,10 +203,6 @@ class S3VectorsStore(LibraryStore[Held]):
             if image_id in images  # an add that stopped between its two writes left a stale file key
         }
 
-    def _nearest(self, held: Held, vector: np.ndarray) -> Match | None:
-        found = self._query_index(held.index, vector, top_k=1)
-        return found[0] if found else None
-
     def _insert(self, held: Held, images: list[NewImage]) -> None:
         assert held.lease is not None
         now = time.time()
@@ -220,6 +217,8 @@ class S3VectorsStore(LibraryStore[Held]):
                     now,
                     image.content_hash,
                     encoded(image.thumbnail) if keeps else None,
+                    image.perceptual_hash,
+                    image.size,
                 )
                 for image in images
             ],
@@ -281,6 +280,8 @@ class S3VectorsStore(LibraryStore[Held]):
                     record["create_time"],
                     record.get("content_hash"),
                     record.get("thumbnail"),
+                    record.get("perceptual_hash"),
+                    record.get("size"),
                 )
             ],
         )
@@ -328,7 +329,16 @@ class S3VectorsStore(LibraryStore[Held]):
             for found in page.get("vectors", []):
                 record = record_of(found)
                 image = Image(found["key"], record["metadata"], record["create_time"])
-                images.append(Stored(image, readable(filterable_part(image.metadata)), record.get("content_hash")))
+                size = record.get("size")
+                images.append(
+                    Stored(
+                        image,
+                        readable(filterable_part(image.metadata)),
+                        record.get("content_hash"),
+                        record.get("perceptual_hash"),
+                        (int(size[0]), int(size[1])) if size else None,
+                    )
+                )
         return images
 
     def _remove_many(self, held: Held, images: list[Stored]) -> None:
@@ -363,7 +373,7 @@ class S3VectorsStore(LibraryStore[Held]):
             for found in page.get("vectors", []):
                 record = record_of(found)
                 score = float(scores_of(1.0 - float(found["distance"])))  # cosine distance = 1 - cosine
-                matches.append(Match(found["key"], score, record["metadata"]))
+                matches.append(Match(found["key"], score, record["metadata"], record.get("perceptual_hash")))
             if len(matches) >= top_k:
                 break
         return sorted(matches, key=lambda match: -match.score)[:top_k]
@@ -433,11 +443,18 @@ def image_vector(
     create_time: float,
     content_hash: str | None,
     thumbnail: str | None = None,
+    perceptual_hash: str | None = None,
+    size: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """``thumbnail``: base64 WebP, in the record (non-filterable metadata: S3 Vectors allows 40 KB in all)."""
+    """``thumbnail``: base64 WebP, in the record (non-filterable metadata: S3 Vectors allows 40 KB in all);
+    ``perceptual_hash`` and ``size`` (width, height) when the add knew them."""
     record: dict[str, Any] = {"metadata": metadata, "create_time": create_time, "content_hash": content_hash}
     if thumbnail:
         record["thumbnail"] = thumbnail
+    if perceptual_hash:
+        record["perceptual_hash"] = perceptual_hash
+    if size:
+        record["size"] = list(size)
     return {
         "key": image_id,
         "data": {"float32": vector.astype(np.float32).tolist()},

@@ -19,7 +19,7 @@ from runtime.errors import DUPLICATE_ID, JOB_STOPPING_CODES, ApiError
 from runtime.libraries.adding import AddItem, ExactSeen, Outcome, add_items
 from runtime.libraries.imports.counts import count_of, zero_counts
 from runtime.libraries.imports.sources import ImportItem, problem, problem_of
-from runtime.libraries.store import LibraryStore
+from runtime.libraries.store import Dedup, LibraryStore
 
 
 class JobStopped(Exception):
@@ -57,7 +57,7 @@ class BatchImporter:
         """The library's ``create_time`` when the job started (see ``LibraryStore.add_batch``)."""
 
     def run(
-        self, library: str, items: list[ImportItem], *, threshold: float | None, seen: ExactSeen | None = None
+        self, library: str, items: list[ImportItem], *, dedup: Dedup | None, seen: ExactSeen | None = None
     ) -> dict[str, Any]:
         """The batch's counts (``counts.COUNTS``) and its ``failures``."""
         counts = zero_counts()
@@ -72,16 +72,14 @@ class BatchImporter:
                 failures.append({"item": item.name, "position": item.position, **(item.problem or given_twice(item))})
             else:
                 to_add.append(item)
-        for item, outcome in zip(to_add, self.add(library, to_add, threshold, seen), strict=True):
+        for item, outcome in zip(to_add, self.add(library, to_add, dedup, seen), strict=True):
             counts[count_of(outcome)] += 1
             if count_of(outcome) == "failed":
                 assert isinstance(outcome, ApiError)
                 failures.append({"item": item.name, "position": item.position, **problem_of(outcome, "url")})
         return {**counts, "failures": failures}
 
-    def add(
-        self, library: str, items: list[ImportItem], threshold: float | None, seen: ExactSeen | None
-    ) -> list[Outcome]:
+    def add(self, library: str, items: list[ImportItem], dedup: Dedup | None, seen: ExactSeen | None) -> list[Outcome]:
         adds = [AddItem(self.source_of(item), item.id, item.metadata, named_by_content=True) for item in items]
         try:
             return add_items(
@@ -89,7 +87,7 @@ class BatchImporter:
                 self.embedder,
                 library,
                 adds,
-                threshold=threshold,
+                dedup=dedup,
                 priority=BATCH,
                 seen=seen,
                 library_created=self.library_created,

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.errors import IMAGE_EXISTS, ApiError
-from runtime.libraries.store import Added, AddResult, Duplicate
+from runtime.libraries.store import TIERS, Added, AddResult, Duplicate
 
-DUPLICATE_TIERS = ("exact", "similar")
-"""``exact``: the same bytes (content hash); ``similar``: the embedding at or above the threshold."""
+DUPLICATE_TIERS = TIERS
+"""``exact``: the same bytes (content hash); ``copy``: the same picture (perceptual hash); ``similar``: the
+embedding at or above the threshold (``store.TIERS``)."""
 IGNORE_REASONS = ("not_an_image_name", "hidden_file", "not_a_regular_file", "link_outside_folder")
 """Why a listed file or object is not imported: its name has no image format's suffix, it is a
 hidden file (``.DS_Store``, macOS's ``._IMG_0001.jpg`` resource forks), it is no regular file (a
@@ -38,7 +39,7 @@ def count_of(outcome: AddResult | ApiError) -> str:
     if isinstance(outcome, Added):
         return "added"
     if isinstance(outcome, Duplicate):
-        return "duplicates_exact" if outcome.exact else "duplicates_similar"
+        return f"duplicates_{outcome.tier}"
     return "already_present" if outcome.code == IMAGE_EXISTS else "failed"
 
 
@@ -47,7 +48,8 @@ def count_of_answer(answer: dict[str, Any]) -> str:
     if answer.get("status") == 1:
         return "added"
     if answer.get("status") == 0:
-        return "duplicates_exact" if answer.get("exact") else "duplicates_similar"
+        tier = answer.get("tier") or ("exact" if answer.get("exact") else "similar")  # a server before tiers
+        return f"duplicates_{tier}" if tier in DUPLICATE_TIERS else "failed"
     return "already_present" if answer.get("code") == IMAGE_EXISTS else "failed"
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from runtime.embedder import Embedder
 from runtime.errors import TOO_MANY_IMPORTS, ApiError, BadRequest, Conflict, StorageFull
-from runtime.libraries.adding import ExactSeen, dedup_threshold
+from runtime.libraries.adding import ExactSeen, dedup_of
 from runtime.libraries.imports.batches import BatchImporter, JobStopped
 from runtime.libraries.imports.jobs import RESULTS_FILE, FileJobs, ImportJob, new_import_id
 from runtime.libraries.imports.sources import (
@@ -208,7 +208,7 @@ class ImportRunner:
         progress: Progress | None,
     ) -> ImportJob:
         """The batches not yet finished, ``import_batches_in_flight`` at a time: only those are in memory."""
-        threshold = dedup_threshold(job.dedup, job.threshold, self.settings)
+        dedup = dedup_of(job.dedup, job.threshold)
         in_flight = max(1, self.settings.import_batches_in_flight)
         seen = ExactSeen(keep=CLAIMS_KEPT_PER_BATCH_IN_FLIGHT * in_flight * job.batch_size)
         todo = pending_batches(self.jobs, job, finished)
@@ -219,7 +219,7 @@ class ImportRunner:
             )
 
             def one(n: int, batch: list[ImportItem]) -> dict[str, Any]:
-                return {"batch": n, **importer.run(job.library, batch, threshold=threshold, seen=seen)}
+                return {"batch": n, **importer.run(job.library, batch, dedup=dedup, seen=seen)}
 
             pending: set[Future[Any]] = set()
             while True:
@@ -258,7 +258,7 @@ class LocalImports:
 
     def start(self, library: str, source: dict[str, str], *, dedup: bool, threshold: float | None) -> ImportJob:
         check_source(source, self.settings)
-        dedup_threshold(dedup, threshold, self.settings)  # a bad threshold is a 400 now, not a failed job later
+        dedup_of(dedup, threshold)  # a bad threshold is a 400 now, not a failed job later
         created = self.store.get_library(library).create_time  # an unknown library is a 404 now, not later
         import_id = new_import_id()
         job = ImportJob(

@@ -23,7 +23,7 @@ from typing import Any
 from runtime.embedder import Embedder
 from runtime.engines import Engine
 from runtime.errors import Overloaded, UpstreamError
-from runtime.libraries.adding import dedup_threshold
+from runtime.libraries.adding import dedup_of
 from runtime.libraries.imports.batches import BatchImporter, JobStopped
 from runtime.libraries.imports.counts import zero_counts
 from runtime.libraries.imports.sources import ImportItem, item_of_entry, listed_item
@@ -107,10 +107,9 @@ class Worker:
         library, import_id = batch_input["library"], batch_input.get("import_id", "")
         given = batch_input.get("threshold")
         dedup, threshold = batch_input.get("dedup", True), float(given) if given is not None else None
-        threshold = dedup_threshold(dedup, threshold, self.settings)
         items = items_of_event(event)
         try:
-            result = self.importer.run(library, items, threshold=threshold)
+            result = self.importer.run(library, items, dedup=dedup_of(dedup, threshold))
         except JobStopped as stop:
             raise ImportStopped(stop.error.message) from stop
         except Overloaded as exc:

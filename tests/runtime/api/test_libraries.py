@@ -227,9 +227,12 @@ def test_dedup_threshold_and_switch(fresh):
     server.post("/libraries", {"name": "dedup"})
     near = next(seed for seed in range(2, 40) if 0.97 <= similarity(server, 1, seed) < 0.999)
     server.post("/libraries/dedup/images", {"img": img(1), "id": "one"})
-    assert server.post("/libraries/dedup/images", {"img": img(near)}).json()["status"] == 0
+    # A distinct picture is refused as similar only when the add gives a threshold (no default since tiers).
+    similar = server.post("/libraries/dedup/images", {"img": img(near), "threshold": 0.97}).json()
+    assert similar["status"] == 0 and similar["tier"] == "similar"
     stricter = server.post("/libraries/dedup/images", {"img": img(near), "threshold": 0.9995}).json()
     assert stricter["status"] == 1 and stricter["score"] == pytest.approx(similarity(server, 1, near), abs=1e-4)
+    assert server.post("/libraries/dedup/images", {"img": img(1)}).json()["tier"] == "exact"
     assert server.post("/libraries/dedup/images", {"img": img(1), "dedup": False}).json()["status"] == 1
     assert server.client.get("/libraries/dedup").json()["image_count"] == 3
 
@@ -504,6 +507,7 @@ def test_an_exact_duplicate_needs_no_model_work(fresh, forward_passes):
         "message": "Similar image found.",
         "match": {"id": "a", "score": 1.0, "metadata": {"m": 1}},
         "exact": True,
+        "tier": "exact",
     }
     assert forward_passes == []
     kept = server.post("/libraries/exact/images", {"img": img(5), "id": "c", "dedup": False}).json()

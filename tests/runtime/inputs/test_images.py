@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.inputs.images import ImageLimits, ImageSpec, decode_image, normalize, prepare_image
+from runtime.inputs.images import (
+    ImageLimits,
+    ImageSpec,
+    decode_image,
+    image_to_library_pixels,
+    image_to_pixels,
+    normalize,
+    prepare_image,
+)
+from runtime.libraries.perceptual import COPY_DISTANCE, hash_distance
 from tests.fakes.images import image_bytes
 
 
@@ -72,3 +81,29 @@ def test_transparent_and_grey_images_become_rgb():
         Image.new(mode, (40, 30)).save(out, format="PNG")
         image = decode_image(out.getvalue(), "img", ImageLimits(max_side=4096))
         assert prepare_image(image, ImageSpec(32)).shape == (32, 32, 3)
+
+
+def test_a_library_decode_gives_the_model_input_the_perceptual_hash_and_the_upright_size():
+    """The hash is of the full, upright frame: an EXIF-turned copy of a picture hashes as the picture, and
+    the size is the original's (before the reduced-scale decode), turned as the picture is."""
+    spec, limits = ImageSpec(224), ImageLimits(max_side=4096)
+    picture = Image.open(io.BytesIO(image_bytes(14, size=(1600, 1200), fmt="PNG")))
+    turned = picture.transpose(Image.Transpose.ROTATE_90)  # stored on its side, EXIF says turn it back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = io.BytesIO()
+    turned.save(stored, format="JPEG", quality=90, exif=exif)
+    plain = io.BytesIO()
+    picture.save(plain, format="PNG")
+
+    decoded = image_to_library_pixels(stored.getvalue(), "img", spec, limits, draft_to=448, budget=None)
+    original = image_to_library_pixels(plain.getvalue(), "img", spec, limits, draft_to=448, budget=None)
+    assert decoded.size == original.size == (1600, 1200)
+    assert decoded.pixels.shape == (224, 224, 3)
+    assert np.array_equal(
+        decoded.pixels, image_to_pixels(stored.getvalue(), "img", spec, limits, draft_to=448, budget=None)
+    )
+    assert len(original.perceptual_hash) == 16
+    assert hash_distance(decoded.perceptual_hash, original.perceptual_hash) <= COPY_DISTANCE
+    other = image_to_library_pixels(image_bytes(15, size=(1600, 1200)), "img", spec, limits, draft_to=448, budget=None)
+    assert hash_distance(other.perceptual_hash, original.perceptual_hash) > COPY_DISTANCE

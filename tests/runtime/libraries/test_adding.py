@@ -1,6 +1,6 @@
 """The one add path (runtime/libraries/adding.py) behind all four entry points: the HTTP batch add, the
-HTTP single add, the local import runner and the AWS import worker add the same 20 files, with exact and
-near duplicates, bad files and a file that is not an image among them, and end with the same library and
+HTTP single add, the local import runner and the AWS import worker add the same 20 files, with exact
+duplicates and copies, bad files and a file that is not an image among them, and end with the same library and
 the same answer for every item."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def answer_of_body(body: dict) -> tuple:
     if body["status"] == 1:
         return ("added",)
     if body["status"] == 0:
-        return ("duplicate", "exact" if body["exact"] else "similar")
+        return ("duplicate", body["tier"])
     return ("refused", body["code"], re.sub(r"^images\[\d+\]\.", "", body["message"]))
 
 
@@ -73,13 +73,13 @@ def answers_of_import(counts: dict, failures: list[dict], library_ids: set[str],
             answers[key] = ("refused", failed[image_id(key)]["code"], failed[image_id(key)]["message"])
         else:
             answers[key] = ("duplicate",)
-    tiers = {tier: counts[f"duplicates_{tier}"] for tier in ("exact", "similar")}
+    tiers = {tier: counts[f"duplicates_{tier}"] for tier in ("exact", "copy", "similar")}
     return {"answers": answers, "tiers": tiers, "ignored": counts["ignored_not_an_image_name"]}
 
 
 def as_import_tells_it(answers: dict[str, tuple]) -> dict:
     """An API's per-item answers, told as an import tells them."""
-    tiers = {"exact": 0, "similar": 0}
+    tiers = {"exact": 0, "copy": 0, "similar": 0}
     for answer in answers.values():
         if answer[0] == "duplicate":
             tiers[answer[1]] += 1
@@ -164,9 +164,10 @@ def test_the_four_entry_points_give_the_same_library_and_answers(world):
 
     assert libraries["batch"] == libraries["single"] == libraries["runner"] == libraries["worker"]
     assert told["batch"] == told["single"] == told["runner"] == told["worker"], told
-    # The set holds what it is meant to: both exact copies refused as such, the bad files refused one by one.
+    # The set holds what it is meant to: both exact copies refused as such, the re-encoded and resized ones
+    # as copies (their perceptual hashes, before the threshold is asked), the bad files refused one by one.
     answers = told["batch"]["answers"]
-    assert told["batch"]["tiers"] == {"exact": 2, "similar": 2}
+    assert told["batch"]["tiers"] == {"exact": 2, "copy": 2, "similar": 0}
     assert [answers[key][1] for key in ("d/cut.png", "d/empty.png", "d/text.jpg")] == [
         "invalid_image",
         "url_not_image",

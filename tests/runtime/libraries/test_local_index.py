@@ -90,7 +90,7 @@ def fill(store) -> None:
     store.create_library("lib", VERSION)
     colors = ["red", "blue", "red", "blue"]
     images = [NewImage(unit(10 + i), f"i{i}", {"color": color}) for i, color in enumerate(colors)]
-    store.add_images("lib", images, model_version=VERSION, dedup_threshold=None)
+    store.add_images("lib", images, model_version=VERSION, dedup=None)
 
 
 def test_a_plain_search_finishes_while_a_slow_filtered_search_of_the_library_runs(store, monkeypatch):
@@ -141,7 +141,7 @@ def test_a_filtered_search_checks_at_most_the_candidate_bound_then_answers_parti
     others /= np.linalg.norm(others, axis=1, keepdims=True)
     images = [NewImage(vector, f"c{i}", {"kind": "common"}) for i, vector in enumerate(others)]
     images.append(NewImage(-query, "rare", {"kind": "rare"}))  # the lowest score there is
-    store.add_images("lib", images, model_version=VERSION, dedup_threshold=None)
+    store.add_images("lib", images, model_version=VERSION, dedup=None)
     held = HeldFilter(monkeypatch, hold=False)
 
     found = search(store, filter={"kind": "rare"}, top_k=3)

@@ -157,3 +157,22 @@ def test_the_explorer_s_examples_are_the_store_s_real_messages(tmp_path, monkeyp
         LocalStore(Settings(data_dir="./data"), DIM).open()
     for error in (full.value, damaged.value):
         assert (error.status_code, error.message) == ERROR_TEXTS[error.code][::2]
+
+
+def test_a_schema_2_file_gets_the_tier_columns_in_place_and_its_images_have_no_perceptual_hash(tmp_path):
+    a_store_with_images(tmp_path, 2).close()
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    for table, column in (("images", "perceptual_hash"), ("images", "width"), ("images", "height")):
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    db.execute("ALTER TABLE libraries DROP COLUMN threshold")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    store = LocalStore(Settings(data_dir=str(tmp_path)), DIM)
+    assert store.get_library("lib").image_count == 2 and store.get_library("lib").threshold is None
+    store.close()
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+    assert {"perceptual_hash", "width", "height"} <= columns
+    assert db.execute("SELECT COUNT(*) FROM images WHERE perceptual_hash IS NULL").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3

@@ -48,7 +48,7 @@ from runtime.libraries.aws.s3vectors import S3VectorsStore
 from runtime.libraries.hashing import content_hash
 from runtime.libraries.local import LocalStore
 from runtime.libraries.names import is_library_name
-from runtime.libraries.store import Added, Duplicate, NewImage, Refused
+from runtime.libraries.store import Added, Dedup, Duplicate, NewImage, Refused
 from runtime.settings import Settings
 from tests.fakes.s3vectors import INDEX_NAME, FakeS3Vectors, error
 
@@ -235,7 +235,7 @@ def test_image_quota(make_store):
         add(store, "small", unit(10))
     assert full.value.code == "image_quota_exceeded" and "3 images" in full.value.message
     # a near-duplicate is still answered (nothing would be added)
-    assert isinstance(add(store, "small", unit(0), dedup_threshold=0.97), Duplicate)
+    assert isinstance(add(store, "small", unit(0), dedup=Dedup(0.97)), Duplicate)
     assert store.get_library("small").image_count == 3
 
 
@@ -282,28 +282,28 @@ def test_bad_image_ids_are_refused(store, image_id):
 def test_dedup(store):
     store.create_library("lib", VERSION)
     original = unit(1)
-    first = add(store, "lib", original, image_id="first", metadata={"k": "v"}, dedup_threshold=0.97)
+    first = add(store, "lib", original, image_id="first", metadata={"k": "v"}, dedup=Dedup(0.97))
     assert first == Added("first", None)
-    again = add(store, "lib", original, dedup_threshold=0.97)
+    again = add(store, "lib", original, dedup=Dedup(0.97))
     assert isinstance(again, Duplicate)
     assert again.match.id == "first" and again.match.metadata == {"k": "v"}
     assert again.match.score == pytest.approx(1.0, abs=1e-5)
     near = at_cosine(original, 0.96)  # score 0.98
-    assert isinstance(add(store, "lib", near, dedup_threshold=0.97), Duplicate)
-    stricter = add(store, "lib", near, dedup_threshold=0.99)
+    assert isinstance(add(store, "lib", near, dedup=Dedup(0.97)), Duplicate)
+    stricter = add(store, "lib", near, dedup=Dedup(0.99))
     assert isinstance(stricter, Added) and stricter.score == pytest.approx(0.98, abs=1e-4)
     far_vector = at_cosine(original, 0.5)
-    far = add(store, "lib", far_vector, dedup_threshold=0.97)
+    far = add(store, "lib", far_vector, dedup=Dedup(0.97))
     closest = max(float(far_vector @ v) for v in (original, near))
     assert isinstance(far, Added) and far.score == pytest.approx((1 + closest) / 2, abs=1e-5)
-    assert isinstance(add(store, "lib", original, dedup_threshold=None), Added)  # dedup off
+    assert isinstance(add(store, "lib", original, dedup=None), Added)  # dedup off
     assert store.get_library("lib").image_count == 4
 
 
 def test_dedup_within_one_call(store):
     store.create_library("lib", VERSION)
     images = [NewImage(unit(1), "a"), NewImage(unit(1), "b"), NewImage(unit(2), "c")]
-    results = store.add_images("lib", images, model_version=VERSION, dedup_threshold=0.97)
+    results = store.add_images("lib", images, model_version=VERSION, dedup=Dedup(0.97))
     assert [type(result) for result in results] == [Added, Duplicate, Added]
     assert results[1].match.id == "a"
     assert store.get_library("lib").image_count == 2
@@ -316,7 +316,7 @@ def test_search_is_exact_and_ordered(store):
         "lib",
         [NewImage(v, f"img{i}", {"i": i}) for i, v in enumerate(vectors)],
         model_version=VERSION,
-        dedup_threshold=None,
+        dedup=None,
     )
     for seed in (1000, 1001, 1002):
         query = unit(seed)
@@ -473,7 +473,7 @@ def test_filter_finds_matches_beyond_the_unfiltered_top_k(store):
     query = unit(7)
     images = [NewImage(at_cosine(query, 0.9, seed=1000 + i), f"near{i}", {"kind": "near"}) for i in range(30)]
     images.append(NewImage(at_cosine(query, -0.5, seed=77), "far", {"kind": "far"}))
-    store.add_images("lib", images, model_version=VERSION, dedup_threshold=None)
+    store.add_images("lib", images, model_version=VERSION, dedup=None)
     assert [match.id for match in search(store, "lib", query, top_k=5, filter={"kind": "far"})] == ["far"]
 
 
@@ -527,7 +527,7 @@ def test_concurrent_duplicates_add_exactly_one(store):
     """The dedup check and the insert are one step: 8 writers of one image leave one copy."""
     store.create_library("lib", VERSION)
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: add(store, "lib", unit(5), dedup_threshold=0.97), range(8)))
+        results = list(pool.map(lambda _: add(store, "lib", unit(5), dedup=Dedup(0.97)), range(8)))
     assert sum(isinstance(result, Added) for result in results) == 1
     assert store.get_library("lib").image_count == 1
 
@@ -588,7 +588,7 @@ def test_s3_puts_are_batched_within_the_service_limit(s3_store):
     store, fake = s3_store
     store.create_library("bulk", VERSION)
     images = [NewImage(unit(seed), f"i{seed}") for seed in range(1201)]
-    results = store.add_images("bulk", images, model_version=VERSION, dedup_threshold=None)
+    results = store.add_images("bulk", images, model_version=VERSION, dedup=None)
     assert len(results) == 1201
     assert [len(call["vectors"]) for call in fake.operations("PutVectors")] == [500, 500, 201]
     assert store.get_library("bulk").image_count == 1201
@@ -600,9 +600,7 @@ def test_s3_query_pages_are_followed(s3_store):
     store.create_library("lib0", VERSION)
     fake.page_size = 3
     vectors = np.stack([unit(seed) for seed in range(40)])
-    store.add_images(
-        "lib0", [NewImage(v, f"v{i}") for i, v in enumerate(vectors)], model_version=VERSION, dedup_threshold=None
-    )
+    store.add_images("lib0", [NewImage(v, f"v{i}") for i, v in enumerate(vectors)], model_version=VERSION, dedup=None)
     fake.calls.clear()
     query = unit(500)
     matches = search(store, "lib0", query, top_k=10)
@@ -845,7 +843,7 @@ def test_list_images_pages_with_metadata_and_create_time(store):
         "lib",
         [NewImage(unit(i), f"img{i:02d}", {"n": i}) for i in range(25)],
         model_version=VERSION,
-        dedup_threshold=None,
+        dedup=None,
     )
     first = store.list_images("lib", limit=10)
     assert len(first.images) == 10 and first.next_token
@@ -867,9 +865,7 @@ def test_a_page_token_survives_inserts_and_deletes_between_pages(store):
     """Every image present from the first page to the last is listed exactly once; a deleted one never
     comes back; the token resumes where it left off."""
     store.create_library("lib", VERSION)
-    store.add_images(
-        "lib", [NewImage(unit(i), f"k{i:03d}") for i in range(40)], model_version=VERSION, dedup_threshold=None
-    )
+    store.add_images("lib", [NewImage(unit(i), f"k{i:03d}") for i in range(40)], model_version=VERSION, dedup=None)
     deleted, inserted = set(), set()
 
     def write(page_number: int) -> None:
@@ -912,7 +908,7 @@ def test_search_like_a_stored_image_leaves_it_out(store):
     store.create_library("lib", VERSION)
     base = unit(1)
     images = [NewImage(at_cosine(base, c, seed=100 + i), f"n{i}", {"i": i}) for i, c in enumerate((0.9, 0.8, 0.7))]
-    store.add_images("lib", [NewImage(base, "sku-1"), *images], model_version=VERSION, dedup_threshold=None)
+    store.add_images("lib", [NewImage(base, "sku-1"), *images], model_version=VERSION, dedup=None)
     like = store.search_like("lib", "sku-1", model_version=VERSION, top_k=2).matches
     assert [m.id for m in like] == ["n0", "n1"]
     filtered = store.search_like("lib", "sku-1", model_version=VERSION, filter={"i": {"$gte": 1}}).matches
@@ -930,23 +926,23 @@ def file_hash(seed: int) -> str:
 
 def test_exact_duplicates_are_found_by_content_hash(store):
     store.create_library("lib", VERSION)
-    first = add(store, "lib", unit(1), image_id="a", metadata={"m": 1}, dedup_threshold=0.97, content_hash=file_hash(1))
+    first = add(store, "lib", unit(1), image_id="a", metadata={"m": 1}, dedup=Dedup(0.97), content_hash=file_hash(1))
     assert isinstance(first, Added)
     found = store.find_exact("lib", [file_hash(1), file_hash(2)])
     assert list(found) == [file_hash(1)]
     match = found[file_hash(1)]
     assert (match.id, match.score, match.metadata) == ("a", 1.0, {"m": 1})
     # The same file is refused whatever its vector (no model work is needed to know it).
-    again = add(store, "lib", unit(7), image_id="b", dedup_threshold=0.97, content_hash=file_hash(1))
+    again = add(store, "lib", unit(7), image_id="b", dedup=Dedup(0.97), content_hash=file_hash(1))
     assert isinstance(again, Duplicate) and again.exact and again.match.id == "a"
-    near = add(store, "lib", unit(1), image_id="c", dedup_threshold=0.97, content_hash=file_hash(3))
+    near = add(store, "lib", unit(1), image_id="c", dedup=Dedup(0.97), content_hash=file_hash(3))
     assert isinstance(near, Duplicate) and not near.exact
     # Within one call: the second copy of a file is an exact duplicate of the first.
     batch = store.add_images(
         "lib",
         [NewImage(unit(10), "d", content_hash=file_hash(4)), NewImage(unit(11), "e", content_hash=file_hash(4))],
         model_version=VERSION,
-        dedup_threshold=0.97,
+        dedup=Dedup(0.97),
     )
     assert isinstance(batch[0], Added) and isinstance(batch[1], Duplicate) and batch[1].exact
     assert batch[1].match.id == "d"
@@ -955,7 +951,7 @@ def test_exact_duplicates_are_found_by_content_hash(store):
     store.delete_image("lib", "a")
     store.delete_image("lib", "f")
     assert store.find_exact("lib", [file_hash(1)]) == {}
-    assert isinstance(add(store, "lib", unit(1), image_id="g", dedup_threshold=0.97, content_hash=file_hash(1)), Added)
+    assert isinstance(add(store, "lib", unit(1), image_id="g", dedup=Dedup(0.97), content_hash=file_hash(1)), Added)
     with pytest.raises(ValueError):
         add(store, "lib", unit(13), content_hash="not-a-sha256")
 
@@ -974,7 +970,7 @@ def test_add_batch_refuses_bad_items_and_adds_the_rest(store):
             NewImage(unit(7), "ok-3"),
         ],
         model_version=VERSION,
-        dedup_threshold=None,
+        dedup=None,
     )
     kinds = [type(result).__name__ for result in results]
     assert kinds == ["Added", "Refused", "Refused", "Refused", "Refused", "Added"]
@@ -1076,7 +1072,7 @@ def test_s3_throttling_is_busy_and_every_other_fault_is_a_store_error(
 def test_s3_list_images_passes_the_page_size_and_token(s3_store):
     store, fake = s3_store
     store.create_library("lib", VERSION)
-    store.add_images("lib", [NewImage(unit(i), f"i{i}") for i in range(5)], model_version=VERSION, dedup_threshold=None)
+    store.add_images("lib", [NewImage(unit(i), f"i{i}") for i in range(5)], model_version=VERSION, dedup=None)
     page = store.list_images("lib", limit=2)
     store.list_images("lib", limit=2, next_token=page.next_token)
     first, second = fake.operations("ListVectors")[-2:]
@@ -1101,7 +1097,7 @@ def test_a_data_directory_from_before_content_hashes_is_upgraded(tmp_path):
     store = LocalStore(Settings(data_dir=str(folder)), DIM)
     try:
         assert store.get_image("lib", "old").create_time == 2.0
-        add(store, "lib", unit(2), image_id="new", dedup_threshold=0.97, content_hash=file_hash(1))
+        add(store, "lib", unit(2), image_id="new", dedup=Dedup(0.97), content_hash=file_hash(1))
         assert store.find_exact("lib", [file_hash(1)])[file_hash(1)].id == "new"
     finally:
         store.close()
@@ -1113,7 +1109,7 @@ def test_concurrent_adds_of_one_file_add_it_once(store):
 
     def adder(client: int):
         vector = unit(500 + client)  # different vectors: only the content hash can tell they are one file
-        return add(store, "lib", vector, image_id=f"c{client}", dedup_threshold=0.97, content_hash=file_hash(9))
+        return add(store, "lib", vector, image_id=f"c{client}", dedup=Dedup(0.97), content_hash=file_hash(9))
 
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(adder, range(6)))
@@ -1136,7 +1132,7 @@ def test_a_library_keeps_thumbnails_when_it_says_so(store, keeps):
     library = store.create_library("pictures", VERSION, thumbnails=keeps)
     assert library.thumbnails is keeps and store.get_library("pictures").thumbnails is keeps
     image = NewImage(unit(11), "one", {"k": "v"}, "ab" * 32, thumbnail)
-    store.add_images("pictures", [image], model_version=VERSION, dedup_threshold=None)
+    store.add_images("pictures", [image], model_version=VERSION, dedup=None)
     store.update_metadata("pictures", "one", {"k": "w"})  # an update keeps the thumbnail
     if keeps:
         assert store.get_thumbnail("pictures", "one") == thumbnail
@@ -1171,12 +1167,10 @@ def test_a_library_of_a_768_d_model_works_on_both_stores(kind, tmp_path, request
         rng = np.random.default_rng(5)
         stored = [v / np.linalg.norm(v) for v in rng.normal(size=(3, dimension)).astype(np.float32)]
         images = [NewImage(vector, f"img-{n}") for n, vector in enumerate(stored)]
-        store.add_images("siglip", images, model_version=version, dedup_threshold=None)
+        store.add_images("siglip", images, model_version=version, dedup=None)
         found = store.search("siglip", stored[1], model_version=version, top_k=1).matches
         assert found[0].id == "img-1" and found[0].score == pytest.approx(1.0, abs=1e-5)
         with pytest.raises(ValueError, match="the store holds 768"):  # a 512-d vector does not go into it
-            store.add_images(
-                "siglip", [NewImage(stored[0][:512], "short")], model_version=version, dedup_threshold=None
-            )
+            store.add_images("siglip", [NewImage(stored[0][:512], "short")], model_version=version, dedup=None)
     finally:
         store.close()

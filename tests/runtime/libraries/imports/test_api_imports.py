@@ -55,7 +55,7 @@ def test_prefix_import_adds_every_image_once_and_reports_the_bad_one(api):
         "processed": IMAGES + 3,
         "added": IMAGES + 1,
         "duplicates": 0,
-        "duplicates_by_tier": {"exact": 0, "similar": 0},
+        "duplicates_by_tier": {"exact": 0, "copy": 0, "similar": 0},
         "already_present": 0,
         "ignored": 1,
         "ignored_by_reason": {

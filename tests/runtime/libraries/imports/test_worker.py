@@ -52,6 +52,7 @@ def test_a_prefix_batch_is_embedded_written_and_counted(moto_aws, tiny_settings,
         "processed": 8,  # the object that is not an image name is counted, as ignored
         "added": 6,
         "duplicates_exact": 0,
+        "duplicates_copy": 0,
         "duplicates_similar": 0,
         "already_present": 0,
         "ignored_not_an_image_name": 1,
