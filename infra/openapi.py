@@ -47,6 +47,8 @@ ROUTES = (
     Route("/libraries/{name}/images/{id}", ("get", "patch", "delete")),
     Route("/libraries/{name}/images/{id}/thumbnail", ("get",)),
     Route("/libraries/{name}/search", ("post",)),
+    Route("/libraries/{name}/export", ("get",)),
+    Route("/libraries/{name}/restore", ("post",)),
     Route("/libraries/{name}/imports", ("get", "post")),
     Route("/libraries/{name}/imports/{import_id}", ("get", "delete")),
     Route("/libraries/{name}/imports/{import_id}/failures", ("get",)),

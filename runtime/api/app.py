@@ -19,7 +19,16 @@ from runtime.api.middleware import BodySizeLimit, EncodedSlashRefusal, InFlightL
 from runtime.api.openai_errors import OpenAIErrorShape
 from runtime.api.query_check import refuse_unknown_query
 from runtime.api.request_log import RequestLog
-from runtime.api.routes import explorer, home, imports, libraries, library_page, openai_embeddings, similarity
+from runtime.api.routes import (
+    explorer,
+    home,
+    imports,
+    libraries,
+    library_export,
+    library_page,
+    openai_embeddings,
+    similarity,
+)
 from runtime.embedder import Embedder
 from runtime.engines import Engine, load_engine
 from runtime.errors import ApiError, unparsable_body
@@ -94,6 +103,7 @@ def create_app(
     if app.state.libraries is not None:
         app.router.on_shutdown.append(app.state.libraries.close)
     app.include_router(libraries.router)
+    app.include_router(library_export.router)  # export and restore
     imports.install(app)  # bulk imports: /libraries/{name}/imports
     if sagemaker:
         app.include_router(similarity.sagemaker_router)
