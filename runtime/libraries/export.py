@@ -156,7 +156,7 @@ def read_image(raw: bytes, number: int, header: ExportHeader) -> NewImage:
     content_hash = value.get("content_hash")
     if content_hash is not None and not is_sha256(content_hash):
         raise invalid(f"{line}: content_hash: not a SHA-256 hex digest")
-    extra = {name: value[name] for name in NEW_IMAGE_FIELDS - LINE_FIELDS & set(value)}
+    extra = {name: value[name] for name in (NEW_IMAGE_FIELDS - LINE_FIELDS) & set(value)}
     return NewImage(
         vector=vector_of(value.get("vector"), header.dimension, line),
         id=value["id"],
@@ -262,7 +262,6 @@ def restore(
     name = library or header.name
     created = ensure_library(store, name, header)
     restored = Restored(store.get_library(name).name, created)
-    check_dimension(store, restored.library, header)
     batch: list[tuple[int, NewImage]] = []
     for number, raw in numbered:
         if restored.complete:
@@ -295,18 +294,20 @@ def ensure_library(store: LibraryStore[Any], name: str, header: ExportHeader) ->
     try:
         existing = store.get_library(name)
     except NotFound:
+        check_dimension(store.dimension, header)
         store.create_library(name, header.model_version, thumbnails=header.thumbnails)
         return True
     if existing.model_version != header.model_version:
         raise mismatch(f"library {existing.name!r} holds vectors of model {existing.model_version}", header)
+    check_dimension(store.library_dimension(name), header)
     return False
 
 
-def check_dimension(store: LibraryStore[Any], name: str, header: ExportHeader) -> None:
-    if store.library_dimension(name) != header.dimension:
+def check_dimension(dimension: int, header: ExportHeader) -> None:
+    """The same model's vectors have one dimension: another in the header is a damaged export."""
+    if dimension != header.dimension:
         raise invalid(
-            f"line 1: dimension {header.dimension}, but model {header.model_version}'s vectors here have "
-            f"{store.library_dimension(name)}"
+            f"line 1: dimension {header.dimension}, but model {header.model_version}'s vectors here have {dimension}"
         )
 
 
