@@ -78,7 +78,17 @@ async def export_library(request: Request, name: LibraryName) -> StreamingRespon
     "server's and the library's (409 `model_version_mismatch` names both). Ids are kept; an id the library "
     "holds counts as `already_present`; a line that cannot be restored is listed in `failures` by its number "
     "(`first_line`: the number of the body's first line, for a part of a longer export).",
-    openapi_extra={"requestBody": {"required": True, "content": {MEDIA_TYPE: {"example": EXPORT_EXAMPLE}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                MEDIA_TYPE: {
+                    "schema": {"type": "string"},
+                    "examples": {"export": {"summary": "An export of one image", "value": EXPORT_EXAMPLE}},
+                }
+            },
+        }
+    },
 )
 async def restore_library(
     request: Request,
