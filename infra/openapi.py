@@ -50,6 +50,8 @@ ROUTES = (
     Route("/libraries/{name}/count", ("post",)),
     Route("/libraries/{name}/delete-images", ("post",)),
     Route("/libraries/{name}/duplicates", ("get",)),
+    Route("/libraries/{name}/export", ("get",)),
+    Route("/libraries/{name}/restore", ("post",)),
     Route("/libraries/{name}/imports", ("get", "post")),
     Route("/libraries/{name}/imports/{import_id}", ("get", "delete")),
     Route("/libraries/{name}/imports/{import_id}/failures", ("get",)),

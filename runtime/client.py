@@ -14,12 +14,15 @@ authorization, sent with an API key for ``API_KEY``; a server that cannot be rea
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
 import httpx
 
 API_KEY_HEADER = "x-api-key"
+NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
 
 class Unreachable(Exception):
@@ -52,16 +55,39 @@ class Client:
         files = {"img": (filename, image, "application/octet-stream")}
         return self._send(httpx.Request("POST", self.base_url + path, data=fields, files=files))
 
+    def post_lines(self, path: str, lines: bytes, params: dict[str, Any] | None = None) -> httpx.Response:
+        """A POST of JSONL (``application/x-ndjson``): a restore's part of an export."""
+        headers = {"content-type": NDJSON_MEDIA_TYPE}
+        return self._send(httpx.Request("POST", self.base_url + path, content=lines, headers=headers, params=params))
+
+    @contextmanager
+    def streamed(self, path: str) -> Iterator[httpx.Response]:
+        """A GET whose answer is read as it arrives (``iter_bytes``): an export, never held whole."""
+        request = self._prepared(httpx.Request("GET", self.base_url + path))
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise Unreachable(f"{self.base_url}: no answer ({describe(exc)})") from exc
+        try:
+            yield response
+        except httpx.TransportError as exc:
+            raise Unreachable(f"{self.base_url}: the answer stopped ({describe(exc)})") from exc
+        finally:
+            response.close()
+
     def _send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return self._http.send(self._prepared(request))
+        except httpx.TransportError as exc:
+            raise Unreachable(f"{self.base_url}: no answer ({describe(exc)})") from exc
+
+    def _prepared(self, request: httpx.Request) -> httpx.Request:
         request.read()  # the body is signed whole
         if self._api_key is not None:
             request.headers[API_KEY_HEADER] = self._api_key
         if self._signer is not None:
             self._signer.sign(request)
-        try:
-            return self._http.send(request)
-        except httpx.TransportError as exc:
-            raise Unreachable(f"{self.base_url}: no answer ({describe(exc)})") from exc
+        return request
 
     def close(self) -> None:
         self._http.close()

@@ -193,6 +193,8 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
         "file_unreadable",
         "invalid_host",
         DUPLICATE_ID,
+        "invalid_export",
+        "invalid_vector",
     ),
     401: ("invalid_api_key",),
     403: ("cross_site_request",),

@@ -25,6 +25,7 @@ from runtime.api.routes import (
     imports,
     libraries,
     library_duplicates,
+    library_export,
     library_page,
     openai_embeddings,
     similarity,
@@ -104,6 +105,7 @@ def create_app(
         app.router.on_shutdown.append(app.state.libraries.close)
     app.include_router(libraries.router)
     app.include_router(library_duplicates.router)
+    app.include_router(library_export.router)  # export and restore
     imports.install(app)  # bulk imports: /libraries/{name}/imports
     if sagemaker:
         app.include_router(similarity.sagemaker_router)

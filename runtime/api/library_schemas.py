@@ -512,6 +512,11 @@ ERROR_TEXTS = {
             "and vectors of two models do not compare. Serve ViT-B-32/openai or create a new library"
         ),
     ),
+    "invalid_export": (
+        400,
+        "Not an export",
+        "line 1: format_version 2; this release reads version 1",
+    ),
     "store_error": (502, "The store failed", "library store: S3 Vectors PutVectors failed (AccessDeniedException)"),
     "scan_too_large": (
         409,

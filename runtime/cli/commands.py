@@ -1,11 +1,12 @@
-"""``python -m runtime serve | import | duplicates``: the commands and their dispatch. (Baking a model folder:
-``python -m runtime.bake``.) Each command's module imports nothing heavy until its flags are checked."""
+"""``python -m runtime serve | import | duplicates | export | restore``: the commands and their dispatch.
+(Baking a model folder: ``python -m runtime.bake``.) Each command's module imports nothing heavy until its
+flags are checked."""
 
 from __future__ import annotations
 
 import argparse
 
-from runtime.cli import duplicates, imports, serve
+from runtime.cli import duplicates, export, imports, serve
 from runtime.cli.parsing import PROG, OneLineParser
 
 
@@ -15,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(commands)
     imports.add_parser(commands)
     duplicates.add_parser(commands)
+    export.add_parsers(commands)
     return parser
 
 
@@ -24,4 +26,6 @@ def main(argv: list[str] | None = None) -> int:
         return serve.run(args)
     if args.command == "duplicates":
         return duplicates.run(args)
+    if args.command in ("export", "restore"):
+        return export.run(args)
     return imports.run(args)

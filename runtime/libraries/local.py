@@ -41,6 +41,7 @@ from runtime.libraries.store import (
     NewImage,
     SearchResult,
     Stored,
+    StoredPage,
     check_library_quota,
     encode_token,
     library_exists,
@@ -163,6 +164,20 @@ class LocalStore(LibraryStore[LibraryIndex]):
         images = found[:limit]
         more = len(found) > limit
         return ImagePage(images, encode_token({"after": images[-1].id}) if more else None)
+
+    def _stored_page(self, held: LibraryIndex, limit: int, token: dict[str, Any] | None) -> StoredPage:
+        """Keyset pages in id order, as ``_page``."""
+        after = token.get("after") if token else None
+        if token is not None and not isinstance(after, str):
+            raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
+        found = self._database().stored_after(held.name, after or "", limit + 1)
+        images = found[:limit]
+        more = len(found) > limit
+        return StoredPage(images, encode_token({"after": images[-1].id}) if more else None)
+
+    def library_dimension(self, name: str) -> int:
+        """A data directory may hold libraries of several models: each has its own dimension."""
+        return self._index(name).dimension
 
     def open(self) -> None:
         self._opened()

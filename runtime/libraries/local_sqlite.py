@@ -30,7 +30,7 @@ from urllib.parse import quote
 import numpy as np
 
 from runtime.errors import ApiError, StoreUnavailable, storage_full
-from runtime.libraries.store import Image, Library, NewImage
+from runtime.libraries.store import Image, Library, NewImage, StoredImage
 from runtime.libraries.values import compact_json
 
 try:
@@ -160,6 +160,16 @@ class LibraryDatabase:
             ).fetchall()
         return [Image(image_id, json.loads(metadata), created) for image_id, metadata, created in rows]
 
+    def stored_after(self, library: str, after: str, count: int) -> list[StoredImage]:
+        """As ``images_after``, each image with every column the table has (a column added since, by name)."""
+        with self._statements() as db:
+            found = db.execute(
+                "SELECT * FROM images WHERE library = ? AND id > ? ORDER BY id LIMIT ?", (library, after, count)
+            )
+            names = [column[0] for column in found.description]
+            rows = [dict(zip(names, row, strict=True)) for row in found.fetchall()]
+        return [stored_image(row) for row in rows]
+
     def thumbnail(self, library: str, image_id: str) -> bytes | None:
         with self._statements() as db:
             row = db.execute(
@@ -254,6 +264,25 @@ class LibraryDatabase:
                 if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
                     db.execute("ROLLBACK")
                 raise
+
+
+STORED_COLUMNS = ("library", "id", "vector", "metadata", "create_time", "content_hash", "thumbnail", "width", "height")
+"""The columns ``stored_image`` reads itself; any other is the image's ``extra``."""
+
+
+def stored_image(row: dict[str, Any]) -> StoredImage:
+    extra = {name: value for name, value in row.items() if name not in STORED_COLUMNS and value is not None}
+    if row.get("width") is not None and row.get("height") is not None:
+        extra["size"] = [row["width"], row["height"]]  # as the S3 Vectors record keeps it
+    return StoredImage(
+        row["id"],
+        json.loads(row["metadata"]),
+        row["create_time"],
+        np.frombuffer(row["vector"], dtype="<f4").copy(),
+        row["content_hash"],
+        bytes(row["thumbnail"]) if row["thumbnail"] is not None else None,
+        extra,
+    )
 
 
 def check_header(path: Path) -> None:

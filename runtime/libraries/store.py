@@ -92,6 +92,28 @@ class ImagePage:
 
 
 @dataclass(frozen=True)
+class StoredImage:
+    """An image as the store keeps it, its vector included: what an export writes (``export.py``)."""
+
+    id: str
+    metadata: dict[str, Any]
+    create_time: float
+    vector: np.ndarray
+    """float32, as stored."""
+    content_hash: str | None = None
+    thumbnail: bytes | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """What else the store keeps of the image (``perceptual_hash``, ...), by name, None values left out."""
+
+
+@dataclass(frozen=True)
+class StoredPage:
+    images: list[StoredImage]
+    next_token: str | None
+    """Pass it back for the next page; None on the last page."""
+
+
+@dataclass(frozen=True)
 class Match:
     id: str
     score: float
@@ -481,6 +503,19 @@ class LibraryStore(ABC, Generic[HandleT]):
             self.check_scan(library, field_name)
             return self._every_image(held)
 
+    def stored_images(self, name: str, *, limit: int = MAX_PAGE, next_token: str | None = None) -> StoredPage:
+        """As ``list_images``, with everything the store keeps of each image (vector, hashes,
+        thumbnail): an export pages through a library with it, one page in memory at a time."""
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise BadRequest(f"limit: must be between 1 and {MAX_PAGE}", code="invalid_value")
+        with self._reading(check_library_name(name)) as (_, held):
+            return self._stored_page(held, limit, decode_token(next_token) if next_token else None)
+
+    def library_dimension(self, name: str) -> int:
+        """The dimension of the library's vectors (a store that holds one dimension: its own)."""
+        self.get_library(name)
+        return self.dimension
+
     def update_metadata(self, name: str, image_id: str, metadata: dict[str, Any]) -> Image:
         """Replace an image's metadata (the same rules as at add); its vector and create time stay."""
         name, image_id = check_library_name(name), check_image_id(image_id)
@@ -699,6 +734,10 @@ class LibraryStore(ABC, Generic[HandleT]):
     @abstractmethod
     def _remove_many(self, held: HandleT, images: list[Stored]) -> None:
         """Delete these images (held for writing), in as few writes as the store allows."""
+
+    @abstractmethod
+    def _stored_page(self, held: HandleT, limit: int, token: dict[str, Any] | None) -> StoredPage:
+        """As ``_page``, each image with its vector and all the store keeps of it."""
 
 
 # --- pieces of the algorithms -------------------------------------------------------------

@@ -24,10 +24,17 @@ def check_score(value: float | None, field: str) -> float | None:
     return value
 
 
+UNIT_TOLERANCE = 1e-6
+"""A norm this close to 1 is unit length: a float32 vector divided by its norm is within a few units
+of float32's last place (1.2e-7) of it."""
+
+
 def check_vector(vector: np.ndarray, dimension: int) -> np.ndarray:
     """The vector as float32 of unit length, so a dot product is the cosine.
 
-    Embeddings arrive normalised; a wrong dimension or a zero vector is a bug, not bad input.
+    Embeddings arrive normalised; a wrong dimension or a zero vector is a bug, not bad input. A vector
+    already of unit length (within float32 rounding, ``UNIT_TOLERANCE``) is kept as it is: dividing it
+    by its norm again would change its last bits, and a restored export keeps its vectors byte for byte.
     """
     vector = np.asarray(vector, dtype=np.float32).reshape(-1)
     if vector.shape[0] != dimension:
@@ -35,6 +42,8 @@ def check_vector(vector: np.ndarray, dimension: int) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     if not math.isfinite(norm) or norm == 0.0:
         raise ValueError("vector must be finite and not zero")
+    if abs(norm - 1.0) <= UNIT_TOLERANCE:
+        return vector.copy()  # the store's own, as the division's result would be
     return vector / np.float32(norm)
 
 

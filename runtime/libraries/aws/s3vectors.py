@@ -61,6 +61,8 @@ from runtime.libraries.store import (
     NewImage,
     SearchResult,
     Stored,
+    StoredImage,
+    StoredPage,
     check_library_quota,
     encode_token,
     library_exists,
@@ -353,6 +355,23 @@ class S3VectorsStore(LibraryStore[Held]):
             for batch in chunks(hashes, MAX_PER_WRITE):
                 self._call("DeleteVectors", indexName=held.files, keys=batch)
 
+    def _stored_page(self, held: Held, limit: int, token: dict[str, Any] | None) -> StoredPage:
+        """One ListVectors call with the vectors' data (``returnData``), as ``_page``."""
+        arguments: dict[str, Any] = {
+            "indexName": held.index,
+            "maxResults": limit,
+            "returnMetadata": True,
+            "returnData": True,
+        }
+        if token is not None:
+            if not isinstance(token.get("aws"), str):
+                raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
+            arguments["nextToken"] = token["aws"]
+        answer = self._call("ListVectors", **arguments)
+        images = [stored_of(found) for found in answer.get("vectors", [])]
+        following = answer.get("nextToken")
+        return StoredPage(images, encode_token({"aws": following}) if following else None)
+
     # --- S3 Vectors calls ----------------------------------------------------------------
     def _query_index(
         self, index: str, vector: np.ndarray, *, top_k: int, conditions: Filter | None = None
@@ -434,6 +453,26 @@ def record_of(vector: dict[str, Any]) -> dict[str, Any]:
     """The record the store wrote under ``__imsim__``: ``{"metadata", "create_time"}``."""
     raw = (vector.get("metadata") or {}).get(RESERVED_METADATA_KEY)
     return json.loads(raw) if raw else {"metadata": {}, "create_time": 0.0}
+
+
+RECORD_FIELDS = ("metadata", "create_time", "content_hash", "thumbnail")
+"""The record's keys ``stored_of`` reads itself; any other is the image's ``extra``."""
+
+
+def stored_of(vector: dict[str, Any]) -> StoredImage:
+    """A listed vector (with its data) as the stored image."""
+    record = record_of(vector)
+    thumbnail = record.get("thumbnail")
+    extra = {name: value for name, value in record.items() if name not in RECORD_FIELDS and value is not None}
+    return StoredImage(
+        vector["key"],
+        record["metadata"],
+        record["create_time"],
+        np.asarray(vector["data"]["float32"], dtype=np.float32),
+        record.get("content_hash"),
+        base64.b64decode(thumbnail) if thumbnail else None,
+        extra,
+    )
 
 
 def image_vector(

@@ -111,8 +111,8 @@ def test_the_coverage_check_fails_on_a_route_the_document_lacks(full_app):
 
 def test_library_routes_are_documented(full_app, document):
     library_routes = {(m, path) for m, path in served_routes(full_app) if path.split("/")[1] == "libraries"}
-    assert len({(m, path) for m, path in library_routes if "/imports" not in path}) == 14  # thumbnails, count,
-    # deletes, duplicates
+    assert len({(m, path) for m, path in library_routes if "/imports" not in path}) == 16  # thumbnails, count,
+    # deletes, duplicates, export, restore
     assert len({(m, path) for m, path in library_routes if "/imports" in path}) == 5  # bulk imports, failures
     documented = {(m, p) for m, p, _ in operations(document)}
     assert library_routes <= documented
@@ -124,7 +124,7 @@ def test_every_operation_and_error_has_examples(document):
         where = f"{method} {path}"
         body = operation.get("requestBody")
         if body:
-            media = body["content"]["application/json"]
+            media = body["content"].get("application/json") or next(iter(body["content"].values()))  # restore: JSONL
             assert media.get("examples") or media.get("example"), f"{where}: request body without examples"
         responses = operation["responses"]
         assert "422" not in responses, f"{where}: documents FastAPI's 422; the app answers 400"
@@ -448,7 +448,8 @@ def test_the_example_swagger_fills_in_first_needs_no_internet(document):
     for method, path, operation in operations(document):
         body = operation.get("requestBody")
         if body and not path.endswith("/imports"):  # an import's source is a bucket or a manifest URL
-            first = next(iter(body["content"]["application/json"]["examples"].values()))
+            media = body["content"].get("application/json") or next(iter(body["content"].values()))  # restore: JSONL
+            first = next(iter(media["examples"].values()))
             sent = json.dumps(first["value"])
             assert "example.com" not in sent and "s3://" not in sent, f"{method} {path}: {sent[:100]}"
 
