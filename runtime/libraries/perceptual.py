@@ -57,20 +57,28 @@ def _reduced_grey(image: Image.Image) -> Image.Image:
 
 
 def margin_box(grey: Image.Image) -> tuple[int, int, int, int]:
-    """The picture inside a uniform margin: each side's lines of one colour (the outermost line's) trimmed."""
+    """The picture inside a uniform frame: trimmed only when all four sides have a margin of one colour,
+    so a photo whose one edge is flat (a white sky, a wall) is hashed whole, as its copies are."""
     pixels = np.asarray(grey, dtype=np.int16)
     height, width = pixels.shape
-    top = _margin(pixels, int(height * MAX_MARGIN))
-    bottom = _margin(pixels[::-1], int(height * MAX_MARGIN))
-    left = _margin(pixels.T, int(width * MAX_MARGIN))
-    right = _margin(pixels.T[::-1], int(width * MAX_MARGIN))
+    sides = [
+        _margin(pixels, int(height * MAX_MARGIN)),
+        _margin(pixels[::-1], int(height * MAX_MARGIN)),
+        _margin(pixels.T, int(width * MAX_MARGIN)),
+        _margin(pixels.T[::-1], int(width * MAX_MARGIN)),
+    ]
+    counts = [count for count, _ in sides]
+    colours = [colour for _, colour in sides]
+    if min(counts) == 0 or max(colours) - min(colours) > MARGIN_TOLERANCE:
+        return 0, 0, width, height
+    top, bottom, left, right = counts
     return left, top, width - right, height - bottom
 
 
-def _margin(lines: np.ndarray, limit: int) -> int:
-    """How many of the first ``lines`` (at most ``limit``) are of the first line's colour."""
-    colour = np.median(lines[0])
+def _margin(lines: np.ndarray, limit: int) -> tuple[int, float]:
+    """How many of the first ``lines`` (at most ``limit``) are of the first line's colour, and that colour."""
+    colour = float(np.median(lines[0]))
     count = 0
     while count < limit and np.mean(np.abs(lines[count] - colour) <= MARGIN_TOLERANCE) >= MARGIN_SHARE:
         count += 1
-    return count
+    return count, colour

@@ -103,7 +103,7 @@ def test_a_library_decode_gives_the_model_input_the_perceptual_hash_and_the_upri
     assert np.array_equal(
         decoded.pixels, image_to_pixels(stored.getvalue(), "img", spec, limits, draft_to=448, budget=None)
     )
-    assert len(original.perceptual_hash) == 16
+    assert len(original.perceptual_hash) == 64  # 256 bits
     assert hash_distance(decoded.perceptual_hash, original.perceptual_hash) <= COPY_DISTANCE
     other = image_to_library_pixels(image_bytes(15, size=(1600, 1200)), "img", spec, limits, draft_to=448, budget=None)
     assert hash_distance(other.perceptual_hash, original.perceptual_hash) > COPY_DISTANCE

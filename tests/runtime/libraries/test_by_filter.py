@@ -28,7 +28,7 @@ def test_s3_a_delete_by_filter_reads_every_page_and_deletes_500_keys_a_call(make
     _, _, fake = request.getfixturevalue("aws")
     store = make_store()
     store.create_library("big", VERSION)
-    store.add_images("big", many_images(MANY), model_version=VERSION, dedup_threshold=None)
+    store.add_images("big", many_images(MANY), model_version=VERSION, dedup=None)
     fake.calls.clear()
     done = store.delete_images("big", {"keep": False})
     doomed = sum(1 for seed in range(MANY) if seed % 3)
@@ -48,7 +48,7 @@ def test_the_rows_left_after_a_delete_by_filter_keep_their_own_vectors(make_stor
     store = make_store()
     store.create_library("lib", VERSION)
     images = many_images(60)
-    store.add_images("lib", images, model_version=VERSION, dedup_threshold=None)
+    store.add_images("lib", images, model_version=VERSION, dedup=None)
     store.delete_images("lib", {"rank": {"$in": list(range(0, 60, 7))}})
     assert store.count_images("lib") == 60 - 9
     for image in images:
@@ -67,7 +67,7 @@ def test_a_search_that_holds_the_old_snapshot_still_reads_it_whole(make_store, r
     store = make_store()
     store.create_library("lib", VERSION)
     images = many_images(20)
-    store.add_images("lib", images, model_version=VERSION, dedup_threshold=None)
+    store.add_images("lib", images, model_version=VERSION, dedup=None)
     with store._reading("lib") as (_, index):
         before = index.snapshot
     store.delete_images("lib", {})

@@ -203,7 +203,7 @@ def test_the_store_pages_through_images_with_their_vectors(make_store):  # noqa:
     store = make_store()
     store.create_library("lib", "m1")
     images = [NewImage(unit(seed), f"i{seed}", {"n": seed}, content_hash(bytes([seed]))) for seed in range(5)]
-    store.add_batch("lib", images, model_version="m1", dedup_threshold=None)
+    store.add_batch("lib", images, model_version="m1", dedup=None)
     seen, token = [], None
     while True:
         page = store.stored_images("lib", limit=2, next_token=token)

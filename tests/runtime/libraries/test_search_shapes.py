@@ -34,7 +34,7 @@ def fill(store, rows: list[tuple[str, float, dict]]) -> None:
         NewImage(at_cosine(QUERY, cosine, seed=100 + n), image_id, metadata)
         for n, (image_id, cosine, metadata) in enumerate(rows)
     ]
-    store.add_images("lib", images, model_version=VERSION, dedup_threshold=None)
+    store.add_images("lib", images, model_version=VERSION, dedup=None)
 
 
 ALBUMS = [
