@@ -33,7 +33,17 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.common import ServerProcess, interleaved, model_settings, p50, p95, parser, print_table, server_args
+from bench.common import (
+    ServerProcess,
+    bare_decode,
+    interleaved,
+    model_settings,
+    p50,
+    p95,
+    parser,
+    print_table,
+    server_args,
+)
 
 PHOTO_SIZE = (4032, 3024)
 
@@ -49,13 +59,6 @@ def phone_photo(size: tuple[int, int], seed: int = 0) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, format="JPEG", quality=92)
     return out.getvalue()
-
-
-def bare_decode(photo: bytes, size: int) -> Image.Image:
-    """The least any server does: Pillow's DCT-domain reduction, then one resize to the model's input."""
-    image = Image.open(io.BytesIO(photo))
-    image.draft("RGB", (size, size))
-    return image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
 
 
 def main() -> None:

@@ -83,6 +83,29 @@ def bake_args(settings) -> list[str]:
     return model_flags(settings)
 
 
+def bare_decode(photo: bytes, size: int):
+    """The least any server does with an image (issue 26's bare floor): Pillow's DCT-domain reduction
+    (``draft``), then one resize to the model's input; no checks, no budget, no crop."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(photo))
+    image.draft("RGB", (size, size))
+    return image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+
+
+def bare_prepare(photos: list[bytes], encoded: list[str] | None, size: int) -> None:
+    """The bare floor of a request's inputs, short of the forward pass: ``base64.b64decode`` of each
+    encoded image (``encoded``, None for raw bytes or URLs) and ``bare_decode`` of each photo."""
+    import base64
+
+    for text in encoded or ():
+        base64.b64decode(text)
+    for photo in photos:
+        bare_decode(photo, size)
+
+
 def timed(function, repeat: int, warmup: int = 1) -> list[float]:
     """Milliseconds per call."""
     for _ in range(warmup):
