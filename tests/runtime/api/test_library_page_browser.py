@@ -62,13 +62,13 @@ def test_search_browse_filter_and_page(browser, server, library, tmp_path):
     picture = tmp_path / "query.png"
     picture.write_bytes(image_bytes(43, size=(48, 48)))  # item-3's own picture
     page.locator("#file").set_input_files(str(picture))
-    wait_for_status(page, "like query.png")
+    wait_for_status(page, "matches like query.png")  # not "Searching like ..."
     assert card_ids(page)[0] == "item-3"
     assert page.locator("#results .card .score").first.inner_text() == "score 1.0000"
 
     clicked = card_ids(page)[1]
     page.locator("#results .card").nth(1).click()  # more like the second result
-    wait_for_status(page, f"like {clicked}")
+    wait_for_status(page, f"matches like {clicked}")
     assert clicked not in card_ids(page) and len(card_ids(page)) == 4
 
     page.locator("details summary").click()
