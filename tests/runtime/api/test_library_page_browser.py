@@ -1,5 +1,6 @@
 """The library page (``GET /libraries-ui``) in headless Chromium: search by text and by an uploaded file,
-click a result for more like it, filter on metadata, page through the library.
+click a result for more like it, filter on metadata, page through the library; see its duplicates and
+delete the one the page suggests dropping.
 
 Debian's ``chromium`` driven by Playwright (the ``browser`` fixture, conftest.py). Set ``UPDATE_DOCS_SCREENSHOT=1``
 to also write docs/library-page.png (the README shows it).
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.images import b64, image_bytes
+from tests.runtime.api.test_duplicate_tiers import photo, reencoded_jpeg
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "library-page.png"
 LIBRARY = "page_test"
@@ -116,6 +118,58 @@ def test_a_page_of_a_library_holding_markup_shows_it_as_text(browser, server):
     server.client.delete(f"/libraries/{name}")
 
 
+def test_the_duplicates_view_suggests_the_keeper_and_deletes_the_copy(browser, server):
+    """A photo and a smaller JPEG of it, both stored (dedup off): one ``copy`` group keeping the photo;
+    the copy's Delete button asks first (dismissed: nothing deleted), then deletes it, and the group goes."""
+    name = "page_dups"
+    markup = '<img src=x onerror="window.ran=1">'
+    assert server.post("/libraries", {"name": name}).status_code == 201
+    original = photo(31)
+    for image_id, data, metadata in [
+        ("shared-copy", reencoded_jpeg(original, 0.5, 80), {"note": markup}),  # added first: size decides
+        ("original", original, {}),
+        ("unrelated", photo(32), {}),
+    ]:
+        added = server.post(
+            f"/libraries/{name}/images", {"img": b64(data), "id": image_id, "metadata": metadata, "dedup": False}
+        )
+        assert added.json()["status"] == 1, added.text
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    console_errors: list[str] = []
+    deletes: list[str] = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    page.on("request", lambda request: deletes.append(request.url) if request.method == "DELETE" else None)
+    page.goto(f"{server.url}/libraries-ui")
+    page.locator("#library").select_option(name)
+    wait_for_status(page, "3 images")
+    page.locator("#duplicates").click()
+    wait_for_status(page, "1 duplicate groups in 3 images")
+    assert page.locator("#results").is_hidden()
+    groups = page.locator("#groups .group")
+    assert groups.count() == 1 and groups.first.get_attribute("data-tier") == "copy"
+    assert groups.locator(".tier").inner_text() == "copy"
+    assert groups.locator(".keeper .id").all_inner_texts() == ["original"]
+    assert groups.locator(".keeper .size").inner_text() == "320 x 240"
+    assert groups.locator(".other .id").all_inner_texts() == ["shared-copy"]
+    assert groups.locator(".keeper .delete").count() == 0  # nothing offers to delete the keeper
+    assert "<img src=x onerror=" in groups.locator(".other .meta").inner_text()
+    page.wait_for_function("[...document.querySelectorAll('#groups img.thumb')].every(i => i.naturalWidth > 0)")
+    assert groups.locator("img.thumb").count() == 2
+
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    groups.locator(".other .delete").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    groups.locator(".other .delete").click()
+    wait_for_status(page, "Deleted shared-copy. No duplicates in 2 images")
+    assert page.locator("#groups .group").count() == 0
+    assert deletes == [f"{server.url}/libraries/{name}/images/shared-copy"]  # the dismissed one sent nothing
+    assert server.client.get(f"/libraries/{name}/images/shared-copy").status_code == 404
+    assert server.client.get(f"/libraries/{name}/images/original").status_code == 200
+    assert page.evaluate("window.ran") is None and console_errors == []
+    page.close()
+    server.client.delete(f"/libraries/{name}")
+
+
 def test_with_an_api_key_the_page_asks_for_it_and_sends_it(browser, tiny_settings, tiny_engine):
     """``serve --api-key``: the page itself loads without the key, then its calls carry the one typed in."""
     from runtime.api.app import create_app
@@ -134,4 +188,6 @@ def test_with_an_api_key_the_page_asks_for_it_and_sends_it(browser, tiny_setting
         page.reload()
         page.locator("#library").select_option("keyed")
         wait_for_status(page, "0 images")
+        page.locator("#duplicates").click()  # the duplicates view's calls carry it too
+        wait_for_status(page, "No duplicates in 0 images")
         page.close()
