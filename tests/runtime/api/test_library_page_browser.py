@@ -170,6 +170,66 @@ def test_the_duplicates_view_suggests_the_keeper_and_deletes_the_copy(browser, s
     server.client.delete(f"/libraries/{name}")
 
 
+def shown_groups(page) -> list[tuple[str, str, list[str]]]:
+    return [
+        (
+            group.get_attribute("data-tier"),
+            group.locator(".keeper .id").inner_text(),
+            group.locator(".other .id").all_inner_texts(),
+        )
+        for group in page.locator("#groups .group").all()
+    ]
+
+
+def api_groups(server, name: str, **params) -> list[tuple[str, str, list[str]]]:
+    body = server.client.get(f"/libraries/{name}/duplicates", params=params).json()
+    return [(g["tier"], g["keeper"]["id"], [o["id"] for o in g["others"]]) for g in body["groups"]]
+
+
+def test_the_duplicates_view_pages_with_more_and_asks_for_similar_with_a_threshold(browser, server):
+    """One group a page (Results = 1): More adds the next; a threshold adds the ``similar`` tier the API finds."""
+    name = "page_dup_pages"
+    assert server.post("/libraries", {"name": name}).status_code == 201
+    for image_id, data in [
+        ("twin-a", photo(33)),
+        ("twin-b", photo(33)),
+        ("big", photo(34)),
+        ("small", reencoded_jpeg(photo(34), 0.5, 80)),
+        ("loner", photo(35)),
+    ]:
+        assert (
+            server.post(f"/libraries/{name}/images", {"img": b64(data), "id": image_id, "dedup": False}).json()[
+                "status"
+            ]
+            == 1
+        )
+    page = browser.new_page()
+    page.goto(f"{server.url}/libraries-ui")
+    page.locator("#library").select_option(name)
+    wait_for_status(page, "5 images")
+    page.locator("#top-k").fill("1")
+    page.locator("#duplicates").click()
+    wait_for_status(page, "1 duplicate groups in 5 images")
+    assert [tier for tier, *_ in shown_groups(page)] == ["exact"]
+    page.locator("#more-groups").click()
+    wait_for_status(page, "2 duplicate groups in 5 images")
+    assert shown_groups(page) == api_groups(server, name) and len(shown_groups(page)) == 2
+    assert page.locator("#more-groups").is_hidden()
+
+    nearest = server.post(f"/libraries/{name}/search", {"id": "loner", "top_k": 1}).json()["matches"][0]["score"]
+    threshold = f"{nearest - 0.001:.4f}"  # the loner and its nearest are similar at this threshold
+    page.locator("#top-k").fill("12")
+    page.locator("#threshold").fill(threshold)
+    page.locator("#duplicates").click()
+    wait_for_status(page, "3 duplicate groups in 5 images")
+    shown = shown_groups(page)
+    assert shown == api_groups(server, name, threshold=threshold)
+    assert [tier for tier, *_ in shown] == ["exact", "copy", "similar"]
+    assert "loner" in [shown[2][1], *shown[2][2]]
+    page.close()
+    server.client.delete(f"/libraries/{name}")
+
+
 def test_with_an_api_key_the_page_asks_for_it_and_sends_it(browser, tiny_settings, tiny_engine):
     """``serve --api-key``: the page itself loads without the key, then its calls carry the one typed in."""
     from runtime.api.app import create_app
