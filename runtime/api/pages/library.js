@@ -1,11 +1,13 @@
 // The library page: pick a library, search it by text, by an image file or by a result ("more like
-// this"), filter on metadata, page through it. Plain DOM, no build step; every value from the API is
-// shown as text (textContent), never as HTML.
+// this"), filter on metadata, page through it; or see the duplicates it holds, in groups, and delete
+// the ones the API suggests dropping. Plain DOM, no build step; every value from the API is shown as
+// text (textContent), never as HTML.
 "use strict";
 
 const config = window.LIBRARY_PAGE;
 const $ = (id) => document.getElementById(id);
 let nextToken = null;
+let groupsToken = null;
 
 async function api(method, path, body) {
   const headers = {};
@@ -93,31 +95,98 @@ async function browse(token = null) {
 }
 
 function render(items) {
+  showGrid(true);
   $("results").replaceChildren(...items.map(card));
 }
 
-function card(item) {
+function showGrid(grid) {
+  $("results").hidden = !grid;
+  $("groups").hidden = grid;
+  if (grid) $("more-groups").hidden = true;
+  else $("next").hidden = true;
+}
+
+function textDiv(className, text, tag = "div") {
+  const element = document.createElement(tag);
+  element.className = className;
+  element.textContent = text;
+  return element;
+}
+
+function imageCard(item) {
   const element = document.createElement("div");
   element.className = "card";
   element.dataset.id = item.id;
+  element.append(thumbnail(item), textDiv("id", item.id));
+  if (item.score !== undefined) element.append(textDiv("score", `score ${item.score.toFixed(4)}`));
+  if (item.width) element.append(textDiv("size", `${item.width} x ${item.height}`));
+  element.append(textDiv("meta", JSON.stringify(item.metadata || {}, null, 1)));
+  return element;
+}
+
+function card(item) {
+  const element = imageCard(item);
   element.title = "More like this";
-  element.append(thumbnail(item));
-  const id = document.createElement("div");
-  id.className = "id";
-  id.textContent = item.id;
-  element.append(id);
-  if (item.score !== undefined) {
-    const score = document.createElement("div");
-    score.className = "score";
-    score.textContent = `score ${item.score.toFixed(4)}`;
-    element.append(score);
-  }
-  const meta = document.createElement("div");
-  meta.className = "meta";
-  meta.textContent = JSON.stringify(item.metadata || {}, null, 1);
-  element.append(meta);
   element.addEventListener("click", () => run(() => search({ id: item.id }, `like ${item.id}`)));
   return element;
+}
+
+function duplicatesPath(token) {
+  const threshold = $("threshold").value.trim();
+  return `/libraries/${library()}/duplicates?limit=${Number($("top-k").value) || 12}` +
+    (threshold ? `&threshold=${encodeURIComponent(threshold)}` : "") +
+    (token ? `&next_token=${encodeURIComponent(token)}` : "");
+}
+
+async function duplicates(token = null) {
+  show("Looking for duplicates...");
+  const page = await api("GET", duplicatesPath(token));
+  showGrid(false);
+  const shown = page.groups.map(group);
+  if (token) $("groups").append(...shown);
+  else $("groups").replaceChildren(...shown);
+  groupsToken = page.next_token;
+  $("more-groups").hidden = !groupsToken;
+  const total = $("groups").children.length;
+  show(total ? `${total} duplicate groups in ${page.scanned} images` : `No duplicates in ${page.scanned} images`);
+}
+
+function group(found) {
+  const element = document.createElement("section");
+  element.className = "group";
+  element.dataset.tier = found.tier;
+  const title = document.createElement("h2");
+  title.append(textDiv("tier", found.tier, "span"), ` keep ${found.keeper.id}, ${found.others.length} to drop`);
+  const keeper = imageCard(found.keeper);
+  keeper.classList.add("keeper");
+  keeper.prepend(textDiv("role", "keeper (suggested)"));
+  const row = document.createElement("div");
+  row.className = "grid";
+  row.append(keeper, ...found.others.map(other));
+  element.append(title, row);
+  return element;
+}
+
+function other(item) {
+  const element = imageCard(item);
+  element.classList.add("other");
+  element.prepend(textDiv("role", "duplicate"));
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "delete";
+  button.textContent = "Delete";
+  button.addEventListener("click", () => run(() => deleteImage(item.id)));
+  element.append(button);
+  return element;
+}
+
+async function deleteImage(id) {
+  if (!window.confirm(`Delete ${id} from ${$("library").value}? This cannot be undone.`)) return;
+  await api("DELETE", `/libraries/${library()}/images/${encodeURIComponent(id)}`);
+  const option = $("library").selectedOptions[0];
+  if (option) option.dataset.count = Math.max(0, Number(option.dataset.count) - 1);
+  await duplicates();
+  show(`Deleted ${id}. ${$("status").textContent}`);
 }
 
 function thumbnail(item) {
@@ -170,6 +239,8 @@ function wire() {
   });
   $("browse").addEventListener("click", () => run(() => browse()));
   $("next").addEventListener("click", () => run(() => browse(nextToken)));
+  $("duplicates").addEventListener("click", () => run(() => duplicates()));
+  $("more-groups").addEventListener("click", () => run(() => duplicates(groupsToken)));
   $("file").addEventListener("change", () => run(() => searchByFile($("file").files[0])));
   $("add-pair").addEventListener("click", addPair);
   const drop = $("drop");
