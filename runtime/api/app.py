@@ -105,7 +105,8 @@ def create_app(
         app.router.on_shutdown.append(app.state.libraries.close)
     app.include_router(libraries.router)
     app.include_router(library_duplicates.router)
-    app.include_router(library_export.router)  # export and restore
+    app.include_router(library_export.router)  # export
+    app.include_router(library_export.writes)  # restore
     imports.install(app)  # bulk imports: /libraries/{name}/imports
     if sagemaker:
         app.include_router(similarity.sagemaker_router)

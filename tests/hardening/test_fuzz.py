@@ -41,6 +41,14 @@ PNG = image_bytes(11)
 JPEG = image_bytes(12, fmt="JPEG")
 
 
+@schemathesis.serializer("application/x-ndjson")
+def ndjson_body(ctx: schemathesis.SerializationContext, value: object) -> bytes:
+    """A restore's body (``POST /libraries/{name}/restore``) is a text of JSON lines: the generated
+    text goes as it is, lone surrogates included (the server must refuse them, not fail)."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.encode("utf-8", errors="surrogatepass")
+
+
 @pytest.fixture(scope="module")
 def fuzz_server(tiny_settings, tiny_engine, tmp_path_factory):
     settings_ = tiny_settings.replace(

@@ -9,6 +9,7 @@ longer export in parts (``python -m runtime restore FILE --api URL``).
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -17,11 +18,14 @@ from starlette.concurrency import run_in_threadpool
 from runtime.api.bodies import JSON, body_kind
 from runtime.api.deps import embedder_of, store_of
 from runtime.api.library_schemas import NAME_DOC, NAME_EXAMPLES, STORE_FAULTS, WRITE_FAULTS, error_examples
+from runtime.api.routes.libraries import LibraryWriteRoute
 from runtime.api.schemas import Responses, error_responses
 from runtime.errors import ApiError
 from runtime.libraries.export import INVALID_EXPORT, MEDIA_TYPE, export_lines, restore
 
 router = APIRouter(tags=["libraries"])
+writes = APIRouter(tags=["libraries"], route_class=LibraryWriteRoute)
+"""The restore: a library write, so its errors carry ``"status": -1`` as the other writes' do."""
 LibraryName = Annotated[str, Path(description=NAME_DOC, openapi_examples=NAME_EXAMPLES)]
 EXPORT_EXAMPLE = (
     '{"format":"imsim-library-export","format_version":1,"name":"products","model_version":"ViT-B-32/openai",'
@@ -39,8 +43,8 @@ RESTORED_EXAMPLE = {
 }
 
 
-def documented(codes: list[str], answer: Responses) -> Responses:
-    examples = error_examples(codes, write=False)
+def documented(codes: list[str], answer: Responses, *, write: bool = False) -> Responses:
+    examples = error_examples(codes, write=write)
     return {**answer, **error_responses(*sorted(examples), examples=examples)}
 
 
@@ -62,15 +66,23 @@ async def export_library(request: Request, name: LibraryName) -> StreamingRespon
     return StreamingResponse(
         export_lines(store, library.name),  # a generator: Starlette iterates it in the thread pool
         media_type=MEDIA_TYPE,
-        headers={"content-disposition": f'attachment; filename="{library.name}.jsonl"'},
+        headers={"content-disposition": attachment(library.name)},
     )
 
 
-@router.post(
+def attachment(name: str) -> str:
+    """The file name of the download: headers are Latin-1, a library name need not be (RFC 6266's
+    ``filename*`` carries it in UTF-8, ``filename`` an ASCII fallback)."""
+    fallback = name if name.isascii() else "library"
+    return f"attachment; filename=\"{fallback}.jsonl\"; filename*=UTF-8''{quote(name)}.jsonl"
+
+
+@writes.post(
     "/libraries/{name}/restore",
     responses=documented(
         ["invalid_library_name", "libraries_disabled", INVALID_EXPORT, "model_version_mismatch", *WRITE_FAULTS],
         {200: {"content": {"application/json": {"example": RESTORED_EXAMPLE}}, "description": "What was restored."}},
+        write=True,
     ),
     summary="Restore an export into a library (no model work: the vectors are taken as they are)",
     description="The body is an export (`application/x-ndjson`), or a part of one that starts with its header "

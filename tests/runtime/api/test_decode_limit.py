@@ -27,23 +27,27 @@ def limited(tiny_settings, tiny_engine, tmp_path):
 def most_in_flight(monkeypatch) -> list[int]:
     """``[n]``: the most decodes that were running at once. Each decode is held a moment so that
     decodes free to overlap do overlap."""
-    decode = runtime.embedder.image_to_pixels
     lock = threading.Lock()
     running = [0]
     most = [0]
 
-    def counted(*args, **kwargs):
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            time.sleep(0.05)
-            return decode(*args, **kwargs)
-        finally:
+    def counting(decode):
+        def counted(*args, **kwargs):
             with lock:
-                running[0] -= 1
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            try:
+                time.sleep(0.05)
+                return decode(*args, **kwargs)
+            finally:
+                with lock:
+                    running[0] -= 1
 
-    monkeypatch.setattr(runtime.embedder, "image_to_pixels", counted)
+        return counted
+
+    # the model's input alone (similarity), or with the perceptual hash and size (a library add)
+    for name in ("image_to_pixels", "image_to_library_pixels"):
+        monkeypatch.setattr(runtime.embedder, name, counting(getattr(runtime.embedder, name)))
     return most
 
 

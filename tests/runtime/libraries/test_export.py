@@ -124,6 +124,7 @@ def test_another_models_export_is_refused_naming_both_versions(servers):
     body = json.dumps({**header, "dimension": 512, "create_time": 0.0, "thumbnails": False}) + "\n"
     refused = server.client.post("/libraries/x/restore", content=body, headers=NDJSON)
     assert refused.status_code == 409 and refused.json()["code"] == "model_version_mismatch"
+    assert refused.json()["status"] == -1  # a library write's error, as every other write's
     served = server.server.config.app.state.embedder.model_version
     assert "ViT-L-14/laion2b" in refused.json()["message"] and served in refused.json()["message"]
     assert server.client.get("/libraries/x").status_code == 404  # nothing was created
@@ -224,3 +225,18 @@ def test_a_unit_vector_is_stored_as_it_is():
     rng = np.random.default_rng(0)
     vectors = [check_vector(rng.normal(size=512).astype(np.float32), 512) for _ in range(50)]
     assert all(check_vector(vector, 512).tobytes() == vector.tobytes() for vector in vectors)
+
+
+def test_a_library_named_outside_latin_1_exports_with_its_name_as_the_file_name(servers):
+    """Headers are Latin-1: the name goes in ``filename*`` (UTF-8), an ASCII fallback in ``filename``
+    (the fuzzer found a 500 on a library named 商品图库)."""
+    live = servers("local")
+    assert live.post("/libraries", {"name": "商品图库"}).status_code == 201
+    exported = live.client.get("/libraries/商品图库/export")
+    assert exported.status_code == 200, exported.text
+    disposition = exported.headers["content-disposition"]
+    assert (
+        disposition
+        == "attachment; filename=\"library.jsonl\"; filename*=UTF-8''%E5%95%86%E5%93%81%E5%9B%BE%E5%BA%93.jsonl"
+    )
+    assert lines_of(exported.content)[0]["name"] == "商品图库"
