@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,24 @@ def test_library_benchmark_prints_every_case():
     assert any(line.startswith("open data dir, 3,0") for line in cases)
     for operator in ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$and", "$or"):
         assert any(line.startswith(f"{operator} (") and "3,000 images" in line for line in cases), operator
+
+
+def test_cold_start_benchmark_splits_the_served_cold_start_into_steps():
+    table = smoke_run("bench_coldstart.py").split("Where the cold start goes", 1)[1]
+    for step in ("interpreter start", "imports: runtime.cli.serve", "ONNX engine", "app:", "first request"):
+        assert re.search(rf"{re.escape(step)}.*\s\d+\.\d+\s+\d+\.\d+%", table), step
+    assert re.search(r"first 200 / plain open_clip's cold start: \d+\.\d+x", table)
+    assert "The ten biggest imports" in table
+
+
+@pytest.mark.skipif(
+    shutil.which("py-spy") is None and not Path(sys.executable).with_name("py-spy").exists(),
+    reason="py-spy is not installed (.venv/bin/pip install py-spy)",
+)
+def test_upload_profile_shares_the_request_among_its_steps():
+    table = smoke_run("profile_upload.py").split("Where a base64 request's time goes", 1)[1]
+    steps, total = table.split("all the work above", 1)
+    shares = [float(share) for share in re.findall(r"\s(\d+\.\d)%\s", steps)]
+    assert shares and abs(sum(shares) - 100) < 1, table
+    assert re.match(r"\s+100\.0%\s+\d+\.\d+", total), table
+    assert "image decode" in table or "image open" in table, table
