@@ -53,3 +53,9 @@ def test_a_text_too_long_for_the_limit_is_refused_before_decoding():
     with pytest.raises(InvalidInput) as refused:
         decode_base64("$" * 4000, "img", 1000)  # not even base64: the length alone refuses it
     assert refused.value.code == "image_too_large"
+
+
+def test_the_limit_is_on_the_image_not_on_the_whitespace_around_it():
+    spaced = " ".join(base64.b64encode(DATA).decode()[i : i + 4] for i in range(0, 40_000, 4))
+    assert len(spaced) * 3 // 4 > len(DATA)  # over the limit with its spaces, within it without
+    assert decode_base64(spaced, "img", len(DATA)) == DATA
