@@ -21,10 +21,10 @@ from __future__ import annotations
 import errno
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -41,6 +41,7 @@ from runtime.libraries.store import (
     NewImage,
     SearchResult,
     Stored,
+    StoredImage,
     StoredPage,
     check_library_quota,
     encode_token,
@@ -157,23 +158,13 @@ class LocalStore(LibraryStore[LibraryIndex]):
     def _page(self, held: LibraryIndex, limit: int, token: dict[str, Any] | None) -> ImagePage:
         """Keyset pages in id order: the token is the last id served, so an insert or delete between
         pages neither repeats nor skips another image."""
-        after = token.get("after") if token else None
-        if token is not None and not isinstance(after, str):
-            raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
-        found = self._database().images_after(held.name, after or "", limit + 1)
-        images = found[:limit]
-        more = len(found) > limit
-        return ImagePage(images, encode_token({"after": images[-1].id}) if more else None)
+        images, following = keyset_page(self._database().images_after, held.name, limit, token)
+        return ImagePage(images, following)
 
     def _stored_page(self, held: LibraryIndex, limit: int, token: dict[str, Any] | None) -> StoredPage:
-        """Keyset pages in id order, as ``_page``."""
-        after = token.get("after") if token else None
-        if token is not None and not isinstance(after, str):
-            raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
-        found = self._database().stored_after(held.name, after or "", limit + 1)
-        images = found[:limit]
-        more = len(found) > limit
-        return StoredPage(images, encode_token({"after": images[-1].id}) if more else None)
+        """Keyset pages in id order, as ``_page``, each image with its vector."""
+        images, following = keyset_page(self._database().stored_after, held.name, limit, token)
+        return StoredPage(images, following)
 
     def library_dimension(self, name: str) -> int:
         """A data directory may hold libraries of several models: each has its own dimension."""
@@ -248,3 +239,19 @@ def load(db: LibraryDatabase, library: Library, dimension: int) -> LibraryIndex:
     if images:
         index.append(images, vectors, create_times)
     return index
+
+
+PageT = TypeVar("PageT", Image, StoredImage)
+
+
+def keyset_page(
+    rows_after: Callable[[str, str, int], list[PageT]], library: str, limit: int, token: dict[str, Any] | None
+) -> tuple[list[PageT], str | None]:
+    """``limit`` rows after the token's last id (one more is read to know whether a page follows), and
+    the next page's token."""
+    after = token.get("after") if token else None
+    if token is not None and not isinstance(after, str):
+        raise BadRequest("next_token: not a token this API gave", code="invalid_next_token")
+    found = rows_after(library, after or "", limit + 1)
+    images = found[:limit]
+    return images, encode_token({"after": images[-1].id}) if len(found) > limit else None
