@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import DUPLICATE_ID, IMAGE_EXISTS, MODEL_VERSION_MISMATCH, ApiError, BadRequest, Conflict, NotFound
+from runtime.libraries.hashing import is_content_hash
+from runtime.libraries.perceptual import is_perceptual_hash
 from runtime.libraries.store import Added, Library, LibraryStore, NewImage, Refused, StoredImage
 from runtime.libraries.values import compact_json, writable_as_utf8
 
@@ -159,7 +161,7 @@ def read_image(raw: bytes, number: int, header: ExportHeader) -> NewImage:
     if not isinstance(value.get("id"), str):
         raise BadRequest(f"{line}: id: must be a string", code="invalid_image_id")
     content_hash = value.get("content_hash")
-    if content_hash is not None and not is_sha256(content_hash):
+    if content_hash is not None and not is_content_hash(content_hash):
         raise invalid(f"{line}: content_hash: not a SHA-256 hex digest")
     extra = {name: value[name] for name in (NEW_IMAGE_FIELDS - LINE_FIELDS) & set(value)}
     if "perceptual_hash" in extra and not is_perceptual_hash(extra["perceptual_hash"]):
@@ -215,10 +217,6 @@ def thumbnail_of(encoded: Any, line: str) -> bytes | None:
     raise BadRequest(f"{line}: thumbnail: not valid base64", code="invalid_base64")
 
 
-def is_perceptual_hash(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 128 and all(c in "0123456789abcdef" for c in value)
-
-
 def size_of(value: Any, line: str) -> tuple[int, int]:
     """``[width, height]`` of the original picture, two positive integers."""
     if (
@@ -228,10 +226,6 @@ def size_of(value: Any, line: str) -> tuple[int, int]:
     ):
         raise invalid(f"{line}: size: must be [width, height], two positive integers")
     return (value[0], value[1])
-
-
-def is_sha256(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def invalid(message: str) -> BadRequest:

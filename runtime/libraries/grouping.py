@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.errors import BadRequest
-from runtime.libraries.metadata import MAX_METADATA_KEY_CHARS, RESERVED_METADATA_KEY, is_number
+from runtime.libraries.metadata import MAX_METADATA_KEY_CHARS, is_metadata_key, is_number
 
 MAX_PER_GROUP = 10
 """Matches a group answers at most (``per_group``): with ``top_k`` groups, a search answers at most
@@ -40,12 +40,7 @@ def check_grouping(group_by: Any, per_group: Any) -> Grouping | None:
         if per_group is not None:
             raise BadRequest("per_group: only with group_by (the metadata key to group by)", code="invalid_value")
         return None
-    if (
-        not isinstance(group_by, str)
-        or group_by == RESERVED_METADATA_KEY
-        or group_by.startswith("$")
-        or not 1 <= len(group_by) <= MAX_METADATA_KEY_CHARS
-    ):
+    if not is_metadata_key(group_by):
         raise BadRequest(
             f"group_by: {group_by!r} is not a metadata key; give a top-level key of 1 to {MAX_METADATA_KEY_CHARS} "
             "characters, not starting with '$'",

@@ -17,9 +17,11 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def is_content_hash(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def check_content_hash(value: str | None, where: str = "") -> str | None:
-    if value is not None and (
-        not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value)
-    ):
+    if value is not None and not is_content_hash(value):
         raise ValueError(f"{at(where, 'content_hash')}: not a SHA-256 hex digest (use hashing.content_hash)")
     return value

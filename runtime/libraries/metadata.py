@@ -70,13 +70,18 @@ def check_depth(metadata: dict[str, Any], field_name: str) -> None:
         pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
+def is_metadata_key(key: Any) -> bool:
+    """The rule of a top-level key: what metadata may hold, and so what ``group_by`` and ``order_by`` name."""
+    return (
+        isinstance(key, str)
+        and key != RESERVED_METADATA_KEY
+        and not key.startswith("$")
+        and 1 <= len(key) <= MAX_METADATA_KEY_CHARS
+    )
+
+
 def check_metadata_key(key: str, field_name: str) -> None:
-    if (
-        not isinstance(key, str)
-        or key == RESERVED_METADATA_KEY
-        or key.startswith("$")
-        or not 1 <= len(key) <= MAX_METADATA_KEY_CHARS
-    ):
+    if not is_metadata_key(key):
         raise BadRequest(
             f"{field_name}: key {key!r}: top-level keys take 1 to {MAX_METADATA_KEY_CHARS} characters, "
             f"may not start with '$' (filter operators do) and may not be {RESERVED_METADATA_KEY!r}",

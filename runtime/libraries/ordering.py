@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runtime.errors import BadRequest
-from runtime.libraries.metadata import MAX_METADATA_KEY_CHARS, RESERVED_METADATA_KEY, is_number
+from runtime.libraries.metadata import MAX_METADATA_KEY_CHARS, RESERVED_METADATA_KEY, is_metadata_key, is_number
 
 ORDERS = ("asc", "desc")
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?")
@@ -49,11 +49,7 @@ def check_order(order_by: str | None, order: str | None) -> Order | None:
         if order is not None:
             raise BadRequest("order: give order_by too (the metadata key to order by)", code="invalid_value")
         return None
-    if (
-        not 1 <= len(order_by) <= MAX_METADATA_KEY_CHARS
-        or order_by.startswith("$")
-        or order_by == RESERVED_METADATA_KEY
-    ):
+    if not is_metadata_key(order_by):
         raise BadRequest(
             f"order_by: {order_by!r} is not a metadata key (1 to {MAX_METADATA_KEY_CHARS} characters, not "
             f"starting with '$', not {RESERVED_METADATA_KEY!r})",

@@ -39,6 +39,11 @@ def perceptual_hash(image: Image.Image) -> str:
     return str(imagehash.phash(grey.crop(margin_box(grey)), hash_size=HASH_SIZE))
 
 
+def is_perceptual_hash(value: object) -> bool:
+    """A hash as ``perceptual_hash`` writes it (what a restore may hand the store)."""
+    return isinstance(value, str) and 0 < len(value) <= 128 and all(c in "0123456789abcdef" for c in value)
+
+
 def hash_distance(a: str, b: str) -> int:
     """How many bits differ between two perceptual hashes (the Hamming distance)."""
     if len(a) != len(b):
