@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runtime.engines.deferred import Deferred
 from runtime.engines.model_folder import (
     GRAPHS_OPTIMIZED_BY,
     IMAGE_GRAPH,
@@ -30,18 +31,24 @@ if TYPE_CHECKING:
     from runtime.engines.priority import Priority
 
 
+@dataclass(frozen=True)
+class TextTower:
+    session: InferenceSession
+    tokenizer: ClipTokenizer | HfTokenizer
+
+
 class OnnxEngine:
     def __init__(
         self,
         image_session: InferenceSession,
-        text_session: InferenceSession,
-        tokenizer: ClipTokenizer | HfTokenizer,
+        text: Deferred[TextTower],
         spec: ImageSpec,
         model_version: str,
     ):
+        """``text``: the text tower, loaded on the first text request when the engine comes from a folder
+        (a cold start answers its first image without it)."""
         self.image_session = image_session
-        self.text_session = text_session
-        self.tokenizer = tokenizer
+        self.text = text
         self.spec = spec
         self.model_version = model_version
         self.dimension = int(image_session.get_outputs()[0].shape[-1])
@@ -51,6 +58,14 @@ class OnnxEngine:
     @property
     def image_size(self) -> int:
         return self.spec.size
+
+    @property
+    def text_session(self) -> InferenceSession:
+        return self.text.get().session
+
+    @property
+    def tokenizer(self) -> ClipTokenizer | HfTokenizer:
+        return self.text.get().tokenizer
 
     @classmethod
     def load(
@@ -95,7 +110,8 @@ class OnnxEngine:
         optimized: bool = False,
     ) -> OnnxEngine:
         """``optimized``: the graphs were optimised at bake time by this ONNX Runtime version, so loading
-        skips that work (a cold start's largest part after the imports)."""
+        skips that work (a cold start's largest part after the imports). The text graph and the
+        tokenizer load on the first text request; a missing file is refused here, not then."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -109,10 +125,11 @@ class OnnxEngine:
         def session(path: Path) -> InferenceSession:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-        # The two graphs load (and are optimised) in parallel: most of a cold start's load time.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            image, text = pool.map(session, (image_graph, text_graph))
-        return cls(image, text, load_tokenizer(tokenizer_file, tokenizer), spec, model_version)
+        for path in (text_graph, tokenizer_file):
+            if not path.is_file():
+                raise FileNotFoundError(f"the model folder has no {path.name}: {path}")
+        text = Deferred(lambda: TextTower(session(text_graph), load_tokenizer(tokenizer_file, tokenizer)))
+        return cls(session(image_graph), text, spec, model_version)
 
     def encode_images(self, pixels: Pixels, priority: Priority = INTERACTIVE) -> Vectors:
         batch = normalize(pixels, self.spec)
@@ -121,9 +138,10 @@ class OnnxEngine:
         return l2_normalize(vectors)
 
     def encode_texts(self, texts: list[str], priority: Priority = INTERACTIVE) -> Vectors:
-        tokens = self.tokenizer(texts)
+        text = self.text.get()
+        tokens = text.tokenizer(texts)
         with self._lock:
-            vectors = self.text_session.run(None, {"tokens": tokens})[0]
+            vectors = text.session.run(None, {"tokens": tokens})[0]
         return l2_normalize(vectors)
 
 

@@ -91,7 +91,7 @@ def test_an_engine_agrees_perfectly_with_itself_and_not_with_another_model(baked
     assert same["cosine_min"] == pytest.approx(1.0, abs=1e-5)
     assert same["top10_overlap"] == 1.0 and same["image_to_image_top1"] == 1.0
     other = OnnxEngine.load(out, model_version="v", precision="fp32")
-    other.image_session, other.text_session = _sessions_of_a_model_with_other_weights(tmp_for=out)
+    other.image_session, other.text = _sessions_of_a_model_with_other_weights(tmp_for=out)
     assert agreement(fp32, other, library, queries, PROBE_TEXTS)["cosine_min"] < 0.9
 
 
@@ -107,4 +107,4 @@ def _sessions_of_a_model_with_other_weights(tmp_for):
     settings = Settings(model=tiny.name, weights=str(tiny.weights), model_config_path=str(tiny.config), device="cpu")
     export_onnx(TorchEngine.load(settings), folder, int8=False)
     other = OnnxEngine.load(folder, model_version="v", precision="fp32", spec=TorchEngine.load(settings).spec)
-    return other.image_session, other.text_session
+    return other.image_session, other.text

@@ -62,6 +62,25 @@ def test_onnx_engine_agrees_with_torch(reference, exported, precision, floor):
     assert image_cos.min() >= floor and text_cos.min() >= floor, (image_cos, text_cos)
 
 
+def test_onnx_engine_loads_its_text_tower_on_the_first_text_request_only(reference, exported):
+    folder, _ = exported
+    onnx = OnnxEngine.load(folder, model_version=reference.model_version, precision="fp32", spec=reference.spec)
+    onnx.encode_images(pixels(1, reference.image_size))
+    assert not onnx.text.built  # a cold start's first image does not pay for the text graph
+    vectors = onnx.encode_texts(TEXTS[:2])
+    assert onnx.text.built
+    assert np.sum(vectors * reference.encode_texts(TEXTS[:2]), axis=1).min() > 0.99999
+
+
+def test_onnx_engine_refuses_a_folder_without_its_text_graph_at_load(reference, exported, tmp_path):
+    folder, _ = exported
+    for path in folder.iterdir():
+        if not path.name.startswith("text"):
+            (tmp_path / path.name).symlink_to(path)
+    with pytest.raises(FileNotFoundError, match="text"):
+        OnnxEngine.load(tmp_path, model_version=reference.model_version, precision="fp32", spec=reference.spec)
+
+
 @pytest.mark.slow
 def test_auto_engine_serves_onnx_from_a_baked_folder(tiny_settings, tmp_path):
     from runtime.bake.bake import bake
