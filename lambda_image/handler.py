@@ -8,7 +8,9 @@ after every event, X-Ray traces when the function has active tracing.
 
 from mangum import Mangum
 
+from runtime.allocator import keep_freed_memory
 from runtime.api.app import create_app
 from runtime.observability import lambda_entry
 
+keep_freed_memory()  # each request's large buffers reuse the last one's pages (runtime/allocator.py)
 handler = lambda_entry(Mangum(create_app(), lifespan="off"))

@@ -6,9 +6,11 @@ endpoint). The engine and the store are built at init, outside the handler. ``la
 what the API's function has: JSON logs with the invocation's context, and the import's EMF metrics.
 """
 
+from runtime.allocator import keep_freed_memory
 from runtime.libraries.imports.worker import Worker
 from runtime.observability import lambda_entry
 
+keep_freed_memory()  # each batch's images reuse the last one's pages (runtime/allocator.py)
 worker = Worker.from_env()
 
 

@@ -23,6 +23,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from runtime.allocator import keep_freed_memory
 from runtime.cli.parsing import HelpFormatter
 from runtime.errors import ApiError, ModelUnavailable, SettingsError
 from runtime.observability import configure_logs
@@ -250,6 +251,7 @@ def show_urls(lines: list[str], log_format: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    keep_freed_memory()
     try:
         settings = settings_from_args(args)
         configure_logs(settings.log_format, args.log_level.upper())
