@@ -260,13 +260,18 @@ def run(args: argparse.Namespace) -> int:
         check_port_free(args.host, args.port)
         if warning is not None:
             print(warning, file=sys.stderr, flush=True)
-        # The checks above import nothing heavy, so they answer at once; the model loads below.
-        from runtime.api.app import create_app
+        # The checks above import nothing heavy, so they answer at once; the model loads below,
+        # in a thread, while the web stack is imported.
+        from runtime.engines import load_engine_in_background
         from runtime.engines.model_folder import settings_for_model_dir
 
         settings = settings_for_model_dir(settings)
+        engine = load_engine_in_background(settings)
+        from runtime.api.app import create_app
+
         # The SageMaker container's requests come from SageMaker, under names it does not announce.
-        app = create_app(settings, sagemaker=args.sagemaker, served_on=None if args.sagemaker else args.host)
+        served_on = None if args.sagemaker else args.host
+        app = create_app(settings, engine=engine.result(), sagemaker=args.sagemaker, served_on=served_on)
         if app.state.libraries is not None:
             app.state.libraries.open()
     except (SettingsError, ModelUnavailable, ApiError) as exc:

@@ -21,6 +21,8 @@ from runtime.errors import ModelUnavailable
 
 # Types only: importing the package (e.g. runtime.engines.catalog, which the CDK app reads) needs no NumPy.
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import numpy as np
     from numpy.typing import NDArray
 
@@ -74,6 +76,24 @@ def load_engine(settings: Settings) -> Engine:
 
         return MicroBatcher(engine, max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms)
     return engine
+
+
+def load_engine_in_background(settings: Settings) -> Future[Engine]:
+    """``load_engine`` in a thread of its own, started now: the caller imports the web stack meanwhile.
+
+    ONNX Runtime builds its session without holding the GIL, so on two cores a cold start's two
+    largest parts (the imports, the session) overlap. The runtime's own engine modules are imported
+    here, first: the thread then imports only ONNX Runtime (or torch), which the web stack does not."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import runtime.engines.model_folder
+    import runtime.engines.onnx_engine  # noqa: F401  (numpy, Pillow and the image code with it)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-load")
+    try:
+        return pool.submit(load_engine, settings)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one job
 
 
 def _load(settings: Settings) -> Engine:
