@@ -11,7 +11,6 @@ of real photographs; docs/libraries.md ("Duplicates in tiers: the copy tier, mea
 
 from __future__ import annotations
 
-import imagehash
 import numpy as np
 from PIL import Image
 
@@ -35,6 +34,8 @@ MAX_MARGIN = 0.3
 
 def perceptual_hash(image: Image.Image) -> str:
     """The picture's 256-bit perceptual hash, as 64 lowercase hex digits."""
+    import imagehash  # at the first library add, not at a server's start
+
     grey = _reduced_grey(image)
     return str(imagehash.phash(grey.crop(margin_box(grey)), hash_size=HASH_SIZE))
 
