@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from runtime.api.json_limits import MAX_INT_DIGITS, json_refusal, json_shape
+from runtime.api.json_limits import MAX_INT_DIGITS, json_refusal, json_shape, value_starts
 
 
 @pytest.mark.parametrize(
@@ -16,6 +17,12 @@ from runtime.api.json_limits import MAX_INT_DIGITS, json_refusal, json_shape
 )
 def test_the_values_bound_is_never_below_the_real_count(document, values):
     assert json_shape(json.dumps(document).encode()).values_bound >= values
+
+
+def test_the_value_starts_are_every_comma_and_opening_bracket_of_any_bytes():
+    body = bytes(range(256)) * 3 + b"[{,]}" + bytes(np.random.default_rng(0).integers(0, 256, 100_000, dtype=np.uint8))
+    loosened = body.count(b"\x0c")  # a form feed is counted as a comma (it is not JSON outside a string)
+    assert value_starts(body) == body.count(b",") + body.count(b"[") + body.count(b"{") + loosened
 
 
 def test_only_a_digit_run_longer_than_python_parses_is_found():
