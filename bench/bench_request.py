@@ -1,5 +1,8 @@
 """The request path through the real HTTP server, against the engine's own forward time.
 
+The server is ``serve --model-dir`` on the baked folder, as deployed (``--smoke``: the tiny model as
+it is); the forward pass is timed in this process on the same graphs.
+
     .venv/bin/python bench/bench_request.py [--engine onnx|torch] [--smoke]
 
 For each request (single 1024x768 and 4096x3072 JPEG by base64 and by URL, a pair, a batch of 8,
@@ -29,7 +32,7 @@ from bench.common import (
     p95,
     parser,
     print_table,
-    server_args,
+    served_as_deployed,
 )
 from tests.fakes.images import b64, image_bytes
 from tests.fakes.servers import FileServer
@@ -41,9 +44,10 @@ def main() -> None:
     args = cli.parse_args()
     rounds = 3 if args.smoke else 15
     settings = model_settings(args.smoke).replace(engine=args.engine, micro_batching=False)
+    settings, served = served_as_deployed(settings, args.smoke)
     from runtime.engines import load_engine
 
-    engine = load_engine(settings)  # also exports the ONNX graphs the server will reuse
+    engine = load_engine(settings)  # the graphs the server loads
     size = engine.image_size
     rng = np.random.default_rng(0)
     batches = {n: rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8) for n in (1, 2, 8)}
@@ -65,7 +69,7 @@ def main() -> None:
         ("batch of 8 1024x768", {"inputs": [{"img": b64(photo)} for photo in batch]}, 8, batch, True),
         ("text", {"text": "a photo of a cat on a sofa"}, "text", [], False),
     ]
-    flags = [*server_args(settings), "--engine", args.engine, "--no-micro-batching", "--allow-network", "127.0.0.1/32"]
+    flags = [*served, "--engine", args.engine, "--no-micro-batching", "--allow-network", "127.0.0.1/32"]
     with ServerProcess(*flags) as server, httpx.Client(base_url=server.url, timeout=120) as client:
 
         def sender(body: dict):

@@ -59,6 +59,16 @@ def server_args(settings) -> list[str]:
     return [*model_flags(settings), "--data-dir", settings.data_dir]
 
 
+def served_as_deployed(settings, smoke: bool):
+    """Settings and ``serve`` flags for the model as the deployed server loads it: the real-size model
+    from its baked folder (``serve --model-dir``, what the Lambda image runs), the smoke model as it is.
+    An engine loaded from the settings runs the same graphs as the server."""
+    if smoke:
+        return settings, server_args(settings)
+    folder = baked_folder(settings)
+    return settings.replace(model_dir=str(folder)), ["--model-dir", str(folder), "--data-dir", settings.data_dir]
+
+
 def baked_folder(settings) -> Path:
     """A folder as the image build bakes it (weights + ONNX graphs), made once."""
     folder = CACHE / f"baked-{settings.cache_key()}"
