@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench-results
 for benchmark in bench_engines bench_request bench_upload bench_concurrency bench_coldstart bench_openvino \
-    bench_import bench_libraries load_test bench_powertools bench_priority bench_models bench_duplicates; do
+    bench_import bench_libraries bench_export load_test bench_powertools bench_priority bench_models bench_duplicates; do
     echo "== $benchmark $*"
     .venv/bin/python "bench/$benchmark.py" "$@" 2>&1 | grep -v "^WARNING:root" | tee "bench-results/$benchmark.txt"
 done

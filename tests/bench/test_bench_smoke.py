@@ -24,6 +24,7 @@ BENCHES = {
     "bench_priority.py": "Text search under batch adds",
     "bench_models.py": "Models: images/s",
     "bench_duplicates.py": "Copy tier",
+    "bench_export.py": "Export and restore",
 }
 
 
