@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, ServerProcess, baked_folder, model_settings, parser, print_table
+from bench.common import ROOT, ServerProcess, baked_folder, model_settings, parser, polling_client, print_table
 
 CHILD = r"""
 import json, sys, time
@@ -205,20 +205,26 @@ def serve_first_answer(folder: Path, photo: str) -> float:
     port = free_port()
     command = [sys.executable, "-m", "runtime", "serve", "--port", str(port), "--log-level", "warning"]
     command += ["--model-dir", str(folder), "--data-dir", tempfile.mkdtemp(prefix="bench-data-")]
-    started = time.perf_counter()
-    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    try:
-        while server.poll() is None:
-            try:
-                answer = httpx.post(f"http://127.0.0.1:{port}/image-similarity", json={"img": photo}, timeout=30)
-                if answer.status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.HTTPError:
-                time.sleep(0.02)
-        raise SystemExit(f"serve exited with {server.returncode}")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    body = json.dumps({"img": photo}).encode()
+    with polling_client() as client:  # made before the clock starts: it is not the server's cost
+        started = time.perf_counter()
+        server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        try:
+            while server.poll() is None:
+                try:
+                    answer = client.post(
+                        f"http://127.0.0.1:{port}/image-similarity",
+                        content=body,
+                        headers={"content-type": "application/json"},
+                    )
+                    if answer.status_code == 200:
+                        return time.perf_counter() - started
+                except httpx.HTTPError:
+                    time.sleep(0.02)
+            raise SystemExit(f"serve exited with {server.returncode}")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def lambda_cold_start(folder: Path, precision: str) -> tuple[float, dict]:
