@@ -65,6 +65,13 @@ def bare_lines(images: list[NewImage]) -> bytes:
     return "".join(lines).encode()
 
 
+def add_in_batches(store: LocalStore, images: list[NewImage]) -> None:
+    """The images into a new library ``bench``, in the restore's batch size."""
+    store.create_library("bench", VERSION)
+    for start in range(0, len(images), RESTORE_BATCH):
+        store.add_images("bench", images[start : start + RESTORE_BATCH], model_version=VERSION, dedup=None)
+
+
 def timed(run) -> tuple[float, object]:
     started = time.perf_counter()
     result = run()
@@ -81,9 +88,7 @@ def run(count: int) -> list[list]:
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(data_dir=folder + "/source", max_images_per_library=count)
         source = LocalStore(settings, DIMENSION)
-        source.create_library("bench", VERSION)
-        for start in range(0, count, RESTORE_BATCH):
-            source.add_images("bench", images[start : start + RESTORE_BATCH], model_version=VERSION, dedup=None)
+        add_in_batches(source, images)
         export_s, exported = best_of(ROUNDS, lambda: b"".join(export_lines(source, "bench")))
         bare_export_s, _ = best_of(ROUNDS, lambda: bare_lines(images))
 
@@ -98,16 +103,14 @@ def run(count: int) -> list[list]:
 
         def add_once() -> None:
             target = LocalStore(Settings(data_dir=f"{folder}/added-{next(adds)}"), DIMENSION)
-            target.create_library("bench", VERSION)
-            for start in range(0, count, RESTORE_BATCH):
-                target.add_images("bench", images[start : start + RESTORE_BATCH], model_version=VERSION, dedup=None)
+            add_in_batches(target, images)
             target.close()
 
         restore_s, restored = best_of(ROUNDS, restore_once)
         add_s, _ = best_of(ROUNDS, add_once)
         assert restored.counts["added"] == count, restored.counts  # type: ignore[attr-defined]
-        check_round_trip(source, f"{folder}/restored-1")
         source.close()
+        check_round_trip(exported, f"{folder}/restored-1")
     megabytes = len(exported) / 1e6
     return [
         ["export (JSONL)", count, export_s, f"{count / export_s:,.0f}", f"{megabytes / export_s:.0f}", bare_export_s,
@@ -117,16 +120,18 @@ def run(count: int) -> list[list]:
     ]  # fmt: skip
 
 
-def check_round_trip(source: LocalStore, restored_dir: str) -> None:
+def check_round_trip(exported: bytes, restored_dir: str) -> None:
+    """The restored library, exported again, holds the exported vectors, byte for byte."""
     restored = LocalStore(Settings(data_dir=restored_dir), DIMENSION)
     try:
-        before = b"".join(line for line in export_lines(source, "bench") if b'"vector"' in line)
-        after = b"".join(line for line in export_lines(restored, "bench") if b'"vector"' in line)
-        vectors_before = [json.loads(line)["vector"] for line in before.splitlines()]
-        vectors_after = [json.loads(line)["vector"] for line in after.splitlines()]
-        assert vectors_before == vectors_after, "a restored vector differs from the exported one"
+        again = b"".join(export_lines(restored, "bench"))
     finally:
         restored.close()
+    assert vectors_of(exported) == vectors_of(again), "a restored vector differs from the exported one"
+
+
+def vectors_of(export: bytes) -> list[str]:
+    return [json.loads(line)["vector"] for line in export.splitlines() if b'"vector"' in line]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,8 +86,7 @@ def load_engine_in_background(settings: Settings) -> Future[Engine]:
     here, first: the thread then imports only ONNX Runtime (or torch), which the web stack does not."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import runtime.engines.model_folder
-    import runtime.engines.onnx_engine  # noqa: F401  (numpy, Pillow and the image code with it)
+    import runtime.engines.onnx_engine  # noqa: F401  (the model folder, numpy, Pillow and the image code with it)
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-load")
     try:

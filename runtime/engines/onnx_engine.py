@@ -60,10 +60,6 @@ class OnnxEngine:
         return self.spec.size
 
     @property
-    def text_session(self) -> InferenceSession:
-        return self.text.get().session
-
-    @property
     def tokenizer(self) -> ClipTokenizer | HfTokenizer:
         return self.text.get().tokenizer
 
